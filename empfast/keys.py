@@ -1,0 +1,46 @@
+"""Redis key names of one queue. Every key shares the hash tag {queue}, so each script's keys live in
+one Redis Cluster slot. docs/data-model.md describes every key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from empfast.config import check_queue_name
+
+# Bump when the meaning of a key or field changes; the loader refuses to run against another layout.
+LAYOUT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    prefix: str
+    meta: str
+    seq: str
+    types: str
+    scheduled: str
+    active: str
+    completed: str
+    failed: str
+    cancelled: str
+    workers: str
+    worker_states: str
+    stats: str
+    events: str
+
+    @classmethod
+    def for_queue(cls, queue: str) -> QueueKeys:
+        prefix = "{" + check_queue_name(queue) + "}:"
+        names = {f: prefix + f for f in cls.__slots__ if f != "prefix"}
+        return cls(prefix=prefix, **names)
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def pending(self, job_type: str) -> str:
+        return f"{self.prefix}pending:{job_type}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}:jobs"

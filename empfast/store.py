@@ -1,0 +1,481 @@
+"""The store: the only code in empfast that talks to Redis.
+
+Every state transition is one EVALSHA of a script from lua/ (one round trip; batch variants cost one
+round trip per batch). Payloads and results go through as the bytes/str they came in as, never
+parsed. Methods take an optional `now` (ms) so tests can drive leases and delays without sleeping;
+in production the scripts read Redis's own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+from redis import asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from empfast.config import QueueSettings, RedisOptions
+from empfast.errors import (
+    BadArgument,
+    JobNotFound,
+    LayoutMismatch,
+    LeaseLost,
+    NotPending,
+    WorkerDraining,
+    WorkerNotFound,
+    WrongJobType,
+)
+from empfast.keys import LAYOUT_VERSION, QueueKeys
+from empfast.scripts import Script, load_scripts, scripts_version
+
+log = logging.getLogger("empfast.store")
+
+Text = str | bytes
+MAX_CLAIM = 1000
+JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
+
+
+class NewJob(NamedTuple):
+    job_type: str
+    payload: Text = b"{}"
+    priority: int = 0
+    job_id: str | None = None
+    max_attempts: int = 3
+    delay_ms: float = 0
+
+
+class Added(NamedTuple):
+    job_id: str
+    status: str
+    created: bool
+
+
+class ClaimedJob(NamedTuple):
+    job_id: str
+    job_type: str
+    priority: int
+    payload: bytes
+    attempt: int
+
+
+class FailOutcome(NamedTuple):
+    status: str  # "scheduled", "pending" (retried), "failed" (final) or "cancelled"
+    run_at: int  # when a scheduled retry is due, in ms; 0 otherwise
+    next_jobs: list[ClaimedJob]
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("failed", "cancelled")
+
+
+class CancelOutcome(NamedTuple):
+    status: str  # "cancelled", "cancel_requested" or the finished status
+    worker_id: str | None  # the worker to tell, when the job is running
+
+
+class Heartbeat(NamedTuple):
+    extended: int
+    lost: list[str]
+    cancel: list[str]
+
+
+class SweepResult(NamedTuple):
+    promoted: int
+    expired: int
+    workers_removed: int
+    trimmed: int
+    more: bool
+
+
+@dataclass(slots=True)
+class Stats:
+    pending: int
+    scheduled: int
+    active: int
+    completed: int
+    failed: int
+    cancelled: int
+    workers: dict[str, int]
+    by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
+            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+            "workers": self.workers, "by_type": self.by_type,
+        }
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _claimed(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
+    return [
+        ClaimedJob(_s(flat[i]), _s(flat[i + 1]), int(flat[i + 2]), flat[i + 3], int(flat[i + 4]))
+        for i in range(start, len(flat), JOB_FIELDS)
+    ]
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def redis_from_options(options: RedisOptions) -> aioredis.Redis:
+    """A redis-py asyncio client (hiredis parser when installed) that reconnects on its own."""
+    extra: dict[str, Any] = {}
+    if options.url.startswith("rediss://"):
+        extra.update(ssl_ca_certs=options.ssl_ca_certs, ssl_certfile=options.ssl_certfile,
+                     ssl_keyfile=options.ssl_keyfile)
+    return aioredis.Redis.from_url(
+        options.url,
+        socket_timeout=options.socket_timeout_s,
+        socket_connect_timeout=options.connect_timeout_s,
+        socket_keepalive=options.keepalive,
+        health_check_interval=options.health_check_interval_s,
+        max_connections=options.max_connections,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), options.retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        decode_responses=False,
+        **extra,
+    )
+
+
+class Store:
+    """Async API over the Lua scripts of one queue."""
+
+    def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
+        self.redis = redis
+        self.settings = settings or QueueSettings()
+        self.keys = QueueKeys.for_queue(self.settings.name)
+        self.scripts: dict[str, Script] = load_scripts()
+        self.scripts_version = scripts_version(self.scripts)
+        self._started = False
+
+    @classmethod
+    async def connect(cls, options: RedisOptions | None = None,
+                      settings: QueueSettings | None = None) -> Store:
+        store = cls(redis_from_options(options or RedisOptions()), settings)
+        await store.start()
+        return store
+
+    @classmethod
+    async def embedded(cls, settings: QueueSettings | None = None) -> Store:
+        """A store on fakeredis with Lua, in this process: no Redis needed, nothing durable."""
+        import fakeredis
+
+        store = cls(fakeredis.FakeAsyncRedis(), settings)
+        await store.start()
+        return store
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # ---- start-up ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the data layout, record the settings the scripts read, and load every script."""
+        k, s = self.keys, self.settings
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(k.meta, "layout", LAYOUT_VERSION)
+        pipe.hget(k.meta, "layout")
+        _, layout = await pipe.execute()
+        if _s(layout) != LAYOUT_VERSION:
+            raise LayoutMismatch(
+                f"queue {s.name!r} in Redis has data layout {_s(layout)!r}, but this empfast "
+                f"uses layout {LAYOUT_VERSION!r}: run the matching empfast version, or use "
+                "another queue name (or another Redis database) for this one"
+            )
+        await self.redis.hset(k.meta, mapping={
+            "scripts": self.scripts_version,
+            "events_maxlen": s.events_maxlen,
+            "keep_completed_ms": s.keep_completed_ms,
+            "keep_completed_max": s.keep_completed_max,
+            "keep_failed_ms": s.keep_failed_ms,
+            "keep_failed_max": s.keep_failed_max,
+        })
+        await self._load_scripts()
+        self._started = True
+
+    async def _load_scripts(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for script in self.scripts.values():
+            pipe.script_load(script.source)
+        shas = await pipe.execute()
+        for script, sha in zip(self.scripts.values(), shas, strict=True):
+            if _s(sha) != script.sha:
+                raise RuntimeError(f"Redis gave SHA {_s(sha)} for {script.name}, expected {script.sha}")
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self.scripts[name]
+        try:
+            return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+        except NoScriptError:
+            # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
+            log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
+            await self.start()
+            return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+        except ResponseError as exc:
+            text = str(exc)
+            if text.startswith("ERR_BAD_ARG "):
+                raise BadArgument(text.removeprefix("ERR_BAD_ARG ")) from None
+            raise
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None) -> list[Added]:
+        """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch."""
+        k = self.keys
+        args: list[Any] = [k.prefix, "" if now is None else now, 0]
+        count = 0
+        for job in jobs:
+            args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
+                     job.max_attempts, job.delay_ms]
+            count += 1
+        args[2] = count
+        if count == 0:
+            return []
+        out = await self._run("addJobs", (k.meta, k.scheduled, k.stats, k.events, k.types), args)
+        return [Added(_s(out[i]), _s(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
+
+    async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
+                      job_id: str | None = None, max_attempts: int = 3, delay_ms: float = 0,
+                      now: int | None = None) -> Added:
+        (added,) = await self.add_jobs(
+            [NewJob(job_type, payload, priority, job_id, max_attempts, delay_ms)], now=now)
+        return added
+
+    async def claim(self, worker_id: str, max_jobs: int = 1, *, lease_ms: int | None = None,
+                    now: int | None = None) -> list[ClaimedJob]:
+        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots)."""
+        k = self.keys
+        out = await self._run("claimJobs", (k.meta, k.active, k.workers, k.stats, k.events), (
+            k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
+            min(max_jobs, MAX_CLAIM)))
+        if out[0] == b"NO_WORKER":
+            raise WorkerNotFound(worker_id)
+        return _claimed(out, 2)
+
+    async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
+                          now: int | None = None) -> ClaimedJob:
+        k = self.keys
+        out = await self._run("claimJobById", (k.meta, k.active, k.workers, k.stats, k.events), (
+            k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
+            job_id))
+        code = out[0]
+        if code == b"OK":
+            return _claimed(out, 2)[0]
+        if code == b"NOT_FOUND":
+            raise JobNotFound(job_id)
+        if code == b"NOT_PENDING":
+            raise NotPending(job_id, _s(out[1]))
+        if code == b"WRONG_TYPE":
+            raise WrongJobType(job_id, _s(out[1]))
+        if code == b"DRAINING":
+            raise WorkerDraining(worker_id)
+        raise WorkerNotFound(worker_id)
+
+    def _lease_refused(self, code: bytes, job_id: str, worker_id: str, attempt: int) -> Exception:
+        if code == b"NOT_FOUND":
+            return JobNotFound(job_id)
+        return LeaseLost(job_id, worker_id, attempt)
+
+    async def progress(self, job_id: str, worker_id: str, attempt: int, progress: float,
+                       message: str = "", *, lease_ms: int | None = None,
+                       now: int | None = None) -> bool:
+        """Record progress and extend the lease. Returns True when a cancel of the job was asked."""
+        k = self.keys
+        out = await self._run("progressJob", (k.meta, k.active, k.workers, k.events), (
+            k.prefix, "" if now is None else now, job_id, worker_id, attempt, progress, message,
+            lease_ms or self.settings.lease_ms))
+        if out[0] != b"OK":
+            raise self._lease_refused(out[0], job_id, worker_id, attempt)
+        return out[1] == 1
+
+    async def complete(self, job_id: str, worker_id: str, attempt: int, result: Text = b"null",
+                       *, claim_next: int = 0, lease_ms: int | None = None,
+                       now: int | None = None) -> list[ClaimedJob]:
+        """Complete a job and claim up to claim_next next jobs for the worker, in one round trip."""
+        k = self.keys
+        out = await self._run(
+            "completeJob", (k.meta, k.active, k.completed, k.workers, k.stats, k.events), (
+                k.prefix, "" if now is None else now, job_id, worker_id, attempt, result,
+                min(claim_next, MAX_CLAIM), lease_ms or self.settings.lease_ms))
+        if out[0] != b"OK":
+            raise self._lease_refused(out[0], job_id, worker_id, attempt)
+        return _claimed(out, 2)
+
+    async def fail(self, job_id: str, worker_id: str, attempt: int, error: str, *,
+                   retry: bool = True, claim_next: int = 0, lease_ms: int | None = None,
+                   jitter: float | None = None, now: int | None = None) -> FailOutcome:
+        """Fail an attempt: retried after a backoff while attempts remain, else dead-lettered."""
+        k, s = self.keys, self.settings
+        out = await self._run(
+            "failJob",
+            (k.meta, k.active, k.scheduled, k.failed, k.cancelled, k.workers, k.stats, k.events), (
+                k.prefix, "" if now is None else now, job_id, worker_id, attempt, error,
+                1 if retry else 0, s.backoff_base_ms, s.backoff_cap_ms,
+                random.random() if jitter is None else jitter,
+                min(claim_next, MAX_CLAIM), lease_ms or s.lease_ms))
+        if out[0] != b"OK":
+            raise self._lease_refused(out[0], job_id, worker_id, attempt)
+        return FailOutcome(_s(out[1]), int(out[2]), _claimed(out, 4))
+
+    async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
+        k = self.keys
+        out = await self._run(
+            "cancelJob", (k.meta, k.scheduled, k.active, k.cancelled, k.stats, k.events, k.workers),
+            (k.prefix, "" if now is None else now, job_id))
+        code = out[0]
+        if code == b"NOT_FOUND":
+            raise JobNotFound(job_id)
+        if code == b"CANCELLED":
+            return CancelOutcome("cancelled", None)
+        if code == b"CANCEL_REQUESTED":
+            return CancelOutcome("cancel_requested", _s(out[1]))
+        return CancelOutcome(_s(out[1]), None)
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist."""
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        job: dict[str, Any] = {}
+        errors: dict[int, str] = {}
+        for key, value in raw.items():
+            name = _s(key)
+            if name in ("payload", "result"):
+                job[name] = value
+            elif name.startswith("error:"):
+                errors[int(name[6:])] = _s(value)
+            elif name in ("priority", "attempts", "max_attempts", "created_at", "updated_at",
+                          "run_at", "started_at", "finished_at", "lease_until"):
+                job[name] = int(value)
+            elif name == "progress":
+                job[name] = float(value)
+            else:
+                job[name] = _s(value)
+        job["errors"] = [errors[n] for n in sorted(errors)]
+        job["cancel_requested"] = job.pop("cancel", "0") == "1"
+        return job
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, job_types: Sequence[str], concurrency: int = 1,
+                              *, hub_id: str = "", liveness_ms: int | None = None,
+                              now: int | None = None) -> dict[str, int]:
+        """Register (or re-register) a worker. Returns the jobs it still holds: job id -> attempt."""
+        k = self.keys
+        out = await self._run("registerWorker", (k.meta, k.workers, k.stats, k.events, k.worker_states), (
+            k.prefix, "" if now is None else now, worker_id, orjson.dumps(list(job_types)),
+            concurrency, liveness_ms or self.settings.liveness_ms, hub_id))
+        held = out[1]
+        return {_s(held[i]): int(held[i + 1]) for i in range(0, len(held), 2)}
+
+    async def heartbeat(self, worker_id: str, *, lease_ms: int | None = None,
+                        now: int | None = None) -> Heartbeat:
+        k = self.keys
+        out = await self._run("heartbeat", (k.meta, k.active, k.workers, k.events), (
+            k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms))
+        if out[0] == b"NO_WORKER":
+            raise WorkerNotFound(worker_id)
+        return Heartbeat(int(out[1]), [_s(x) for x in out[2]], [_s(x) for x in out[3]])
+
+    async def set_worker_status(self, worker_id: str, status: str, *,
+                                now: int | None = None) -> str:
+        """Set "draining" (no new jobs) or "idle" (take jobs again). Returns the status now."""
+        k = self.keys
+        out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events), (
+            k.prefix, "" if now is None else now, worker_id, status))
+        if out[0] == b"NO_WORKER":
+            raise WorkerNotFound(worker_id)
+        return _s(out[1])
+
+    async def deregister_worker(self, worker_id: str, *, now: int | None = None) -> int:
+        """Remove a worker; the jobs it held go back to pending. Returns how many."""
+        k = self.keys
+        out = await self._run(
+            "deregisterWorker", (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states),
+            (k.prefix, "" if now is None else now, worker_id))
+        if out[0] == b"NO_WORKER":
+            raise WorkerNotFound(worker_id)
+        return int(out[1])
+
+    async def get_workers(self) -> list[dict[str, Any]]:
+        """Every registered worker's record (few: one round trip for the ids, one for the records)."""
+        k = self.keys
+        ids = [_s(w) for w in await self.redis.zrange(k.workers, 0, -1)]
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(k.worker(worker_id))
+            pipe.scard(k.worker_jobs(worker_id))
+        raw = await pipe.execute()
+        workers = []
+        for worker_id, record, jobs in zip(ids, raw[::2], raw[1::2], strict=True):
+            if not record:
+                continue
+            w = {_s(a): _s(b) for a, b in record.items()}
+            workers.append({
+                "worker_id": worker_id, "status": w.get("status", "idle"),
+                "job_types": orjson.loads(w.get("job_types", "[]")),
+                "concurrency": int(w.get("concurrency", 0)), "active_jobs": jobs,
+                "hub": w.get("hub", ""), "last_seen": int(w.get("last_seen", 0)),
+            })
+        return workers
+
+    # ---- upkeep and stats --------------------------------------------------------------------
+
+    async def sweep(self, *, limit: int | None = None, now: int | None = None) -> SweepResult:
+        k = self.keys
+        out = await self._run("sweep", (
+            k.meta, k.scheduled, k.active, k.workers, k.completed, k.failed, k.cancelled, k.stats,
+            k.events), (k.prefix, "" if now is None else now, limit or self.settings.sweep_limit))
+        return SweepResult(int(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4] == 1)
+
+    async def stats(self) -> Stats:
+        k = self.keys
+        out = await self._run("getStats", (
+            k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers),
+            (k.prefix,))
+        scheduled, active, completed, failed, cancelled, _workers = (int(x) for x in out[:6])
+        counters = {_s(out[6][i]): int(out[6][i + 1]) for i in range(0, len(out[6]), 2)}
+        by_type: dict[str, dict[str, int]] = {}
+        pending_total = 0
+        for i in range(0, len(out[7]), 2):
+            job_type, pending = _s(out[7][i]), int(out[7][i + 1])
+            pending_total += pending
+            by_type[job_type] = {"pending": pending}
+        worker_counts = {"idle": 0, "busy": 0, "draining": 0}
+        for name, value in counters.items():
+            kind, _, rest = name.partition(":")
+            if kind == "workers":
+                worker_counts[rest] = value
+            elif rest in by_type:
+                by_type[rest][kind] = value
+        for counts in by_type.values():
+            for kind in ("active", "added", "completed", "failed", "retried", "cancelled"):
+                counts.setdefault(kind, 0)
+        return Stats(pending_total, scheduled, active, completed, failed, cancelled,
+                     worker_counts, by_type)
+
+    async def read_events(self, last_id: str = "$", *, count: int = 1000,
+                          block_ms: int | None = None) -> list[tuple[str, dict[str, bytes]]]:
+        """Events after last_id ("$": only new ones), oldest first."""
+        reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
+        if not reply:
+            return []
+        return [
+            (_s(entry_id), {_s(a): b for a, b in fields.items()})
+            for entry_id, fields in reply[0][1]
+        ]

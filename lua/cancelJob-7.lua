@@ -1,0 +1,58 @@
+--[[
+  Cancel a job. A pending or scheduled job is cancelled at once. A running job gets a cancel request:
+  the hub tells its worker, and the job ends cancelled when the worker fails it or loses its lease
+  (a worker that completes it anyway wins: the result is kept). A finished job is left unchanged.
+
+  Input:
+    KEYS[1] meta hash
+    KEYS[2] scheduled zset
+    KEYS[3] active zset
+    KEYS[4] cancelled zset
+    KEYS[5] stats hash
+    KEYS[6] events stream
+    KEYS[7] workers zset
+
+    ARGV[1] key prefix, "{queue}:"
+    ARGV[2] now in ms, or "" for the Redis clock
+    ARGV[3] job id
+
+  Output:
+    {"CANCELLED"}                  the job was pending or scheduled and is now cancelled
+    {"CANCEL_REQUESTED", worker}   the job is running on that worker; it was asked to stop
+    {"FINISHED", status}           completed, failed or cancelled already: nothing changed
+    {"NOT_FOUND"}
+
+  Events:
+    cancelled, or cancel_requested (worker, attempt)
+]]
+local rcall = redis.call
+--- @include "includes/getTime"
+--- @include "includes/getQueueConfig"
+--- @include "includes/emitEvent"
+--- @include "includes/finishCancelled"
+
+local metaKey, scheduledKey, eventsKey = KEYS[1], KEYS[2], KEYS[6]
+local prefix, jobId = ARGV[1], ARGV[3]
+local jobKey = prefix .. 'job:' .. jobId
+local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts')
+local status = f[1]
+if not status then
+  return {'NOT_FOUND'}
+end
+local now = getTime(ARGV[2])
+local cfg = getQueueConfig(metaKey)
+if status == 'pending' or status == 'scheduled' then
+  rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
+  rcall('ZREM', scheduledKey, jobId)
+  finishCancelled(prefix, cfg, jobKey, jobId, f[2], now)
+  return {'CANCELLED'}
+end
+if status == 'active' then
+  if rcall('HGET', jobKey, 'cancel') ~= '1' then
+    rcall('HSET', jobKey, 'cancel', 1, 'updated_at', now)
+    emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'cancel_requested', 'id', jobId, 'worker', f[3],
+      'attempt', f[4])
+  end
+  return {'CANCEL_REQUESTED', f[3]}
+end
+return {'FINISHED', status}

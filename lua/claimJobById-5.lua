@@ -1,0 +1,68 @@
+--[[
+  Claim one named job (offer mode: the worker was told the job is available and asks for it). Of two
+  workers racing for one job exactly one wins; the other is told the job is no longer pending. The
+  job's type must be one the worker runs.
+
+  Input:
+    KEYS[1] meta hash
+    KEYS[2] active zset
+    KEYS[3] workers zset
+    KEYS[4] stats hash
+    KEYS[5] events stream
+
+    ARGV[1] key prefix, "{queue}:"
+    ARGV[2] now in ms, or "" for the Redis clock
+    ARGV[3] worker id
+    ARGV[4] lease in ms
+    ARGV[5] job id
+
+  Output:
+    {"OK", 1, id, type, priority, payload, attempt}
+    {"NOT_FOUND"}            no such job
+    {"NOT_PENDING", status}  someone else claimed it, or it is scheduled or finished
+    {"WRONG_TYPE", type}     the worker does not run this job type
+    {"NO_WORKER"}            the worker is not registered or its liveness lapsed
+    {"DRAINING"}             the worker said it takes no new jobs
+
+  Events:
+    assigned (type, worker, attempt)
+]]
+local rcall = redis.call
+--- @include "includes/getTime"
+--- @include "includes/getQueueConfig"
+--- @include "includes/activateJob"
+--- @include "includes/refreshWorkerState"
+
+local metaKey, activeKey, workersKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
+local prefix, workerId, jobId = ARGV[1], ARGV[3], ARGV[5]
+local now = getTime(ARGV[2])
+
+local liveUntil = tonumber(rcall('ZSCORE', workersKey, workerId))
+local w = rcall('HMGET', prefix .. 'worker:' .. workerId, 'job_types', 'status')
+if not liveUntil or liveUntil < now or not w[1] then
+  return {'NO_WORKER'}
+end
+if w[2] == 'draining' then
+  return {'DRAINING'}
+end
+local jobKey = prefix .. 'job:' .. jobId
+local f = rcall('HMGET', jobKey, 'status', 'type')
+if not f[1] then
+  return {'NOT_FOUND'}
+end
+if f[1] ~= 'pending' then
+  return {'NOT_PENDING', f[1]}
+end
+local runs = false
+for _, jobType in ipairs(cjson.decode(w[1])) do
+  if jobType == f[2] then
+    runs = true
+  end
+end
+if not runs then
+  return {'WRONG_TYPE', f[2]}
+end
+rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
+local job = activateJob(prefix, activeKey, eventsKey, getQueueConfig(metaKey), jobId, workerId, now, tonumber(ARGV[4]))
+refreshWorkerState(prefix, workerId)
+return {'OK', 1, unpack(job)}

@@ -1,0 +1,15 @@
+--[[
+  Function to check that a message about a job comes from its current lease holder: the job is
+  active, held by this worker, at this attempt. Returns false, or a status word to answer with:
+  NOT_FOUND when the job does not exist, LEASE_LOST otherwise.
+]]
+local function checkLease(jobKey, workerId, attempt)
+  local f = rcall('HMGET', jobKey, 'status', 'worker', 'attempts')
+  if not f[1] then
+    return 'NOT_FOUND'
+  end
+  if f[1] ~= 'active' or f[2] ~= workerId or f[3] ~= attempt then
+    return 'LEASE_LOST'
+  end
+  return false
+end

@@ -1,0 +1,48 @@
+--[[
+  Function to claim up to maxJobs of the best pending jobs for a worker, never more than its free
+  slots (concurrency minus the jobs it holds). The best job is the lowest score among the heads of
+  the pending sets of the worker's job types: O(types * log n). A draining worker gets nothing.
+  Returns a flat list of the five fields of each claimed job (see activateJob).
+]]
+--- @include "activateJob"
+local function claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+  local claimed = {}
+  if maxJobs <= 0 then
+    return claimed
+  end
+  local workerKey = prefix .. 'worker:' .. workerId
+  local w = rcall('HMGET', workerKey, 'job_types', 'concurrency', 'status')
+  if not w[1] or w[3] == 'draining' then
+    return claimed
+  end
+  local free = tonumber(w[2]) - rcall('SCARD', workerKey .. ':jobs')
+  local n = math.min(free, maxJobs)
+  if n <= 0 then
+    return claimed
+  end
+  local pendingKeys = {}
+  for _, jobType in ipairs(cjson.decode(w[1])) do
+    pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
+  end
+  for _ = 1, n do
+    local bestId, bestScore, bestKey
+    for _, key in ipairs(pendingKeys) do
+      local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+      if head[1] then
+        local score = tonumber(head[2])
+        if bestScore == nil or score < bestScore then
+          bestId, bestScore, bestKey = head[1], score, key
+        end
+      end
+    end
+    if not bestId then
+      break
+    end
+    rcall('ZREM', bestKey, bestId)
+    local job = activateJob(prefix, activeKey, eventsKey, cfg, bestId, workerId, now, leaseMs)
+    for i = 1, 5 do
+      claimed[#claimed + 1] = job[i]
+    end
+  end
+  return claimed
+end

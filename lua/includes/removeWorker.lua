@@ -1,0 +1,22 @@
+--[[
+  Function to remove a worker: every job it still holds is released (see releaseJob), its records
+  are deleted and monitors are told it is gone. Used by deregisterWorker and by the sweep.
+  Returns the number of jobs released.
+]]
+--- @include "emitEvent"
+--- @include "releaseJob"
+--- @include "setWorkerState"
+local function removeWorker(prefix, activeKey, workersKey, cfg, workerId, reason, now)
+  local workerKey = prefix .. 'worker:' .. workerId
+  local jobIds = rcall('SMEMBERS', workerKey .. ':jobs')
+  for _, jobId in ipairs(jobIds) do
+    if rcall('HGET', prefix .. 'job:' .. jobId, 'worker') == workerId then
+      releaseJob(prefix, activeKey, cfg, jobId, reason, now)
+    end
+  end
+  rcall('DEL', workerKey, workerKey .. ':jobs')
+  rcall('ZREM', workersKey, workerId)
+  setWorkerState(prefix, workerId, false)
+  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'worker', 'id', workerId, 'status', 'gone')
+  return #jobIds
+end

@@ -1,0 +1,80 @@
+--[[
+  Register a worker, or refresh one that reconnects with the same id: its leases are kept (it may
+  still be running those jobs and will report them), its capabilities are replaced.
+
+  Input:
+    KEYS[1] meta hash
+    KEYS[2] workers zset
+    KEYS[3] stats hash
+    KEYS[4] events stream
+    KEYS[5] worker states hash
+
+    ARGV[1] key prefix, "{queue}:"
+    ARGV[2] now in ms, or "" for the Redis clock
+    ARGV[3] worker id
+    ARGV[4] job types, a JSON array of strings
+    ARGV[5] concurrency, an integer >= 0 (0: offer mode, the hub pushes no jobs)
+    ARGV[6] liveness in ms: without a heartbeat for this long the worker is gone
+    ARGV[7] hub id (where the worker is connected)
+
+  Output:
+    {"OK", {job id, attempt, ...}}   the jobs this worker still holds
+    error reply "ERR_BAD_ARG ..." for bad job types or concurrency
+
+  Events:
+    worker (status "registered")
+]]
+local rcall = redis.call
+--- @include "includes/getTime"
+--- @include "includes/getQueueConfig"
+--- @include "includes/emitEvent"
+--- @include "includes/refreshWorkerState"
+
+local metaKey, workersKey, eventsKey = KEYS[1], KEYS[2], KEYS[4]
+local prefix, workerId = ARGV[1], ARGV[3]
+local concurrency, liveness = tonumber(ARGV[5]), tonumber(ARGV[6])
+if workerId == '' or #workerId > 128 then
+  return redis.error_reply('ERR_BAD_ARG worker_id must be 1 to 128 characters')
+end
+local ok, types = pcall(cjson.decode, ARGV[4])
+if not ok or type(types) ~= 'table' or #types == 0 then
+  return redis.error_reply('ERR_BAD_ARG job_types must be a non-empty array of strings')
+end
+for _, t in ipairs(types) do
+  if type(t) ~= 'string' or t == '' or #t > 128 then
+    return redis.error_reply('ERR_BAD_ARG job_types must be a non-empty array of strings')
+  end
+end
+if not concurrency or concurrency ~= math.floor(concurrency) or concurrency < 0 or concurrency > 10000 then
+  return redis.error_reply('ERR_BAD_ARG concurrency must be an integer from 0 to 10000')
+end
+if not liveness or liveness <= 0 then
+  return redis.error_reply('ERR_BAD_ARG liveness must be a positive number of ms')
+end
+local now = getTime(ARGV[2])
+local workerKey = prefix .. 'worker:' .. workerId
+rcall('HSET', workerKey, 'id', workerId, 'job_types', ARGV[4], 'concurrency', concurrency,
+  'liveness_ms', liveness, 'hub', ARGV[7], 'registered_at', now, 'last_seen', now)
+rcall('PEXPIRE', workerKey, liveness)
+rcall('ZADD', workersKey, now + liveness, workerId)
+-- a reconnect ends a previous draining: the worker says again what it wants
+local statesKey = KEYS[5]
+if rcall('HGET', statesKey, workerId) == 'draining' then
+  setWorkerState(prefix, workerId, 'idle')
+end
+refreshWorkerState(prefix, workerId)
+-- the hash may be new (the old one expired) while the state is unchanged
+rcall('HSET', workerKey, 'status', rcall('HGET', statesKey, workerId))
+emitEvent(eventsKey, getQueueConfig(metaKey).eventsMaxLen, 'ev', 'worker', 'id', workerId,
+  'status', 'registered')
+local held = {}
+for _, jobId in ipairs(rcall('SMEMBERS', workerKey .. ':jobs')) do
+  local f = rcall('HMGET', prefix .. 'job:' .. jobId, 'status', 'worker', 'attempts')
+  if f[1] == 'active' and f[2] == workerId then
+    held[#held + 1] = jobId
+    held[#held + 1] = tonumber(f[3])
+  else
+    rcall('SREM', workerKey .. ':jobs', jobId)
+  end
+end
+return {'OK', held}
