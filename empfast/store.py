@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 
 import orjson
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import (

@@ -1,0 +1,95 @@
+"""The script loader: includes, headers, and the Lua files shipping inside the wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from empfast.errors import ScriptError
+from empfast.scripts import assemble, load_scripts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HEADER = '--[[\n  t\n  Input:\n{keys}\n  Output:\n    x\n  Events:\n    none\n]]\nlocal rcall = redis.call\n'
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def script(num_keys: int, body: str) -> str:
+    keys = "\n".join(f"    KEYS[{i}] k" for i in range(1, num_keys + 1))
+    return HEADER.format(keys=keys) + body
+
+
+def test_every_shipped_script_loads_with_a_header_that_matches_its_key_count() -> None:
+    scripts = load_scripts()
+    assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJob", "failJob",
+            "cancelJob", "heartbeat", "registerWorker", "deregisterWorker", "setWorkerStatus",
+            "sweep", "getStats"} <= set(scripts)
+    for s in scripts.values():
+        assert "@include" not in s.source
+
+
+def test_includes_are_inlined_once_in_dependency_order(tmp_path: Path) -> None:
+    write(tmp_path, "includes/base.lua", "local function base() return 1 end\n")
+    write(tmp_path, "includes/mid.lua", '--- @include "base"\nlocal function mid() return base() end\n')
+    body = '--- @include "includes/base"\n--- @include "includes/mid"\nreturn mid()\n'
+    write(tmp_path, "doIt-1.lua", script(1, body))
+    source = assemble(tmp_path, "doIt-1.lua")
+    assert source.count("local function base") == 1
+    position = [source.index(s) for s in ("local function base", "local function mid", "return mid()")]
+    assert position == sorted(position)
+    assert source.index("local rcall") < source.index("local function base")
+
+
+def test_missing_include_fails_clearly(tmp_path: Path) -> None:
+    write(tmp_path, "doIt-1.lua", script(1, '--- @include "includes/nothere"\n'))
+    with pytest.raises(ScriptError, match=r"nothere\.lua' not found"):
+        load_scripts(tmp_path)
+
+
+def test_circular_include_fails_clearly(tmp_path: Path) -> None:
+    write(tmp_path, "includes/a.lua", '--- @include "b"\n')
+    write(tmp_path, "includes/b.lua", '--- @include "a"\n')
+    write(tmp_path, "doIt-1.lua", script(1, '--- @include "includes/a"\n'))
+    with pytest.raises(ScriptError, match="circular include"):
+        load_scripts(tmp_path)
+
+
+def test_header_must_list_as_many_keys_as_the_name_says(tmp_path: Path) -> None:
+    write(tmp_path, "doIt-2.lua", script(1, "return 1\n"))
+    with pytest.raises(ScriptError, match="the name says 2 KEYS"):
+        load_scripts(tmp_path)
+
+
+def test_header_sections_are_mandatory(tmp_path: Path) -> None:
+    write(tmp_path, "doIt-1.lua", script(1, "return 1\n").replace("Events:", "Notes:"))
+    with pytest.raises(ScriptError, match="Events:"):
+        load_scripts(tmp_path)
+
+
+def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: Path) -> None:
+    """Build the wheel, install it into a folder of its own, and load the scripts from a
+    directory that is not the project, with the installed copy first on the path."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "empfast/lua/claimJobs-5.lua" in names and "empfast/lua/includes/activateJob.lua" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    str(wheel)], check=True)
+    probe = ("import empfast.scripts as s; import sys; root = s.lua_root(); "
+             "n = len(s.load_scripts()); print(n, root)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(target)}, check=True).stdout.split(maxsplit=1)
+    assert int(out[0]) == len(load_scripts())
+    assert str(target / "empfast" / "lua") in out[1] and str(ROOT) not in out[1]

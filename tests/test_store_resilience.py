@@ -1,0 +1,55 @@
+"""Redis losing its scripts, restarting under the store, and layout versions."""
+
+from __future__ import annotations
+
+import pytest
+from support import MakeStore, RedisServer, T
+
+from empfast.config import QueueSettings, RedisOptions
+from empfast.errors import LayoutMismatch
+from empfast.store import Store, redis_from_options
+
+
+async def test_noscript_after_script_flush_is_recovered(store: Store) -> None:
+    await store.add_job("a", job_id="before", now=T)
+    await store.redis.script_flush()
+    added = await store.add_job("a", job_id="after", now=T)  # NOSCRIPT -> load again -> retry
+    assert added.created
+    assert (await store.stats()).pending == 2
+
+
+async def test_incompatible_layout_is_refused_with_a_clear_message(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.redis.hset(store.keys.meta, "layout", "999")
+    other = Store(store.redis, store.settings)
+    with pytest.raises(LayoutMismatch, match=r"layout '999'.*another queue name"):
+        await other.start()
+
+
+async def test_queues_share_one_redis_without_seeing_each_other(make_store: MakeStore) -> None:
+    one, two = await make_store(name="one"), await make_store(name="two")
+    await one.add_job("a", job_id="j", now=T)
+    assert (await two.stats()).pending == 0 and await two.get_job("j") is None
+    assert one.keys.job("j") == "{one}:job:j"
+
+
+def test_queue_names_cannot_break_the_hash_tag() -> None:
+    with pytest.raises(ValueError, match="queue name"):
+        QueueSettings(name="a}b")
+
+
+@pytest.mark.real_redis
+async def test_redis_restart_under_the_store(redis_server: RedisServer) -> None:
+    redis_server.flush()
+    store = Store(redis_from_options(RedisOptions(url=redis_server.url, retries=8)),
+                  QueueSettings(name="restart"))
+    await store.start()
+    await store.add_job("a", job_id="lost-with-redis", now=T)
+    redis_server.stop()
+    redis_server.start()  # no persistence: data and scripts are gone, connections are broken
+    added = await store.add_job("a", job_id="after-restart", now=T)
+    assert added.created
+    stats = await store.stats()
+    assert stats.pending == 1
+    assert await store.redis.hget(store.keys.meta, "layout") == b"1"
+    await store.close()
