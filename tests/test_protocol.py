@@ -1,0 +1,73 @@
+"""Frame parsing, validation and raw-JSON splicing (no sockets)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from empfast import protocol as p
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    (b"not json", p.BAD_JSON),
+    (b"[1, 2]", p.BAD_MESSAGE),
+    (b'"text"', p.BAD_MESSAGE),
+    (b'{"job_type": "a"}', p.BAD_MESSAGE),
+    (b'{"type": 5}', p.BAD_MESSAGE),
+])
+def test_bad_frames_get_their_code(frame: bytes, code: str) -> None:
+    with pytest.raises(p.ProtocolError) as caught:
+        p.parse_frame(frame)
+    assert caught.value.code == code
+
+
+def test_roles_limit_types() -> None:
+    p.check_role("client", "submit_job")
+    with pytest.raises(p.ProtocolError) as caught:
+        p.check_role("client", "complete_job")
+    assert caught.value.code == p.FORBIDDEN
+    with pytest.raises(p.ProtocolError) as caught:
+        p.check_role("worker", "launch_rockets")
+    assert caught.value.code == p.UNKNOWN_TYPE
+
+
+def test_field_errors_name_the_field() -> None:
+    with pytest.raises(p.ProtocolError, match="'priority'"):
+        p.get_int({"priority": 5000}, "priority", 0, -1000, 1000)
+    with pytest.raises(p.ProtocolError, match="'priority'"):
+        p.get_int({"priority": True}, "priority", 0, -1000, 1000)
+    with pytest.raises(p.ProtocolError, match="'job_type' is required"):
+        p.get_str({}, "job_type")
+    with pytest.raises(p.ProtocolError, match="'job_types'"):
+        p.get_str_list({"job_types": ["a", 3]}, "job_types")
+    assert p.get_number({"delay_s": 1}, "delay_s", 0, 0, 10) == 1.0
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"a": [1, {"b": "}],"}], "c": null}',
+    b'"a string with \\" quote and , comma"',
+    b"12345678901234567890123.50",
+    b"[ ]",
+    b"true",
+    b'{"payload": {"payload": 1}}',
+])
+def test_raw_member_returns_the_exact_text(payload: bytes) -> None:
+    for frame in (
+        b'{"type": "submit_job", "payload": ' + payload + b', "job_type": "a"}',
+        b'{"type":"payload","job_type":"a","payload":' + payload + b"}",
+        b'{"x": {"payload": 0}, "type": "x", "payload" :\n ' + payload + b"\n}",
+    ):
+        message = p.parse_frame(frame)
+        assert p.raw_member(frame, "payload") == payload
+        assert orjson.loads(p.raw_or_dumped(frame, message, "payload", b"{}")) == orjson.loads(payload)
+
+
+def test_raw_member_absent_and_default() -> None:
+    frame = b'{"type": "submit_job", "job_type": "payload"}'
+    assert p.raw_member(frame, "payload") is None
+    assert p.raw_or_dumped(frame, p.parse_frame(frame), "payload", b"{}") == b"{}"
+
+
+def test_error_frame_echoes_req() -> None:
+    assert orjson.loads(p.error_frame(p.NOT_FOUND, "no job", req=7)) == {
+        "type": "error", "code": "not_found", "error": "no job", "req": 7}
