@@ -58,3 +58,18 @@ class QueueSettings:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:
             raise ValueError("backoff_base_ms must be >= 0 and backoff_cap_ms >= backoff_base_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """The hub process: where it listens and how often it does its background work."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    hub_id: str = ""
+    token: str | None = None
+    max_frame_bytes: int = 1 << 20
+    heartbeat_interval_s: float = 10.0
+    sweep_interval_s: float = 1.0
+    stats_interval_s: float = 1.0
+    events_block_ms: int = 1000

@@ -479,3 +479,20 @@ class Store:
             (_s(entry_id), {_s(a): b for a, b in fields.items()})
             for entry_id, fields in reply[0][1]
         ]
+
+    async def last_event_id(self) -> str:
+        """The id of the newest event, so a starting hub reads only what comes after it."""
+        newest = await self.redis.xrevrange(self.keys.events, count=1)
+        return _s(newest[0][0]) if newest else "0-0"
+
+    async def job_events_since(self, job_id: str, since: str, *,
+                               scan: int = 10_000) -> list[tuple[str, dict[str, bytes]]]:
+        """Events of one job after `since` (for a client that resumes), scanning at most the
+        newest `scan` entries of the stream (its trimmed length)."""
+        entries = await self.redis.xrange(self.keys.events, min=f"({since}", count=scan)
+        wanted = job_id.encode()
+        return [
+            (_s(entry_id), {_s(a): b for a, b in fields.items()})
+            for entry_id, fields in entries
+            if fields.get(b"id") == wanted and fields.get(b"ev") != b"worker"
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -9,13 +10,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import redis
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from empfast.store import Store
 
 # A fixed "now" in ms: tests move time by hand instead of sleeping.
 T = 1_800_000_000_000
+
+DISCONNECTED = b"<disconnected>"
 
 MakeStore = Callable[..., Awaitable[Store]]
 
@@ -70,3 +76,49 @@ class RedisServer:
     def flush(self) -> None:
         with redis.Redis(port=self.port) as client:
             client.flushall()
+
+
+class WSPeer:
+    """A test peer over a real WebSocket: frames go into a queue; every wait has a timeout, so a
+    broken test fails fast instead of hanging."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: WSTransport | None = None
+
+    @classmethod
+    async def connect(cls, url: str) -> WSPeer:
+        peer = cls()
+
+        class Listener(WSListener):
+            def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+                if frame.msg_type == WSMsgType.TEXT:
+                    peer.frames.put_nowait(frame.get_payload_as_bytes())
+
+            def on_ws_disconnected(self, transport: WSTransport) -> None:
+                peer.frames.put_nowait(DISCONNECTED)
+
+        peer.transport, _ = await ws_connect(Listener, url)
+        return peer
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        assert self.transport is not None
+        data = message if isinstance(message, bytes) else orjson.dumps(message)
+        self.transport.send(WSMsgType.TEXT, data)
+
+    async def next(self, wait_s: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(wait_s):
+            raw = await self.frames.get()
+        return {"type": DISCONNECTED.decode()} if raw == DISCONNECTED else orjson.loads(raw)
+
+    async def until(self, kind: str, wait_s: float = 5.0, **match: object) -> dict[str, Any]:
+        """The next frame of this type (and these field values); frames before it are skipped."""
+        async with asyncio.timeout(wait_s):
+            while True:
+                frame = await self.next(wait_s)
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                    return frame
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.disconnect()

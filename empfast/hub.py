@@ -1,0 +1,611 @@
+"""The hub: WebSocket connections, routing and fan-out. A thin router: parse a frame, validate it,
+make one store call, send the replies. All state lives in Redis; the hub keeps only what belongs to
+its own connections (which jobs a connected worker holds, who subscribed to what). Events of every
+hub reach every hub through the queue's Redis events stream. docs/protocol.md is the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from picows import (
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from empfast import protocol as p
+from empfast.config import HubConfig
+from empfast.errors import (
+    BadArgument,
+    EmpfastError,
+    JobNotFound,
+    LeaseLost,
+    NotPending,
+    WorkerDraining,
+    WorkerNotFound,
+    WrongJobType,
+)
+from empfast.store import ClaimedJob, NewJob, Store
+
+log = logging.getLogger("empfast.hub")
+
+MAX_BATCH = 1000
+MAX_DELAY_S = 30 * 86_400
+TERMINAL_EVENTS = frozenset({b"completed", b"cancelled"})
+
+
+def _store_error(exc: EmpfastError) -> p.ProtocolError:
+    if isinstance(exc, JobNotFound):
+        return p.ProtocolError(p.NOT_FOUND, str(exc))
+    if isinstance(exc, LeaseLost):
+        return p.ProtocolError(p.LEASE_LOST, str(exc))
+    if isinstance(exc, NotPending):
+        return p.ProtocolError(p.ALREADY_CLAIMED, str(exc))
+    if isinstance(exc, (BadArgument, WrongJobType, WorkerDraining)):
+        return p.ProtocolError(p.BAD_MESSAGE, str(exc))
+    if isinstance(exc, WorkerNotFound):
+        return p.ProtocolError(p.NOT_FOUND, str(exc))
+    return p.ProtocolError(p.INTERNAL, str(exc))
+
+
+class Conn(WSListener):
+    """One WebSocket connection. Callbacks stay synchronous and short; frames are handled in order
+    by one task per connection, so a worker's progress never overtakes its completion."""
+
+    def __init__(self, hub: Hub, role: str, path_id: str | None, authorized: bool) -> None:
+        self.hub, self.role, self.path_id, self.authorized = hub, role, path_id, authorized
+        self.transport: WSTransport | None = None
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.subscriptions: set[str] = set()
+        # worker connections only
+        self.worker_id: str | None = None
+        self.job_types: frozenset[str] = frozenset()
+        self.concurrency = 0
+        self.draining = False
+        self.jobs: dict[str, int] = {}  # job id -> attempt (the lease's fencing token)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if not self.authorized:
+            self.send(p.error_frame(p.UNAUTHORIZED, "missing or wrong token: connect with ?token=..."))
+            transport.send_close()
+            transport.disconnect()
+            return
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.hub.attach(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind in (WSMsgType.PING, WSMsgType.PONG) or not self.authorized:
+            return
+        if kind != WSMsgType.TEXT or not frame.fin:
+            self.send(p.error_frame(p.BAD_MESSAGE, "only whole JSON text frames are accepted "
+                                                   "(no binary, no fragments)"))
+            return
+        data = frame.get_payload_as_bytes()
+        if len(data) > self.hub.config.max_frame_bytes:
+            self.send(p.error_frame(p.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of "
+                                                 f"{self.hub.config.max_frame_bytes}; closing"))
+            transport.send_close()
+            transport.disconnect()
+            return
+        self.inbox.put_nowait(data)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.task:
+            self.task.cancel()
+        self.hub.detach(self)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.send(WSMsgType.TEXT, data)
+
+    def close(self, code: str, message: str) -> None:
+        self.send(p.error_frame(code, message))
+        if self.transport is not None:
+            self.transport.send_close()
+            self.transport.disconnect()
+
+    async def _run(self) -> None:
+        while True:
+            data = await self.inbox.get()
+            req = None
+            try:
+                message = p.parse_frame(data)
+                req = p.req_id(message)
+                await self.hub.handle(self, message, data, req)
+            except p.ProtocolError as exc:
+                self.send(p.error_frame(exc.code, exc.message, req))
+            except EmpfastError as exc:
+                err = _store_error(exc)
+                self.send(p.error_frame(err.code, err.message, req))
+            except Exception:
+                log.exception("internal error handling a %s frame", self.role)
+                self.send(p.error_frame(p.INTERNAL, "the hub failed on this message; it was logged", req))
+
+
+Handler = Callable[[Conn, dict[str, Any], bytes, Any], Awaitable[None]]
+
+
+class Hub:
+    """Shared state of one hub process and its background loops."""
+
+    def __init__(self, store: Store, config: HubConfig | None = None) -> None:
+        self.store = store
+        self.config = config or HubConfig()
+        self.hub_id = self.config.hub_id or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.conns: set[Conn] = set()
+        self.workers: dict[str, Conn] = {}
+        self.monitors: set[Conn] = set()
+        self.stats_subscribers: set[Conn] = set()
+        self.job_subscribers: defaultdict[str, set[Conn]] = defaultdict(set)
+        self.server: asyncio.Server | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.last_event_id = "0-0"
+        self.handlers: dict[str, Handler] = {
+            "submit_job": self.on_submit_job, "submit_jobs": self.on_submit_jobs,
+            "get_job_status": self.on_get_job_status, "request_job_status": self.on_get_job_status,
+            "subscribe_job": self.on_subscribe_job, "unsubscribe_job": self.on_unsubscribe_job,
+            "cancel_job": self.on_cancel_job, "get_stats": self.on_get_stats,
+            "register_worker": self.on_register_worker, "claim_job": self.on_claim_job,
+            "update_job_progress": self.on_progress, "complete_job": self.on_complete_job,
+            "fail_job": self.on_fail_job, "worker_heartbeat": self.on_heartbeat,
+            "worker_status": self.on_worker_status, "subscribe_stats": self.on_subscribe_stats,
+            "get_workers": self.on_get_workers,
+        }
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.start()
+        self.last_event_id = await self.store.last_event_id()
+        cfg = self.config
+        self.server = await ws_create_server(
+            self._route, cfg.host, cfg.port, max_frame_size=cfg.max_frame_bytes * 4 + 1024,
+            websocket_handshake_timeout=5)
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._events_loop()), loop.create_task(self._sweep_loop()),
+                      loop.create_task(self._stats_loop())]
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self.conns):
+            if conn.transport is not None:
+                conn.transport.send_close()
+                conn.transport.disconnect()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def _route(self, request: WSUpgradeRequest) -> Conn | WSUpgradeResponseWithListener | None:
+        path, _, query = request.path.decode("latin-1").partition("?")
+        parts = path.strip("/").split("/")
+        if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in p.ROLE_TYPES:
+            body = b"empfast hub: connect to /ws/client, /ws/worker or /ws/monitor\n"
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
+        token = self.config.token
+        authorized = token is None or parse_qs(query).get("token", [""])[0] == token
+        return Conn(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, authorized)
+
+    def attach(self, conn: Conn) -> None:
+        self.conns.add(conn)
+        if conn.role == "monitor":
+            self.monitors.add(conn)
+
+    def detach(self, conn: Conn) -> None:
+        self.conns.discard(conn)
+        self.monitors.discard(conn)
+        self.stats_subscribers.discard(conn)
+        for job_id in conn.subscriptions:
+            subs = self.job_subscribers.get(job_id)
+            if subs is not None:
+                subs.discard(conn)
+                if not subs:
+                    del self.job_subscribers[job_id]
+        if conn.worker_id and self.workers.get(conn.worker_id) is conn:
+            # its leases stay: a worker that reconnects in time keeps its jobs; else the sweep
+            # takes them back when its liveness lapses
+            del self.workers[conn.worker_id]
+
+    async def handle(self, conn: Conn, message: dict[str, Any], data: bytes, req: Any) -> None:
+        kind = message["type"]
+        p.check_role(conn.role, kind)
+        if conn.role == "worker" and kind != "register_worker" and conn.worker_id is None:
+            raise p.ProtocolError(p.BAD_MESSAGE, "send register_worker first")
+        await self.handlers[kind](conn, message, data, req)
+
+    @staticmethod
+    def reply(conn: Conn, req: Any, frame: dict[str, Any]) -> None:
+        if req is not None:
+            frame["req"] = req
+        conn.send(orjson.dumps(frame))
+
+    # ---- clients -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_job(body: dict[str, Any], payload: bytes) -> NewJob:
+        return NewJob(
+            job_type=p.get_str(body, "job_type"),
+            payload=payload,
+            priority=p.get_int(body, "priority", 0, -p.MAX_PRIORITY, p.MAX_PRIORITY),
+            job_id=p.get_opt_str(body, "job_id", max_len=p.MAX_JOB_ID),
+            max_attempts=p.get_int(body, "max_attempts", 3, 1, 1000),
+            delay_ms=p.get_number(body, "delay_s", 0, 0, MAX_DELAY_S) * 1000,
+        )
+
+    def subscribe(self, conn: Conn, job_id: str) -> None:
+        conn.subscriptions.add(job_id)
+        self.job_subscribers[job_id].add(conn)
+
+    async def on_submit_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        job = self._new_job(msg, p.raw_or_dumped(data, msg, "payload", b"{}"))
+        (added,) = await self.store.add_jobs([job])
+        self.subscribe(conn, added.job_id)
+        self.reply(conn, req, {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
+                               "created": added.created})
+
+    async def on_submit_jobs(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        bodies = msg.get("jobs")
+        if not isinstance(bodies, list) or not 0 < len(bodies) <= MAX_BATCH:
+            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs")
+        jobs = []
+        for i, body in enumerate(bodies):
+            if not isinstance(body, dict):
+                raise p.ProtocolError(p.BAD_MESSAGE, f"jobs[{i}] must be an object")
+            try:
+                # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
+                jobs.append(self._new_job(body, orjson.dumps(body.get("payload", {}))))
+            except p.ProtocolError as exc:
+                raise p.ProtocolError(exc.code, f"jobs[{i}]: {exc.message}") from None
+        added = await self.store.add_jobs(jobs)
+        for a in added:
+            self.subscribe(conn, a.job_id)
+        self.reply(conn, req, {"type": "jobs_accepted", "job_ids": [a.job_id for a in added],
+                               "created": [a.created for a in added]})
+
+    async def _job_status_frame(self, job_id: str, req: Any) -> bytes:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        result = job.pop("result", None)
+        job.pop("payload", None)
+        frame = {"type": "job_status", "job_id": job_id, "job_type": job.get("type"),
+                 "status": job.get("status"), "priority": job.get("priority"),
+                 "progress": job.get("progress", 0.0), "message": job.get("message", ""),
+                 "attempts": job.get("attempts", 0), "max_attempts": job.get("max_attempts"),
+                 "worker_id": job.get("worker"), "error": job.get("error"), "errors": job["errors"],
+                 "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
+                 "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
+                 "run_at": job.get("run_at")}
+        if req is not None:
+            frame["req"] = req
+        head = orjson.dumps(frame)
+        return head[:-1] + b',"result":' + (result if result is not None else b"null") + b"}"
+
+    async def on_get_job_status(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        conn.send(await self._job_status_frame(p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID), req))
+
+    async def on_subscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        since = p.get_opt_str(msg, "since", max_len=64)
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        self.subscribe(conn, job_id)
+        self.reply(conn, req, {"type": "subscribed", "job_id": job_id})
+        if since is not None:
+            for event_id, fields in await self.store.job_events_since(job_id, since):
+                conn.send(self._event_frame(event_id, fields))
+        elif job["status"] in ("completed", "failed", "cancelled"):
+            conn.send(await self._final_frame(job_id, job))
+
+    async def _final_frame(self, job_id: str, job: dict[str, Any]) -> bytes:
+        status = job["status"]
+        if status == "completed":
+            return self._completed_frame(job_id, "", job.get("result") or b"null")
+        if status == "failed":
+            return orjson.dumps({"type": "job_failed", "job_id": job_id, "event_id": "",
+                                 "error": job.get("error"), "final": True})
+        return orjson.dumps({"type": "job_cancelled", "job_id": job_id, "event_id": ""})
+
+    async def on_unsubscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        conn.subscriptions.discard(job_id)
+        subs = self.job_subscribers.get(job_id)
+        if subs is not None:
+            subs.discard(conn)
+            if not subs:
+                del self.job_subscribers[job_id]
+        self.reply(conn, req, {"type": "unsubscribed", "job_id": job_id})
+
+    async def on_cancel_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        await self.store.cancel(job_id)
+        conn.send(await self._job_status_frame(job_id, req))
+
+    async def on_get_stats(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        stats = (await self.store.stats()).as_dict()
+        self.reply(conn, req, {"type": "stats", **stats})
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    def _assign(self, conn: Conn, jobs: list[ClaimedJob], req: Any = None) -> None:
+        lease_s = self.store.settings.lease_ms / 1000
+        for job in jobs:
+            conn.jobs[job.job_id] = job.attempt
+            head = {"type": "job_assigned", "job_id": job.job_id, "job_type": job.job_type,
+                    "priority": job.priority, "attempt": job.attempt, "lease_s": lease_s}
+            if req is not None:
+                head["req"] = req
+            conn.send(orjson.dumps(head)[:-1] + b',"payload":' + job.payload + b"}")
+
+    def _free_slots(self, conn: Conn) -> int:
+        if conn.draining or conn.worker_id is None:
+            return 0
+        return max(0, conn.concurrency - len(conn.jobs))
+
+    async def fill(self, conn: Conn) -> None:
+        free = self._free_slots(conn)
+        if free > 0 and conn.worker_id is not None:
+            self._assign(conn, await self.store.claim(conn.worker_id, free))
+
+    async def on_register_worker(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        worker_id = (p.get_opt_str(msg, "worker_id") or conn.path_id or f"worker-{uuid.uuid4().hex[:12]}")
+        job_types = p.get_str_list(msg, "job_types")
+        concurrency = p.get_int(msg, "concurrency", 1, 0, 10_000)
+        previous = self.workers.get(worker_id)
+        if previous is not None and previous is not conn:
+            previous.close(p.BAD_MESSAGE, f"worker id {worker_id!r} connected again elsewhere; "
+                                          "this connection is replaced")
+        held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=self.hub_id)
+        conn.worker_id, conn.job_types, conn.concurrency = worker_id, frozenset(job_types), concurrency
+        conn.jobs, conn.draining = held, False
+        self.workers[worker_id] = conn
+        self.reply(conn, req, {"type": "worker_registered", "worker_id": worker_id,
+                               "heartbeat_interval_s": self.config.heartbeat_interval_s,
+                               "lease_s": self.store.settings.lease_ms / 1000, "jobs": held})
+        await self.fill(conn)
+
+    async def on_claim_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        job = await self.store.claim_by_id(conn.worker_id, p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID))
+        self._assign(conn, [job], req)
+
+    def _attempt(self, conn: Conn, msg: dict[str, Any]) -> tuple[str, int]:
+        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        attempt = conn.jobs.get(job_id)
+        if attempt is None:
+            # a result re-sent after a reconnect names its attempt: the store answers it as a repeat
+            attempt = p.get_int(msg, "attempt", 0, 0, 1_000_000)
+        return job_id, attempt
+
+    async def on_progress(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        job_id, attempt = self._attempt(conn, msg)
+        progress = p.get_number(msg, "progress", -1, 0, 100)
+        message = msg.get("message") or ""
+        if not isinstance(message, str):
+            raise p.ProtocolError(p.BAD_MESSAGE, "field 'message' must be a string")
+        try:
+            cancel = await self.store.progress(job_id, conn.worker_id, attempt, progress, message[:1000])
+        except LeaseLost:
+            conn.jobs.pop(job_id, None)
+            raise
+        if cancel:
+            conn.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
+        if req is not None:
+            self.reply(conn, req, {"type": "progress_ack", "job_id": job_id})
+
+    async def on_complete_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        job_id, attempt = self._attempt(conn, msg)
+        result = p.raw_or_dumped(data, msg, "result", b"null")
+        conn.jobs.pop(job_id, None)
+        free = self._free_slots(conn)
+        next_jobs = await self.store.complete(job_id, conn.worker_id, attempt, result, claim_next=free)
+        self.reply(conn, req, {"type": "job_completed_ack", "job_id": job_id})
+        self._assign(conn, next_jobs)
+
+    async def on_fail_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        job_id, attempt = self._attempt(conn, msg)
+        error = msg.get("error")
+        if not isinstance(error, str):
+            raise p.ProtocolError(p.BAD_MESSAGE, "field 'error' is required and must be a string")
+        retry = p.get_bool(msg, "retry", True)
+        conn.jobs.pop(job_id, None)
+        outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:10_000], retry=retry,
+                                        claim_next=self._free_slots(conn))
+        self.reply(conn, req, {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
+                               "status": outcome.status})
+        self._assign(conn, outcome.next_jobs)
+
+    async def on_heartbeat(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        beat = await self.store.heartbeat(conn.worker_id)
+        for job_id in beat.lost:
+            conn.jobs.pop(job_id, None)
+        for job_id in (*beat.lost, *beat.cancel):
+            conn.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
+        self.reply(conn, req, {"type": "worker_heartbeat_ack", "lost": beat.lost})
+
+    async def on_worker_status(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        wanted = msg.get("status")
+        if wanted not in ("idle", "draining"):
+            raise p.ProtocolError(p.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
+        status = await self.store.set_worker_status(conn.worker_id, wanted)
+        conn.draining = status == "draining"
+        self.reply(conn, req, {"type": "worker_status", "worker_id": conn.worker_id, "status": status})
+        await self.fill(conn)
+
+    # ---- monitors ----------------------------------------------------------------------------
+
+    async def on_subscribe_stats(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        self.stats_subscribers.add(conn)
+        stats = (await self.store.stats()).as_dict()
+        self.reply(conn, req, {"type": "stats", **stats})
+
+    async def on_get_workers(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        self.reply(conn, req, {"type": "workers", "workers": await self.store.get_workers()})
+
+    # ---- events from every hub ---------------------------------------------------------------
+
+    @staticmethod
+    def _completed_frame(job_id: str, event_id: str, result: bytes) -> bytes:
+        head = orjson.dumps({"type": "job_completed", "job_id": job_id, "event_id": event_id})
+        return head[:-1] + b',"result":' + result + b"}"
+
+    def _event_frame(self, event_id: str, f: dict[str, bytes]) -> bytes:
+        ev, job_id = f["ev"], f["id"].decode()
+        if ev == b"completed":
+            return self._completed_frame(job_id, event_id, f["result"])
+        frame: dict[str, Any] = {"job_id": job_id, "event_id": event_id}
+        if ev == b"failed":
+            frame.update(type="job_failed", error=f["error"].decode(), final=f["final"] == b"1",
+                         attempt=int(f["attempt"]))
+            if "run_at" in f:
+                frame["run_at"] = int(f["run_at"])
+        elif ev == b"cancelled":
+            frame["type"] = "job_cancelled"
+        elif ev == b"progress":
+            frame.update(type="job_update", status="active", progress=float(f["progress"]),
+                         message=f["message"].decode())
+        elif ev == b"assigned":
+            frame.update(type="job_update", status="active", worker_id=f["worker"].decode(),
+                         attempt=int(f["attempt"]))
+        elif ev == b"cancel_requested":
+            frame.update(type="job_update", status="active", cancel_requested=True)
+        else:  # added, pending
+            frame.update(type="job_update", status=(f.get("status") or b"pending").decode())
+        return orjson.dumps(frame)
+
+    def _on_event(self, event_id: str, f: dict[str, bytes], wake: Counter[str]) -> None:
+        ev = f["ev"]
+        if ev == b"worker":
+            frame = orjson.dumps({"type": "worker_status", "worker_id": f["id"].decode(),
+                                  "status": f["status"].decode(), "event_id": event_id})
+            for conn in self.monitors:
+                conn.send(frame)
+            return
+        job_id = f["id"].decode()
+        if ev in (b"added", b"pending"):
+            job_type = f["type"].decode()
+            if f.get("status", b"pending") == b"pending":
+                wake[job_type] += 1
+                self._offer(job_id, job_type, f)
+        elif ev == b"cancel_requested":
+            worker = self.workers.get(f["worker"].decode())
+            if worker is not None and job_id in worker.jobs:
+                worker.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
+        subs = self.job_subscribers.get(job_id)
+        if subs or self.monitors:
+            frame = self._event_frame(event_id, f)
+            for conn in (*(subs or ()), *self.monitors):
+                conn.send(frame)
+        final = ev in TERMINAL_EVENTS or (ev == b"failed" and f.get("final") == b"1")
+        if final and subs is not None:
+            for conn in subs:
+                conn.subscriptions.discard(job_id)
+            del self.job_subscribers[job_id]
+
+    def _offer(self, job_id: str, job_type: str, f: dict[str, bytes]) -> None:
+        frame = None
+        for conn in self.workers.values():
+            if conn.concurrency == 0 and not conn.draining and job_type in conn.job_types:
+                frame = frame or orjson.dumps({"type": "job_available", "job_id": job_id,
+                                               "job_type": job_type,
+                                               "priority": int(f.get("priority", b"0"))})
+                conn.send(frame)
+
+    async def _wake(self, wake: Counter[str]) -> None:
+        """New pending jobs: claim for local workers that can run them and have free slots."""
+        for job_type, count in wake.items():
+            for conn in list(self.workers.values()):
+                if count <= 0:
+                    break
+                free = self._free_slots(conn)
+                if free and job_type in conn.job_types and conn.worker_id is not None:
+                    jobs = await self.store.claim(conn.worker_id, min(free, count))
+                    self._assign(conn, jobs)
+                    count -= len(jobs)
+
+    async def _events_loop(self) -> None:
+        while True:
+            try:
+                events = await self.store.read_events(self.last_event_id, count=1000,
+                                                      block_ms=self.config.events_block_ms)
+                wake: Counter[str] = Counter()
+                for event_id, fields in events:
+                    self.last_event_id = event_id
+                    self._on_event(event_id, fields, wake)
+                if wake:
+                    await self._wake(wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading the events stream failed; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_s)
+            try:
+                moved = 0
+                while True:
+                    result = await self.store.sweep()
+                    moved += result.expired + result.workers_removed
+                    if not result.more:
+                        break
+                if moved:  # jobs went back to pending: the `failed` events carry no type
+                    for conn in list(self.workers.values()):
+                        await self.fill(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; trying again next interval")
+
+    async def _stats_loop(self) -> None:
+        last: bytes | None = None
+        while True:
+            await asyncio.sleep(self.config.stats_interval_s)
+            if not self.stats_subscribers:
+                continue
+            try:
+                frame = orjson.dumps({"type": "stats", **(await self.store.stats()).as_dict()})
+            except Exception:
+                log.exception("stats failed; trying again next interval")
+                continue
+            if frame != last:
+                last = frame
+                for conn in list(self.stats_subscribers):
+                    conn.send(frame)
