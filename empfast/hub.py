@@ -423,7 +423,8 @@ class Hub:
         if cancel:
             conn.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
         if req is not None:
-            self.reply(conn, req, {"type": "progress_ack", "job_id": job_id})
+            self.reply(conn, req, {"type": "job_progress_ack", "job_id": job_id,
+                                   "cancel_requested": cancel})
 
     async def on_complete_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
@@ -465,7 +466,7 @@ class Hub:
             raise p.ProtocolError(p.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
         status = await self.store.set_worker_status(conn.worker_id, wanted)
         conn.draining = status == "draining"
-        self.reply(conn, req, {"type": "worker_status", "worker_id": conn.worker_id, "status": status})
+        self.reply(conn, req, {"type": "worker_status_ack", "worker_id": conn.worker_id, "status": status})
         await self.fill(conn)
 
     # ---- monitors ----------------------------------------------------------------------------

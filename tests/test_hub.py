@@ -70,3 +70,134 @@ async def test_bad_input_gets_its_error_and_the_connection_stays(hub: Hub, frame
     stats = await client.until("stats")
     assert stats["req"] == 2 and stats["pending"] == 0
     client.close()
+
+
+async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
+    worker = await WSPeer.connect(url(hub, f"/ws/worker/{worker_id}"))
+    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
+    await worker.until("worker_registered")
+    return worker
+
+
+async def submit(client: WSPeer, job_type: str, **fields: object) -> str:
+    client.send({"type": "submit_job", "job_type": job_type, **fields})
+    return (await client.until("job_accepted"))["job_id"]
+
+
+async def test_priority_then_fifo_and_capability_matching(hub: Hub) -> None:
+    client = await WSPeer.connect(url(hub, "/ws/client"))
+    for job_id, priority in [("low", 0), ("high1", 5), ("other", 100), ("high2", 5)]:
+        await submit(client, "other" if job_id == "other" else "a", job_id=job_id, priority=priority)
+    worker = await register(hub, "w1", ["a"], concurrency=1)
+    order = []
+    for _ in range(3):
+        job = await worker.until("job_assigned")
+        assert job["job_type"] == "a"
+        order.append(job["job_id"])
+        worker.send({"type": "complete_job", "job_id": job["job_id"], "result": None})
+    assert order == ["high1", "high2", "low"]
+    client.close()
+    worker.close()
+
+
+async def test_two_clients_on_one_job_both_get_every_event(hub: Hub) -> None:
+    first = await WSPeer.connect(url(hub, "/ws/client"))
+    second = await WSPeer.connect(url(hub, "/ws/client"))
+    job_id = await submit(first, "a")
+    second.send({"type": "subscribe_job", "job_id": job_id})
+    await second.until("subscribed")
+    worker = await register(hub, "w1", ["a"])
+    await worker.until("job_assigned")
+    worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 10})
+    worker.send({"type": "complete_job", "job_id": job_id, "result": [1]})
+    for peer in (first, second):
+        assert (await peer.until("job_update", progress=10.0))["job_id"] == job_id
+        assert (await peer.until("job_completed"))["result"] == [1]
+
+
+async def test_offer_mode_two_racing_claimers_one_wins(hub: Hub) -> None:
+    one = await register(hub, "o1", ["a"], concurrency=0)
+    two = await register(hub, "o2", ["a"], concurrency=0)
+    client = await WSPeer.connect(url(hub, "/ws/client"))
+    job_id = await submit(client, "a")
+    for peer in (one, two):
+        assert (await peer.until("job_available"))["job_id"] == job_id
+    one.send({"type": "claim_job", "job_id": job_id, "req": 1})
+    two.send({"type": "claim_job", "job_id": job_id, "req": 2})
+    answers = [await one.next(), await two.next()]
+    kinds = sorted(a["type"] if a["type"] != "error" else a["code"] for a in answers)
+    assert kinds == ["already_claimed", "job_assigned"]
+
+
+async def test_a_vanished_workers_job_reruns_and_its_late_result_is_refused(hub: Hub) -> None:
+    client = await WSPeer.connect(url(hub, "/ws/client"))
+    hung = await register(hub, "hung", ["a"])
+    job_id = await submit(client, "a")
+    assert (await hung.until("job_assigned"))["job_id"] == job_id
+    healthy = await register(hub, "healthy", ["a"])
+    # "hung" keeps its socket open but sends no heartbeat: its lease (2 s) expires
+    again = await healthy.until("job_assigned", wait_s=10)
+    assert again["job_id"] == job_id and again["attempt"] == 2
+    failed = await client.until("job_failed")
+    assert failed["final"] is False and "lease expired" in failed["error"]
+    hung.send({"type": "complete_job", "job_id": job_id, "result": "late", "req": 9})
+    late = await hung.until("error")
+    assert late["code"] == "lease_lost" and late["req"] == 9
+    healthy.send({"type": "complete_job", "job_id": job_id, "result": "fresh"})
+    assert (await client.until("job_completed"))["result"] == "fresh"
+    client.send({"type": "get_job_status", "job_id": job_id})
+    assert (await client.until("job_status"))["result"] == "fresh"
+
+
+async def test_cancel_of_a_running_job_reaches_the_worker(hub: Hub) -> None:
+    client = await WSPeer.connect(url(hub, "/ws/client"))
+    worker = await register(hub, "w1", ["a"])
+    job_id = await submit(client, "a")
+    await worker.until("job_assigned")
+    client.send({"type": "cancel_job", "job_id": job_id})
+    assert (await client.until("job_status"))["cancel_requested"] is True
+    assert (await worker.until("cancel_job"))["job_id"] == job_id
+    worker.send({"type": "fail_job", "job_id": job_id, "error": "cancelled", "retry": False})
+    assert (await worker.until("job_failed_ack"))["status"] == "cancelled"
+    await client.until("job_cancelled", job_id=job_id)
+
+
+async def test_a_client_that_reconnects_with_since_gets_what_it_missed(hub: Hub) -> None:
+    client = await WSPeer.connect(url(hub, "/ws/client"))
+    worker = await register(hub, "w1", ["a"])
+    job_id = await submit(client, "a")
+    await worker.until("job_assigned")
+    worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 30})
+    seen = await client.until("job_update", progress=30.0)
+    client.close()
+    worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 60})
+    worker.send({"type": "complete_job", "job_id": job_id, "result": "done"})
+    await worker.until("job_completed_ack")
+    back = await WSPeer.connect(url(hub, "/ws/client"))
+    back.send({"type": "subscribe_job", "job_id": job_id, "since": seen["event_id"]})
+    await back.until("subscribed")
+    assert (await back.until("job_update"))["progress"] == 60.0
+    assert (await back.until("job_completed"))["result"] == "done"
+
+
+async def test_two_hubs_on_one_redis_act_as_one(backend: str, make_store: MakeStore) -> None:
+    if backend != "redis":
+        pytest.skip("the embedded store lives in one process: several hubs need a real Redis")
+    hubs = []
+    for _ in range(2):
+        store = await make_store()
+        h = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50))
+        await h.start()
+        hubs.append(h)
+    try:
+        client = await WSPeer.connect(url(hubs[0], "/ws/client"))
+        worker = await register(hubs[1], "w1", ["a"])
+        job_id = await submit(client, "a")
+        assert (await worker.until("job_assigned"))["job_id"] == job_id
+        worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 42})
+        assert (await client.until("job_update", progress=42.0))["job_id"] == job_id
+        client.send({"type": "cancel_job", "job_id": job_id})
+        assert (await worker.until("cancel_job"))["job_id"] == job_id
+    finally:
+        for h in hubs:
+            await h.stop()

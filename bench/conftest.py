@@ -1,0 +1,114 @@
+"""Fixtures of the store benchmarks: a real redis-server of the bench's own on a free loopback port
+(never 6379), and a started Store on it with its own event loop (pytest-benchmark's `benchmark`
+fixture is synchronous, so each benchmark drives its coroutines with loop.run_until_complete).
+
+At the end of the run a short table puts every benchmark next to the EVALSHA round-trip floor of its
+group, with the cost per job for the batch calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from empfast.config import QueueSettings, RedisOptions
+from empfast.store import Store, redis_from_options
+
+# RedisServer, free_port and REDIS_BINARY live in tests/support.py: reuse them, do not copy them.
+TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from support import REDIS_BINARY, RedisServer, free_port  # noqa: E402
+
+# Leases and worker liveness far longer than any benchmark, so nothing lapses mid-run.
+BENCH_SETTINGS = QueueSettings(name="bench", lease_ms=600_000, liveness_ms=600_000)
+FLOOR_TEST = "test_raw_evalsha_noop"
+
+
+class Result(NamedTuple):
+    name: str
+    group: str
+    mean: float  # seconds per call
+    median: float
+    jobs_per_call: int | None
+
+
+RESULTS = pytest.StashKey[list[Result]]()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    if not REDIS_BINARY:
+        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
+            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
+        pytest.skip("no redis-server binary on PATH: the store benchmarks need a real Redis "
+                    "(install redis-server, e.g. apt-get install redis-server)")
+    with tempfile.TemporaryDirectory(prefix="empfast-bench-redis-") as workdir:
+        server = RedisServer(free_port(), workdir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def bench_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop per benchmark: the store's client is created, used and closed on it."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+@pytest.fixture
+def bench_store(redis_server: RedisServer, bench_loop: asyncio.AbstractEventLoop) -> Iterator[Store]:
+    """A started Store on an empty database (flushed before each benchmark)."""
+    redis_server.flush()
+    store = Store(redis_from_options(RedisOptions(url=redis_server.url)), BENCH_SETTINGS)
+    bench_loop.run_until_complete(store.start())
+    try:
+        yield store
+    finally:
+        bench_loop.run_until_complete(store.close())
+
+
+@pytest.fixture(autouse=True)
+def _collect_result(request: pytest.FixtureRequest, benchmark: BenchmarkFixture) -> Iterator[None]:
+    """After each benchmark, keep its figures for the floor-ratio table of the terminal summary."""
+    yield
+    meta = benchmark.stats  # None when the benchmark did not run (--benchmark-disable, a failure)
+    if meta is None:
+        return
+    jobs = benchmark.extra_info.get("jobs_per_call")
+    request.config.stash.setdefault(RESULTS, []).append(Result(
+        request.node.name, benchmark.group or "", meta.stats.mean, meta.stats.median, jobs))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS, [])
+    if not results:
+        return
+    floors = {r.group: r for r in results if r.name.startswith(FLOOR_TEST)}
+    tr = terminalreporter
+    tr.write_sep("-", "store scripts vs the EVALSHA 'return 1' round-trip floor (same client, same loop)")
+    tr.write_line(f"{'group':<15} {'benchmark':<38} {'mean us':>9} {'median us':>9} {'ops/s':>8} "
+                  f"{'x floor':>8} {'us/job':>8} {'jobs/s':>9}")
+    for r in sorted(results, key=lambda r: (r.group, r.mean)):
+        floor = floors.get(r.group)
+        ratio = f"{r.mean / floor.mean:7.2f}x" if floor else f"{'n/a':>8}"
+        per_job = f"{r.mean / r.jobs_per_call * 1e6:8.2f} {r.jobs_per_call / r.mean:9.0f}" \
+            if r.jobs_per_call else ""
+        tr.write_line(f"{r.group:<15} {r.name:<38} {r.mean * 1e6:9.1f} {r.median * 1e6:9.1f} "
+                      f"{1 / r.mean:8.0f} {ratio} {per_job}".rstrip())
