@@ -1,0 +1,5 @@
+import sys
+
+from empfast.cli import main
+
+sys.exit(main())
