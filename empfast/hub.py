@@ -7,7 +7,6 @@ hub reach every hub through the queue's Redis events stream. docs/protocol.md is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -162,6 +161,7 @@ class Hub:
         self.server: asyncio.Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.last_event_id = "0-0"
+        self.running = False
         self.handlers: dict[str, Handler] = {
             "submit_job": self.on_submit_job, "submit_jobs": self.on_submit_jobs,
             "get_job_status": self.on_get_job_status, "request_job_status": self.on_get_job_status,
@@ -184,6 +184,7 @@ class Hub:
             self._route, cfg.host, cfg.port, max_frame_size=cfg.max_frame_bytes * 4 + 1024,
             websocket_handshake_timeout=5)
         loop = asyncio.get_running_loop()
+        self.running = True
         self.tasks = [loop.create_task(self._events_loop()), loop.create_task(self._sweep_loop()),
                       loop.create_task(self._stats_loop())]
 
@@ -193,11 +194,13 @@ class Hub:
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        # a cancel can arrive inside a Redis read that turns it into a connection error, so the
+        # loops also check `running`, and the wait is bounded
+        self.running = False
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
         for conn in list(self.conns):
             if conn.transport is not None:
                 conn.transport.send_close()
@@ -561,7 +564,7 @@ class Hub:
                     count -= len(jobs)
 
     async def _events_loop(self) -> None:
-        while True:
+        while self.running:
             try:
                 events = await self.store.read_events(self.last_event_id, count=1000,
                                                       block_ms=self.config.events_block_ms)
@@ -574,11 +577,13 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if not self.running:
+                    return
                 log.exception("reading the events stream failed; retrying in 1 s")
                 await asyncio.sleep(1)
 
     async def _sweep_loop(self) -> None:
-        while True:
+        while self.running:
             await asyncio.sleep(self.config.sweep_interval_s)
             try:
                 moved = 0
@@ -597,7 +602,7 @@ class Hub:
 
     async def _stats_loop(self) -> None:
         last: bytes | None = None
-        while True:
+        while self.running:
             await asyncio.sleep(self.config.stats_interval_s)
             if not self.stats_subscribers:
                 continue
