@@ -8,9 +8,7 @@ group, with the cost per job for the batch calls."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -21,12 +19,12 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from empfast.config import QueueSettings, RedisOptions
 from empfast.store import Store, redis_from_options
 
-# RedisServer, free_port and REDIS_BINARY live in tests/support.py: reuse them, do not copy them.
+# RedisServer and running_redis_server live in tests/support.py: reuse them, do not copy them.
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from support import REDIS_BINARY, RedisServer, free_port  # noqa: E402
+from support import RedisServer, running_redis_server  # noqa: E402
 
 # Leases and worker liveness far longer than any benchmark, so nothing lapses mid-run.
 BENCH_SETTINGS = QueueSettings(name="bench", lease_ms=600_000, liveness_ms=600_000)
@@ -46,18 +44,8 @@ RESULTS = pytest.StashKey[list[Result]]()
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    if not REDIS_BINARY:
-        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
-            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
-        pytest.skip("no redis-server binary on PATH: the store benchmarks need a real Redis "
-                    "(install redis-server, e.g. apt-get install redis-server)")
-    with tempfile.TemporaryDirectory(prefix="empfast-bench-redis-") as workdir:
-        server = RedisServer(free_port(), workdir)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_redis_server("the store benchmarks need a real Redis") as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@ exists), and the embedded fakeredis; the store fixture runs every test on both."
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import pytest
-from support import REDIS_BINARY, MakeStore, RedisServer, free_port
+from support import MakeStore, RedisServer, running_redis_server
 
 from empfast.config import QueueSettings
 from empfast.store import Store, redis_from_options
@@ -17,17 +15,8 @@ from empfast.store import Store, redis_from_options
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    if not REDIS_BINARY:
-        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
-            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
-        pytest.skip("no redis-server binary: the real-Redis half of the suite is skipped")
-    with tempfile.TemporaryDirectory(prefix="empfast-redis-") as workdir:
-        server = RedisServer(free_port(), workdir)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_redis_server("the real-Redis half of the suite is skipped") as server:
+        yield server
 
 
 BACKENDS = ["fakeredis", pytest.param("redis", marks=pytest.mark.real_redis)]

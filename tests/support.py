@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import redis
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -122,3 +126,20 @@ class WSPeer:
     def close(self) -> None:
         if self.transport is not None:
             self.transport.disconnect()
+
+
+@contextlib.contextmanager
+def running_redis_server(purpose: str) -> Iterator[RedisServer]:
+    """A redis-server of our own for a test session; skips (or fails, in CI) when there is none."""
+    if not REDIS_BINARY:
+        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
+            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
+        pytest.skip(f"no redis-server binary on PATH: {purpose} (apt-get install redis-server)")
+    with tempfile.TemporaryDirectory(prefix="empfast-redis-") as workdir:
+        server = RedisServer(free_port(), workdir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
