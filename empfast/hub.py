@@ -527,6 +527,8 @@ class Hub:
             if f.get("status", b"pending") == b"pending":
                 wake[job_type] += 1
                 self._offer(job_id, job_type, f)
+        elif ev == b"failed" and f.get("final") == b"0" and "run_at" not in f:
+            wake[f["type"].decode()] += 1  # retried at once: pending again
         elif ev == b"cancel_requested":
             worker = self.workers.get(f["worker"].decode())
             if worker is not None and job_id in worker.jobs:

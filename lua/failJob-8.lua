@@ -88,8 +88,12 @@ elseif ARGV[7] == '1' and tonumber(attempt) < tonumber(f[1]) then
     rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
   end
   rcall('HINCRBY', statsKey, 'retried:' .. jobType, 1)
-  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'error', err, 'final', 0,
-    'attempt', attempt, 'run_at', runAt)
+  local retryAt = {}
+  if runAt > 0 then
+    retryAt = {'run_at', runAt}
+  end
+  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'type', jobType, 'error', err,
+    'final', 0, 'attempt', attempt, unpack(retryAt))
 else
   finishFailed(prefix, cfg, jobKey, jobId, jobType, attempt, err, now)
 end

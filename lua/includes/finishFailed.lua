@@ -8,6 +8,6 @@ local function finishFailed(prefix, cfg, jobKey, jobId, jobType, attempt, err, n
   rcall('HSET', jobKey, 'status', 'failed', 'finished_at', now, 'updated_at', now)
   rcall('HINCRBY', prefix .. 'stats', 'failed:' .. jobType, 1)
   trimFinished(prefix, prefix .. 'failed', jobKey, jobId, now, cfg.keepFailedMs, cfg.keepFailedMax)
-  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'error', err,
-    'final', 1, 'attempt', attempt)
+  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'type', jobType,
+    'error', err, 'final', 1, 'attempt', attempt)
 end

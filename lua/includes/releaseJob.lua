@@ -29,7 +29,7 @@ local function releaseJob(prefix, activeKey, cfg, jobId, reason, now)
   end
   enqueuePending(prefix, jobKey, jobId, jobType, tonumber(f[4]), now)
   rcall('HINCRBY', prefix .. 'stats', 'retried:' .. jobType, 1)
-  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'error', err,
-    'final', 0, 'attempt', attempt)
+  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'type', jobType,
+    'error', err, 'final', 0, 'attempt', attempt)
   return 'pending'
 end
