@@ -27,7 +27,8 @@ def _bar(done: int, total: int, started: float, width: int = 30) -> str:
 async def run_store_demo(jobs: int, workers: int) -> None:
     """Runs jobs through the Lua state machine on the embedded store: add in batches, then workers
     claim and complete (complete-and-claim-next: one call per job)."""
-    store = await Store.embedded()
+    store = Store.embedded()
+    await store.start()
     print("empfast demo: embedded store (fakeredis with Lua, in this process; not durable)")
     started = time.perf_counter()
     for start in range(0, jobs, 500):
@@ -64,9 +65,7 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | N
         store = Store(redis_from_options(RedisOptions(url=redis_url)), settings)
         where = f"Redis at {redis_url}"
     else:
-        import fakeredis
-
-        store = Store(fakeredis.FakeAsyncRedis(), settings)
+        store = Store.embedded(settings)
         where = "the embedded store (in this process; not durable, one process only)"
     hub = Hub(store, config)
     await hub.start()

@@ -228,12 +228,8 @@ class Hub:
         self.conns.discard(conn)
         self.monitors.discard(conn)
         self.stats_subscribers.discard(conn)
-        for job_id in conn.subscriptions:
-            subs = self.job_subscribers.get(job_id)
-            if subs is not None:
-                subs.discard(conn)
-                if not subs:
-                    del self.job_subscribers[job_id]
+        for job_id in list(conn.subscriptions):
+            self.unsubscribe(conn, job_id)
         if conn.worker_id and self.workers.get(conn.worker_id) is conn:
             # its leases stay: a worker that reconnects in time keeps its jobs; else the sweep
             # takes them back when its liveness lapses
@@ -268,6 +264,14 @@ class Hub:
     def subscribe(self, conn: Conn, job_id: str) -> None:
         conn.subscriptions.add(job_id)
         self.job_subscribers[job_id].add(conn)
+
+    def unsubscribe(self, conn: Conn, job_id: str) -> None:
+        conn.subscriptions.discard(job_id)
+        subs = self.job_subscribers.get(job_id)
+        if subs is not None:
+            subs.discard(conn)
+            if not subs:
+                del self.job_subscribers[job_id]
 
     async def on_submit_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job = self._new_job(msg, p.raw_or_dumped(data, msg, "payload", b"{}"))
@@ -311,8 +315,7 @@ class Hub:
                  "run_at": job.get("run_at")}
         if req is not None:
             frame["req"] = req
-        head = orjson.dumps(frame)
-        return head[:-1] + b',"result":' + (result if result is not None else b"null") + b"}"
+        return p.splice(frame, "result", result if result is not None else b"null")
 
     async def on_get_job_status(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         conn.send(await self._job_status_frame(p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID), req))
@@ -329,9 +332,9 @@ class Hub:
             for event_id, fields in await self.store.job_events_since(job_id, since):
                 conn.send(self._event_frame(event_id, fields))
         elif job["status"] in ("completed", "failed", "cancelled"):
-            conn.send(await self._final_frame(job_id, job))
+            conn.send(self._final_frame(job_id, job))
 
-    async def _final_frame(self, job_id: str, job: dict[str, Any]) -> bytes:
+    def _final_frame(self, job_id: str, job: dict[str, Any]) -> bytes:
         status = job["status"]
         if status == "completed":
             return self._completed_frame(job_id, "", job.get("result") or b"null")
@@ -342,12 +345,7 @@ class Hub:
 
     async def on_unsubscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
-        conn.subscriptions.discard(job_id)
-        subs = self.job_subscribers.get(job_id)
-        if subs is not None:
-            subs.discard(conn)
-            if not subs:
-                del self.job_subscribers[job_id]
+        self.unsubscribe(conn, job_id)
         self.reply(conn, req, {"type": "unsubscribed", "job_id": job_id})
 
     async def on_cancel_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
@@ -369,7 +367,7 @@ class Hub:
                     "priority": job.priority, "attempt": job.attempt, "lease_s": lease_s}
             if req is not None:
                 head["req"] = req
-            conn.send(orjson.dumps(head)[:-1] + b',"payload":' + job.payload + b"}")
+            conn.send(p.splice(head, "payload", job.payload))
 
     def _free_slots(self, conn: Conn) -> int:
         if conn.draining or conn.worker_id is None:
@@ -486,8 +484,7 @@ class Hub:
 
     @staticmethod
     def _completed_frame(job_id: str, event_id: str, result: bytes) -> bytes:
-        head = orjson.dumps({"type": "job_completed", "job_id": job_id, "event_id": event_id})
-        return head[:-1] + b',"result":' + result + b"}"
+        return p.splice({"type": "job_completed", "job_id": job_id, "event_id": event_id}, "result", result)
 
     def _event_frame(self, event_id: str, f: dict[str, bytes]) -> bytes:
         ev, job_id = f["ev"], f["id"].decode()

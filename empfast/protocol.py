@@ -184,6 +184,11 @@ def raw_member(frame: bytes, key: str) -> bytes | None:
     return None
 
 
+def splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:
+    """A frame of `head` plus one member whose value is raw JSON text, added without parsing it."""
+    return orjson.dumps(head)[:-1] + b',"' + key.encode() + b'":' + raw + b"}"
+
+
 def raw_or_dumped(frame: bytes, message: dict[str, Any], key: str, default: bytes) -> bytes:
     """The member's exact text when it can be found, else its parsed value re-encoded."""
     if key not in message:

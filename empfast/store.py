@@ -126,6 +126,11 @@ def _claimed(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
     ]
 
 
+def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
+    entry_id, fields = entry
+    return _s(entry_id), {_s(a): b for a, b in fields.items()}
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -169,13 +174,12 @@ class Store:
         return store
 
     @classmethod
-    async def embedded(cls, settings: QueueSettings | None = None) -> Store:
-        """A store on fakeredis with Lua, in this process: no Redis needed, nothing durable."""
+    def embedded(cls, settings: QueueSettings | None = None) -> Store:
+        """A store on fakeredis with Lua, in this process: no Redis needed, nothing durable.
+        Call start() before use (a Hub does it)."""
         import fakeredis
 
-        store = cls(fakeredis.FakeAsyncRedis(), settings)
-        await store.start()
-        return store
+        return cls(fakeredis.FakeAsyncRedis(), settings)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -475,10 +479,7 @@ class Store:
         reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
         if not reply:
             return []
-        return [
-            (_s(entry_id), {_s(a): b for a, b in fields.items()})
-            for entry_id, fields in reply[0][1]
-        ]
+        return [_event(entry) for entry in reply[0][1]]
 
     async def last_event_id(self) -> str:
         """The id of the newest event, so a starting hub reads only what comes after it."""
@@ -491,8 +492,4 @@ class Store:
         newest `scan` entries of the stream (its trimmed length)."""
         entries = await self.redis.xrange(self.keys.events, min=f"({since}", count=scan)
         wanted = job_id.encode()
-        return [
-            (_s(entry_id), {_s(a): b for a, b in fields.items()})
-            for entry_id, fields in entries
-            if fields.get(b"id") == wanted and fields.get(b"ev") != b"worker"
-        ]
+        return [_event(e) for e in entries if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
