@@ -7,6 +7,7 @@ hub reach every hub through the queue's Redis events stream. docs/protocol.md is
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import uuid
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from picows import (
+    WSCloseCode,
     WSFrame,
     WSListener,
     WSMsgType,
@@ -26,6 +28,7 @@ from picows import (
     WSUpgradeResponseWithListener,
     ws_create_server,
 )
+from redis.exceptions import RedisError
 
 from empfast import protocol as p
 from empfast.config import HubConfig
@@ -46,19 +49,32 @@ log = logging.getLogger("empfast.hub")
 MAX_BATCH = 1000
 MAX_DELAY_S = 30 * 86_400
 TERMINAL_EVENTS = frozenset({b"completed", b"cancelled"})
+# WebSocket close codes (docs/protocol.md section 2)
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_REPLACED = 4001
+CLOSE_SLOW_CONSUMER = 4002
 
 
 def _store_error(exc: EmpfastError) -> p.ProtocolError:
+    """The wire error for a store refusal (docs/protocol.md section 3)."""
+    job_id = getattr(exc, "job_id", None)
+    extra: dict[str, Any] = {"job_id": job_id} if job_id is not None else {}
     if isinstance(exc, JobNotFound):
-        return p.ProtocolError(p.NOT_FOUND, str(exc))
+        return p.ProtocolError(p.NOT_FOUND, str(exc), **extra)
     if isinstance(exc, LeaseLost):
-        return p.ProtocolError(p.LEASE_LOST, str(exc))
+        return p.ProtocolError(p.LEASE_LOST, str(exc), **extra)
     if isinstance(exc, NotPending):
-        return p.ProtocolError(p.ALREADY_CLAIMED, str(exc))
-    if isinstance(exc, (BadArgument, WrongJobType, WorkerDraining)):
+        return p.ProtocolError(p.ALREADY_CLAIMED, str(exc), status=exc.status, **extra)
+    if isinstance(exc, WrongJobType):
+        return p.ProtocolError(p.WRONG_JOB_TYPE, str(exc), **extra)
+    if isinstance(exc, WorkerDraining):
+        return p.ProtocolError(p.DRAINING, f"{exc}: send worker_status idle first")
+    if isinstance(exc, BadArgument):
         return p.ProtocolError(p.BAD_MESSAGE, str(exc))
     if isinstance(exc, WorkerNotFound):
-        return p.ProtocolError(p.NOT_FOUND, str(exc))
+        return p.ProtocolError(p.NOT_REGISTERED, str(exc))
     return p.ProtocolError(p.INTERNAL, str(exc))
 
 
@@ -82,12 +98,14 @@ class Conn(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         if not self.authorized:
-            self.send(p.error_frame(p.UNAUTHORIZED, "missing or wrong token: connect with ?token=..."))
-            transport.send_close()
-            transport.disconnect()
+            self.close(p.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
+                                       "'Authorization: Bearer ...' header", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.hub.attach(self)
+        self.send(orjson.dumps({"type": "welcome", "protocol": p.PROTOCOL_VERSION, "role": self.role,
+                                "hub_id": self.hub.hub_id,
+                                "max_frame_bytes": self.hub.config.max_frame_bytes}))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -102,11 +120,11 @@ class Conn(WSListener):
                                                    "(no binary, no fragments)"))
             return
         data = frame.get_payload_as_bytes()
-        if len(data) > self.hub.config.max_frame_bytes:
-            self.send(p.error_frame(p.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of "
-                                                 f"{self.hub.config.max_frame_bytes}; closing"))
-            transport.send_close()
-            transport.disconnect()
+        limit = self.hub.config.max_frame_bytes
+        if len(data) > limit:
+            self.close(p.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
+                                    "big data in object storage and send its URL", CLOSE_TOO_BIG,
+                       limit=limit)
             return
         self.inbox.put_nowait(data)
 
@@ -119,10 +137,11 @@ class Conn(WSListener):
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.send(WSMsgType.TEXT, data)
 
-    def close(self, code: str, message: str) -> None:
-        self.send(p.error_frame(code, message))
+    def close(self, code: str, message: str, close_code: int, **extra: Any) -> None:
+        """Send an error frame, then close with a WebSocket close code (docs/protocol.md 2)."""
+        self.send(p.error_frame(code, message, **extra))
         if self.transport is not None:
-            self.transport.send_close()
+            self.transport.send_close(WSCloseCode(close_code), message.encode()[:120])
             self.transport.disconnect()
 
     async def _run(self) -> None:
@@ -134,10 +153,14 @@ class Conn(WSListener):
                 req = p.req_id(message)
                 await self.hub.handle(self, message, data, req)
             except p.ProtocolError as exc:
-                self.send(p.error_frame(exc.code, exc.message, req))
+                self.send(p.error_frame(exc.code, exc.message, req, **exc.extra))
             except EmpfastError as exc:
                 err = _store_error(exc)
-                self.send(p.error_frame(err.code, err.message, req))
+                self.send(p.error_frame(err.code, err.message, req, **err.extra))
+            except (RedisError, OSError) as exc:
+                log.warning("Redis failed on a %s frame: %s", self.role, exc)
+                self.send(p.error_frame(p.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome "
+                                        "is unknown: retry after a pause", req))
             except Exception:
                 log.exception("internal error handling a %s frame", self.role)
                 self.send(p.error_frame(p.INTERNAL, "the hub failed on this message; it was logged", req))
@@ -171,7 +194,8 @@ class Hub:
             "update_job_progress": self.on_progress, "complete_job": self.on_complete_job,
             "fail_job": self.on_fail_job, "worker_heartbeat": self.on_heartbeat,
             "worker_status": self.on_worker_status, "subscribe_stats": self.on_subscribe_stats,
-            "get_workers": self.on_get_workers,
+            "get_workers": self.on_get_workers, "unregister_worker": self.on_unregister_worker,
+            "ping": self.on_ping,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -215,9 +239,18 @@ class Hub:
         if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in p.ROLE_TYPES:
             body = b"empfast hub: connect to /ws/client, /ws/worker or /ws/monitor\n"
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
-        token = self.config.token
-        authorized = token is None or parse_qs(query).get("token", [""])[0] == token
+        authorized = self._authorized(request, query)
         return Conn(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, authorized)
+
+    def _authorized(self, request: WSUpgradeRequest, query: str) -> bool:
+        expected = self.config.token
+        if expected is None:
+            return True
+        given = parse_qs(query).get("token", [""])[0]
+        header = request.headers.get("authorization", "")
+        if not given and header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), expected.encode())
 
     def attach(self, conn: Conn) -> None:
         self.conns.add(conn)
@@ -238,8 +271,8 @@ class Hub:
     async def handle(self, conn: Conn, message: dict[str, Any], data: bytes, req: Any) -> None:
         kind = message["type"]
         p.check_role(conn.role, kind)
-        if conn.role == "worker" and kind != "register_worker" and conn.worker_id is None:
-            raise p.ProtocolError(p.BAD_MESSAGE, "send register_worker first")
+        if conn.role == "worker" and kind not in ("register_worker", "ping") and conn.worker_id is None:
+            raise p.ProtocolError(p.NOT_REGISTERED, "send register_worker first")
         await self.handlers[kind](conn, message, data, req)
 
     @staticmethod
@@ -359,12 +392,16 @@ class Hub:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def _assign(self, conn: Conn, jobs: list[ClaimedJob], req: Any = None) -> None:
+    def _assign(self, conn: Conn, jobs: list[ClaimedJob], req: Any = None,
+                reassigned: bool = False) -> None:
         lease_s = self.store.settings.lease_ms / 1000
         for job in jobs:
             conn.jobs[job.job_id] = job.attempt
-            head = {"type": "job_assigned", "job_id": job.job_id, "job_type": job.job_type,
-                    "priority": job.priority, "attempt": job.attempt, "lease_s": lease_s}
+            head: dict[str, Any] = {"type": "job_assigned", "job_id": job.job_id,
+                                    "job_type": job.job_type, "priority": job.priority,
+                                    "attempt": job.attempt, "lease_s": lease_s}
+            if reassigned:
+                head["reassigned"] = True
             if req is not None:
                 head["req"] = req
             conn.send(p.splice(head, "payload", job.payload))
@@ -380,21 +417,50 @@ class Hub:
             self._assign(conn, await self.store.claim(conn.worker_id, free))
 
     async def on_register_worker(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        worker_id = (p.get_opt_str(msg, "worker_id") or conn.path_id or f"worker-{uuid.uuid4().hex[:12]}")
-        job_types = p.get_str_list(msg, "job_types")
+        worker_id = p.get_opt_str(msg, "worker_id")
+        if worker_id is not None and conn.path_id is not None and worker_id != conn.path_id:
+            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'worker_id' ({worker_id!r}) differs from the id "
+                                  f"in the path ({conn.path_id!r}): give one or make them equal",
+                                  field="worker_id")
+        worker_id = worker_id or conn.path_id or conn.worker_id or f"w-{uuid.uuid4().hex}"
+        if not p.WORKER_ID_RE.match(worker_id):
+            raise p.ProtocolError(p.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
+                                  "[A-Za-z0-9._:@-]", field="worker_id")
+        if conn.worker_id is not None and worker_id != conn.worker_id:
+            raise p.ProtocolError(p.BAD_MESSAGE, f"this connection is worker {conn.worker_id!r}; open "
+                                  "another connection for another worker id", field="worker_id")
+        job_types = p.get_str_list(msg, "job_types", max_items=100)
         concurrency = p.get_int(msg, "concurrency", 1, 0, 10_000)
         previous = self.workers.get(worker_id)
         if previous is not None and previous is not conn:
-            previous.close(p.BAD_MESSAGE, f"worker id {worker_id!r} connected again elsewhere; "
-                                          "this connection is replaced")
+            previous.close(p.REPLACED, f"worker id {worker_id!r} registered on another connection; "
+                                       "this one is replaced (two processes share one id?)",
+                           CLOSE_REPLACED)
         held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=self.hub_id)
         conn.worker_id, conn.job_types, conn.concurrency = worker_id, frozenset(job_types), concurrency
-        conn.jobs, conn.draining = held, False
+        conn.draining = False
+        reassigned = [job_id for job_id in held if job_id not in conn.jobs]
+        conn.jobs = held
         self.workers[worker_id] = conn
+        settings = self.store.settings
         self.reply(conn, req, {"type": "worker_registered", "worker_id": worker_id,
                                "heartbeat_interval_s": self.config.heartbeat_interval_s,
-                               "lease_s": self.store.settings.lease_ms / 1000, "jobs": held})
+                               "lease_s": settings.lease_ms / 1000,
+                               "liveness_s": settings.liveness_ms / 1000, "held": list(held)})
+        await self._resend_held(conn, reassigned)
         await self.fill(conn)
+
+    async def _resend_held(self, conn: Conn, job_ids: list[str]) -> None:
+        """Jobs a worker still holds from an earlier connection go to it again, marked reassigned:
+        a worker still running one ignores it, a restarted worker runs it (docs/protocol.md 5)."""
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is None or job.get("status") != "active" or job.get("worker") != conn.worker_id:
+                conn.jobs.pop(job_id, None)
+                continue
+            self._assign(conn, [ClaimedJob(job_id, job["type"], job.get("priority", 0),
+                                           job.get("payload") or b"{}", conn.jobs[job_id])],
+                         reassigned=True)
 
     async def on_claim_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
@@ -422,7 +488,7 @@ class Hub:
             conn.jobs.pop(job_id, None)
             raise
         if cancel:
-            conn.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
+            conn.send(self._cancel_frame(job_id, "cancelled"))
         if req is not None:
             self.reply(conn, req, {"type": "job_progress_ack", "job_id": job_id,
                                    "cancel_requested": cancel})
@@ -451,14 +517,51 @@ class Hub:
                                "status": outcome.status})
         self._assign(conn, outcome.next_jobs)
 
+    @staticmethod
+    def _cancel_frame(job_id: str, reason: str) -> bytes:
+        return orjson.dumps({"type": "cancel_job", "job_id": job_id, "reason": reason})
+
+    def _drop_lost(self, conn: Conn, lost: list[str]) -> None:
+        for job_id in lost:
+            conn.jobs.pop(job_id, None)
+            conn.send(self._cancel_frame(job_id, "lease_lost"))
+
     async def on_heartbeat(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
-        beat = await self.store.heartbeat(conn.worker_id)
-        for job_id in beat.lost:
-            conn.jobs.pop(job_id, None)
-        for job_id in (*beat.lost, *beat.cancel):
-            conn.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
-        self.reply(conn, req, {"type": "worker_heartbeat_ack", "lost": beat.lost})
+        try:
+            beat = await self.store.heartbeat(conn.worker_id)
+        except WorkerNotFound:
+            # its record expired after missed heartbeats: register it again with its last values;
+            # the jobs it held were taken back
+            held = await self.store.register_worker(conn.worker_id, sorted(conn.job_types),
+                                                    conn.concurrency, hub_id=self.hub_id)
+            self._drop_lost(conn, [job_id for job_id in conn.jobs if job_id not in held])
+            beat = await self.store.heartbeat(conn.worker_id)
+        self._drop_lost(conn, beat.lost)
+        for job_id in beat.cancel:
+            conn.send(self._cancel_frame(job_id, "cancelled"))
+        self.reply(conn, req, {"type": "worker_heartbeat_ack", "worker_id": conn.worker_id,
+                               "extended": beat.extended, "lost": beat.lost})
+        if beat.lost:
+            await self.fill(conn)
+
+    async def on_unregister_worker(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        assert conn.worker_id is not None
+        try:
+            released = await self.store.deregister_worker(conn.worker_id)
+        except WorkerNotFound:
+            released = 0
+        self.reply(conn, req, {"type": "worker_unregistered", "worker_id": conn.worker_id,
+                               "released": released})
+        if self.workers.get(conn.worker_id) is conn:
+            del self.workers[conn.worker_id]
+        conn.jobs.clear()
+        if conn.transport is not None:
+            conn.transport.send_close(WSCloseCode.OK)
+            conn.transport.disconnect()
+
+    async def on_ping(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        self.reply(conn, req, {"type": "pong"})
 
     async def on_worker_status(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
@@ -529,7 +632,7 @@ class Hub:
         elif ev == b"cancel_requested":
             worker = self.workers.get(f["worker"].decode())
             if worker is not None and job_id in worker.jobs:
-                worker.send(orjson.dumps({"type": "cancel_job", "job_id": job_id}))
+                worker.send(self._cancel_frame(job_id, "cancelled"))
         subs = self.job_subscribers.get(job_id)
         if subs or self.monitors:
             frame = self._event_frame(event_id, f)

@@ -21,32 +21,43 @@ LEASE_LOST = "lease_lost"
 TOO_LARGE = "too_large"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal"
+NOT_REGISTERED = "not_registered"
+WRONG_JOB_TYPE = "wrong_job_type"
+DRAINING = "draining"
+REPLACED = "replaced"
+LIMIT_EXCEEDED = "limit_exceeded"
+UNAVAILABLE = "unavailable"
+
+PROTOCOL_VERSION = 1
 
 CLIENT_TYPES = frozenset({
     "submit_job", "submit_jobs", "get_job_status", "request_job_status", "subscribe_job",
-    "unsubscribe_job", "cancel_job", "get_stats",
+    "unsubscribe_job", "cancel_job", "get_stats", "ping",
 })
 WORKER_TYPES = frozenset({
     "register_worker", "claim_job", "update_job_progress", "complete_job", "fail_job",
-    "worker_heartbeat", "worker_status",
+    "worker_heartbeat", "worker_status", "unregister_worker", "ping",
 })
 MONITOR_TYPES = frozenset({"subscribe_stats", "get_stats", "get_workers", "subscribe_job",
-                           "unsubscribe_job", "get_job_status", "request_job_status"})
+                           "unsubscribe_job", "get_job_status", "request_job_status", "ping"})
 ROLE_TYPES = {"client": CLIENT_TYPES, "worker": WORKER_TYPES, "monitor": MONITOR_TYPES}
 ALL_TYPES = CLIENT_TYPES | WORKER_TYPES | MONITOR_TYPES
 
+WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_JOB_ID = 256
 MAX_NAME = 128
 MAX_PRIORITY = 1000
 
 
 class ProtocolError(Exception):
-    """Bad input from a peer: answered with an error frame; nothing changes."""
+    """Bad input from a peer: answered with an error frame; nothing changes. `extra` holds the
+    error frame's extra members (field, job_id, status, limit)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra
 
 
 def parse_frame(data: bytes | str) -> dict[str, Any]:
@@ -58,10 +69,10 @@ def parse_frame(data: bytes | str) -> dict[str, Any]:
                                       "per text frame") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_MESSAGE, "a frame must be a JSON object with a 'type' field, "
-                                         f"got a JSON {type(message).__name__}")
+                                         f"got a JSON {type(message).__name__}", field="")
     kind = message.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(BAD_MESSAGE, "field 'type' is missing or not a string")
+        raise ProtocolError(BAD_MESSAGE, "field 'type' is missing or not a string", field="type")
     return message
 
 
@@ -73,8 +84,9 @@ def check_role(role: str, kind: str) -> None:
                                        "/ws/<role> endpoint")
 
 
-def error_frame(code: str, message: str, req: Any = None) -> bytes:
-    frame: dict[str, Any] = {"type": "error", "code": code, "error": message}
+def error_frame(code: str, message: str, req: Any = None, **extra: Any) -> bytes:
+    """An error frame; `extra` adds members such as field, job_id, status or limit."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "error": message, **extra}
     if req is not None:
         frame["req"] = req
     return orjson.dumps(frame)
@@ -83,7 +95,7 @@ def error_frame(code: str, message: str, req: Any = None) -> bytes:
 # ---- field validation ------------------------------------------------------------------------
 
 def _bad(field: str, what: str) -> ProtocolError:
-    return ProtocolError(BAD_MESSAGE, f"field {field!r} {what}")
+    return ProtocolError(BAD_MESSAGE, f"field {field!r} {what}", field=field)
 
 
 def req_id(message: dict[str, Any]) -> Any:

@@ -9,7 +9,8 @@ import fakeredis
 import pytest
 from support import MakeStore, RedisServer, running_redis_server
 
-from empfast.config import QueueSettings
+from empfast.config import HubConfig, QueueSettings
+from empfast.hub import Hub
 from empfast.store import Store, redis_from_options
 
 
@@ -66,3 +67,13 @@ async def make_store(backend: str, request: pytest.FixtureRequest) -> AsyncItera
 @pytest.fixture
 async def store(make_store: MakeStore) -> AsyncIterator[Store]:
     yield await make_store()
+
+
+@pytest.fixture
+async def hub(make_store: MakeStore) -> AsyncIterator[Hub]:
+    """A started hub on a free port with short lease (2 s) and liveness (3 s), on each backend."""
+    store = await make_store(lease_ms=2_000, liveness_ms=3_000)
+    h = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+    await h.start()
+    yield h
+    await h.stop()

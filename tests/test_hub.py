@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from support import MakeStore, WSPeer
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
-
-
-@pytest.fixture
-async def hub(make_store: MakeStore) -> AsyncIterator[Hub]:
-    store = await make_store(lease_ms=2_000, liveness_ms=3_000)
-    h = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
-    await h.start()
-    yield h
-    await h.stop()
 
 
 def url(hub: Hub, path: str) -> str:

@@ -1,0 +1,274 @@
+"""The client side of one hub connection, shared by the worker and client SDKs: requests matched to
+their replies by `req`, pushes handed to the SDK, and reconnection with exponential backoff and
+jitter. It knows the envelope (docs/protocol.md section 3), not what any message means: after each
+(re)connect it calls the SDK's `on_connected` hook, which restores the SDK's state (register again,
+resubscribe, re-send unacknowledged results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+log = logging.getLogger("empfast.connection")
+
+Push = Callable[[dict[str, Any], bytes], None]
+Hook = Callable[[], Awaitable[None]]
+
+# codes after which reconnecting as is cannot help (docs/protocol.md section 3)
+FATAL_CODES = frozenset({"unauthorized", "replaced"})
+
+
+class HubError(Exception):
+    """The hub answered a request with an error frame."""
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        self.code: str = frame.get("code", "internal")
+        self.frame = frame
+        super().__init__(f"{self.code}: {frame.get('error', '')}")
+
+
+class Disconnected(Exception):
+    """The connection dropped before the reply came; the request's outcome is unknown."""
+
+
+class ConnectionClosed(Exception):
+    """The connection was closed for good (close() was called, or the hub refused us)."""
+
+
+def endpoint(url: str, role: str, peer_id: str | None = None, token: str | None = None) -> str:
+    """The WebSocket URL of a role's endpoint on a hub given as ws://host:port (a path is kept)."""
+    base = url.rstrip("/")
+    if not base.endswith(f"/ws/{role}"):
+        base = f"{base}/ws/{role}"
+    if peer_id:
+        base = f"{base}/{quote(peer_id, safe='')}"
+    return f"{base}?token={quote(token, safe='')}" if token else base
+
+
+def backoff_delays(base_s: float, cap_s: float) -> itertools.chain[float]:
+    """Exponential backoff with full jitter in [½, 1] of each step, as the hub's retries."""
+    return itertools.chain(
+        (min(cap_s, base_s * 2 ** n) * random.uniform(0.5, 1.0) for n in range(64)),
+        iter(lambda: cap_s * random.uniform(0.5, 1.0), None),
+    )
+
+
+class Connection:
+    """A connection that keeps itself open until close(). `request` waits for a connection, sends,
+    and waits for the reply with the same `req`; if the socket drops first it raises Disconnected
+    (the caller decides whether a retry is safe). `send` is fire-and-forget and drops the frame
+    while disconnected."""
+
+    def __init__(self, url: str, *, on_push: Push, on_connected: Hook | None = None,
+                 backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
+                 connect_timeout_s: float = 5.0, max_frame_bytes: int = 1 << 20) -> None:
+        self.url = url
+        self.on_push = on_push
+        self.on_connected = on_connected
+        self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_frame_bytes = max_frame_bytes
+        self.transport: WSTransport | None = None
+        self.ready = asyncio.Event()  # set while connected and on_connected has run
+        self.fatal: HubError | None = None
+        self.connects = 0
+        self._req_ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._closing = False
+        self._lost: asyncio.Event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._welcome: asyncio.Future[dict[str, Any]] | None = None
+        self.welcome: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        """Connect (retrying with backoff) and keep the connection up in the background. Raises
+        only when the first connection is refused for good (e.g. a wrong token)."""
+        loop = asyncio.get_running_loop()
+        self._first = loop.create_future()
+        self._task = loop.create_task(self._keep_connected())
+        await asyncio.shield(self._first)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.send_close()
+            self.transport.disconnect()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._fail_pending(ConnectionClosed("the connection was closed"))
+
+    @property
+    def connected(self) -> bool:
+        return self.transport is not None and not self.transport.is_disconnected
+
+    def send(self, message: dict[str, Any] | bytes) -> bool:
+        """Send now if connected; False when the frame was dropped."""
+        if not self.connected:
+            return False
+        assert self.transport is not None
+        data = message if isinstance(message, bytes) else orjson.dumps(message)
+        self.transport.send(WSMsgType.TEXT, data)
+        return True
+
+    async def request(self, message: dict[str, Any], *, timeout_s: float | None = 30.0,
+                      wait_connected: bool = True) -> dict[str, Any]:
+        """Send a request and return the hub's reply; HubError for an error reply."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if self._closing:
+                    raise ConnectionClosed("the connection was closed")
+                if self.fatal is not None:
+                    raise self.fatal
+                if self.ready.is_set() or not wait_connected:
+                    break
+                await self.ready.wait()
+            return await self._request_now(message)
+
+    async def _request_now(self, message: dict[str, Any]) -> dict[str, Any]:
+        req = next(self._req_ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[req] = future
+        try:
+            if not self.send({**message, "req": req}):
+                raise Disconnected("not connected to the hub")
+            reply = await future
+        finally:
+            self._pending.pop(req, None)
+        if reply.get("type") == "error":
+            raise HubError(reply)
+        return reply
+
+    # ---- the socket ----------------------------------------------------------------------------
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("the hub sent a frame that is not JSON; ignored")
+            return
+        if not isinstance(frame, dict):
+            return
+        kind = frame.get("type")
+        if self._welcome is not None and not self._welcome.done():
+            # the hub's first frame: `welcome`, or the error that refuses this connection
+            if kind == "error":
+                self._welcome.set_exception(HubError(frame))
+            else:
+                self._welcome.set_result(frame)
+            if kind in ("welcome", "error"):
+                return
+        req = frame.get("req")
+        future = self._pending.get(req) if isinstance(req, int) else None
+        if future is not None:
+            if not future.done():
+                future.set_result(frame)
+            return
+        if kind == "error" and frame.get("code") in FATAL_CODES:
+            self.fatal = HubError(frame)
+        try:
+            self.on_push(frame, data)
+        except Exception:
+            log.exception("handling a %r frame from the hub failed", frame.get("type"))
+
+    def _on_lost(self) -> None:
+        self.ready.clear()
+        self._fail_pending(Disconnected("the connection to the hub dropped before the reply"))
+        self._lost.set()
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+
+    async def _connect_once(self) -> None:
+        connection = self
+
+        class Listener(WSListener):
+            def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+                if frame.msg_type == WSMsgType.TEXT:
+                    connection._on_frame(frame.get_payload_as_bytes())
+                elif frame.msg_type == WSMsgType.CLOSE:
+                    transport.send_close(frame.get_close_code())
+                    transport.disconnect()
+
+            def on_ws_disconnected(self, transport: WSTransport) -> None:
+                connection._on_lost()
+
+        self._lost.clear()
+        self._welcome = asyncio.get_running_loop().create_future()
+        self.transport, _ = await ws_connect(
+            Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
+            max_frame_size=self.max_frame_bytes * 4 + 1024, enable_auto_ping=True,
+            auto_ping_idle_timeout=10, auto_ping_reply_timeout=10)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait({self._welcome, lost}, timeout=self.connect_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if self._welcome in done:
+            self.welcome = self._welcome.result()  # HubError when the hub refused us
+            return
+        self._welcome.cancel()
+        raise Disconnected("the hub closed the connection or sent no welcome frame in time")
+
+    async def _session(self) -> None:
+        """One connection's life: connect, let the SDK restore its state, wait until it drops."""
+        try:
+            await self._connect_once()
+            self.connects += 1
+            if self.on_connected is not None:
+                await self.on_connected()
+            if self.connected:
+                self.ready.set()
+                self._resolve_first(None)
+            await self._lost.wait()
+        finally:
+            self.ready.clear()
+            if self.transport is not None and not self.transport.is_disconnected:
+                self.transport.disconnect()
+
+    async def _keep_connected(self) -> None:
+        delays = backoff_delays(self.backoff_base_s, self.backoff_cap_s)
+        while not self._closing:
+            connects = self.connects
+            try:
+                await self._session()
+            except (TimeoutError, OSError, Disconnected) as exc:
+                log.info("connection to the hub at %s failed or dropped (%s)", self.url, exc)
+            except HubError as exc:
+                if exc.code in FATAL_CODES:
+                    self.fatal = exc
+                else:
+                    log.warning("the hub refused the connection: %s", exc)
+            if self.fatal is not None:
+                log.error("the hub refused this connection for good: %s", self.fatal)
+                self._resolve_first(self.fatal)
+                self._fail_pending(self.fatal)
+                return
+            if self._closing:
+                return
+            if self.connects > connects:  # it was up: start the backoff again from its base
+                delays = backoff_delays(self.backoff_base_s, self.backoff_cap_s)
+            delay = next(delays)
+            log.info("reconnecting to %s in %.2f s", self.url, delay)
+            await asyncio.sleep(delay)
+
+    def _resolve_first(self, exc: Exception | None) -> None:
+        if self._first is not None and not self._first.done():
+            if exc is None:
+                self._first.set_result(None)
+            else:
+                self._first.set_exception(exc)
