@@ -69,6 +69,7 @@ class HubConfig:
     hub_id: str = ""
     token: str | None = None
     max_frame_bytes: int = 1 << 20
+    max_outbound_bytes: int = 16 << 20  # queued for one peer that does not read: then close 4002
     heartbeat_interval_s: float = 10.0
     sweep_interval_s: float = 1.0
     stats_interval_s: float = 1.0

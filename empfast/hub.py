@@ -42,11 +42,14 @@ from empfast.errors import (
     WorkerNotFound,
     WrongJobType,
 )
-from empfast.store import ClaimedJob, NewJob, Store
+from empfast.store import Added, ClaimedJob, NewJob, Store, new_job_id, stream_id
 
 log = logging.getLogger("empfast.hub")
 
 MAX_BATCH = 1000
+MAX_SUBSCRIPTIONS = 100_000
+PAYLOAD_HEADROOM = 4096  # room for the frame built around a payload or result (docs/protocol.md 8)
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 MAX_DELAY_S = 30 * 86_400
 TERMINAL_EVENTS = frozenset({b"completed", b"cancelled"})
 # WebSocket close codes (docs/protocol.md section 2)
@@ -88,6 +91,12 @@ class Conn(WSListener):
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.subscriptions: set[str] = set()
+        # job id -> live frames held back while its replay is read (resume without gap or repeat)
+        self.held_back: dict[str, list[tuple[str, bytes]]] = {}
+        # monitors: the last stats pushed, when, and how often they want them
+        self.stats_sent = b""
+        self.stats_sent_at = 0.0
+        self.stats_interval_s = 1.0
         # worker connections only
         self.worker_id: str | None = None
         self.job_types: frozenset[str] = frozenset()
@@ -116,8 +125,8 @@ class Conn(WSListener):
         if kind in (WSMsgType.PING, WSMsgType.PONG) or not self.authorized:
             return
         if kind != WSMsgType.TEXT or not frame.fin:
-            self.send(p.error_frame(p.BAD_MESSAGE, "only whole JSON text frames are accepted "
-                                                   "(no binary, no fragments)"))
+            self.send(p.error_frame(p.BAD_JSON, "only whole JSON text frames are accepted "
+                                                "(no binary, no fragments)"))
             return
         data = frame.get_payload_as_bytes()
         limit = self.hub.config.max_frame_bytes
@@ -134,8 +143,18 @@ class Conn(WSListener):
         self.hub.detach(self)
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_disconnected:
-            self.transport.send(WSMsgType.TEXT, data)
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        transport.send(WSMsgType.TEXT, data)
+        # a peer that stops reading must not grow the hub's memory without bound
+        limit = self.hub.config.max_outbound_bytes
+        if transport.underlying_transport.get_write_buffer_size() > limit:
+            self.transport = None
+            transport.send_close(WSCloseCode(CLOSE_SLOW_CONSUMER), b"slow consumer")
+            transport.disconnect()
+            log.warning("closed a %s connection that stopped reading (over %d bytes queued)",
+                        self.role, limit)
 
     def close(self, code: str, message: str, close_code: int, **extra: Any) -> None:
         """Send an error frame, then close with a WebSocket close code (docs/protocol.md 2)."""
@@ -283,54 +302,87 @@ class Hub:
 
     # ---- clients -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _new_job(body: dict[str, Any], payload: bytes) -> NewJob:
-        return NewJob(
-            job_type=p.get_str(body, "job_type"),
-            payload=payload,
-            priority=p.get_int(body, "priority", 0, -p.MAX_PRIORITY, p.MAX_PRIORITY),
-            job_id=p.get_opt_str(body, "job_id", max_len=p.MAX_JOB_ID),
-            max_attempts=p.get_int(body, "max_attempts", 3, 1, 1000),
-            delay_ms=p.get_number(body, "delay_s", 0, 0, MAX_DELAY_S) * 1000,
-        )
+    def _new_job(self, body: dict[str, Any], payload: bytes, where: str = "") -> NewJob:
+        """A validated job; `where` prefixes field names inside a batch (e.g. "jobs[2].")."""
+        try:
+            cap = self.config.max_frame_bytes - PAYLOAD_HEADROOM
+            if len(payload) > cap:
+                raise p.ProtocolError(p.LIMIT_EXCEEDED, f"the payload is {len(payload)} bytes, over the "
+                                      f"limit of {cap}: keep big data elsewhere and send its URL",
+                                      field="payload", limit=cap)
+            return NewJob(
+                job_type=p.get_str(body, "job_type"),
+                payload=payload,
+                priority=p.get_int(body, "priority", 0, -p.MAX_PRIORITY, p.MAX_PRIORITY),
+                job_id=p.get_opt_str(body, "job_id", max_len=p.MAX_JOB_ID) or new_job_id(),
+                max_attempts=p.get_int(body, "max_attempts", 3, 1, 1000),
+                delay_ms=p.get_number(body, "delay_s", 0, 0, MAX_DELAY_S) * 1000,
+            )
+        except p.ProtocolError as exc:
+            if not where:
+                raise
+            field = where + exc.extra.get("field", "")
+            raise p.ProtocolError(exc.code, f"{where.rstrip('.')}: {exc.message}",
+                                  **{**exc.extra, "field": field}) from None
 
-    def subscribe(self, conn: Conn, job_id: str) -> None:
+    def subscribe(self, conn: Conn, job_id: str) -> bool:
+        """Subscribe unless the connection is at its limit; False when it is."""
+        if job_id not in conn.subscriptions and len(conn.subscriptions) >= MAX_SUBSCRIPTIONS:
+            return False
         conn.subscriptions.add(job_id)
         self.job_subscribers[job_id].add(conn)
+        return True
 
     def unsubscribe(self, conn: Conn, job_id: str) -> None:
         conn.subscriptions.discard(job_id)
+        conn.held_back.pop(job_id, None)
         subs = self.job_subscribers.get(job_id)
         if subs is not None:
             subs.discard(conn)
             if not subs:
                 del self.job_subscribers[job_id]
 
+    async def _add(self, conn: Conn, jobs: list[NewJob], subscribe: bool) -> tuple[list[Added], list[bool]]:
+        """Add jobs, with the submitter subscribed before the store call so it misses no event."""
+        subscribed = [subscribe and self.subscribe(conn, job.job_id or "") for job in jobs]
+        try:
+            added = await self.store.add_jobs(jobs)
+        except BaseException:
+            for job, sub in zip(jobs, subscribed, strict=True):
+                if sub:
+                    self.unsubscribe(conn, job.job_id or "")
+            raise
+        return added, subscribed
+
     async def on_submit_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job = self._new_job(msg, p.raw_or_dumped(data, msg, "payload", b"{}"))
-        (added,) = await self.store.add_jobs([job])
-        self.subscribe(conn, added.job_id)
+        (added,), (subscribed,) = await self._add(conn, [job], p.get_bool(msg, "subscribe", True))
         self.reply(conn, req, {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
-                               "created": added.created})
+                               "created": added.created, "subscribed": subscribed})
+        if subscribed and added.status in FINAL_STATUSES:
+            await self._send_final(conn, added.job_id)
 
     async def on_submit_jobs(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         bodies = msg.get("jobs")
-        if not isinstance(bodies, list) or not 0 < len(bodies) <= MAX_BATCH:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs")
+        if isinstance(bodies, list) and len(bodies) > MAX_BATCH:
+            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"{len(bodies)} jobs in one submit_jobs; send at most "
+                                  f"{MAX_BATCH} per frame", field="jobs", limit=MAX_BATCH)
+        if not isinstance(bodies, list) or not bodies:
+            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs",
+                                  field="jobs")
         jobs = []
         for i, body in enumerate(bodies):
             if not isinstance(body, dict):
-                raise p.ProtocolError(p.BAD_MESSAGE, f"jobs[{i}] must be an object")
-            try:
-                # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
-                jobs.append(self._new_job(body, orjson.dumps(body.get("payload", {}))))
-            except p.ProtocolError as exc:
-                raise p.ProtocolError(exc.code, f"jobs[{i}]: {exc.message}") from None
-        added = await self.store.add_jobs(jobs)
-        for a in added:
-            self.subscribe(conn, a.job_id)
+                raise p.ProtocolError(p.BAD_MESSAGE, f"jobs[{i}] must be an object", field=f"jobs[{i}]")
+            # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
+            jobs.append(self._new_job(body, orjson.dumps(body.get("payload", {})), f"jobs[{i}]."))
+        added, subscribed = await self._add(conn, jobs, p.get_bool(msg, "subscribe", True))
         self.reply(conn, req, {"type": "jobs_accepted", "job_ids": [a.job_id for a in added],
-                               "created": [a.created for a in added]})
+                               "statuses": [a.status for a in added],
+                               "created": [a.created for a in added], "subscribed": all(subscribed)})
+        for a, sub in zip(added, subscribed, strict=True):
+            if sub and a.status in FINAL_STATUSES:
+                await self._send_final(conn, a.job_id)
 
     async def _job_status_frame(self, job_id: str, req: Any) -> bytes:
         job = await self.store.get_job(job_id)
@@ -356,25 +408,80 @@ class Hub:
     async def on_subscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
         since = p.get_opt_str(msg, "since", max_len=64)
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        self.subscribe(conn, job_id)
-        self.reply(conn, req, {"type": "subscribed", "job_id": job_id})
+        if since is not None and not p.EVENT_ID_RE.match(since):
+            raise p.ProtocolError(p.BAD_MESSAGE, "field 'since' must be an event id like "
+                                  "\"1718000000100-0\", as sent in 'event_id'", field="since")
+        if not self.subscribe(conn, job_id):
+            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
+                                  "subscriptions: unsubscribe some first", limit=MAX_SUBSCRIPTIONS)
+        # live events are held back until we know what the replay (or the job's state) covers
+        held = conn.held_back[job_id] = []
+        try:
+            job = await self.store.get_job(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            replay, resumed = ([], True) if since is None else await self.store.job_events_since(job_id,
+                                                                                               since)
+        except BaseException:
+            self.unsubscribe(conn, job_id)
+            raise
+        conn.held_back.pop(job_id, None)
+        reply: dict[str, Any] = {"type": "subscribed", "job_id": job_id}
         if since is not None:
-            for event_id, fields in await self.store.job_events_since(job_id, since):
-                conn.send(self._event_frame(event_id, fields))
-        elif job["status"] in ("completed", "failed", "cancelled"):
-            conn.send(self._final_frame(job_id, job))
+            reply["resumed"] = resumed
+        self.reply(conn, req, reply)
+        if since is not None and resumed:
+            self._send_replay(conn, since, replay, held)
+            self._end_if_final(conn, job_id, job)
+            return
+        if job["status"] in FINAL_STATUSES or since is not None:
+            # the job's state stands for every event before it (final, or trimmed from the stream)
+            flag = {"synthetic": True} if since is None else {"resumed": False}
+            conn.send(self._state_frame(job_id, job, self.last_event_id, flag))
+            if self._end_if_final(conn, job_id, job):
+                return
+        for _, frame in held:
+            conn.send(frame)
 
-    def _final_frame(self, job_id: str, job: dict[str, Any]) -> bytes:
+    def _send_replay(self, conn: Conn, since: str, replay: list[tuple[str, dict[str, bytes]]],
+                     held: list[tuple[str, bytes]]) -> None:
+        """The replayed events, then the held-back live ones the replay did not reach."""
+        last = since
+        for event_id, fields in replay:
+            conn.send(self._event_frame(event_id, fields))
+            last = event_id
+        for event_id, frame in held:
+            if stream_id(event_id) > stream_id(last):
+                conn.send(frame)
+
+    def _end_if_final(self, conn: Conn, job_id: str, job: dict[str, Any]) -> bool:
+        if job["status"] in FINAL_STATUSES:
+            self.unsubscribe(conn, job_id)
+            return True
+        return False
+
+    async def _send_final(self, conn: Conn, job_id: str) -> None:
+        job = await self.store.get_job(job_id)
+        if job is not None:
+            conn.send(self._state_frame(job_id, job, self.last_event_id, {"synthetic": True}))
+        self.unsubscribe(conn, job_id)
+
+    def _state_frame(self, job_id: str, job: dict[str, Any], event_id: str, flag: dict[str, bool]) -> bytes:
+        """A synthetic event that tells a job's current state (docs/protocol.md section 6)."""
         status = job["status"]
         if status == "completed":
-            return self._completed_frame(job_id, "", job.get("result") or b"null")
+            return p.splice({"type": "job_completed", "job_id": job_id, "event_id": event_id,
+                             "worker_id": job.get("worker"), "attempt": job.get("attempts"), **flag},
+                            "result", job.get("result") or b"null")
         if status == "failed":
-            return orjson.dumps({"type": "job_failed", "job_id": job_id, "event_id": "",
-                                 "error": job.get("error"), "final": True})
-        return orjson.dumps({"type": "job_cancelled", "job_id": job_id, "event_id": ""})
+            frame: dict[str, Any] = {"type": "job_failed", "error": job.get("error"), "final": True,
+                                     "attempt": job.get("attempts")}
+        elif status == "cancelled":
+            frame = {"type": "job_cancelled"}
+        else:
+            frame = {"type": "job_update", "status": status, "progress": job.get("progress", 0.0),
+                     "message": job.get("message", "")}
+        return orjson.dumps({**frame, "job_id": job_id, "event_id": event_id, **flag})
 
     async def on_unsubscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
@@ -443,9 +550,12 @@ class Hub:
         conn.jobs = held
         self.workers[worker_id] = conn
         settings = self.store.settings
+        # a third of the shorter of lease and liveness (docs/protocol.md 4.2), so a configured
+        # interval can never outlast a short lease
+        heartbeat_s = min(self.config.heartbeat_interval_s,
+                          min(settings.lease_ms, settings.liveness_ms) / 3000)
         self.reply(conn, req, {"type": "worker_registered", "worker_id": worker_id,
-                               "heartbeat_interval_s": self.config.heartbeat_interval_s,
-                               "lease_s": settings.lease_ms / 1000,
+                               "heartbeat_interval_s": heartbeat_s, "lease_s": settings.lease_ms / 1000,
                                "liveness_s": settings.liveness_ms / 1000, "held": list(held)})
         await self._resend_held(conn, reassigned)
         await self.fill(conn)
@@ -576,9 +686,11 @@ class Hub:
     # ---- monitors ----------------------------------------------------------------------------
 
     async def on_subscribe_stats(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        conn.stats_interval_s = p.get_number(msg, "interval_s", 1.0, 0.25, 3600)
         self.stats_subscribers.add(conn)
-        stats = (await self.store.stats()).as_dict()
-        self.reply(conn, req, {"type": "stats", **stats})
+        stats = {"type": "stats", **(await self.store.stats()).as_dict()}
+        conn.stats_sent, conn.stats_sent_at = orjson.dumps(stats), asyncio.get_running_loop().time()
+        self.reply(conn, req, stats)
 
     async def on_get_workers(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         self.reply(conn, req, {"type": "workers", "workers": await self.store.get_workers()})
@@ -616,10 +728,7 @@ class Hub:
     def _on_event(self, event_id: str, f: dict[str, bytes], wake: Counter[str]) -> None:
         ev = f["ev"]
         if ev == b"worker":
-            frame = orjson.dumps({"type": "worker_status", "worker_id": f["id"].decode(),
-                                  "status": f["status"].decode(), "event_id": event_id})
-            for conn in self.monitors:
-                conn.send(frame)
+            self._on_worker_event(event_id, f)
             return
         job_id = f["id"].decode()
         if ev in (b"added", b"pending"):
@@ -633,16 +742,41 @@ class Hub:
             worker = self.workers.get(f["worker"].decode())
             if worker is not None and job_id in worker.jobs:
                 worker.send(self._cancel_frame(job_id, "cancelled"))
+        self._fan_out(job_id, event_id, f)
+
+    def _fan_out(self, job_id: str, event_id: str, f: dict[str, bytes]) -> None:
+        """A job event to its subscribers and the monitors; a final event ends the subscriptions."""
         subs = self.job_subscribers.get(job_id)
-        if subs or self.monitors:
-            frame = self._event_frame(event_id, f)
-            for conn in (*(subs or ()), *self.monitors):
+        if not subs and not self.monitors:
+            return
+        frame = self._event_frame(event_id, f)
+        for conn in (*(subs or ()), *self.monitors):
+            held = conn.held_back.get(job_id)
+            if held is None:
                 conn.send(frame)
+            else:
+                held.append((event_id, frame))
+        ev = f["ev"]
         final = ev in TERMINAL_EVENTS or (ev == b"failed" and f.get("final") == b"1")
         if final and subs is not None:
-            for conn in subs:
-                conn.subscriptions.discard(job_id)
-            del self.job_subscribers[job_id]
+            for conn in list(subs):
+                if job_id not in conn.held_back:  # a subscribe in progress ends it itself
+                    self.unsubscribe(conn, job_id)
+
+    def _on_worker_event(self, event_id: str, f: dict[str, bytes]) -> None:
+        worker_id, status = f["id"].decode(), f["status"].decode()
+        frame = orjson.dumps({"type": "worker_status", "worker_id": worker_id, "status": status,
+                              "event_id": event_id})
+        for conn in self.monitors:
+            conn.send(frame)
+        hub = f.get("hub", b"").decode()
+        local = self.workers.get(worker_id)
+        if status == "registered" and hub and hub != self.hub_id and local is not None:
+            # one connection per worker id, across hubs: the newer registration wins
+            del self.workers[worker_id]
+            local.jobs.clear()
+            local.close(p.REPLACED, f"worker id {worker_id!r} registered on hub {hub!r}; this "
+                                    "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
 
     def _offer(self, job_id: str, job_type: str, f: dict[str, bytes]) -> None:
         frame = None
@@ -688,32 +822,42 @@ class Hub:
         while self.running:
             await asyncio.sleep(self.config.sweep_interval_s)
             try:
-                moved = 0
-                while True:
-                    result = await self.store.sweep()
-                    moved += result.expired + result.workers_removed
-                    if not result.more:
-                        break
-                if moved:  # jobs went back to pending: the `failed` events carry no type
-                    for conn in list(self.workers.values()):
-                        await self.fill(conn)
+                while (await self.store.sweep()).more:
+                    pass
+                await self._safety_net()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("sweep failed; trying again next interval")
 
+    async def _safety_net(self) -> None:
+        """Claim for local workers with free slots whose types have pending jobs. Dispatch is
+        driven by events; this covers what no event announced to this hub (jobs back from an
+        expired lease, a reader that fell behind), at the cost of one stats read a tick."""
+        hungry = [conn for conn in self.workers.values() if self._free_slots(conn)]
+        if not hungry:
+            return
+        by_type = (await self.store.stats()).by_type
+        for conn in hungry:
+            if any(by_type.get(t, {}).get("pending") for t in conn.job_types):
+                await self.fill(conn)
+
     async def _stats_loop(self) -> None:
-        last: bytes | None = None
+        """Stats to each subscribed monitor at its own interval, only when they changed since the
+        last push to it; one read per tick is shared by all monitors."""
+        loop = asyncio.get_running_loop()
         while self.running:
             await asyncio.sleep(self.config.stats_interval_s)
-            if not self.stats_subscribers:
+            now = loop.time()
+            due = [c for c in self.stats_subscribers if now - c.stats_sent_at >= c.stats_interval_s]
+            if not due:
                 continue
             try:
                 frame = orjson.dumps({"type": "stats", **(await self.store.stats()).as_dict()})
             except Exception:
                 log.exception("stats failed; trying again next interval")
                 continue
-            if frame != last:
-                last = frame
-                for conn in list(self.stats_subscribers):
+            for conn in due:
+                if frame != conn.stats_sent:
+                    conn.stats_sent, conn.stats_sent_at = frame, now
                     conn.send(frame)

@@ -43,6 +43,7 @@ MONITOR_TYPES = frozenset({"subscribe_stats", "get_stats", "get_workers", "subsc
 ROLE_TYPES = {"client": CLIENT_TYPES, "worker": WORKER_TYPES, "monitor": MONITOR_TYPES}
 ALL_TYPES = CLIENT_TYPES | WORKER_TYPES | MONITOR_TYPES
 
+EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_JOB_ID = 256
 MAX_NAME = 128

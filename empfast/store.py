@@ -131,6 +131,12 @@ def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, byte
     return _s(entry_id), {_s(a): b for a, b in fields.items()}
 
 
+def stream_id(text: str) -> tuple[int, int]:
+    """A Redis stream id "<ms>-<seq>" as a pair that orders like the stream; ValueError if malformed."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -487,9 +493,15 @@ class Store:
         return _s(newest[0][0]) if newest else "0-0"
 
     async def job_events_since(self, job_id: str, since: str, *,
-                               scan: int = 10_000) -> list[tuple[str, dict[str, bytes]]]:
+                               scan: int = 10_000) -> tuple[list[tuple[str, dict[str, bytes]]], bool]:
         """Events of one job after `since` (for a client that resumes), scanning at most the
-        newest `scan` entries of the stream (its trimmed length)."""
-        entries = await self.redis.xrange(self.keys.events, min=f"({since}", count=scan)
+        newest `scan` entries of the stream (its trimmed length), in one round trip. The flag is
+        False when `since` is older than the stream's first entry: trimmed events may be missing."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrange(self.keys.events, count=1)
+        pipe.xrange(self.keys.events, min=f"({since}", count=scan)
+        first, entries = await pipe.execute()
+        complete = not first or stream_id(_s(first[0][0])) <= stream_id(since)
         wanted = job_id.encode()
-        return [_event(e) for e in entries if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
+        events = [_event(e) for e in entries if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
+        return events, complete

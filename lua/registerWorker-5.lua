@@ -22,7 +22,8 @@
     error reply "ERR_BAD_ARG ..." for bad job types or concurrency
 
   Events:
-    worker (status "registered")
+    worker (status "registered", hub = ARGV[7]): a hub holding another connection of this worker
+    id closes it (one connection per worker id, across hubs)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -66,7 +67,7 @@ refreshWorkerState(prefix, workerId)
 -- the hash may be new (the old one expired) while the state is unchanged
 rcall('HSET', workerKey, 'status', rcall('HGET', statesKey, workerId))
 emitEvent(eventsKey, getQueueConfig(metaKey).eventsMaxLen, 'ev', 'worker', 'id', workerId,
-  'status', 'registered')
+  'status', 'registered', 'hub', ARGV[7])
 local held = {}
 for _, jobId in ipairs(rcall('SMEMBERS', workerKey .. ':jobs')) do
   local f = rcall('HMGET', prefix .. 'job:' .. jobId, 'status', 'worker', 'attempts')
