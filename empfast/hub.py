@@ -90,6 +90,7 @@ class Conn(WSListener):
         self.transport: WSTransport | None = None
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.closed = False
         self.subscriptions: set[str] = set()
         # job id -> live frames held back while its replay is read (resume without gap or repeat)
         self.held_back: dict[str, list[tuple[str, bytes]]] = {}
@@ -138,6 +139,7 @@ class Conn(WSListener):
         self.inbox.put_nowait(data)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
         if self.task:
             self.task.cancel()
         self.hub.detach(self)
@@ -152,7 +154,8 @@ class Conn(WSListener):
         if transport.underlying_transport.get_write_buffer_size() > limit:
             self.transport = None
             transport.send_close(WSCloseCode(CLOSE_SLOW_CONSUMER), b"slow consumer")
-            transport.disconnect()
+            # a graceful close would wait for the buffer to drain, which is what it never does
+            transport.underlying_transport.abort()
             log.warning("closed a %s connection that stopped reading (over %d bytes queued)",
                         self.role, limit)
 
@@ -164,7 +167,8 @@ class Conn(WSListener):
             self.transport.disconnect()
 
     async def _run(self) -> None:
-        while True:
+        # `closed` as well as the cancel: redis-py may turn a cancel inside a read into an error
+        while not self.closed:
             data = await self.inbox.get()
             req = None
             try:
@@ -244,13 +248,19 @@ class Hub:
             task.cancel()
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
-        for conn in list(self.conns):
-            if conn.transport is not None:
-                conn.transport.send_close()
-                conn.transport.disconnect()
+        transports = [c.transport for c in self.conns if c.transport is not None]
+        for transport in transports:
+            transport.send_close(WSCloseCode(CLOSE_GOING_AWAY), b"hub shutting down")
+            transport.disconnect()
         if self.server is not None:
             self.server.close()
-            await self.server.wait_closed()
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), timeout=2)
+            except TimeoutError:
+                # a peer that does not read never lets a graceful close finish
+                for transport in transports:
+                    transport.underlying_transport.abort()
+                await self.server.wait_closed()
 
     def _route(self, request: WSUpgradeRequest) -> Conn | WSUpgradeResponseWithListener | None:
         path, _, query = request.path.decode("latin-1").partition("?")
@@ -697,14 +707,13 @@ class Hub:
 
     # ---- events from every hub ---------------------------------------------------------------
 
-    @staticmethod
-    def _completed_frame(job_id: str, event_id: str, result: bytes) -> bytes:
-        return p.splice({"type": "job_completed", "job_id": job_id, "event_id": event_id}, "result", result)
 
     def _event_frame(self, event_id: str, f: dict[str, bytes]) -> bytes:
         ev, job_id = f["ev"], f["id"].decode()
         if ev == b"completed":
-            return self._completed_frame(job_id, event_id, f["result"])
+            return p.splice({"type": "job_completed", "job_id": job_id, "event_id": event_id,
+                             "worker_id": f["worker"].decode(), "attempt": int(f["attempt"])},
+                            "result", f["result"])
         frame: dict[str, Any] = {"job_id": job_id, "event_id": event_id}
         if ev == b"failed":
             frame.update(type="job_failed", error=f["error"].decode(), final=f["final"] == b"1",

@@ -91,7 +91,7 @@ class WSPeer:
         self.transport: WSTransport | None = None
 
     @classmethod
-    async def connect(cls, url: str) -> WSPeer:
+    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> WSPeer:
         peer = cls()
 
         class Listener(WSListener):
@@ -102,7 +102,7 @@ class WSPeer:
             def on_ws_disconnected(self, transport: WSTransport) -> None:
                 peer.frames.put_nowait(DISCONNECTED)
 
-        peer.transport, _ = await ws_connect(Listener, url)
+        peer.transport, _ = await ws_connect(Listener, url, extra_headers=headers)
         return peer
 
     def send(self, message: dict[str, Any] | bytes) -> None:

@@ -1,0 +1,261 @@
+"""The hub's edges over real sockets: the welcome frame, auth, close codes, limits, bad frames from
+every role, worker identity (replacement, re-registration, unregister) and resume edge cases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from picows import WSMsgType
+from support import MakeStore, WSPeer
+
+from empfast.config import HubConfig
+from empfast.hub import Hub
+
+
+def url(hub: Hub, path: str) -> str:
+    return f"ws://127.0.0.1:{hub.port}{path}"
+
+
+async def connect(hub: Hub, path: str, headers: dict[str, str] | None = None) -> WSPeer:
+    """A peer past the welcome frame."""
+    peer = await WSPeer.connect(url(hub, path), headers)
+    assert (await peer.next())["type"] == "welcome"
+    return peer
+
+
+async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
+    worker = await connect(hub, f"/ws/worker/{worker_id}")
+    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
+    await worker.until("worker_registered")
+    return worker
+
+
+async def submit(client: WSPeer, job_type: str, **fields: object) -> str:
+    client.send({"type": "submit_job", "job_type": job_type, **fields})
+    return (await client.until("job_accepted"))["job_id"]
+
+
+async def pending(peer: WSPeer) -> int:
+    peer.send({"type": "get_stats", "req": "stats"})
+    return (await peer.until("stats", req="stats"))["pending"]
+
+
+@pytest.fixture
+async def small_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
+    """A hub with a token, a 64 KiB frame limit and a 64 KiB outbound limit."""
+    store = await make_store(lease_ms=2_000, liveness_ms=3_000)
+    h = Hub(store, HubConfig(port=0, token="s3cret", max_frame_bytes=64 << 10,
+                             max_outbound_bytes=64 << 10, sweep_interval_s=0.05, events_block_ms=50))
+    await h.start()
+    yield h
+    await h.stop()
+
+
+async def test_the_first_frame_is_welcome_with_the_role_and_the_limits(hub: Hub) -> None:
+    for role in ("client", "worker", "monitor"):
+        peer = await WSPeer.connect(url(hub, f"/ws/{role}"))
+        assert await peer.next() == {"type": "welcome", "protocol": 1, "role": role,
+                                     "hub_id": hub.hub_id, "max_frame_bytes": hub.config.max_frame_bytes}
+        peer.close()
+
+
+async def test_a_missing_or_wrong_token_is_refused_then_closed(small_hub: Hub) -> None:
+    for path in ("/ws/client", "/ws/worker?token=wrong"):
+        peer = await WSPeer.connect(url(small_hub, path))
+        error = await peer.next()
+        assert error["code"] == "unauthorized" and "token" in error["error"]
+        assert (await peer.next())["type"] == "<disconnected>"
+    by_query = await connect(small_hub, "/ws/client?token=s3cret")
+    by_header = await connect(small_hub, "/ws/client", {"Authorization": "Bearer s3cret"})
+    for peer in (by_query, by_header):
+        assert await pending(peer) == 0
+
+
+async def test_a_frame_over_the_limit_closes_only_its_own_connection(small_hub: Hub) -> None:
+    bystander = await connect(small_hub, "/ws/client?token=s3cret")
+    sender = await connect(small_hub, "/ws/client?token=s3cret")
+    sender.send({"type": "submit_job", "job_type": "a", "payload": "x" * (70 << 10)})
+    error = await sender.next()
+    assert error["code"] == "too_large" and error["limit"] == 64 << 10
+    assert (await sender.next())["type"] == "<disconnected>"
+    assert await pending(bystander) == 0
+
+
+async def test_a_payload_over_the_cap_is_refused_and_the_connection_stays(small_hub: Hub) -> None:
+    client = await connect(small_hub, "/ws/client?token=s3cret")
+    client.send({"type": "submit_job", "job_type": "a", "payload": "x" * (62 << 10), "req": 1})
+    error = await client.until("error")
+    assert error["code"] == "limit_exceeded" and error["field"] == "payload" and error["req"] == 1
+    assert await pending(client) == 0
+
+
+async def test_binary_frames_are_bad_json_and_change_nothing(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    assert client.transport is not None
+    client.transport.send(WSMsgType.BINARY, orjson.dumps({"type": "submit_job", "job_type": "a"}))
+    assert (await client.until("error"))["code"] == "bad_json"
+    assert await pending(client) == 0
+
+
+async def test_bad_fields_name_the_field_and_a_bad_batch_adds_nothing(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    client.send({"type": "submit_jobs", "req": 1,
+                 "jobs": [{"job_type": "a"}, {"job_type": "a", "priority": "high"}]})
+    error = await client.until("error")
+    assert error["code"] == "bad_message" and error["field"] == "jobs[1].priority" and error["req"] == 1
+    client.send({"type": "submit_jobs", "jobs": [{"job_type": "a"}] * 1001})
+    error = await client.until("error")
+    assert error["code"] == "limit_exceeded" and error["limit"] == 1000
+    client.send({"type": "subscribe_job", "job_id": "x", "since": "yesterday"})
+    assert (await client.until("error"))["field"] == "since"
+    client.send(b'{"type": 7}')
+    assert (await client.until("error"))["field"] == "type"
+    assert await pending(client) == 0
+
+
+@pytest.mark.parametrize(("role", "kind"), [
+    ("client", "complete_job"), ("client", "get_workers"), ("worker", "submit_job"),
+    ("monitor", "cancel_job"), ("monitor", "register_worker"),
+])
+async def test_a_type_of_another_role_is_forbidden(hub: Hub, role: str, kind: str) -> None:
+    peer = await connect(hub, f"/ws/{role}")
+    peer.send({"type": kind, "job_id": "j", "job_type": "a", "job_types": ["a"], "req": 3})
+    error = await peer.until("error")
+    assert error["code"] == "forbidden" and error["req"] == 3
+    peer.send({"type": "ping", "req": 4})
+    assert (await peer.until("pong"))["req"] == 4
+
+
+async def test_a_worker_must_register_before_anything_else(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a")
+    worker = await connect(hub, "/ws/worker")
+    worker.send({"type": "complete_job", "job_id": job_id, "result": 1, "req": 1})
+    assert (await worker.until("error"))["code"] == "not_registered"
+    client.send({"type": "get_job_status", "job_id": job_id})
+    assert (await client.until("job_status"))["status"] == "pending"
+
+
+async def test_a_second_connection_with_the_same_worker_id_replaces_the_first(hub: Hub) -> None:
+    first = await register(hub, "w1", ["a"])
+    second = await register(hub, "w1", ["a"])
+    error = await first.until("error")
+    assert error["code"] == "replaced"
+    assert (await first.next())["type"] == "<disconnected>"
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a")
+    assert (await second.until("job_assigned"))["job_id"] == job_id
+
+
+async def test_a_worker_that_reconnects_gets_its_held_jobs_again(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["a"])
+    job_id = await submit(client, "a")
+    assert (await worker.until("job_assigned"))["attempt"] == 1
+    worker.close()
+    back = await connect(hub, "/ws/worker/w1")
+    back.send({"type": "register_worker", "job_types": ["a"], "req": 1})
+    registered = await back.until("worker_registered")
+    assert registered["held"] == [job_id]
+    again = await back.until("job_assigned")
+    assert again["job_id"] == job_id and again["attempt"] == 1 and again["reassigned"] is True
+    back.send({"type": "complete_job", "job_id": job_id, "result": "ok", "req": 2})
+    await back.until("job_completed_ack")
+    done = await client.until("job_completed")
+    assert done["result"] == "ok" and done["attempt"] == 1
+
+
+async def test_unregister_releases_held_jobs_to_other_workers(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    leaving = await register(hub, "leaving", ["a"])
+    job_id = await submit(client, "a")
+    await leaving.until("job_assigned")
+    staying = await register(hub, "staying", ["a"])
+    leaving.send({"type": "unregister_worker", "req": 1})
+    assert (await leaving.until("worker_unregistered"))["released"] == 1
+    assert (await leaving.next())["type"] == "<disconnected>"
+    assert (await staying.until("job_assigned"))["job_id"] == job_id
+
+
+async def test_subscribing_to_a_finished_job_sends_its_final_state_at_once(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a", subscribe=False)
+    client.send({"type": "cancel_job", "job_id": job_id})
+    assert (await client.until("job_status"))["status"] == "cancelled"
+    watcher = await connect(hub, "/ws/client")
+    watcher.send({"type": "subscribe_job", "job_id": job_id})
+    await watcher.until("subscribed")
+    final = await watcher.next()
+    assert final["type"] == "job_cancelled" and final["synthetic"] is True
+    # a `since` older than the stream's first entry cannot be replayed: the state stands for it
+    watcher.send({"type": "subscribe_job", "job_id": job_id, "since": "1-0"})
+    assert (await watcher.until("subscribed"))["resumed"] is False
+    state = await watcher.next()
+    assert state["type"] == "job_cancelled" and state["resumed"] is False and state["event_id"]
+
+
+async def test_a_fire_and_forget_submit_gets_no_events(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    client.send({"type": "submit_job", "job_type": "a", "subscribe": False, "req": 1})
+    accepted = await client.until("job_accepted")
+    assert accepted["subscribed"] is False
+    worker = await register(hub, "w1", ["a"])
+    await worker.until("job_assigned")
+    worker.send({"type": "complete_job", "job_id": accepted["job_id"], "result": 1, "req": 2})
+    await worker.until("job_completed_ack")
+    client.send({"type": "ping", "req": "after"})
+    assert (await client.next())["type"] == "pong"  # no job event came before it
+
+
+async def test_monitors_get_stats_pushed_when_they_change(hub: Hub) -> None:
+    monitor = await connect(hub, "/ws/monitor")
+    monitor.send({"type": "subscribe_stats", "interval_s": 0.25, "req": 1})
+    assert (await monitor.until("stats", req=1))["pending"] == 0
+    client = await connect(hub, "/ws/client")
+    await submit(client, "a")
+    pushed = await monitor.until("stats", pending=1)
+    assert "req" not in pushed and pushed["by_type"]["a"]["pending"] == 1
+
+
+async def test_a_peer_that_stops_reading_is_closed_as_a_slow_consumer(small_hub: Hub) -> None:
+    client = await connect(small_hub, "/ws/client?token=s3cret")
+    client.send({"type": "submit_job", "job_type": "a", "job_id": "big", "payload": "x" * (50 << 10)})
+    await client.until("job_accepted")
+    worker = await connect(small_hub, "/ws/worker/w1?token=s3cret")
+    worker.send({"type": "register_worker", "job_types": ["a"]})
+    await worker.until("job_assigned")
+    worker.send({"type": "complete_job", "job_id": "big", "result": "y" * (50 << 10), "req": 1})
+    await worker.until("job_completed_ack")
+    (conn,) = [c for c in small_hub.conns if c.role == "client"]
+    server_side = conn.transport
+    assert client.transport is not None and server_side is not None
+    client.transport.underlying_transport.pause_reading()
+    for _ in range(600):  # ~30 MB of replies that nobody reads
+        client.send({"type": "get_job_status", "job_id": "big"})
+    async with asyncio.timeout(10):
+        await server_side.wait_disconnected()
+    assert conn not in small_hub.conns
+    client.transport.underlying_transport.abort()
+    worker.close()
+
+
+async def test_a_worker_id_registered_on_another_hub_replaces_this_hubs_connection(
+        backend: str, make_store: MakeStore) -> None:
+    if backend != "redis":
+        pytest.skip("the embedded store lives in one process: several hubs need a real Redis")
+    hubs = [Hub(await make_store(), HubConfig(port=0, events_block_ms=50)) for _ in range(2)]
+    for h in hubs:
+        await h.start()
+    try:
+        old = await register(hubs[0], "w1", ["a"])
+        new = await register(hubs[1], "w1", ["a"])
+        assert (await old.until("error"))["code"] == "replaced"
+        client = await connect(hubs[0], "/ws/client")
+        job_id = await submit(client, "a")
+        assert (await new.until("job_assigned"))["job_id"] == job_id
+    finally:
+        for h in hubs:
+            await h.stop()
