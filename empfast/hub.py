@@ -315,11 +315,7 @@ class Hub:
     def _new_job(self, body: dict[str, Any], payload: bytes, where: str = "") -> NewJob:
         """A validated job; `where` prefixes field names inside a batch (e.g. "jobs[2].")."""
         try:
-            cap = self.config.max_frame_bytes - PAYLOAD_HEADROOM
-            if len(payload) > cap:
-                raise p.ProtocolError(p.LIMIT_EXCEEDED, f"the payload is {len(payload)} bytes, over the "
-                                      f"limit of {cap}: keep big data elsewhere and send its URL",
-                                      field="payload", limit=cap)
+            self._check_size(payload, "payload")
             return NewJob(
                 job_type=p.get_str(body, "job_type"),
                 payload=payload,
@@ -334,6 +330,14 @@ class Hub:
             field = where + exc.extra.get("field", "")
             raise p.ProtocolError(exc.code, f"{where.rstrip('.')}: {exc.message}",
                                   **{**exc.extra, "field": field}) from None
+
+    def _check_size(self, value: bytes, field: str) -> None:
+        """Payloads and results leave room for the frame built around them (docs/protocol.md 8)."""
+        cap = self.config.max_frame_bytes - PAYLOAD_HEADROOM
+        if len(value) > cap:
+            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"the {field} is {len(value)} bytes, over the limit "
+                                  f"of {cap}: keep big data elsewhere and send its URL",
+                                  field=field, limit=cap)
 
     def subscribe(self, conn: Conn, job_id: str) -> bool:
         """Subscribe unless the connection is at its limit; False when it is."""
@@ -406,7 +410,8 @@ class Hub:
                  "attempts": job.get("attempts", 0), "max_attempts": job.get("max_attempts"),
                  "worker_id": job.get("worker"), "error": job.get("error"), "errors": job["errors"],
                  "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
-                 "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
+                 "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
+                 "finished_at": job.get("finished_at"),
                  "run_at": job.get("run_at")}
         if req is not None:
             frame["req"] = req
@@ -617,6 +622,7 @@ class Hub:
         assert conn.worker_id is not None
         job_id, attempt = self._attempt(conn, msg)
         result = p.raw_or_dumped(data, msg, "result", b"null")
+        self._check_size(result, "result")
         conn.jobs.pop(job_id, None)
         free = self._free_slots(conn)
         next_jobs = await self.store.complete(job_id, conn.worker_id, attempt, result, claim_next=free)
@@ -633,8 +639,11 @@ class Hub:
         conn.jobs.pop(job_id, None)
         outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:10_000], retry=retry,
                                         claim_next=self._free_slots(conn))
-        self.reply(conn, req, {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
-                               "status": outcome.status})
+        ack: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
+                               "status": outcome.status}
+        if outcome.run_at:
+            ack["retry_at"] = outcome.run_at
+        self.reply(conn, req, ack)
         self._assign(conn, outcome.next_jobs)
 
     @staticmethod

@@ -48,7 +48,10 @@ local doneBy = workerId .. '/' .. attempt
 
 local refused = checkLease(jobKey, workerId, attempt)
 if refused then
-  if rcall('HGET', jobKey, 'done_by') == doneBy then
+  -- a repeat of this attempt's completion (its reply was lost) is answered as done; a complete
+  -- after this attempt's own fail is not a repeat
+  local f = rcall('HMGET', jobKey, 'done_by', 'status')
+  if f[1] == doneBy and f[2] == 'completed' then
     return {'OK', 0}
   end
   return {refused}

@@ -62,9 +62,11 @@ local doneBy = workerId .. '/' .. attempt
 
 local refused = checkLease(jobKey, workerId, attempt)
 if refused then
-  if rcall('HGET', jobKey, 'done_by') == doneBy then
-    local f = rcall('HMGET', jobKey, 'status', 'run_at')
-    return {'OK', f[1], f[1] == 'scheduled' and tonumber(f[2]) or 0, 0}
+  -- a repeat of this attempt's fail is answered with the job's status now; a fail after this
+  -- attempt's own completion is not a repeat
+  local f = rcall('HMGET', jobKey, 'done_by', 'status', 'run_at')
+  if f[1] == doneBy and f[2] ~= 'completed' then
+    return {'OK', f[2], f[2] == 'scheduled' and tonumber(f[3]) or 0, 0}
   end
   return {refused}
 end

@@ -146,6 +146,20 @@ async def test_a_repeated_completion_is_answered_ok_and_changes_nothing(store: S
     assert (await store.stats()).by_type["a"]["completed"] == 1
 
 
+async def test_a_complete_after_the_same_attempts_fail_is_refused_not_taken_as_a_repeat(
+        store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=1, now=T)
+    await worker(store)
+    (job,) = await store.claim("w1", now=T)
+    assert (await store.fail("j", "w1", job.attempt, "broke", now=T)).status == "failed"
+    with pytest.raises(LeaseLost):
+        await store.complete("j", "w1", job.attempt, b'"late"', now=T + 1)
+    again = await store.fail("j", "w1", job.attempt, "broke", now=T + 2)  # the fail's own repeat
+    assert again.status == "failed"
+    saved = await store.get_job("j")
+    assert saved is not None and saved["status"] == "failed" and "result" not in saved
+
+
 async def test_only_the_lease_holder_may_progress_complete_or_fail(store: Store) -> None:
     await store.add_job("a", job_id="j", now=T)
     await worker(store, "w1")
