@@ -108,6 +108,12 @@ class Connection:
             await asyncio.gather(self._task, return_exceptions=True)
         self._fail_pending(ConnectionClosed("the connection was closed"))
 
+    async def wait_closed(self) -> None:
+        """Return once the connection has ended for good: close() was called, or the hub refused it
+        (then `fatal` says why). An SDK's run loop waits on this so a refused peer stops."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
     @property
     def connected(self) -> bool:
         return self.transport is not None and not self.transport.is_disconnected
@@ -253,6 +259,9 @@ class Connection:
                     self.fatal = exc
                 else:
                     log.warning("the hub refused the connection: %s", exc)
+            except Exception:
+                # a bug in the SDK's on_connected hook must not end reconnection for good
+                log.exception("restoring the session with the hub at %s failed", self.url)
             if self.fatal is not None:
                 log.error("the hub refused this connection for good: %s", self.fatal)
                 self._resolve_first(self.fatal)

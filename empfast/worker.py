@@ -1,0 +1,664 @@
+"""The worker SDK: register job types with the hub, run each assigned job in its own task through
+an `async def handler(job)`, and report the outcome so that no result is lost and none is applied
+twice, across reconnects and shutdown. docs/protocol.md (sections 4.2, 4.4, 5 and 7) is the contract.
+
+    worker = Worker("ws://127.0.0.1:8765", concurrency=4)
+
+    @worker.handler("resize")
+    async def resize(job: Job) -> dict[str, str]:
+        await job.progress(50, "resizing")
+        return {"url": "..."}
+
+    await worker.run()  # until SIGINT/SIGTERM, then a graceful stop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import math
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import orjson
+from picows import WSTransport
+
+from empfast.connection import (
+    Connection,
+    ConnectionClosed,
+    Disconnected,
+    HubError,
+    backoff_delays,
+    endpoint,
+)
+
+log = logging.getLogger("empfast.worker")
+
+Handler = Callable[["Job"], Awaitable[Any]]
+ProgressReporter = Callable[[float, str], None]
+
+SHUTDOWN_ERROR = "worker shutting down"
+CANCELLED_ERROR = "cancelled"
+WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# payload and result may use the frame limit minus this (docs/protocol.md section 8)
+FRAME_HEADROOM = 4096
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+MAX_ERROR_CHARS = 16 * 1024
+MAX_MESSAGE_CHARS = 4096
+# answers after which the same outcome may be taken later; every other refusal is final
+RETRY_LATER_CODES = frozenset({"unavailable", "internal"})
+
+
+class NonRetryableError(Exception):
+    """Raise from a handler to fail the job for good: it is dead-lettered, not retried."""
+
+
+class Job:
+    """One attempt of a job, handed to its handler. `payload` is the submitted JSON, decoded."""
+
+    __slots__ = ("_report", "attempt", "job_id", "job_type", "lease_s", "payload", "priority",
+                 "reassigned")
+
+    def __init__(self, job_id: str, job_type: str, payload: Any = None, *, attempt: int = 1,
+                 priority: int = 0, reassigned: bool = False, lease_s: float = 30.0,
+                 report: ProgressReporter | None = None) -> None:
+        self.job_id, self.job_type, self.payload = job_id, job_type, payload
+        self.attempt, self.priority, self.reassigned, self.lease_s = attempt, priority, reassigned, lease_s
+        # None for a Job built by hand (e.g. to unit-test a handler): progress is then a no-op
+        self._report = report
+
+    async def progress(self, pct: float, message: str = "") -> None:
+        """Report progress (0..100) and extend the lease. Cheap to call in a tight loop: frames are
+        coalesced per job and the latest value is always sent."""
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or math.isnan(pct):
+            raise TypeError(f"progress must be a number from 0 to 100, got {pct!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"a progress message must be a string, got {type(message).__name__}")
+        if self._report is not None:
+            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_MESSAGE_CHARS])
+        # a yield point, so a CPU-bound loop that reports progress still lets heartbeats and
+        # cancellation through
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"Job({self.job_id!r}, {self.job_type!r}, attempt={self.attempt})"
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one Worker object; outcomes are counted when the hub acknowledges them."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    lease_lost: int = 0
+    dropped: int = 0  # outcomes the hub refused for good (lease lost meanwhile)
+    in_flight: int = 0
+
+
+@dataclass(eq=False)
+class _Run:
+    """A job's handler task and its progress coalescing state."""
+
+    job: Job
+    handler: Handler
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None  # "cancelled", "lease_lost" or "shutdown" once we cancel it
+    unsent_progress: tuple[float, str] | None = None
+    progress_sent_at: float = -math.inf
+    flush_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Outcome:
+    """A complete_job or fail_job kept until the hub acknowledges it, re-sent after reconnects."""
+
+    job_id: str
+    attempt: int
+    message: dict[str, Any]
+
+
+def default_worker_id() -> str:
+    """host-pid-random: stable for one Worker object, unique across processes on one host."""
+    host = re.sub(r"[^A-Za-z0-9._:@-]", "-", socket.gethostname())[:64] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def check_handler(job_type: str, handler: object) -> Handler:
+    """A handler is an `async def handler(job)`; refuse anything else before any job is lost."""
+    if not isinstance(job_type, str) or not job_type or len(job_type.encode()) > 128:
+        raise ValueError(f"a job type is a string of 1 to 128 bytes, got {job_type!r}")
+    # an instance of a class with an `async def __call__` is a handler too
+    call = type(handler).__call__ if callable(handler) else None
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    if not is_async:
+        raise TypeError(f"the handler for {job_type!r} must be an `async def handler(job)`, got "
+                        f"{handler!r}; wrap blocking code in `await asyncio.to_thread(...)`")
+    return handler  # type: ignore[return-value]
+
+
+class Worker:
+    """A worker process's connection to the hub and the jobs it runs. Use `await run()` (until
+    SIGINT/SIGTERM), `async with Worker(...)`, or `start()` and `stop()`."""
+
+    def __init__(self, url: str, handlers: Mapping[str, Handler] | None = None, *,
+                 worker_id: str | None = None, concurrency: int = 1, token: str | None = None,
+                 grace_s: float = 30.0, heartbeat_interval_s: float | None = None,
+                 progress_interval_s: float = 0.1, ack_timeout_s: float = 10.0,
+                 reconnect_base_s: float = 0.1, reconnect_cap_s: float = 10.0) -> None:
+        if not 1 <= concurrency <= 10_000:
+            raise ValueError(f"concurrency must be 1 to 10000, got {concurrency}")
+        self.worker_id = worker_id or default_worker_id()
+        if not WORKER_ID_RE.match(self.worker_id):
+            raise ValueError(f"worker id {self.worker_id!r} is not valid: use 1 to 128 characters of "
+                             "[A-Za-z0-9._:@-]")
+        self.concurrency = concurrency
+        self.grace_s = grace_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.progress_interval_s = progress_interval_s
+        self.ack_timeout_s = ack_timeout_s
+        self.handlers: dict[str, Handler] = {}
+        for job_type, handler in (handlers or {}).items():
+            self.handlers[job_type] = check_handler(job_type, handler)
+        self.stats = WorkerStats()
+        self.connection = Connection(
+            endpoint(url, "worker", token=token), on_push=self._on_push, on_connected=self._on_connected,
+            backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s)
+        self._runs: dict[str, _Run] = {}
+        self._outcomes: dict[str, _Outcome] = {}
+        self._sending: set[str] = set()  # job ids whose outcome a delivery task is sending
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps background tasks referenced
+        self._slots = asyncio.Semaphore(concurrency)
+        self._all_acked = asyncio.Event()
+        self._all_acked.set()
+        self._idle = asyncio.Event()  # no job running and every outcome acknowledged
+        self._idle.set()
+        self._session: WSTransport | None = None  # the socket we are registered on
+        self._heartbeat_every = 10.0
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._started = False
+        self._draining = False
+        self._stop_requested = asyncio.Event()
+        self._grace_cut = asyncio.Event()  # a second signal: stop waiting for in-flight jobs
+        self._stopping: asyncio.Task[None] | None = None
+
+    # ---- registration of handlers and lifecycle ----------------------------------------------
+
+    def handler(self, job_type: str) -> Callable[[Handler], Handler]:
+        """Decorator: `@worker.handler("resize")` over an `async def resize(job)`."""
+
+        def register(fn: Handler) -> Handler:
+            if self._started:
+                raise RuntimeError("register handlers before start(): the hub learns the job types "
+                                   "when the worker registers")
+            self.handlers[job_type] = check_handler(job_type, fn)
+            return fn
+
+        return register
+
+    async def start(self) -> None:
+        """Connect and register; returns once registered. Raises HubError if the hub refuses for
+        good (a wrong token). While the hub is unreachable it keeps retrying with backoff."""
+        if not self.handlers:
+            raise ValueError("the worker has no handlers: pass handlers={'type': fn} or use "
+                             "@worker.handler('type')")
+        if self._started:
+            return
+        self._started = True
+        log.info("worker %s starting: job types %s, concurrency %d", self.worker_id,
+                 sorted(self.handlers), self.concurrency)
+        await self.connection.start()
+
+    async def run(self) -> None:
+        """Run until SIGINT/SIGTERM (or stop() from elsewhere), then stop gracefully. A second
+        signal cuts the grace period short. Raises HubError if the hub refused the worker for good
+        (e.g. `replaced`: another process registered the same worker id)."""
+        # installed before connecting, so a signal also ends a wait for an unreachable hub
+        remove_signal_handlers = self._install_signal_handlers()
+        try:
+            if await self._until_stop_requested(self.start()):
+                await self._until_stop_requested(self.connection.wait_closed())
+        finally:
+            remove_signal_handlers()
+            # refused for good (replaced): the outcomes could never be delivered, so no grace
+            await self.stop(grace_s=0 if self.connection.fatal is not None else None)
+        if self.connection.fatal is not None:
+            raise self.connection.fatal
+
+    async def _until_stop_requested(self, work: Awaitable[None]) -> bool:
+        """Await `work` unless a stop is requested first (then cancel it); True if it finished."""
+        work_done = asyncio.ensure_future(work)
+        stop_wait = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({work_done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            work_done.cancel()
+        if work_done.done() and not work_done.cancelled():
+            work_done.result()  # e.g. HubError: the hub refused this worker for good
+            return True
+        return False
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking jobs, let in-flight jobs finish within the grace period, fail the rest
+        retryable ("worker shutting down"), wait (bounded) for the hub's acks, unregister, close.
+        Safe to call more than once; later calls wait for the first."""
+        self._stop_requested.set()
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(
+                self._shutdown(self.grace_s if grace_s is None else grace_s))
+        await asyncio.shield(self._stopping)
+
+    async def wait_idle(self) -> None:
+        """Return once no job is running and the hub has acknowledged every outcome."""
+        await self._idle.wait()
+
+    def _update_idle(self) -> None:
+        if self._runs or self._outcomes:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self._stop_requested.is_set():
+                log.warning("%s again: cancelling in-flight jobs now", sig.name)
+                self._grace_cut.set()
+            else:
+                log.info("%s: stopping after in-flight jobs (up to %.0f s; again to cut short)",
+                         sig.name, self.grace_s)
+                self._stop_requested.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on this platform
+                loop.add_signal_handler(sig, on_signal, sig)
+                installed.append(sig)
+
+        def remove() -> None:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+        return remove
+
+    async def _shutdown(self, grace_s: float) -> None:
+        self._draining = True
+        if self._registered():
+            # no new jobs from here on; the held ones keep their leases
+            with contextlib.suppress(HubError, Disconnected, ConnectionClosed, TimeoutError):
+                await self.connection.request({"type": "worker_status", "status": "draining"},
+                                              timeout_s=self.ack_timeout_s, wait_connected=False)
+        await self._finish_in_flight(grace_s)
+        if self.connection.fatal is None:
+            try:
+                async with asyncio.timeout(self.ack_timeout_s):
+                    await self._all_acked.wait()
+            except TimeoutError:
+                log.warning("%d job outcomes were not acknowledged before shutdown; the hub re-runs "
+                            "those jobs when their leases lapse", len(self._outcomes))
+        if self._registered():
+            with contextlib.suppress(HubError, Disconnected, ConnectionClosed, TimeoutError):
+                reply = await self.connection.request({"type": "unregister_worker"},
+                                                      timeout_s=self.ack_timeout_s, wait_connected=False)
+                if reply.get("released"):
+                    log.info("unregistered; %d held jobs went back to pending", reply["released"])
+        self._session = None
+        await self.connection.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("worker %s stopped: %s", self.worker_id, self.stats)
+
+    async def _finish_in_flight(self, grace_s: float) -> None:
+        tasks = {run.task for run in self._runs.values() if run.task is not None}
+        if not tasks:
+            return
+        log.info("waiting up to %.1f s for %d in-flight jobs", grace_s, len(tasks))
+        # asyncio.wait inside a task of its own: cancelling that wait leaves the jobs running
+        all_done = asyncio.ensure_future(asyncio.wait(tasks))
+        cut = asyncio.ensure_future(self._grace_cut.wait())
+        try:
+            await asyncio.wait({all_done, cut}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            all_done.cancel()
+            cut.cancel()
+        for run in list(self._runs.values()):
+            if run.task is not None and not run.task.done():
+                log.warning("job %s outlived the grace period; cancelling it (it will be retried)",
+                            run.job.job_id)
+                self._cancel_run(run, "shutdown")
+        left = {run.task for run in self._runs.values() if run.task is not None}
+        if left:
+            # a handler that swallows cancellation must not hold the process forever
+            await asyncio.wait(left, timeout=self.ack_timeout_s)
+
+    # ---- the session: registration, heartbeats, pushes -----------------------------------------
+
+    def _registered(self) -> bool:
+        return (self._session is not None and self._session is self.connection.transport
+                and self.connection.connected)
+
+    async def _on_connected(self) -> None:
+        """After every (re)connect: register with the same id, then restore what the hub must know
+        (drain mode, unsent progress, unacknowledged outcomes)."""
+        self._session = None
+        running_before = {run: run.job.attempt for run in self._runs.values()}
+        reply = await self.connection.request(
+            {"type": "register_worker", "worker_id": self.worker_id, "job_types": sorted(self.handlers),
+             "concurrency": self.concurrency}, timeout_s=self.ack_timeout_s, wait_connected=False)
+        self._heartbeat_every = self._heartbeat_interval(reply)
+        held = reply.get("held") or []
+        self._stop_runs_not_held(running_before, set(held))
+        if self.connection.connects > 1:
+            log.info("worker %s re-registered; the hub says it holds %d jobs", self.worker_id, len(held))
+        self._session = self.connection.transport
+        if self._draining:
+            await self.connection.request({"type": "worker_status", "status": "draining"},
+                                          timeout_s=self.ack_timeout_s, wait_connected=False)
+        if held:
+            # the leases ran on while we were away: extend them now, not one interval from now
+            self.connection.send({"type": "worker_heartbeat"})
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        self._heartbeats = self._spawn(self._heartbeat_loop(self.connection.transport))
+        for run in list(self._runs.values()):
+            self._flush_progress(run)
+        for job_id in list(self._outcomes):
+            self._deliver_soon(job_id)
+
+    def _stop_runs_not_held(self, running_before: dict[_Run, int], held: set[str]) -> None:
+        """A job that ran through the disconnect but that the hub no longer counts as ours lost its
+        lease meanwhile (it was swept back and may run elsewhere): stop it, as for a lease_lost push."""
+        for run, attempt in running_before.items():
+            job = run.job
+            # a run whose attempt moved on was assigned again on this connection: it is ours
+            if job.job_id not in held and job.attempt == attempt and self._runs.get(job.job_id) is run:
+                self._on_cancel(job.job_id, "lease_lost")
+
+    def _heartbeat_interval(self, registered: dict[str, Any]) -> float:
+        # a third of the lease and liveness even if the hub advertises a longer interval
+        candidates = [registered.get("heartbeat_interval_s"), self.heartbeat_interval_s]
+        for key in ("lease_s", "liveness_s"):
+            value = registered.get(key)
+            if isinstance(value, int | float) and value > 0:
+                candidates.append(value / 3)
+        valid = [c for c in candidates if isinstance(c, int | float) and c > 0]
+        return max(0.05, min(valid)) if valid else 10.0
+
+    async def _heartbeat_loop(self, transport: WSTransport | None) -> None:
+        while self._session is transport and self.connection.connected:
+            await asyncio.sleep(self._heartbeat_every)
+            if self._session is transport and self._registered():
+                # the ack is not awaited: lost leases come back as cancel_job pushes
+                self.connection.send({"type": "worker_heartbeat"})
+
+    def _on_push(self, frame: dict[str, Any], data: bytes) -> None:
+        kind = frame.get("type")
+        if kind == "job_assigned":
+            self._on_assigned(frame)
+        elif kind == "cancel_job":
+            self._on_cancel(frame.get("job_id"), frame.get("reason"))
+        elif kind == "error":
+            self._on_error(frame)
+        # anything else (heartbeat acks, frames of newer protocol versions) needs nothing from us
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        code, job_id = frame.get("code"), frame.get("job_id")
+        if code == "lease_lost" and isinstance(job_id, str):
+            # the answer to a progress frame: the job runs elsewhere now
+            self._on_cancel(job_id, "lease_lost")
+        elif code in ("replaced", "unauthorized"):
+            log.error("the hub refused worker %s for good: %s", self.worker_id, frame.get("error"))
+        else:
+            log.warning("the hub answered %s: %s", code, frame.get("error"))
+
+    def _on_assigned(self, frame: dict[str, Any]) -> None:
+        job_id = frame.get("job_id")
+        if not isinstance(job_id, str):
+            return
+        attempt = frame.get("attempt") if isinstance(frame.get("attempt"), int) else 0
+        running = self._runs.get(job_id)
+        if running is not None:
+            # docs/protocol.md 5.5: never a second run of one job id; a newer attempt (our lease
+            # lapsed and we got the job again) is the one this run reports on
+            running.job.attempt = max(running.job.attempt, attempt)
+            return
+        finished = self._outcomes.get(job_id)
+        if finished is not None:
+            if finished.attempt >= attempt:
+                return  # a repeat after a reconnect: the outcome is already on its way
+            # our lease on the finished attempt lapsed before its outcome got through: that
+            # outcome can never be stored, and the new attempt must run
+            self._forget_outcome(finished)
+        job_type = str(frame.get("job_type", ""))
+        run = _Run(job=Job(job_id, job_type, frame.get("payload"), attempt=attempt,
+                           priority=frame.get("priority", 0), reassigned=bool(frame.get("reassigned")),
+                           lease_s=frame.get("lease_s", 30.0)),
+                   handler=self.handlers.get(job_type) or _no_handler)
+        run.job._report = functools.partial(self._report_progress, run)
+        if self._draining:
+            log.info("job %s arrived while shutting down; handing it back", job_id)
+            self._submit(self._failure(run.job, SHUTDOWN_ERROR, retry=True))
+            return
+        self._runs[job_id] = run
+        self.stats.in_flight += 1
+        self._idle.clear()
+        run.task = asyncio.get_running_loop().create_task(self._run_job(run), name=f"job-{job_id}")
+
+    def _on_cancel(self, job_id: object, reason: object) -> None:
+        run = self._runs.get(job_id) if isinstance(job_id, str) else None
+        if run is None or run.task is None or run.task.done():
+            return  # finished already: a completion wins over a cancel (docs/protocol.md 4.4)
+        if reason == "lease_lost":
+            log.warning("lost the lease on job %s (attempt %d); stopping it", job_id, run.job.attempt)
+            self.stats.lease_lost += 1
+            self._cancel_run(run, "lease_lost")
+        else:
+            log.info("job %s was cancelled", job_id)
+            self._cancel_run(run, "cancelled")
+
+    @staticmethod
+    def _cancel_run(run: _Run, reason: str) -> None:
+        # lease_lost overrides any earlier reason: nothing more may be sent about the job
+        if run.cancel_reason is None or reason == "lease_lost":
+            run.cancel_reason = reason
+        if run.task is not None:
+            run.task.cancel()
+
+    # ---- running a job ---------------------------------------------------------------------------
+
+    async def _run_job(self, run: _Run) -> None:
+        job = run.job
+        outcome: _Outcome | None = None
+        try:
+            async with self._slots:
+                self.stats.started += 1
+                result = await run.handler(job)
+            outcome = self._completion(job, result)
+        except asyncio.CancelledError:
+            outcome = self._cancelled(run)
+            if run.cancel_reason is None:
+                raise  # not our cancel (the event loop is closing): let it through
+        except NonRetryableError as exc:
+            log.info("job %s failed for good: %s", job.job_id, exc)
+            outcome = self._failure(job, str(exc) or type(exc).__name__, retry=False)
+        except Exception as exc:
+            log.exception("job %s (%s, attempt %d) raised", job.job_id, job.job_type, job.attempt)
+            outcome = self._failure(job, f"{type(exc).__name__}: {exc}", retry=True)
+        finally:
+            self._end_run(run, outcome)
+
+    def _end_run(self, run: _Run, outcome: _Outcome | None) -> None:
+        if self._runs.get(run.job.job_id) is run:
+            del self._runs[run.job.job_id]
+        self.stats.in_flight -= 1
+        if run.flush_timer is not None:
+            run.flush_timer.cancel()
+            run.flush_timer = None
+        if outcome is None:
+            self._update_idle()
+            return
+        if run.unsent_progress is not None and run.cancel_reason is None:
+            self._send_progress(run)  # the last value goes out before the outcome
+        self._submit(outcome)
+
+    def _cancelled(self, run: _Run) -> _Outcome | None:
+        if run.cancel_reason == "lease_lost":
+            return None  # the job runs elsewhere now; anything we sent would be refused
+        if run.cancel_reason == "cancelled":
+            # any retry value works: a job whose cancel was asked ends cancelled
+            return self._failure(run.job, CANCELLED_ERROR, retry=False)
+        if run.cancel_reason == "shutdown":
+            return self._failure(run.job, SHUTDOWN_ERROR, retry=True)
+        return self._failure(run.job, "the handler's task was cancelled", retry=True)
+
+    def _completion(self, job: Job, result: Any) -> _Outcome:
+        try:
+            raw = orjson.dumps(result)
+        except TypeError as exc:
+            return self._failure(job, f"the handler's result cannot be encoded as JSON: {exc}", retry=False)
+        limit = int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)) - FRAME_HEADROOM
+        if len(raw) > limit:
+            return self._failure(job, f"the result is {len(raw)} bytes, over the hub's limit of {limit}: "
+                                      "keep big data in object storage and return its URL", retry=False)
+        # encoded once: a re-send after a reconnect reuses the bytes
+        return _Outcome(job.job_id, job.attempt, {"type": "complete_job", "job_id": job.job_id,
+                                                  "attempt": job.attempt, "result": orjson.Fragment(raw)})
+
+    @staticmethod
+    def _failure(job: Job, error: str, *, retry: bool) -> _Outcome:
+        return _Outcome(job.job_id, job.attempt, {"type": "fail_job", "job_id": job.job_id,
+                                                  "attempt": job.attempt, "error": error[:MAX_ERROR_CHARS],
+                                                  "retry": retry})
+
+    # ---- progress ----------------------------------------------------------------------------------
+
+    def _report_progress(self, run: _Run, pct: float, message: str) -> None:
+        if run.task is None or run.task.done() or run.cancel_reason is not None:
+            return
+        run.unsent_progress = (pct, message)
+        if run.flush_timer is not None:
+            return  # a flush is due; it sends this latest value
+        loop = asyncio.get_running_loop()
+        wait_s = run.progress_sent_at + self.progress_interval_s - loop.time()
+        if wait_s <= 0:
+            self._send_progress(run)
+        else:
+            run.flush_timer = loop.call_later(wait_s, self._flush_progress, run)
+
+    def _flush_progress(self, run: _Run) -> None:
+        run.flush_timer = None
+        if run.unsent_progress is not None and self._runs.get(run.job.job_id) is run:
+            self._send_progress(run)
+
+    def _send_progress(self, run: _Run) -> None:
+        if run.unsent_progress is None or not self._registered():
+            return  # kept: sent again after the reconnect
+        pct, message = run.unsent_progress
+        # no req: the hub then answers only errors (a lost lease), which arrive as pushes
+        self.connection.send({"type": "update_job_progress", "job_id": run.job.job_id,
+                              "progress": pct, "message": message})
+        run.unsent_progress = None
+        run.progress_sent_at = asyncio.get_running_loop().time()
+
+    # ---- outcomes: kept until acknowledged ---------------------------------------------------------
+
+    def _submit(self, outcome: _Outcome) -> None:
+        self._outcomes[outcome.job_id] = outcome
+        self._all_acked.clear()
+        self._idle.clear()
+        self._deliver_soon(outcome.job_id)
+
+    def _forget_outcome(self, outcome: _Outcome) -> None:
+        if self._outcomes.get(outcome.job_id) is outcome:
+            del self._outcomes[outcome.job_id]
+        if not self._outcomes:
+            self._all_acked.set()
+        self._update_idle()
+
+    def _deliver_soon(self, job_id: str) -> None:
+        # one delivery task per outcome; while disconnected none runs, and _on_connected starts them
+        if job_id in self._sending or not self._registered():
+            return
+        self._sending.add(job_id)
+        self._spawn(self._deliver(job_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deliver(self, job_id: str) -> None:
+        pauses = backoff_delays(0.2, 5.0)
+        try:
+            while (outcome := self._outcomes.get(job_id)) is not None and self._registered():
+                try:
+                    reply = await self.connection.request(outcome.message, timeout_s=self.ack_timeout_s,
+                                                          wait_connected=False)
+                except (Disconnected, ConnectionClosed):
+                    return  # re-sent by _on_connected after the reconnect
+                except TimeoutError:
+                    log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat "
+                                "is safe)", job_id, self.ack_timeout_s)
+                    continue
+                except HubError as exc:
+                    if exc.code in RETRY_LATER_CODES:
+                        await asyncio.sleep(next(pauses))
+                        continue
+                    log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
+                                job_id, outcome.attempt, exc)
+                    self.stats.dropped += 1
+                    self._forget_outcome(outcome)
+                    return
+                self._count_ack(outcome, reply)
+                self._forget_outcome(outcome)
+                return
+        finally:
+            self._sending.discard(job_id)
+
+    def _count_ack(self, outcome: _Outcome, reply: dict[str, Any]) -> None:
+        if reply.get("type") == "job_completed_ack":
+            self.stats.completed += 1
+        elif reply.get("status") == "cancelled":
+            self.stats.cancelled += 1
+        else:
+            self.stats.failed += 1
+
+
+async def _no_handler(job: Job) -> Any:
+    # the hub only assigns registered types, so this means a hub bug or a mixed-up deploy: retryable,
+    # so that a worker that has the handler can still run the job
+    raise LookupError(f"worker has no handler for job type {job.job_type!r}")
+
+
+async def run_worker(url: str, handlers: Mapping[str, Handler], *, worker_id: str | None = None,
+                     concurrency: int = 1, token: str | None = None, grace_s: float = 30.0) -> None:
+    """Run a worker until SIGINT/SIGTERM, then stop gracefully (the `empfast worker` command)."""
+    worker = Worker(url, handlers, worker_id=worker_id, concurrency=concurrency, token=token,
+                    grace_s=grace_s)
+    await worker.run()
