@@ -1,0 +1,583 @@
+"""The client SDK: submit jobs, watch them, wait for their results (docs/protocol.md section 4.1).
+
+    async with Client("ws://127.0.0.1:8765") as client:
+        handle = await client.submit("resize", {"url": "https://example.org/a.png"})
+        print(await handle.result(timeout=60))
+
+Built on `Connection`, which reconnects by itself. Every request this client sends is safe to repeat
+(job ids are made here, before the first send), so a request whose reply was lost to a dropped
+socket is sent again on the next connection instead of surfacing `Disconnected`. Job events are
+kept per watched job and fanned out to every waiter and iterator of that job; after a reconnect
+each unfinished job is resubscribed with `since` = the last event id seen, so nothing is missed and
+nothing is seen twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
+
+__all__ = ["Client", "ConnectionClosed", "Disconnected", "HubError", "JobCancelledError", "JobError",
+           "JobFailedError", "JobHandle", "JobSpec", "SubmitManyError"]
+
+log = logging.getLogger("empfast.client")
+
+MAX_BATCH = 1000  # jobs per submit_jobs frame (docs/protocol.md section 8)
+EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled"})
+# hub answers after which repeating the same request later may succeed
+TRANSIENT_CODES = frozenset({"unavailable", "internal"})
+# a request dict may carry one member as pre-encoded JSON under this key: (member name, raw bytes);
+# the NUL keeps it from clashing with any real field name
+_RAW = "\x00raw"
+_JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
+
+
+class JobError(Exception):
+    """A job ended without a result."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobFailedError(JobError):
+    """The job failed for good: no attempts left, or its worker refused a retry."""
+
+    def __init__(self, job_id: str, error: str, attempt: int | None = None) -> None:
+        after = f" after attempt {attempt}" if attempt else ""
+        super().__init__(job_id, f"job {job_id!r} failed{after}: {error}")
+        self.error, self.attempt = error, attempt
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled before it completed."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, f"job {job_id!r} was cancelled; it has no result")
+
+
+class SubmitManyError(HubError):
+    """The hub refused one batch of a submit_many. Batches are all-or-nothing: nothing of the refused
+    batch was added, and `accepted` holds the ids of the jobs of the batches before it, which were."""
+
+    def __init__(self, frame: dict[str, Any], accepted: list[str]) -> None:
+        super().__init__(frame)
+        self.accepted = accepted
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """One job for `submit_many`; the fields mean what `Client.submit`'s arguments mean."""
+
+    job_type: str
+    payload: Any = None
+    priority: int = 0
+    job_id: str | None = None
+    max_attempts: int = 3
+    delay_s: float = 0
+    payload_json: bytes | str | None = None
+
+
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
+
+
+def _spec(job: JobSpec | Mapping[str, Any], index: int) -> JobSpec:
+    if isinstance(job, JobSpec):
+        return job
+    unknown = set(job) - _SPEC_FIELDS
+    if unknown:
+        raise TypeError(f"jobs[{index}] has unknown keys {sorted(unknown)}; a job takes "
+                        f"{sorted(_SPEC_FIELDS)}")
+    return JobSpec(**job)
+
+
+def _splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:
+    """`head` encoded plus one member whose value is JSON text used as is."""
+    return orjson.dumps(head)[:-1] + b',"' + key.encode() + b'":' + raw + b"}"
+
+
+def _job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
+    """The submit_job fields of a job, and its pre-encoded payload if it came as JSON text. Fields
+    at their default are left out: the hub applies the same defaults, and frames stay small."""
+    body: dict[str, Any] = {"job_type": spec.job_type, "job_id": job_id}
+    if spec.priority:
+        body["priority"] = spec.priority
+    if spec.max_attempts != 3:
+        body["max_attempts"] = spec.max_attempts
+    if spec.delay_s:
+        body["delay_s"] = spec.delay_s
+    raw = spec.payload_json
+    if raw is None:
+        if spec.payload is not None:
+            body["payload"] = spec.payload
+        return body, None
+    if spec.payload is not None:
+        raise TypeError("give payload or payload_json, not both")
+    raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+    try:
+        # checked here because the hub answers invalid JSON without the request's `req`, which
+        # would leave the request waiting for its reply until it times out
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"payload_json is not valid JSON ({exc}); pass the value as payload= "
+                         "to have it encoded") from None
+    return body, raw
+
+
+def _job_bytes(spec: JobSpec, job_id: str) -> bytes:
+    body, raw = _job_body(spec, job_id)
+    return orjson.dumps(body) if raw is None else _splice(body, "payload", raw)
+
+
+def _stream_key(event_id: Any) -> tuple[int, int] | None:
+    """An event id (`<ms>-<seq>`) as a comparable key; None when there is none (older hubs send "")."""
+    if not isinstance(event_id, str) or not event_id:
+        return None
+    ms, _, seq = event_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return None
+
+
+def _is_final(frame: dict[str, Any]) -> bool:
+    kind = frame.get("type")
+    return kind in ("job_completed", "job_cancelled") or (kind == "job_failed" and frame.get("final") is True)
+
+
+class _ClientConnection(Connection):
+    """A Connection whose requests may carry one member as pre-encoded JSON (see _RAW), so that a
+    payload given as JSON text reaches the hub byte for byte, without a decode and re-encode."""
+
+    def send(self, message: dict[str, Any] | bytes) -> bool:
+        if isinstance(message, dict) and _RAW in message:
+            head = dict(message)
+            key, raw = head.pop(_RAW)
+            message = _splice(head, key, raw)
+        return super().send(message)
+
+
+class _Watch:
+    """What this client knows of one job it watches: the events seen so far (every iterator reads
+    all of them, so late iterators miss nothing), the last event id (the resume point after a
+    reconnect), and the final event once it came."""
+
+    __slots__ = ("__weakref__", "_last_key", "_pulse", "error", "events", "final", "job_id", "last_id",
+                 "since", "submitting", "subscribing")
+
+    def __init__(self, job_id: str, since: str | None = None) -> None:
+        self.job_id = job_id
+        self.since = since  # where the first subscription starts, when the caller gave one
+        self.events: list[dict[str, Any]] = []
+        self.last_id: str | None = None
+        self._last_key: tuple[int, int] | None = None
+        self.final: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.submitting = 0  # submits of this id in flight: they subscribe by themselves
+        self.subscribing: asyncio.Future[None] | None = None
+        self._pulse = asyncio.Event()
+
+    @property
+    def live(self) -> bool:
+        return self.final is None and self.error is None
+
+    def add(self, frame: dict[str, Any]) -> bool:
+        """Record an event; False for a repeat (a replay overlapping live events, a second final)."""
+        if self.final is not None:
+            return False
+        key = _stream_key(frame.get("event_id"))
+        if key is not None:
+            if self._last_key is not None and key <= self._last_key:
+                return False
+            self._last_key, self.last_id = key, frame["event_id"]
+        self.events.append(frame)
+        if _is_final(frame):
+            self.final = frame
+        self._wake()
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        if self.live:
+            self.error = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        # set then clear: wakes every current waiter; each re-checks the state before waiting again
+        self._pulse.set()
+        self._pulse.clear()
+
+    async def changed(self) -> None:
+        await self._pulse.wait()
+
+
+class JobHandle:
+    """A submitted job. Holding it keeps the job's events recorded in this client, so `result()` and
+    `events()` see everything from the submit on, however late they are called."""
+
+    __slots__ = ("_watch", "client", "created", "job_id", "status")
+
+    def __init__(self, client: Client, watch: _Watch, status: str, created: bool) -> None:
+        self.client = client
+        self._watch = watch
+        self.job_id = watch.job_id
+        self.status = status  # as the hub answered the submit
+        self.created = created  # False: a job with this id existed already (or a resent submit landed)
+
+    # a timeout argument, as in Celery's get(timeout=) and arq's result(timeout=): the error then
+    # names the job, and the job keeps its subscription for a later wait
+    async def result(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """The job's result; JobFailedError, JobCancelledError, or TimeoutError after `timeout` s."""
+        return await self.client._wait_result(self._watch, timeout)
+
+    def events(self, since: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The job's events from the submit on (after `since`, if given); ends after the final one."""
+        return self.client._iterate(self._watch, since)
+
+    async def cancel(self) -> dict[str, Any]:
+        return await self.client.cancel(self.job_id)
+
+    def __repr__(self) -> str:
+        return f"JobHandle(job_id={self.job_id!r}, status={self.status!r}, created={self.created})"
+
+
+class Client:
+    """A connection to a hub's client endpoint. Use `async with Client(url) as client:`, or
+    `await client.connect()` ... `await client.close()`.
+
+    `request_timeout_s` bounds each call, including the waits for a reconnect in between; the hub
+    being down for longer surfaces as TimeoutError. `connect_timeout_s` bounds `connect()`."""
+
+    def __init__(self, url: str, *, token: str | None = None, client_id: str | None = None,
+                 request_timeout_s: float = 30.0, connect_timeout_s: float | None = 30.0,
+                 backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0) -> None:
+        self.url = url
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.connection: Connection = _ClientConnection(
+            endpoint(url, "client", client_id, token), on_push=self._on_push,
+            on_connected=self._on_connected, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
+        # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
+        # then dropped on arrival) instead of piling up in a long-lived client
+        self._watches: weakref.WeakValueDictionary[str, _Watch] = weakref.WeakValueDictionary()
+        self._closed = asyncio.Event()  # set by close(), or when the connection ended for good
+        self._started = False
+        self._ended: asyncio.Future[None] | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def connect(self) -> Client:
+        """Connect to the hub; HubError `unauthorized` for a wrong token, TimeoutError when no hub
+        answered within `connect_timeout_s`."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self.connection.start()
+        except TimeoutError:
+            await self.close()
+            raise TimeoutError(f"could not connect to the hub at {self.url} within "
+                               f"{self.connect_timeout_s} s: is it running, and is the URL right?") from None
+        except BaseException:
+            await self.close()
+            raise
+        self._ended = asyncio.ensure_future(self.connection.wait_closed())
+        self._ended.add_done_callback(self._on_connection_ended)
+        return self
+
+    def _on_connection_ended(self, _: asyncio.Future[None]) -> None:
+        """The connection gave up (e.g. the hub refused our token on a reconnect) or was closed:
+        waiters and requests would otherwise wait for events and a connection that never come."""
+        self._closed.set()
+        reason = self.connection.fatal or ConnectionClosed("the client was closed")
+        for watch in list(self._watches.values()):
+            watch.fail(reason)
+
+    async def close(self) -> None:
+        """Close the connection; waiters and iterators still running raise ConnectionClosed."""
+        self._closed.set()
+        await self.connection.close()
+        for watch in list(self._watches.values()):
+            watch.fail(ConnectionClosed("the client was closed"))
+
+    async def __aenter__(self) -> Client:
+        return await self.connect()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    async def submit(self, job_type: str, payload: Any = None, *, priority: int = 0,
+                     job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
+                     payload_json: bytes | str | None = None) -> JobHandle:
+        """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
+        is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
+        handle says `created=False`. Without one, a random id is made here, so the submit is
+        repeated safely after a dropped connection."""
+        spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
+        job_id = job_id or uuid.uuid4().hex
+        body, raw = _job_body(spec, job_id)
+        message: dict[str, Any] = {"type": "submit_job", **body}
+        if raw is not None:
+            message[_RAW] = ("payload", raw)
+        # the watch exists before the frame leaves: the hub subscribes us before it adds the job,
+        # so the job's first event may arrive before the reply
+        watch = self._watches.get(job_id)
+        fresh = watch is None
+        if watch is None:
+            watch = self._watches[job_id] = _Watch(job_id)
+        watch.submitting += 1
+        try:
+            reply = await self._call(message)
+        except BaseException:
+            if fresh and not watch.events and self._watches.get(job_id) is watch:
+                del self._watches[job_id]
+            raise
+        finally:
+            watch.submitting -= 1
+        if reply.get("subscribed") is False and watch.live:
+            # the hub is at this connection's subscription limit; ask again, so that waiting on
+            # the handle reports the limit instead of waiting for events that never come
+            self._start_subscription(watch)
+        return JobHandle(self, watch, reply.get("status", "pending"), bool(reply.get("created", True)))
+
+    async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *,
+                          batch_size: int = MAX_BATCH) -> list[str]:
+        """Add many jobs, `batch_size` (at most 1000) per request, one batch after another; returns
+        their ids in order. Each batch is all or nothing: when the hub refuses one, SubmitManyError
+        names the bad job's index in `jobs` and lists the ids of the batches added before it.
+        The submitter is not subscribed to these jobs; `result(job_id)` and `events(job_id)`
+        subscribe when asked."""
+        if not 0 < batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be 1 to {MAX_BATCH}, got {batch_size}")
+        specs = [_spec(job, i) for i, job in enumerate(jobs)]
+        ids = [spec.job_id or uuid.uuid4().hex for spec in specs]
+        encoded = [_job_bytes(spec, job_id) for spec, job_id in zip(specs, ids, strict=True)]
+        for start in range(0, len(encoded), batch_size):
+            batch = b"[" + b",".join(encoded[start:start + batch_size]) + b"]"
+            try:
+                await self._call({"type": "submit_jobs", "subscribe": False, _RAW: ("jobs", batch)})
+            except HubError as exc:
+                raise _batch_error(exc, start, len(encoded), ids) from None
+        return ids
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        """The job's state (`status`, `progress`, `result`, `error`, ...); HubError `not_found`."""
+        return await self._call({"type": "get_job_status", "job_id": job_id})
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: a waiting one at once, a running one through its worker. Returns its state
+        after the cancel; a finished job is left unchanged."""
+        return await self._call({"type": "cancel_job", "job_id": job_id})
+
+    async def stats(self) -> dict[str, Any]:
+        """The queue's counts: pending, scheduled, active, completed, failed, cancelled, by_type."""
+        return await self._call({"type": "get_stats"})
+
+    async def ping(self) -> None:
+        await self._call({"type": "ping"})
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Wait for the job's result, also for a job that finished before the call. Raises
+        JobFailedError, JobCancelledError, HubError `not_found`, or TimeoutError after `timeout` s."""
+        return await self._wait_result(job_id, timeout)
+
+    def events(self, job_id: str, since: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The job's events from now on (or after the event id `since`), each a dict with `type`
+        (job_update, job_completed, job_failed, job_cancelled) and `event_id`. Ends after the final
+        event. Without `since`, a finished job yields its final event at once. An event with
+        `resumed: false` stands for events lost from the hub's bounded history."""
+        return self._iterate(job_id, since)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A request, sent again while its outcome is unknown (dropped socket, hub unable to reach
+        Redis). Every request of this client is safe to repeat."""
+        pause = 0.01
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                while True:
+                    await self._until_ready()
+                    try:
+                        reply = await self.connection.request(message, timeout_s=None, wait_connected=False)
+                    except Disconnected as exc:
+                        log.info("%s: %s; sending it again after reconnecting", message["type"], exc)
+                    except HubError as exc:
+                        if exc.code != "unavailable":
+                            raise
+                        log.warning("%s: %s; trying again in %.2f s", message["type"], exc, pause)
+                    else:
+                        reply.pop("req", None)
+                        reply.pop("type", None)
+                        return reply
+                    # also yields to the loop, so a disconnect being processed can clear `ready`
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+        except TimeoutError:
+            if self.connection.fatal is not None:
+                raise self.connection.fatal from None
+            raise TimeoutError(f"no reply from the hub at {self.url} to {message['type']} within "
+                               f"{self.request_timeout_s} s: check that the hub is running and reachable; "
+                               "the request may or may not have been applied, and sending it again is "
+                               "safe") from None
+
+    async def _until_ready(self) -> None:
+        ready = self.connection.ready
+        while not ready.is_set():
+            if self.connection.fatal is not None:
+                raise self.connection.fatal
+            if self._closed.is_set():
+                raise ConnectionClosed("the client was closed")
+            if not self._started:
+                raise ConnectionClosed("the client is not connected: use `async with Client(url)` "
+                                       "or await client.connect() first")
+            waits = {asyncio.ensure_future(ready.wait()), asyncio.ensure_future(self._closed.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        if self._closed.is_set():
+            raise ConnectionClosed("the client was closed")
+
+    def _subscribe_message(self, watch: _Watch) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "subscribe_job", "job_id": watch.job_id}
+        since = watch.last_id or watch.since
+        if since:
+            message["since"] = since
+        return message
+
+    async def _watch(self, job_id: str, since: str | None = None) -> _Watch:
+        """The job's watch, subscribed (HubError `not_found` for an unknown job)."""
+        watch = self._watches.get(job_id)
+        if watch is None:
+            watch = self._watches[job_id] = _Watch(job_id, since)
+            self._start_subscription(watch)
+        if watch.subscribing is not None:
+            await asyncio.shield(watch.subscribing)
+        elif watch.error is not None:
+            raise watch.error
+        return watch
+
+    def _start_subscription(self, watch: _Watch) -> None:
+        task = asyncio.ensure_future(self._subscribe(watch))
+        # consumed here too, so a subscription whose caller went away logs no "never retrieved"
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        watch.subscribing = task
+
+    async def _subscribe(self, watch: _Watch) -> None:
+        try:
+            await self._call(self._subscribe_message(watch))
+        except BaseException as exc:
+            watch.fail(exc)
+            if self._watches.get(watch.job_id) is watch:
+                del self._watches[watch.job_id]
+            raise
+        finally:
+            watch.subscribing = None
+
+    async def _wait_result(self, job: _Watch | str, timeout_s: float | None) -> Any:
+        job_id = job.job_id if isinstance(job, _Watch) else job
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                watch = job if isinstance(job, _Watch) else await self._watch(job)
+                while watch.final is None:
+                    if watch.error is not None:
+                        raise watch.error
+                    await watch.changed()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # a request's own timeout, which says what went wrong
+            raise TimeoutError(f"job {job_id!r} did not finish within {timeout_s} s; it goes on running: "
+                               "wait again, or cancel it") from None
+        final = watch.final
+        kind = final["type"]
+        if kind == "job_completed":
+            return final.get("result")
+        if kind == "job_cancelled":
+            raise JobCancelledError(job_id)
+        raise JobFailedError(job_id, final.get("error") or "", final.get("attempt"))
+
+    async def _iterate(self, job: _Watch | str, since: str | None) -> AsyncIterator[dict[str, Any]]:
+        watch = job if isinstance(job, _Watch) else await self._watch(job, since)
+        floor = _stream_key(since)
+        seen = 0
+        while True:
+            events = watch.events
+            while seen < len(events):
+                frame = events[seen]
+                seen += 1
+                key = _stream_key(frame.get("event_id")) if floor is not None else None
+                if key is None or floor is None or key > floor:
+                    yield frame
+            if watch.final is not None:
+                return
+            if watch.error is not None:
+                raise watch.error
+            await watch.changed()
+
+    def _on_push(self, frame: dict[str, Any], data: bytes) -> None:
+        kind = frame.get("type")
+        if kind in EVENT_TYPES:
+            job_id = frame.get("job_id")
+            watch = self._watches.get(job_id) if isinstance(job_id, str) else None
+            if watch is not None and not watch.add(frame):
+                log.debug("dropped a repeated %s of job %r (%s)", kind, watch.job_id, frame.get("event_id"))
+        elif kind == "error":
+            log.warning("the hub reported an error outside any request: %s: %s",
+                        frame.get("code"), frame.get("error"))
+
+    async def _on_connected(self) -> None:
+        """Resubscribe every unfinished watched job, from the last event seen. Watches whose first
+        subscribe is still in flight, and jobs being submitted whose events we have not seen (the
+        job may not exist yet), are left to their own request, which is sent again by itself."""
+        watches = [w for w in list(self._watches.values())
+                   if w.live and w.subscribing is None and (w.submitting == 0 or w.last_id)]
+        if not watches:
+            return
+        log.info("resubscribing to %d jobs", len(watches))
+        outcomes = await asyncio.gather(
+            *(self.connection.request(self._subscribe_message(w), timeout_s=self.request_timeout_s,
+                                      wait_connected=False) for w in watches),
+            return_exceptions=True)
+        retry: BaseException | None = None
+        for watch, outcome in zip(watches, outcomes, strict=True):
+            if isinstance(outcome, HubError) and outcome.code not in TRANSIENT_CODES:
+                watch.fail(outcome)  # e.g. not_found: the job was removed by retention meanwhile
+            elif isinstance(outcome, BaseException):
+                retry = outcome
+        if retry is not None:
+            # the Connection reconnects (and calls this again) on these; anything else would stop
+            # its reconnect loop for good
+            if isinstance(retry, TimeoutError | Disconnected | HubError):
+                raise retry
+            raise Disconnected(f"resubscribing failed ({retry!r})")
+
+
+def _batch_error(exc: HubError, start: int, total: int, ids: list[str]) -> SubmitManyError:
+    """The hub's refusal of one batch, with the field renamed to the job's index in the whole list."""
+    frame = dict(exc.frame)
+    field = frame.get("field")
+    if isinstance(field, str):
+        match = _JOB_FIELD_RE.match(field)
+        if match:
+            frame["field"] = f"jobs[{start + int(match[1])}]{field[match.end():]}"
+    frame["error"] = (f"{frame.get('error', '')} (in the batch from job {start}: nothing of that batch "
+                      f"was added; the {start} jobs before it were, out of {total}; fix the job and "
+                      "submit the rest again, repeating ids already added is safe)")
+    return SubmitManyError(frame, ids[:start])

@@ -1,0 +1,348 @@
+"""The client SDK against a real hub, on real Redis and the embedded store. Workers are raw WSPeers,
+so these tests depend on the protocol only, not on the worker SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from support import WSPeer
+
+from empfast.client import (
+    Client,
+    HubError,
+    JobCancelledError,
+    JobFailedError,
+    JobSpec,
+    SubmitManyError,
+)
+from empfast.config import HubConfig
+from empfast.hub import Hub
+
+HUB_TIMINGS = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
+
+
+def url(hub: Hub) -> str:
+    return f"ws://127.0.0.1:{hub.port}"
+
+
+async def register(hub: Hub, worker_id: str, job_types: list[str]) -> WSPeer:
+    worker = await WSPeer.connect(f"{url(hub)}/ws/worker/{worker_id}")
+    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": 1})
+    await worker.until("worker_registered")
+    return worker
+
+
+async def complete(worker: WSPeer, job_id: str, result: Any) -> None:
+    worker.send({"type": "complete_job", "job_id": job_id, "result": result, "req": "done"})
+    await worker.until("job_completed_ack", job_id=job_id)
+
+
+async def collect(events: AsyncIterator[dict[str, Any]], wait_s: float = 5.0) -> list[dict[str, Any]]:
+    async with asyncio.timeout(wait_s):
+        return [event async for event in events]
+
+
+def stream_keys(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    keys = []
+    for event in events:
+        ms, _, seq = event["event_id"].partition("-")
+        keys.append((int(ms), int(seq)))
+    return keys
+
+
+async def test_a_submitted_job_runs_and_every_waiter_and_iterator_gets_everything(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        worker = await register(hub, "w1", ["echo"])
+        handle = await client.submit("echo", {"x": 1})
+        assert handle.created is True and handle.status == "pending" and len(handle.job_id) == 32
+        from_handle = asyncio.create_task(collect(handle.events()))
+        from_client = asyncio.create_task(collect(client.events(handle.job_id)))
+        waiter = asyncio.create_task(client.result(handle.job_id, timeout=5))
+
+        assigned = await worker.until("job_assigned", job_id=handle.job_id)
+        assert assigned["payload"] == {"x": 1}
+        worker.send({"type": "update_job_progress", "job_id": handle.job_id, "progress": 50,
+                     "message": "half", "req": 1})
+        await worker.until("job_progress_ack")
+        await complete(worker, handle.job_id, {"y": [1, 2]})
+
+        assert await handle.result(timeout=5) == {"y": [1, 2]}
+        assert await waiter == {"y": [1, 2]}
+        events = await from_handle
+        assert await from_client == events
+        kinds = [event["type"] for event in events]
+        assert kinds[-1] == "job_completed" and set(kinds[:-1]) == {"job_update"}
+        assert [e["progress"] for e in events if "progress" in e] == [50.0]
+        assert any(e.get("worker_id") == "w1" for e in events[:-1])
+        keys = stream_keys(events)
+        assert keys == sorted(set(keys))  # in stream order, none twice
+        worker.close()
+
+
+async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        worker = await register(hub, "w1", ["raw"])
+        await client.submit("raw", payload_json=b'{"price": 1.50, "tags":[ "a" ]}')
+        async with asyncio.timeout(5):
+            frame = await worker.frames.get()
+        assert b'"payload":{"price": 1.50, "tags":[ "a" ]}' in frame
+        with pytest.raises(ValueError, match="not valid JSON"):
+            await client.submit("raw", payload_json=b"{nope")
+        worker.close()
+
+
+async def test_result_of_a_job_that_finished_before_anyone_asked(hub: Hub) -> None:
+    async with Client(url(hub)) as submitter:
+        done = (await submitter.submit("a", job_id="done-1")).job_id
+        failed = (await submitter.submit("a", job_id="failed-1")).job_id
+    worker = await register(hub, "w1", ["a"])
+    await worker.until("job_assigned", job_id=done)
+    await complete(worker, done, "the result")
+    await worker.until("job_assigned", job_id=failed)
+    worker.send({"type": "fail_job", "job_id": failed, "error": "disk full", "retry": False, "req": 2})
+    await worker.until("job_failed_ack")
+
+    async with Client(url(hub)) as late:
+        assert await late.result(done, timeout=5) == "the result"
+        events = await collect(late.events(done))
+        assert [e["type"] for e in events] == ["job_completed"] and events[0]["result"] == "the result"
+        with pytest.raises(JobFailedError) as info:
+            await late.result(failed, timeout=5)
+        assert info.value.error == "disk full" and "disk full" in str(info.value)
+    worker.close()
+
+
+async def test_the_same_job_id_twice_is_one_job(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        first = await client.submit("a", {"n": 1}, job_id="order-17")
+        second = await client.submit("a", {"n": 2}, job_id="order-17")
+        assert (first.created, second.created) == (True, False)
+        assert second.job_id == "order-17" and second.status == "pending"
+        assert (await client.stats())["pending"] == 1
+
+
+async def test_a_submit_whose_reply_is_lost_is_sent_again_and_adds_one_job(hub: Hub) -> None:
+    async with Client(url(hub), backoff_base_s=0.05) as client:
+        connection = client.connection
+        original = connection.send
+
+        def send_then_drop(message: dict[str, Any] | bytes) -> bool:
+            sent = original(message)
+            if isinstance(message, dict) and message.get("type") == "submit_job" and connection.connects == 1:
+                assert connection.transport is not None
+                connection.transport.disconnect()
+            return sent
+
+        connection.send = send_then_drop  # type: ignore[method-assign]
+        handle = await client.submit("a", job_id="lost-reply")
+        assert connection.connects == 2 and handle.job_id == "lost-reply"
+        assert (await client.stats())["pending"] == 1
+        assert (await client.status("lost-reply"))["status"] == "pending"
+
+
+async def test_submit_many_sends_batches_of_1000_and_every_job_is_added(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        frames: list[str] = []
+        original = client.connection.send
+
+        def counting(message: dict[str, Any] | bytes) -> bool:
+            if isinstance(message, dict):
+                frames.append(message["type"])
+            return original(message)
+
+        client.connection.send = counting  # type: ignore[method-assign]
+        jobs: list[JobSpec | dict[str, Any]] = [{"job_type": "bulk", "payload": {"i": i}}
+                                                for i in range(2_498)]
+        jobs.append(JobSpec("bulk", job_id="mine", priority=5))
+        jobs.append(JobSpec("bulk", payload_json=b"[1, 2.50]"))
+        ids = await client.submit_many(jobs)
+        assert frames == ["submit_jobs"] * 3
+        assert len(ids) == 2_500 and len(set(ids)) == 2_500 and ids[2_498] == "mine"
+        stats = await client.stats()
+        assert stats["pending"] == 2_500 and stats["by_type"]["bulk"]["added"] == 2_500
+        assert (await client.status("mine"))["priority"] == 5
+        # the same ids again: nothing new (safe to repeat after a lost reply)
+        assert await client.submit_many([{"job_type": "bulk", "job_id": i} for i in ids[:10]]) == ids[:10]
+        assert (await client.stats())["pending"] == 2_500
+
+
+async def test_submit_many_names_the_bad_job_and_what_was_added(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        jobs = [JobSpec("bulk") for _ in range(1_600)]
+        jobs[1_500] = JobSpec("bulk", priority=99_999)
+        with pytest.raises(SubmitManyError) as info:
+            await client.submit_many(jobs)
+        assert info.value.code == "bad_message" and info.value.frame["field"] == "jobs[1500].priority"
+        assert len(info.value.accepted) == 1_000
+        assert (await client.stats())["pending"] == 1_000
+
+
+async def test_a_final_failure_raises_with_its_error_text(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        worker = await register(hub, "w1", ["a"])
+        handle = await client.submit("a")
+        await worker.until("job_assigned")
+        worker.send({"type": "fail_job", "job_id": handle.job_id, "error": "upstream 503", "retry": False})
+        with pytest.raises(JobFailedError, match="upstream 503") as info:
+            await handle.result(timeout=5)
+        assert info.value.job_id == handle.job_id and info.value.error == "upstream 503"
+        last = (await collect(handle.events()))[-1]
+        assert last["type"] == "job_failed" and last["final"] is True
+        worker.close()
+
+
+async def test_cancel_of_a_pending_job(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        handle = await client.submit("nobody-runs-this")
+        state = await client.cancel(handle.job_id)
+        assert state["status"] == "cancelled" and state["job_id"] == handle.job_id
+        with pytest.raises(JobCancelledError):
+            await handle.result(timeout=5)
+        assert (await collect(handle.events()))[-1]["type"] == "job_cancelled"
+        assert (await client.stats())["pending"] == 0
+
+
+async def test_unknown_jobs_and_bad_input_get_the_hubs_error_and_change_nothing(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        for call in (client.status("missing"), client.result("missing", timeout=5)):
+            with pytest.raises(HubError) as info:
+                await call
+            assert info.value.code == "not_found" and "missing" in str(info.value)
+        with pytest.raises(HubError) as info:
+            await client.submit("a", priority=99_999, job_id="too-urgent")
+        assert info.value.code == "bad_message" and info.value.frame["field"] == "priority"
+        assert "priority" in str(info.value)
+        assert (await client.stats())["pending"] == 0
+        with pytest.raises(HubError, match="not_found"):
+            await client.status("too-urgent")
+
+
+async def test_waiting_longer_than_the_timeout_raises_timeout_error(hub: Hub) -> None:
+    async with Client(url(hub)) as client:
+        handle = await client.submit("nobody-runs-this")
+        with pytest.raises(TimeoutError, match=handle.job_id):
+            await handle.result(timeout=0.1)
+        # the job and its watch go on: cancelling still ends the wait
+        await handle.cancel()
+        with pytest.raises(JobCancelledError):
+            await handle.result(timeout=5)
+
+
+async def test_events_missed_while_disconnected_arrive_once_and_in_order(hub: Hub) -> None:
+    # a 0.5-1 s backoff keeps the client away while the worker reports
+    async with Client(url(hub), backoff_base_s=1.0) as client:
+        worker = await register(hub, "w1", ["a"])
+        handle = await client.submit("a")
+        job_id = handle.job_id
+        events = handle.events()
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            while not any(e.get("worker_id") for e in seen):  # it has an event id to resume from
+                seen.append(await anext(events))
+        assert client.connection.transport is not None
+        client.connection.transport.disconnect()
+        for progress in (10, 20, 30):
+            worker.send({"type": "update_job_progress", "job_id": job_id, "progress": progress,
+                         "req": progress})
+            await worker.until("job_progress_ack", job_id=job_id)
+        await complete(worker, job_id, "finished")
+        assert not client.connection.connected  # all of it happened while the client was away
+
+        seen += await collect(events)
+        assert [e["progress"] for e in seen if "progress" in e] == [10.0, 20.0, 30.0]
+        assert seen[-1]["type"] == "job_completed"
+        keys = stream_keys(seen)
+        assert keys == sorted(set(keys))
+        assert await handle.result(timeout=5) == "finished"
+        assert client.connection.connects == 2
+        worker.close()
+
+
+async def test_an_event_the_hub_sends_twice_is_seen_once(hub: Hub) -> None:
+    # a resume's replay can overlap events its hub reads later; here the hub's connection repeats them
+    async with Client(url(hub)) as client:
+        worker = await register(hub, "w1", ["a"])
+        handle = await client.submit("a")
+        events = handle.events()
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            while not any(e.get("worker_id") for e in seen):
+                seen.append(await anext(events))
+        (conn,) = [c for c in hub.conns if c.role == "client"]
+        for event in seen:
+            conn.send(orjson.dumps(event))
+        await complete(worker, handle.job_id, "once")
+        seen += await collect(events)
+        last_ms, _ = stream_keys(seen)[-1]
+        conn.send(orjson.dumps({**seen[-1], "event_id": f"{last_ms + 1}-0", "result": "twice"}))
+        assert await client.ping() is None  # the repeat arrived before the pong
+        keys = stream_keys(seen)
+        assert keys == sorted(set(keys)) and [e["type"] for e in seen].count("job_completed") == 1
+        assert await handle.result(timeout=5) == "once"
+        assert await collect(handle.events()) == seen
+        worker.close()
+
+
+async def test_the_client_rides_through_a_hub_restart(hub: Hub) -> None:
+    port = hub.port
+    async with Client(url(hub), backoff_base_s=0.05) as client:
+        handle = await client.submit("a", {"n": 7})
+        await hub.stop()
+        restarted = Hub(hub.store, HubConfig(port=port, **HUB_TIMINGS))  # type: ignore[arg-type]
+        await restarted.start()
+        try:
+            worker = await register(restarted, "w1", ["a"])
+            assigned = await worker.until("job_assigned", job_id=handle.job_id)
+            assert assigned["payload"] == {"n": 7}
+            await complete(worker, handle.job_id, {"n": 8})
+            assert await handle.result(timeout=10) == {"n": 8}
+            assert client.connection.connects >= 2
+            events = await collect(handle.events())
+            keys = stream_keys([e for e in events if e["event_id"]])
+            assert keys == sorted(set(keys)) and events[-1]["type"] == "job_completed"
+            assert (await client.stats())["completed"] == 1
+            worker.close()
+        finally:
+            await restarted.stop()
+
+
+async def test_a_wrong_token_is_refused_at_connect(hub: Hub) -> None:
+    secured = Hub(hub.store, HubConfig(port=0, token="s3cret", **HUB_TIMINGS))  # type: ignore[arg-type]
+    await secured.start()
+    try:
+        with pytest.raises(HubError) as info:
+            async with Client(url(secured), token="wrong"):
+                pass
+        assert info.value.code == "unauthorized"
+        async with Client(url(secured), token="s3cret") as client:
+            assert (await client.stats())["pending"] == 0
+    finally:
+        await secured.stop()
+
+
+async def test_a_token_refused_on_reconnect_ends_waits_with_the_hubs_error(hub: Hub) -> None:
+    secured = Hub(hub.store, HubConfig(port=0, token="old", **HUB_TIMINGS))  # type: ignore[arg-type]
+    await secured.start()
+    port = secured.port
+    rotated: Hub | None = None
+    try:
+        async with Client(url(secured), token="old", backoff_base_s=0.05) as client:
+            handle = await client.submit("a")
+            waiter = asyncio.create_task(handle.result())  # no timeout of its own
+            await secured.stop()
+            rotated = Hub(hub.store, HubConfig(port=port, token="new", **HUB_TIMINGS))  # type: ignore[arg-type]
+            await rotated.start()
+            with pytest.raises(HubError) as info:
+                async with asyncio.timeout(5):
+                    await waiter
+            assert info.value.code == "unauthorized"
+            with pytest.raises(HubError, match="unauthorized"):
+                await client.stats()
+    finally:
+        await secured.stop()
+        if rotated is not None:
+            await rotated.stop()
