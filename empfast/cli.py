@@ -9,54 +9,21 @@ import logging
 import os
 import signal
 import sys
-import time
+from typing import Any
 
+import orjson
+
+from empfast.bars import Board, bar
+from empfast.client import Client, JobCancelledError, JobFailedError
 from empfast.config import HubConfig, QueueSettings, RedisOptions
+from empfast.connection import HubError
+from empfast.demo import run_demo
+from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
-from empfast.store import NewJob, Store, redis_from_options
+from empfast.store import Store, redis_from_options
+from empfast.worker import run_worker
 
 log = logging.getLogger("empfast.cli")
-
-
-def _bar(done: int, total: int, started: float, width: int = 30) -> str:
-    filled = int(width * done / total) if total else width
-    rate = done / max(time.perf_counter() - started, 1e-9)
-    return f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} jobs  {rate:,.0f} jobs/s"
-
-
-async def run_store_demo(jobs: int, workers: int) -> None:
-    """Runs jobs through the Lua state machine on the embedded store: add in batches, then workers
-    claim and complete (complete-and-claim-next: one call per job)."""
-    store = Store.embedded()
-    await store.start()
-    print("empfast demo: embedded store (fakeredis with Lua, in this process; not durable)")
-    started = time.perf_counter()
-    for start in range(0, jobs, 500):
-        await store.add_jobs(NewJob("echo", b'{"n": %d}' % i) for i in range(start, min(jobs, start + 500)))
-    added_s = time.perf_counter() - started
-    done = 0
-
-    async def work(worker_id: str) -> None:
-        nonlocal done
-        await store.register_worker(worker_id, ["echo"], 1)
-        claimed = await store.claim(worker_id)
-        while claimed:
-            job = claimed[0]
-            claimed = await store.complete(job.job_id, worker_id, job.attempt, job.payload, claim_next=1)
-            done += 1
-            if done % 100 == 0 or done == jobs:
-                print(_bar(done, jobs, run_started), end="", file=sys.stderr, flush=True)
-
-    run_started = time.perf_counter()
-    await asyncio.gather(*(work(f"demo-worker-{i}") for i in range(workers)))
-    run_s = time.perf_counter() - run_started
-    print(file=sys.stderr)
-    stats = await store.stats()
-    print(f"added {jobs} jobs in {added_s:.2f} s ({jobs / added_s:,.0f} jobs/s, batches of 500)")
-    print(f"ran {done} jobs with {workers} workers in {run_s:.2f} s ({done / run_s:,.0f} jobs/s)")
-    print(f"stats: pending={stats.pending} active={stats.active} completed={stats.completed} "
-          f"(the completed set keeps the newest {store.settings.keep_completed_max})")
-    await store.close()
 
 
 async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | None) -> None:
@@ -89,12 +56,27 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"EMPFAST_{name}", default)
 
 
+DEFAULT_URL = "ws://127.0.0.1:8765"
+
+
+def _add_hub_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=_env("URL", DEFAULT_URL),
+                        help=f"the hub, ws://HOST:PORT (env EMPFAST_URL; default {DEFAULT_URL})")
+    parser.add_argument("--token", default=_env("TOKEN"), help="the hub's token (env EMPFAST_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="empfast", description="empfast: a high-throughput job hub")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run jobs through empfast on the embedded store (no Redis needed)")
-    demo.add_argument("--jobs", type=int, default=2000, help="how many jobs (default 2000)")
-    demo.add_argument("--workers", type=int, default=4, help="how many workers (default 4)")
+    parser = argparse.ArgumentParser(prog="empfast", description=(
+        "empfast: a high-throughput job hub. Every option can also come from the environment as "
+        "EMPFAST_<OPTION> (e.g. EMPFAST_REDIS_URL); a flag on the command line wins."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="run a hub, workers and a client in this process (no Redis needed)",
+                          description="Start a hub on the embedded store, a few workers and a client, "
+                          "run a mix of jobs with live progress, and print jobs/s and latency.")
+    demo.add_argument("--jobs", type=int, default=300, help="how many jobs (default 300)")
+    demo.add_argument("--workers", type=int, default=3, help="how many workers (default 3)")
+    demo.add_argument("--concurrency", type=int, default=8, help="jobs at once per worker (default 8)")
+    demo.add_argument("--seed", type=int, default=None, help="seed of the job mix, to repeat a run")
 
     serve = sub.add_parser("serve", help="run a hub", description=(
         "Run a hub. Every option can also come from the environment as EMPFAST_<OPTION> "
@@ -104,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", default=_env("REDIS_URL"),
                        help="Redis URL; without one the hub runs on the embedded store")
     serve.add_argument("--queue", default=_env("QUEUE", "default"))
-    serve.add_argument("--token", default=_env("TOKEN"), help="require ?token=... on every connection")
+    serve.add_argument("--token", default=_env("TOKEN"), help="require this token on every connection")
     serve.add_argument("--lease-s", type=float, default=float(_env("LEASE_S", "30") or 30))
     serve.add_argument("--heartbeat-s", type=float, default=float(_env("HEARTBEAT_S", "10") or 10))
     serve.add_argument("--sweep-interval-s", type=float,
@@ -113,10 +95,134 @@ def build_parser() -> argparse.ArgumentParser:
                        default=float(_env("RETRY_BACKOFF_S", "1") or 1))
     serve.add_argument("--max-frame-bytes", type=int,
                        default=int(_env("MAX_FRAME_BYTES", str(1 << 20)) or 1 << 20))
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--json-logs", action="store_true", default=_env("JSON_LOGS") == "1")
+    _add_logging(serve)
+
+    worker = sub.add_parser("worker", help="run a worker with handlers from your code (or the built-ins)",
+                            description="Run a worker. HANDLERS is MODULE:OBJECT, a dict of job type -> "
+                            "async handler (or a function returning one); 'builtin' (the default) "
+                            "gives the demo handlers sleep, echo and fail. SIGTERM drains: running "
+                            "jobs get --grace-s to finish, the rest are failed as retryable.")
+    worker.add_argument("handlers", nargs="?", default="builtin", metavar="HANDLERS")
+    _add_hub_url(worker)
+    worker.add_argument("--worker-id", default=_env("WORKER_ID"),
+                        help="a stable id; a restarted worker with the same id gets its jobs back")
+    worker.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "1") or 1))
+    worker.add_argument("--grace-s", type=float, default=float(_env("GRACE_S", "30") or 30))
+    _add_logging(worker)
+
+    submit = sub.add_parser("submit", help="submit a job (and wait for it with --wait)",
+                            description="Submit one job. Prints its id; with --wait, shows its progress "
+                            "and prints the result. Exit code 1 when the job failed or was cancelled.")
+    submit.add_argument("job_type", metavar="TYPE")
+    submit.add_argument("payload", nargs="?", default="{}", metavar="JSON", help="the payload (default {})")
+    _add_hub_url(submit)
+    submit.add_argument("--priority", type=int, default=0, help="-1000..1000, higher first (default 0)")
+    submit.add_argument("--job-id", default=None, help="an idempotency key: the same id is one job")
+    submit.add_argument("--max-attempts", type=int, default=3)
+    submit.add_argument("--delay-s", type=float, default=0.0)
+    submit.add_argument("--wait", action="store_true", help="wait for the job, showing its progress")
+    submit.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
+
+    status = sub.add_parser("status", help="the queue's counts, or one job's state",
+                            description="Without JOB_ID: the queue's counts by status and job type. "
+                            "With JOB_ID: that job's state.")
+    status.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    _add_hub_url(status)
+    status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
     return parser
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--json-logs", action="store_true", default=_env("JSON_LOGS") == "1")
+
+
+async def run_submit(args: argparse.Namespace) -> int:
+    try:
+        payload = orjson.loads(args.payload)
+    except orjson.JSONDecodeError as exc:
+        print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
+              """e.g. '{"seconds": 2}'""", file=sys.stderr)
+        return 2
+    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+        handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
+                                     max_attempts=args.max_attempts, delay_s=args.delay_s)
+        created = "" if handle.created else " (it existed already: same job id)"
+        print(f"job {handle.job_id} {handle.status}{created}", file=sys.stderr)
+        if not args.wait:
+            print(handle.job_id)
+            return 0
+        board = Board(sys.stderr)
+        line = f"{bar(0)}   0.0% {handle.status}"
+        try:
+            async with asyncio.timeout(args.timeout_s):
+                async for event in handle.events():
+                    if event["type"] == "job_update":
+                        pct = event.get("progress", 0.0)
+                        line = (f"{bar(pct / 100)} {pct:5.1f}% {event.get('status', '')} "
+                                f"{event.get('message', '')}")
+                    elif event["type"] == "job_failed" and not event.get("final"):
+                        line = f"{bar(0)}   0.0% retrying: {event.get('error', '')}"
+                    board.show([line])
+                board.close([line])
+                result = await handle.result()
+        except JobFailedError as exc:
+            print(f"job {handle.job_id} failed: {exc.error}", file=sys.stderr)
+            return 1
+        except JobCancelledError:
+            print(f"job {handle.job_id} was cancelled", file=sys.stderr)
+            return 1
+        except TimeoutError:
+            print(f"gave up waiting after {args.timeout_s} s; the job goes on: "
+                  f"empfast status {handle.job_id}", file=sys.stderr)
+            return 1
+        sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+        return 0
+
+
+def _stats_table(stats: dict[str, Any]) -> str:
+    lines = ["  ".join(f"{k} {stats.get(k, 0)}" for k in
+                       ("pending", "scheduled", "active", "completed", "failed", "cancelled"))]
+    workers = stats.get("workers") or {}
+    lines.append("workers  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
+    by_type = stats.get("by_type") or {}
+    if by_type:
+        columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
+        width = max(8, *(len(t) for t in by_type))
+        lines.append("")
+        lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
+        for job_type, counts in sorted(by_type.items()):
+            lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
+    return "\n".join(lines)
+
+
+def _job_table(job: dict[str, Any]) -> str:
+    keys = ("job_id", "job_type", "status", "priority", "progress", "message", "attempts", "max_attempts",
+            "worker_id", "error", "created_at", "started_at", "finished_at", "run_at")
+    lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
+    lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
+    return "\n".join(lines)
+
+
+async def run_status(args: argparse.Namespace) -> int:
+    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+        if args.job_id:
+            try:
+                reply = await client.status(args.job_id)
+            except HubError as exc:
+                if exc.code != "not_found":
+                    raise
+                print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
+                return 1
+        else:
+            reply = await client.stats()
+    reply.pop("req", None)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(reply) + b"\n")
+    else:
+        print(_job_table(reply) if args.job_id else _stats_table(reply))
+    return 0
 
 
 class JsonFormatter(logging.Formatter):
@@ -137,21 +243,47 @@ def setup_logging(level: str, json_logs: bool) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+def _run(coro: Any) -> Any:
+    import uvloop
+
+    return uvloop.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        asyncio.run(run_store_demo(args.jobs, args.workers))
-    elif args.command == "serve":
-        setup_logging(args.log_level, args.json_logs)
-        lease_ms = int(args.lease_s * 1000)
-        settings = QueueSettings(name=args.queue, lease_ms=lease_ms, liveness_ms=lease_ms,
-                                 backoff_base_ms=int(args.retry_backoff_s * 1000))
-        config = HubConfig(host=args.host, port=args.port, token=args.token,
-                           max_frame_bytes=args.max_frame_bytes, heartbeat_interval_s=args.heartbeat_s,
-                           sweep_interval_s=args.sweep_interval_s)
-        import uvloop
+    try:
+        return _dispatch(args)
+    except HandlerSpecError as exc:
+        print(f"empfast worker: {exc}", file=sys.stderr)
+    except HubError as exc:
+        print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
+    except (TimeoutError, OSError) as exc:
+        print(f"empfast {args.command}: {exc or 'timed out'}; is the hub running at "
+              f"{getattr(args, 'url', '')}? start one with `empfast serve`", file=sys.stderr)
+    return 2
 
-        uvloop.run(run_hub(config, settings, args.redis_url))
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        _run(run_demo(args.jobs, args.workers, args.concurrency, args.seed))
+        return 0
+    if args.command == "submit":
+        return _run(run_submit(args))
+    if args.command == "status":
+        return _run(run_status(args))
+    setup_logging(args.log_level, args.json_logs)
+    if args.command == "worker":
+        handlers = load_handlers(args.handlers)
+        _run(run_worker(args.url, handlers, worker_id=args.worker_id, concurrency=args.concurrency,
+                        token=args.token, grace_s=args.grace_s))
+        return 0
+    lease_ms = int(args.lease_s * 1000)
+    settings = QueueSettings(name=args.queue, lease_ms=lease_ms, liveness_ms=lease_ms,
+                             backoff_base_ms=int(args.retry_backoff_s * 1000))
+    config = HubConfig(host=args.host, port=args.port, token=args.token,
+                       max_frame_bytes=args.max_frame_bytes, heartbeat_interval_s=args.heartbeat_s,
+                       sweep_interval_s=args.sweep_interval_s)
+    _run(run_hub(config, settings, args.redis_url))
     return 0
 
 

@@ -1,35 +1,117 @@
-"""The `empfast` command as a user runs it."""
+"""The `empfast` command as a user runs it: real processes, a hub on the embedded store."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
+import orjson
+import pytest
 from support import WSPeer, free_port
 
+EMPFAST = [sys.executable, "-m", "empfast"]
 
-async def test_serve_on_the_embedded_store_answers_and_stops_cleanly_on_sigterm() -> None:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "empfast", "serve", "--port", str(port), stderr=asyncio.subprocess.PIPE)
-    try:
-        assert proc.stderr is not None
-        line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
-        assert "embedded store" in line and f":{port}/ws/" in line
-        client = await WSPeer.connect(f"ws://127.0.0.1:{port}/ws/client")
-        client.send({"type": "submit_job", "job_type": "echo", "payload": {"n": 1}})
-        assert (await client.until("job_accepted"))["created"] is True
-        client.send({"type": "get_stats"})
-        assert (await client.until("stats"))["pending"] == 1
-        client.close()
-    finally:
+
+async def start_hub(port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(*EMPFAST, "serve", "--port", str(port),
+                                                stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+    assert "embedded store" in line and f":{port}/ws/" in line, line
+    return proc
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    return await asyncio.wait_for(proc.wait(), 20)
 
 
-def test_demo_runs_jobs_without_redis() -> None:
-    out = subprocess.run([sys.executable, "-m", "empfast", "demo", "--jobs", "200", "--workers", "2"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    assert "ran 200 jobs" in out and "completed=200" in out
+async def run(*args: str, url: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *EMPFAST, *args, "--url", url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def hub_url() -> AsyncIterator[str]:
+    port = free_port()
+    proc = await start_hub(port)
+    yield f"ws://127.0.0.1:{port}"
+    assert await stop(proc) == 0
+
+
+async def test_serve_on_the_embedded_store_answers_and_stops_cleanly_on_sigterm(hub_url: str) -> None:
+    client = await WSPeer.connect(f"{hub_url}/ws/client")
+    client.send({"type": "submit_job", "job_type": "echo", "payload": {"n": 1}})
+    assert (await client.until("job_accepted"))["created"] is True
+    client.send({"type": "get_stats"})
+    assert (await client.until("stats"))["pending"] == 1
+    client.close()
+
+
+async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str) -> None:
+    worker = await asyncio.create_subprocess_exec(
+        *EMPFAST, "worker", "builtin", "--url", hub_url, "--worker-id", "cli-w1", "--concurrency", "2",
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        code, out, err = await run("submit", "sleep", '{"seconds": 0.3, "steps": 3}', "--wait",
+                                   url=hub_url)
+        assert code == 0, err
+        assert orjson.loads(out) == {"slept": 0.3}
+        job_id = err.split()[1]
+        code, out, _ = await run("submit", "fail", '{"message": "no luck", "retry": false}', "--wait",
+                                 url=hub_url)
+        assert code == 1
+        code, out, _ = await run("status", job_id, url=hub_url)
+        assert code == 0 and "completed" in out and "cli-w1" in out
+        code, out, _ = await run("status", "--json", url=hub_url)
+        stats = orjson.loads(out)
+        assert stats["by_type"]["sleep"]["completed"] == 1 and stats["by_type"]["fail"]["failed"] == 1
+        code, out, _ = await run("status", url=hub_url)
+        assert code == 0 and "sleep" in out and "fail" in out
+    finally:
+        assert await stop(worker) == 0  # SIGTERM: the worker drains and exits cleanly
+
+
+async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str) -> None:
+    code, _, err = await run("submit", "echo", "{not json", url=hub_url)
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = await run("status", "no-such-job", url=hub_url)
+    assert code == 1 and "no job" in err
+    code, _, err = await run("submit", "echo", "--priority", "5000", url=hub_url)
+    assert code == 2 and "priority" in err
+    code, _, err = await run("status", url=f"ws://127.0.0.1:{free_port()}")
+    assert code == 2 and "empfast serve" in err
+
+
+def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
+    proc = subprocess.run([*EMPFAST, "worker", "no_such_module_xyz:HANDLERS"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "no_such_module_xyz" in proc.stderr and "PYTHONPATH" in proc.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("demo", "serve", "worker", "submit", "status"):
+        out = subprocess.run([*EMPFAST, command, "--help"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        assert out.startswith("usage: empfast " + command)
+
+
+def test_demo_runs_jobs_through_a_hub_without_redis() -> None:
+    env = {**os.environ, "EMPFAST_REDIS_URL": ""}
+    out = subprocess.run([*EMPFAST, "demo", "--jobs", "120", "--workers", "2", "--seed", "7"],
+                         capture_output=True, text=True, timeout=120, check=True, env=env).stdout
+    assert "120 jobs in" in out and "jobs/s through the hub" in out
+    found = re.search(r"completed (\d+), failed for good (\d+)", out)
+    assert found is not None, out
+    completed, failed = int(found[1]), int(found[2])
+    assert completed + failed == 120 and failed < 12
+    assert "p50" in out and "p99" in out
