@@ -28,7 +28,8 @@ from support import RedisServer, running_redis_server  # noqa: E402
 
 # Leases and worker liveness far longer than any benchmark, so nothing lapses mid-run.
 BENCH_SETTINGS = QueueSettings(name="bench", lease_ms=600_000, liveness_ms=600_000)
-FLOOR_TEST = "test_raw_evalsha_noop"
+# the round-trip floor of each group: a call that does no work, through the same client and loop
+FLOOR_TESTS = ("test_raw_evalsha_noop", "test_hub_ping")
 
 
 class Result(NamedTuple):
@@ -37,6 +38,7 @@ class Result(NamedTuple):
     mean: float  # seconds per call
     median: float
     jobs_per_call: int | None
+    extra: dict[str, object]
 
 
 RESULTS = pytest.StashKey[list[Result]]()
@@ -80,7 +82,8 @@ def _collect_result(request: pytest.FixtureRequest, benchmark: BenchmarkFixture)
         return
     jobs = benchmark.extra_info.get("jobs_per_call")
     request.config.stash.setdefault(RESULTS, []).append(Result(
-        request.node.name, benchmark.group or "", meta.stats.mean, meta.stats.median, jobs))
+        request.node.name, benchmark.group or "", meta.stats.mean, meta.stats.median, jobs,
+        dict(benchmark.extra_info)))
 
 
 @pytest.hookimpl(trylast=True)
@@ -88,9 +91,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     results = config.stash.get(RESULTS, [])
     if not results:
         return
-    floors = {r.group: r for r in results if r.name.startswith(FLOOR_TEST)}
+    floors = {r.group: r for r in results if r.name.startswith(FLOOR_TESTS)}
     tr = terminalreporter
-    tr.write_sep("-", "store scripts vs the EVALSHA 'return 1' round-trip floor (same client, same loop)")
+    tr.write_sep("-", "each benchmark vs its group's round-trip floor (EVALSHA 'return 1' for the "
+                      "store, ping through the hub for the hub; same client, same loop)")
     tr.write_line(f"{'group':<15} {'benchmark':<38} {'mean us':>9} {'median us':>9} {'ops/s':>8} "
                   f"{'x floor':>8} {'us/job':>8} {'jobs/s':>9}")
     for r in sorted(results, key=lambda r: (r.group, r.mean)):
@@ -100,3 +104,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             if r.jobs_per_call else ""
         tr.write_line(f"{r.group:<15} {r.name:<38} {r.mean * 1e6:9.1f} {r.median * 1e6:9.1f} "
                       f"{1 / r.mean:8.0f} {ratio} {per_job}".rstrip())
+    extras = [r for r in results if any(k.endswith(("_ms", "_per_s")) for k in r.extra)]
+    if extras:
+        tr.write_sep("-", "distributions and rates (extra_info)")
+        for r in extras:
+            figures = "  ".join(f"{k} {v}" for k, v in r.extra.items() if k.endswith(("_ms", "_per_s")))
+            tr.write_line(f"{r.name:<42} {figures}")
