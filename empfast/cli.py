@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a stable id; a restarted worker with the same id gets its jobs back")
     worker.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "1") or 1))
     worker.add_argument("--grace-s", type=float, default=float(_env("GRACE_S", "30") or 30))
+    worker.add_argument("--app-dir", default=_env("APP_DIR", "."),
+                        help="where to import HANDLERS' module from (default: the current directory)")
     _add_logging(worker)
 
     submit = sub.add_parser("submit", help="submit a job (and wait for it with --wait)",
@@ -273,6 +275,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(run_status(args))
     setup_logging(args.log_level, args.json_logs)
     if args.command == "worker":
+        sys.path.insert(0, os.path.abspath(args.app_dir))  # as uvicorn's --app-dir: import user code
         handlers = load_handlers(args.handlers)
         _run(run_worker(args.url, handlers, worker_id=args.worker_id, concurrency=args.concurrency,
                         token=args.token, grace_s=args.grace_s))
