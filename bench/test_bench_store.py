@@ -57,7 +57,7 @@ def test_claim(benchmark: BenchmarkFixture, bench_store: Store,
 
 def test_complete_and_claim_next(benchmark: BenchmarkFixture, bench_store: Store,
                                  bench_loop: asyncio.AbstractEventLoop) -> None:
-    """completeJob with claim_next=1: finish the held job and take the next in the same round trip;
+    """completeJobs with claim_next=1: finish the held job and take the next in the same round trip;
     each call completes the job the previous call handed out."""
     calls = ROUNDS + WARMUP
     run = bench_loop.run_until_complete

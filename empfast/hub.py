@@ -13,7 +13,7 @@ import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import orjson
@@ -42,11 +42,12 @@ from empfast.errors import (
     WorkerNotFound,
     WrongJobType,
 )
-from empfast.store import Added, ClaimedJob, NewJob, Store, new_job_id, stream_id
+from empfast.store import Added, ClaimedJob, Completion, NewJob, Store, new_job_id, stream_id
 
 log = logging.getLogger("empfast.hub")
 
 MAX_BATCH = 1000
+INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
 MAX_SUBSCRIPTIONS = 100_000
 PAYLOAD_HEADROOM = 4096  # room for the frame built around a payload or result (docs/protocol.md 8)
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -112,6 +113,8 @@ class Conn(WSListener):
                                        "'Authorization: Bearer ...' header", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
+        self.hub.conn_tasks.add(self.task)
+        self.task.add_done_callback(self.hub.conn_tasks.discard)
         self.hub.attach(self)
         self.send(orjson.dumps({"type": "welcome", "protocol": p.PROTOCOL_VERSION, "role": self.role,
                                 "hub_id": self.hub.hub_id,
@@ -169,24 +172,56 @@ class Conn(WSListener):
     async def _run(self) -> None:
         # `closed` as well as the cancel: redis-py may turn a cancel inside a read into an error
         while not self.closed:
-            data = await self.inbox.get()
+            frames = [await self.inbox.get()]
+            while len(frames) < INBOX_BATCH and not self.inbox.empty():
+                frames.append(self.inbox.get_nowait())
+            await self._handle_frames(frames)
+
+    async def _handle_frames(self, frames: list[bytes]) -> None:
+        """Handle frames in order. Consecutive `complete_job` frames of a worker, which queue up
+        when it finishes jobs faster than one round trip each, share one store call."""
+        completions: list[Request] = []
+        for data in frames:
             req = None
             try:
                 message = p.parse_frame(data)
                 req = p.req_id(message)
+                if message["type"] == "complete_job" and self.worker_id is not None:
+                    completions.append(Request(message, data, req))
+                    continue
+                await self._complete(completions)
                 await self.hub.handle(self, message, data, req)
-            except p.ProtocolError as exc:
-                self.send(p.error_frame(exc.code, exc.message, req, **exc.extra))
-            except EmpfastError as exc:
-                err = _store_error(exc)
-                self.send(p.error_frame(err.code, err.message, req, **err.extra))
-            except (RedisError, OSError) as exc:
-                log.warning("Redis failed on a %s frame: %s", self.role, exc)
-                self.send(p.error_frame(p.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome "
-                                        "is unknown: retry after a pause", req))
-            except Exception:
-                log.exception("internal error handling a %s frame", self.role)
-                self.send(p.error_frame(p.INTERNAL, "the hub failed on this message; it was logged", req))
+            except Exception as exc:
+                await self._complete(completions)
+                self.send(error_for(exc, req, self.role))
+        await self._complete(completions)
+
+    async def _complete(self, completions: list[Request]) -> None:
+        if completions:
+            batch = completions[:]
+            completions.clear()
+            await self.hub.complete_batch(self, batch)
+
+
+class Request(NamedTuple):
+    message: dict[str, Any]
+    data: bytes
+    req: Any
+
+
+def error_for(exc: Exception, req: Any, role: str) -> bytes:
+    """The error frame that answers a request which raised `exc`."""
+    if isinstance(exc, p.ProtocolError):
+        return p.error_frame(exc.code, exc.message, req, **exc.extra)
+    if isinstance(exc, EmpfastError):
+        err = _store_error(exc)
+        return p.error_frame(err.code, err.message, req, **err.extra)
+    if isinstance(exc, (RedisError, OSError)):
+        log.warning("Redis failed on a %s frame: %s", role, exc)
+        return p.error_frame(p.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome is unknown: "
+                             "retry after a pause", req)
+    log.error("internal error handling a %s frame", role, exc_info=exc)
+    return p.error_frame(p.INTERNAL, "the hub failed on this message; it was logged", req)
 
 
 Handler = Callable[[Conn, dict[str, Any], bytes, Any], Awaitable[None]]
@@ -206,6 +241,7 @@ class Hub:
         self.job_subscribers: defaultdict[str, set[Conn]] = defaultdict(set)
         self.server: asyncio.Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.conn_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
         self.last_event_id = "0-0"
         self.running = False
         self.handlers: dict[str, Handler] = {
@@ -252,6 +288,11 @@ class Hub:
         for transport in transports:
             transport.send_close(WSCloseCode(CLOSE_GOING_AWAY), b"hub shutting down")
             transport.disconnect()
+        # no store call may still be running when the caller closes the store
+        for task in self.conn_tasks:
+            task.cancel()
+        if self.conn_tasks:
+            await asyncio.wait(self.conn_tasks, timeout=5)
         if self.server is not None:
             self.server.close()
             try:
@@ -619,14 +660,46 @@ class Hub:
                                    "cancel_requested": cancel})
 
     async def on_complete_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        await self.complete_batch(conn, [Request(msg, data, req)])
+
+    async def complete_batch(self, conn: Conn, requests: list[Request]) -> None:
+        """`complete_job` frames of one worker in one store call (completeJobs), which also claims
+        the worker's next jobs. Replies go out in request order, each with its own outcome."""
         assert conn.worker_id is not None
-        job_id, attempt = self._attempt(conn, msg)
-        result = p.raw_or_dumped(data, msg, "result", b"null")
-        self._check_size(result, "result")
-        conn.jobs.pop(job_id, None)
-        free = self._free_slots(conn)
-        next_jobs = await self.store.complete(job_id, conn.worker_id, attempt, result, claim_next=free)
-        self.reply(conn, req, {"type": "job_completed_ack", "job_id": job_id})
+        replies: list[bytes | None] = []
+        completions: list[Completion] = []
+        for message, data, req in requests:
+            try:
+                job_id, attempt = self._attempt(conn, message)
+                result = p.raw_or_dumped(data, message, "result", b"null")
+                self._check_size(result, "result")
+            except p.ProtocolError as exc:
+                replies.append(error_for(exc, req, conn.role))
+                continue
+            conn.jobs.pop(job_id, None)
+            completions.append(Completion(job_id, attempt, result))
+            replies.append(None)
+        next_jobs: list[ClaimedJob] = []
+        outcomes: list[Exception | None] = []
+        if completions:
+            try:
+                refused, next_jobs = await self.store.complete_many(
+                    conn.worker_id, completions, claim_next=self._free_slots(conn))
+                outcomes = list(refused)
+            except Exception as exc:
+                outcomes = [exc] * len(completions)
+        done = iter(zip(completions, outcomes, strict=True))
+        for (_, _, req), reply in zip(requests, replies, strict=True):
+            if reply is None:
+                completion, refused = next(done)
+                if refused is not None:
+                    reply = error_for(refused, req, conn.role)
+                else:
+                    ack: dict[str, Any] = {"type": "job_completed_ack", "job_id": completion.job_id}
+                    if req is not None:
+                        ack["req"] = req
+                    reply = orjson.dumps(ack)
+            conn.send(reply)
         self._assign(conn, next_jobs)
 
     async def on_fail_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:

@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import (
     BadArgument,
+    EmpfastError,
     JobNotFound,
     LayoutMismatch,
     LeaseLost,
@@ -65,6 +66,12 @@ class ClaimedJob(NamedTuple):
     priority: int
     payload: bytes
     attempt: int
+
+
+class Completion(NamedTuple):
+    job_id: str
+    attempt: int
+    result: Text = b"null"
 
 
 class FailOutcome(NamedTuple):
@@ -294,7 +301,7 @@ class Store:
             raise WorkerDraining(worker_id)
         raise WorkerNotFound(worker_id)
 
-    def _lease_refused(self, code: bytes, job_id: str, worker_id: str, attempt: int) -> Exception:
+    def _lease_refused(self, code: bytes, job_id: str, worker_id: str, attempt: int) -> EmpfastError:
         if code == b"NOT_FOUND":
             return JobNotFound(job_id)
         return LeaseLost(job_id, worker_id, attempt)
@@ -315,14 +322,30 @@ class Store:
                        *, claim_next: int = 0, lease_ms: int | None = None,
                        now: int | None = None) -> list[ClaimedJob]:
         """Complete a job and claim up to claim_next next jobs for the worker, in one round trip."""
+        (refused,), next_jobs = await self.complete_many(
+            worker_id, [Completion(job_id, attempt, result)], claim_next=claim_next, lease_ms=lease_ms,
+            now=now)
+        if refused is not None:
+            raise refused
+        return next_jobs
+
+    async def complete_many(self, worker_id: str, completions: Sequence[Completion], *,
+                            claim_next: int = 0, lease_ms: int | None = None,
+                            now: int | None = None) -> tuple[list[EmpfastError | None], list[ClaimedJob]]:
+        """Complete a batch of one worker's jobs and claim its next jobs, in one round trip. Each
+        completion is judged on its own: the first list holds None for each accepted one (or a
+        repeat) and the error for each refused one, in order."""
         k = self.keys
-        out = await self._run(
-            "completeJob", (k.meta, k.active, k.completed, k.workers, k.stats, k.events), (
-                k.prefix, "" if now is None else now, job_id, worker_id, attempt, result,
-                min(claim_next, MAX_CLAIM), lease_ms or self.settings.lease_ms))
-        if out[0] != b"OK":
-            raise self._lease_refused(out[0], job_id, worker_id, attempt)
-        return _claimed(out, 2)
+        args: list[Any] = [k.prefix, "" if now is None else now, worker_id, min(claim_next, MAX_CLAIM),
+                           lease_ms or self.settings.lease_ms, len(completions)]
+        for completion in completions:
+            args += completion
+        out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events),
+                              args)
+        outcomes: list[EmpfastError | None] = [
+            None if code == b"OK" else self._lease_refused(code, c.job_id, worker_id, c.attempt)
+            for code, c in zip(out, completions, strict=False)]
+        return outcomes, _claimed(out, len(completions))
 
     async def fail(self, job_id: str, worker_id: str, attempt: int, error: str, *,
                    retry: bool = True, claim_next: int = 0, lease_ms: int | None = None,

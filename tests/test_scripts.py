@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,7 +32,7 @@ def script(num_keys: int, body: str) -> str:
 
 def test_every_shipped_script_loads_with_a_header_that_matches_its_key_count() -> None:
     scripts = load_scripts()
-    assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJob", "failJob",
+    assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJobs", "failJob",
             "cancelJob", "heartbeat", "registerWorker", "deregisterWorker", "setWorkerStatus",
             "sweep", "getStats"} <= set(scripts)
     for s in scripts.values():
@@ -79,8 +80,12 @@ def test_header_sections_are_mandatory(tmp_path: Path) -> None:
 def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: Path) -> None:
     """Build the wheel, install it into a folder of its own, and load the scripts from a
     directory that is not the project, with the installed copy first on the path."""
+    # from a clean copy: an in-tree build would reuse a stale build/ folder of the checkout
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".benchmarks"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
+                    "-w", str(tmp_path / "dist"), str(source)], check=True)
     (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "empfast/lua/claimJobs-5.lua" in names and "empfast/lua/includes/activateJob.lua" in names

@@ -9,7 +9,7 @@ import pytest
 from support import MakeStore, T
 
 from empfast.errors import BadArgument, JobNotFound, LeaseLost, NotPending, WrongJobType
-from empfast.store import NewJob, Store
+from empfast.store import Completion, NewJob, Store
 
 
 async def worker(store: Store, worker_id: str = "w1", job_types: tuple[str, ...] = ("a",),
@@ -144,6 +144,24 @@ async def test_a_repeated_completion_is_answered_ok_and_changes_nothing(store: S
     saved = await store.get_job("j")
     assert saved is not None and saved["result"] == b'"first"'
     assert (await store.stats()).by_type["a"]["completed"] == 1
+
+
+async def test_a_batch_of_completions_judges_each_and_claims_the_next_jobs(store: Store) -> None:
+    await store.add_jobs([NewJob("a", b"{}", job_id=f"j{n}") for n in range(5)], now=T)
+    await worker(store, concurrency=3)
+    held = await store.claim("w1", 3, now=T)
+    assert [j.job_id for j in held] == ["j0", "j1", "j2"]
+    batch = [Completion("j0", 1, b'"r0"'), Completion("j1", 2, b'"stale"'),
+             Completion("nope", 1, b"1"), Completion("j2", 1, b'"r2"'), Completion("j0", 1, b'"again"')]
+    outcomes, next_jobs = await store.complete_many("w1", batch, claim_next=3, now=T + 1)
+    assert [type(o).__name__ for o in outcomes] == ["NoneType", "LeaseLost", "JobNotFound", "NoneType",
+                                                    "NoneType"]
+    assert [j.job_id for j in next_jobs] == ["j3", "j4"]  # two slots freed, j1 still held
+    results = [(await store.get_job(f"j{n}")) for n in range(3)]
+    assert [(r or {}).get("result") for r in results] == [b'"r0"', None, b'"r2"']
+    assert (await store.stats()).completed == 2
+    with pytest.raises(BadArgument):
+        await store.complete_many("w1", [], now=T + 2)
 
 
 async def test_a_complete_after_the_same_attempts_fail_is_refused_not_taken_as_a_repeat(

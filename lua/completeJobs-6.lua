@@ -1,0 +1,91 @@
+--[[
+  Complete one job or a batch of one worker's jobs, from their current lease holder only, storing
+  each result text as given; then claim up to n next jobs for the same worker in the same call, so
+  a busy worker costs one round trip per batch of completions. A hub batches the completions that
+  queued up on one worker connection, so under load many jobs share a round trip. Each completion
+  is judged on its own: a refused one changes nothing and does not stop the others. A repeated
+  completion by the same worker and attempt (a lost reply, re-sent) answers OK again and changes
+  nothing.
+
+  Input:
+    KEYS[1] meta hash
+    KEYS[2] active zset
+    KEYS[3] completed zset
+    KEYS[4] workers zset
+    KEYS[5] stats hash
+    KEYS[6] events stream
+
+    ARGV[1] key prefix, "{queue}:"
+    ARGV[2] now in ms, or "" for the Redis clock
+    ARGV[3] worker id
+    ARGV[4] most next jobs to claim (0: none)
+    ARGV[5] lease in ms for the next jobs
+    ARGV[6] count of completions, then for each, three values:
+    ARGV[6+3i-2] job id
+    ARGV[6+3i-1] attempt
+    ARGV[6+3i]   result (JSON text, stored as is)
+
+  Output:
+    {outcome 1, ..., outcome count, id, type, priority, payload, attempt, ...}
+      each outcome is "OK", "NOT_FOUND" (no such job) or "LEASE_LOST" (the job is not active
+      under this worker and attempt); then the next jobs, five values each
+
+  Events:
+    completed (result, worker, attempt) for each completion; assigned for each next job
+]]
+local rcall = redis.call
+--- @include "includes/getTime"
+--- @include "includes/getQueueConfig"
+--- @include "includes/emitEvent"
+--- @include "includes/checkLease"
+--- @include "includes/endLease"
+--- @include "includes/trimFinished"
+--- @include "includes/touchWorker"
+--- @include "includes/claimForWorker"
+--- @include "includes/refreshWorkerState"
+
+local metaKey, activeKey, completedKey, workersKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local prefix, workerId = ARGV[1], ARGV[3]
+local count = tonumber(ARGV[6])
+if not count or count < 1 or #ARGV ~= 6 + 3 * count then
+  return redis.error_reply('ERR_BAD_ARG completions must come as (job id, attempt, result) triples')
+end
+local now = getTime(ARGV[2])
+local cfg = getQueueConfig(metaKey)
+
+local function completeOne(jobId, attempt, result)
+  local jobKey = prefix .. 'job:' .. jobId
+  local doneBy = workerId .. '/' .. attempt
+  local refused = checkLease(jobKey, workerId, attempt)
+  if refused then
+    -- a repeat of this attempt's completion (its reply was lost) is answered as done; a complete
+    -- after this attempt's own fail is not a repeat
+    local f = rcall('HMGET', jobKey, 'done_by', 'status')
+    if f[1] == doneBy and f[2] == 'completed' then
+      return 'OK'
+    end
+    return refused
+  end
+  local jobType = endLease(prefix, activeKey, jobKey, jobId)
+  rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', 100, 'done_by', doneBy,
+    'finished_at', now, 'updated_at', now)
+  rcall('HINCRBY', statsKey, 'completed:' .. jobType, 1)
+  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keepCompletedMs, cfg.keepCompletedMax)
+  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'completed', 'id', jobId, 'result', result,
+    'worker', workerId, 'attempt', attempt)
+  return 'OK'
+end
+
+local out = {}
+for i = 1, count do
+  local base = 6 + 3 * (i - 1)
+  out[i] = completeOne(ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
+end
+if touchWorker(prefix, workersKey, workerId, now) then
+  local jobs = claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, tonumber(ARGV[5]), tonumber(ARGV[4]))
+  for _, value in ipairs(jobs) do
+    out[#out + 1] = value
+  end
+  refreshWorkerState(prefix, workerId)
+end
+return out
