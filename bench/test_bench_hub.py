@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import uvloop
@@ -60,26 +62,25 @@ def hub_url(redis_server: RedisServer) -> Iterator[str]:
     """`empfast serve` on the bench's Redis (flushed first), as a user runs it."""
     redis_server.flush()
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
-         "--queue", "bench", "--lease-s", "600", "--log-level", "warning"],
-        stderr=subprocess.PIPE, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
-    url = f"ws://127.0.0.1:{port}"
-    try:
-        _wait_listening(port, proc)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
+             "--queue", "bench", "--lease-s", "600", "--log-level", "warning"],
+            stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
+        try:
+            _wait_listening(port, proc, log)
+            yield f"ws://127.0.0.1:{port}"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    import socket
-
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"empfast serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            log.seek(0)
+            raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
