@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
+from empfast.protocol import splice
 
 __all__ = ["Client", "ConnectionClosed", "Disconnected", "HubError", "JobCancelledError", "JobError",
            "JobFailedError", "JobHandle", "JobSpec", "SubmitManyError"]
@@ -37,9 +38,6 @@ MAX_BATCH = 1000  # jobs per submit_jobs frame (docs/protocol.md section 8)
 EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled"})
 # hub answers after which repeating the same request later may succeed
 TRANSIENT_CODES = frozenset({"unavailable", "internal"})
-# a request dict may carry one member as pre-encoded JSON under this key: (member name, raw bytes);
-# the NUL keeps it from clashing with any real field name
-_RAW = "\x00raw"
 _JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
 
 
@@ -102,11 +100,6 @@ def _spec(job: JobSpec | Mapping[str, Any], index: int) -> JobSpec:
     return JobSpec(**job)
 
 
-def _splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:
-    """`head` encoded plus one member whose value is JSON text used as is."""
-    return orjson.dumps(head)[:-1] + b',"' + key.encode() + b'":' + raw + b"}"
-
-
 def _job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
     """The submit_job fields of a job, and its pre-encoded payload if it came as JSON text. Fields
     at their default are left out: the hub applies the same defaults, and frames stay small."""
@@ -137,7 +130,7 @@ def _job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]
 
 def _job_bytes(spec: JobSpec, job_id: str) -> bytes:
     body, raw = _job_body(spec, job_id)
-    return orjson.dumps(body) if raw is None else _splice(body, "payload", raw)
+    return orjson.dumps(body) if raw is None else splice(body, "payload", raw)
 
 
 def _stream_key(event_id: Any) -> tuple[int, int] | None:
@@ -154,18 +147,6 @@ def _stream_key(event_id: Any) -> tuple[int, int] | None:
 def _is_final(frame: dict[str, Any]) -> bool:
     kind = frame.get("type")
     return kind in ("job_completed", "job_cancelled") or (kind == "job_failed" and frame.get("final") is True)
-
-
-class _ClientConnection(Connection):
-    """A Connection whose requests may carry one member as pre-encoded JSON (see _RAW), so that a
-    payload given as JSON text reaches the hub byte for byte, without a decode and re-encode."""
-
-    def send(self, message: dict[str, Any] | bytes) -> bool:
-        if isinstance(message, dict) and _RAW in message:
-            head = dict(message)
-            key, raw = head.pop(_RAW)
-            message = _splice(head, key, raw)
-        return super().send(message)
 
 
 class _Watch:
@@ -264,13 +245,12 @@ class Client:
         self.url = url
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.connection: Connection = _ClientConnection(
+        self.connection = Connection(
             endpoint(url, "client", client_id, token), on_push=self._on_push,
             on_connected=self._on_connected, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
         # then dropped on arrival) instead of piling up in a long-lived client
         self._watches: weakref.WeakValueDictionary[str, _Watch] = weakref.WeakValueDictionary()
-        self._closed = asyncio.Event()  # set by close(), or when the connection ended for good
         self._started = False
         self._ended: asyncio.Future[None] | None = None
 
@@ -299,14 +279,12 @@ class Client:
     def _on_connection_ended(self, _: asyncio.Future[None]) -> None:
         """The connection gave up (e.g. the hub refused our token on a reconnect) or was closed:
         waiters and requests would otherwise wait for events and a connection that never come."""
-        self._closed.set()
         reason = self.connection.fatal or ConnectionClosed("the client was closed")
         for watch in list(self._watches.values()):
             watch.fail(reason)
 
     async def close(self) -> None:
         """Close the connection; waiters and iterators still running raise ConnectionClosed."""
-        self._closed.set()
         await self.connection.close()
         for watch in list(self._watches.values()):
             watch.fail(ConnectionClosed("the client was closed"))
@@ -331,8 +309,6 @@ class Client:
         job_id = job_id or uuid.uuid4().hex
         body, raw = _job_body(spec, job_id)
         message: dict[str, Any] = {"type": "submit_job", **body}
-        if raw is not None:
-            message[_RAW] = ("payload", raw)
         # the watch exists before the frame leaves: the hub subscribes us before it adds the job,
         # so the job's first event may arrive before the reply
         watch = self._watches.get(job_id)
@@ -341,7 +317,7 @@ class Client:
             watch = self._watches[job_id] = _Watch(job_id)
         watch.submitting += 1
         try:
-            reply = await self._call(message)
+            reply = await self._call(message, None if raw is None else ("payload", raw))
         except BaseException:
             if fresh and not watch.events and self._watches.get(job_id) is watch:
                 del self._watches[job_id]
@@ -369,7 +345,7 @@ class Client:
         for start in range(0, len(encoded), batch_size):
             batch = b"[" + b",".join(encoded[start:start + batch_size]) + b"]"
             try:
-                await self._call({"type": "submit_jobs", "subscribe": False, _RAW: ("jobs", batch)})
+                await self._call({"type": "submit_jobs", "subscribe": False}, ("jobs", batch))
             except HubError as exc:
                 raise _batch_error(exc, start, len(encoded), ids) from None
         return ids
@@ -404,16 +380,18 @@ class Client:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, message: dict[str, Any], raw: tuple[str, bytes] | None = None) -> dict[str, Any]:
         """A request, sent again while its outcome is unknown (dropped socket, hub unable to reach
-        Redis). Every request of this client is safe to repeat."""
+        Redis). Every request of this client is safe to repeat. `raw`: a member given as JSON text."""
+        if not self._started:
+            raise ConnectionClosed("the client is not connected: use `async with Client(url)` "
+                                   "or await client.connect() first")
         pause = 0.01
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 while True:
-                    await self._until_ready()
                     try:
-                        reply = await self.connection.request(message, timeout_s=None, wait_connected=False)
+                        reply = await self.connection.request(message, raw=raw, timeout_s=None)
                     except Disconnected as exc:
                         log.info("%s: %s; sending it again after reconnecting", message["type"], exc)
                     except HubError as exc:
@@ -434,25 +412,6 @@ class Client:
                                f"{self.request_timeout_s} s: check that the hub is running and reachable; "
                                "the request may or may not have been applied, and sending it again is "
                                "safe") from None
-
-    async def _until_ready(self) -> None:
-        ready = self.connection.ready
-        while not ready.is_set():
-            if self.connection.fatal is not None:
-                raise self.connection.fatal
-            if self._closed.is_set():
-                raise ConnectionClosed("the client was closed")
-            if not self._started:
-                raise ConnectionClosed("the client is not connected: use `async with Client(url)` "
-                                       "or await client.connect() first")
-            waits = {asyncio.ensure_future(ready.wait()), asyncio.ensure_future(self._closed.wait())}
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
-        if self._closed.is_set():
-            raise ConnectionClosed("the client was closed")
 
     def _subscribe_message(self, watch: _Watch) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "subscribe_job", "job_id": watch.job_id}

@@ -18,6 +18,8 @@ from urllib.parse import quote
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from empfast.protocol import splice
+
 log = logging.getLogger("empfast.connection")
 
 Push = Callable[[dict[str, Any], bytes], None]
@@ -84,6 +86,7 @@ class Connection:
         self._req_ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._closing = False
+        self._ended = asyncio.Event()  # close() was called, or the hub refused us for good
         self._lost: asyncio.Event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
@@ -100,6 +103,7 @@ class Connection:
 
     async def close(self) -> None:
         self._closing = True
+        self._ended.set()
         if self.transport is not None:
             self.transport.send_close()
             self.transport.disconnect()
@@ -127,9 +131,13 @@ class Connection:
         self.transport.send(WSMsgType.TEXT, data)
         return True
 
-    async def request(self, message: dict[str, Any], *, timeout_s: float | None = 30.0,
-                      wait_connected: bool = True) -> dict[str, Any]:
-        """Send a request and return the hub's reply; HubError for an error reply."""
+    async def request(self, message: dict[str, Any], *, raw: tuple[str, bytes] | None = None,
+                      timeout_s: float | None = 30.0, wait_connected: bool = True) -> dict[str, Any]:
+        """Send a request and return the hub's reply; HubError for an error reply. `raw` is one
+        member given as JSON text (name, text), spliced into the frame as is (never re-encoded).
+        Waiting for a connection ends with ConnectionClosed when close() is called meanwhile."""
+        if self._task is None:
+            raise ConnectionClosed("not connected: call start() first")
         async with asyncio.timeout(timeout_s):
             while True:
                 if self._closing:
@@ -138,15 +146,24 @@ class Connection:
                     raise self.fatal
                 if self.ready.is_set() or not wait_connected:
                     break
-                await self.ready.wait()
-            return await self._request_now(message)
+                await self._ready_or_ended()
+            return await self._request_now(message, raw)
 
-    async def _request_now(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _ready_or_ended(self) -> None:
+        waits = {asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._ended.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _request_now(self, message: dict[str, Any], raw: tuple[str, bytes] | None) -> dict[str, Any]:
         req = next(self._req_ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req] = future
+        head = {**message, "req": req}
         try:
-            if not self.send({**message, "req": req}):
+            if not self.send(splice(head, *raw) if raw is not None else head):
                 raise Disconnected("not connected to the hub")
             reply = await future
         finally:
@@ -266,6 +283,7 @@ class Connection:
                 log.error("the hub refused this connection for good: %s", self.fatal)
                 self._resolve_first(self.fatal)
                 self._fail_pending(self.fatal)
+                self._ended.set()
                 return
             if self._closing:
                 return

@@ -150,8 +150,7 @@ async def test_submit_many_sends_batches_of_1000_and_every_job_is_added(hub: Hub
         original = client.connection.send
 
         def counting(message: dict[str, Any] | bytes) -> bool:
-            if isinstance(message, dict):
-                frames.append(message["type"])
+            frames.append((orjson.loads(message) if isinstance(message, bytes) else message)["type"])
             return original(message)
 
         client.connection.send = counting  # type: ignore[method-assign]
