@@ -20,6 +20,7 @@ import pytest
 import redis
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from empfast.hub import Hub
 from empfast.store import Store
 
 # A fixed "now" in ms: tests move time by hand instead of sleeping.
@@ -143,3 +144,32 @@ def running_redis_server(purpose: str) -> Iterator[RedisServer]:
         finally:
             server.stop()
 
+
+
+def ws_url(hub: Hub, path: str = "") -> str:
+    """The hub's address, with a path such as "/ws/client" when given."""
+    return f"ws://127.0.0.1:{hub.port}{path}"
+
+
+async def connect(hub: Hub, path: str, headers: dict[str, str] | None = None) -> WSPeer:
+    """A raw peer on one of the hub's endpoints, past its welcome frame."""
+    peer = await WSPeer.connect(ws_url(hub, path), headers)
+    assert (await peer.next())["type"] == "welcome"
+    return peer
+
+
+async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
+    """A raw worker peer, registered."""
+    worker = await connect(hub, f"/ws/worker/{worker_id}")
+    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
+    await worker.until("worker_registered")
+    return worker
+
+
+async def submit(client: WSPeer, job_type: str, payload: Any = None, **fields: object) -> str:
+    """Submit from a raw client peer; the job id."""
+    message: dict[str, Any] = {"type": "submit_job", "job_type": job_type, **fields}
+    if payload is not None:
+        message["payload"] = payload
+    client.send(message)
+    return (await client.until("job_accepted"))["job_id"]

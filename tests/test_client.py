@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support import WSPeer
+from support import WSPeer, register, ws_url
 
 from empfast.client import (
     Client,
@@ -25,15 +25,6 @@ from empfast.hub import Hub
 HUB_TIMINGS = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
 
 
-def url(hub: Hub) -> str:
-    return f"ws://127.0.0.1:{hub.port}"
-
-
-async def register(hub: Hub, worker_id: str, job_types: list[str]) -> WSPeer:
-    worker = await WSPeer.connect(f"{url(hub)}/ws/worker/{worker_id}")
-    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": 1})
-    await worker.until("worker_registered")
-    return worker
 
 
 async def complete(worker: WSPeer, job_id: str, result: Any) -> None:
@@ -55,7 +46,7 @@ def stream_keys(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
 
 
 async def test_a_submitted_job_runs_and_every_waiter_and_iterator_gets_everything(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["echo"])
         handle = await client.submit("echo", {"x": 1})
         assert handle.created is True and handle.status == "pending" and len(handle.job_id) == 32
@@ -84,7 +75,7 @@ async def test_a_submitted_job_runs_and_every_waiter_and_iterator_gets_everythin
 
 
 async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["raw"])
         await client.submit("raw", payload_json=b'{"price": 1.50, "tags":[ "a" ]}')
         async with asyncio.timeout(5):
@@ -96,7 +87,7 @@ async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
 
 
 async def test_result_of_a_job_that_finished_before_anyone_asked(hub: Hub) -> None:
-    async with Client(url(hub)) as submitter:
+    async with Client(ws_url(hub)) as submitter:
         done = (await submitter.submit("a", job_id="done-1")).job_id
         failed = (await submitter.submit("a", job_id="failed-1")).job_id
     worker = await register(hub, "w1", ["a"])
@@ -106,7 +97,7 @@ async def test_result_of_a_job_that_finished_before_anyone_asked(hub: Hub) -> No
     worker.send({"type": "fail_job", "job_id": failed, "error": "disk full", "retry": False, "req": 2})
     await worker.until("job_failed_ack")
 
-    async with Client(url(hub)) as late:
+    async with Client(ws_url(hub)) as late:
         assert await late.result(done, timeout=5) == "the result"
         events = await collect(late.events(done))
         assert [e["type"] for e in events] == ["job_completed"] and events[0]["result"] == "the result"
@@ -117,7 +108,7 @@ async def test_result_of_a_job_that_finished_before_anyone_asked(hub: Hub) -> No
 
 
 async def test_the_same_job_id_twice_is_one_job(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         first = await client.submit("a", {"n": 1}, job_id="order-17")
         second = await client.submit("a", {"n": 2}, job_id="order-17")
         assert (first.created, second.created) == (True, False)
@@ -126,7 +117,7 @@ async def test_the_same_job_id_twice_is_one_job(hub: Hub) -> None:
 
 
 async def test_a_submit_whose_reply_is_lost_is_sent_again_and_adds_one_job(hub: Hub) -> None:
-    async with Client(url(hub), backoff_base_s=0.05) as client:
+    async with Client(ws_url(hub), backoff_base_s=0.05) as client:
         connection = client.connection
         original = connection.send
 
@@ -145,7 +136,7 @@ async def test_a_submit_whose_reply_is_lost_is_sent_again_and_adds_one_job(hub: 
 
 
 async def test_submit_many_sends_batches_of_1000_and_every_job_is_added(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         frames: list[str] = []
         original = client.connection.send
 
@@ -170,7 +161,7 @@ async def test_submit_many_sends_batches_of_1000_and_every_job_is_added(hub: Hub
 
 
 async def test_submit_many_names_the_bad_job_and_what_was_added(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         jobs = [JobSpec("bulk") for _ in range(1_600)]
         jobs[1_500] = JobSpec("bulk", priority=99_999)
         with pytest.raises(SubmitManyError) as info:
@@ -181,7 +172,7 @@ async def test_submit_many_names_the_bad_job_and_what_was_added(hub: Hub) -> Non
 
 
 async def test_a_final_failure_raises_with_its_error_text(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["a"])
         handle = await client.submit("a")
         await worker.until("job_assigned")
@@ -195,7 +186,7 @@ async def test_a_final_failure_raises_with_its_error_text(hub: Hub) -> None:
 
 
 async def test_cancel_of_a_pending_job(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         handle = await client.submit("nobody-runs-this")
         state = await client.cancel(handle.job_id)
         assert state["status"] == "cancelled" and state["job_id"] == handle.job_id
@@ -206,7 +197,7 @@ async def test_cancel_of_a_pending_job(hub: Hub) -> None:
 
 
 async def test_unknown_jobs_and_bad_input_get_the_hubs_error_and_change_nothing(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         for call in (client.status("missing"), client.result("missing", timeout=5)):
             with pytest.raises(HubError) as info:
                 await call
@@ -221,7 +212,7 @@ async def test_unknown_jobs_and_bad_input_get_the_hubs_error_and_change_nothing(
 
 
 async def test_waiting_longer_than_the_timeout_raises_timeout_error(hub: Hub) -> None:
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         handle = await client.submit("nobody-runs-this")
         with pytest.raises(TimeoutError, match=handle.job_id):
             await handle.result(timeout=0.1)
@@ -233,7 +224,7 @@ async def test_waiting_longer_than_the_timeout_raises_timeout_error(hub: Hub) ->
 
 async def test_events_missed_while_disconnected_arrive_once_and_in_order(hub: Hub) -> None:
     # a 0.5-1 s backoff keeps the client away while the worker reports
-    async with Client(url(hub), backoff_base_s=1.0) as client:
+    async with Client(ws_url(hub), backoff_base_s=1.0) as client:
         worker = await register(hub, "w1", ["a"])
         handle = await client.submit("a")
         job_id = handle.job_id
@@ -263,7 +254,7 @@ async def test_events_missed_while_disconnected_arrive_once_and_in_order(hub: Hu
 
 async def test_an_event_the_hub_sends_twice_is_seen_once(hub: Hub) -> None:
     # a resume's replay can overlap events its hub reads later; here the hub's connection repeats them
-    async with Client(url(hub)) as client:
+    async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["a"])
         handle = await client.submit("a")
         events = handle.events()
@@ -288,7 +279,7 @@ async def test_an_event_the_hub_sends_twice_is_seen_once(hub: Hub) -> None:
 
 async def test_the_client_rides_through_a_hub_restart(hub: Hub) -> None:
     port = hub.port
-    async with Client(url(hub), backoff_base_s=0.05) as client:
+    async with Client(ws_url(hub), backoff_base_s=0.05) as client:
         handle = await client.submit("a", {"n": 7})
         await hub.stop()
         restarted = Hub(hub.store, HubConfig(port=port, **HUB_TIMINGS))  # type: ignore[arg-type]
@@ -314,10 +305,10 @@ async def test_a_wrong_token_is_refused_at_connect(hub: Hub) -> None:
     await secured.start()
     try:
         with pytest.raises(HubError) as info:
-            async with Client(url(secured), token="wrong"):
+            async with Client(ws_url(secured), token="wrong"):
                 pass
         assert info.value.code == "unauthorized"
-        async with Client(url(secured), token="s3cret") as client:
+        async with Client(ws_url(secured), token="s3cret") as client:
             assert (await client.stats())["pending"] == 0
     finally:
         await secured.stop()
@@ -329,7 +320,7 @@ async def test_a_token_refused_on_reconnect_ends_waits_with_the_hubs_error(hub: 
     port = secured.port
     rotated: Hub | None = None
     try:
-        async with Client(url(secured), token="old", backoff_base_s=0.05) as client:
+        async with Client(ws_url(secured), token="old", backoff_base_s=0.05) as client:
             handle = await client.submit("a")
             waiter = asyncio.create_task(handle.result())  # no timeout of its own
             await secured.stop()

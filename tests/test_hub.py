@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from support import MakeStore, WSPeer
+from support import MakeStore, connect, register, submit
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
 
 
-def url(hub: Hub, path: str) -> str:
-    return f"ws://127.0.0.1:{hub.port}{path}"
-
-
 async def test_submit_assign_progress_complete_as_the_client_sees_it(hub: Hub) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
-    worker = await WSPeer.connect(url(hub, "/ws/worker/w1"))
+    client = await connect(hub, "/ws/client")
+    worker = await connect(hub, "/ws/worker/w1")
     worker.send({"type": "register_worker", "job_types": ["echo"], "concurrency": 1, "req": 1})
     registered = await worker.until("worker_registered")
     assert registered["worker_id"] == "w1" and registered["req"] == 1
@@ -51,7 +47,7 @@ async def test_submit_assign_progress_complete_as_the_client_sees_it(hub: Hub) -
     (b'{"type": "get_job_status", "job_id": "missing"}', "not_found"),
 ])
 async def test_bad_input_gets_its_error_and_the_connection_stays(hub: Hub, frame: bytes, code: str) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     client.send(frame)
     error = await client.until("error")
     assert error["code"] == code and error["error"]
@@ -61,20 +57,10 @@ async def test_bad_input_gets_its_error_and_the_connection_stays(hub: Hub, frame
     client.close()
 
 
-async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
-    worker = await WSPeer.connect(url(hub, f"/ws/worker/{worker_id}"))
-    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
-    await worker.until("worker_registered")
-    return worker
-
-
-async def submit(client: WSPeer, job_type: str, **fields: object) -> str:
-    client.send({"type": "submit_job", "job_type": job_type, **fields})
-    return (await client.until("job_accepted"))["job_id"]
 
 
 async def test_priority_then_fifo_and_capability_matching(hub: Hub) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     for job_id, priority in [("low", 0), ("high1", 5), ("other", 100), ("high2", 5)]:
         await submit(client, "other" if job_id == "other" else "a", job_id=job_id, priority=priority)
     worker = await register(hub, "w1", ["a"], concurrency=1)
@@ -90,8 +76,8 @@ async def test_priority_then_fifo_and_capability_matching(hub: Hub) -> None:
 
 
 async def test_two_clients_on_one_job_both_get_every_event(hub: Hub) -> None:
-    first = await WSPeer.connect(url(hub, "/ws/client"))
-    second = await WSPeer.connect(url(hub, "/ws/client"))
+    first = await connect(hub, "/ws/client")
+    second = await connect(hub, "/ws/client")
     job_id = await submit(first, "a")
     second.send({"type": "subscribe_job", "job_id": job_id})
     await second.until("subscribed")
@@ -107,7 +93,7 @@ async def test_two_clients_on_one_job_both_get_every_event(hub: Hub) -> None:
 async def test_offer_mode_two_racing_claimers_one_wins(hub: Hub) -> None:
     one = await register(hub, "o1", ["a"], concurrency=0)
     two = await register(hub, "o2", ["a"], concurrency=0)
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     job_id = await submit(client, "a")
     for peer in (one, two):
         assert (await peer.until("job_available"))["job_id"] == job_id
@@ -119,7 +105,7 @@ async def test_offer_mode_two_racing_claimers_one_wins(hub: Hub) -> None:
 
 
 async def test_a_vanished_workers_job_reruns_and_its_late_result_is_refused(hub: Hub) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     hung = await register(hub, "hung", ["a"])
     job_id = await submit(client, "a")
     assert (await hung.until("job_assigned"))["job_id"] == job_id
@@ -139,7 +125,7 @@ async def test_a_vanished_workers_job_reruns_and_its_late_result_is_refused(hub:
 
 
 async def test_cancel_of_a_running_job_reaches_the_worker(hub: Hub) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     worker = await register(hub, "w1", ["a"])
     job_id = await submit(client, "a")
     await worker.until("job_assigned")
@@ -152,7 +138,7 @@ async def test_cancel_of_a_running_job_reaches_the_worker(hub: Hub) -> None:
 
 
 async def test_a_client_that_reconnects_with_since_gets_what_it_missed(hub: Hub) -> None:
-    client = await WSPeer.connect(url(hub, "/ws/client"))
+    client = await connect(hub, "/ws/client")
     worker = await register(hub, "w1", ["a"])
     job_id = await submit(client, "a")
     await worker.until("job_assigned")
@@ -162,7 +148,7 @@ async def test_a_client_that_reconnects_with_since_gets_what_it_missed(hub: Hub)
     worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 60})
     worker.send({"type": "complete_job", "job_id": job_id, "result": "done"})
     await worker.until("job_completed_ack")
-    back = await WSPeer.connect(url(hub, "/ws/client"))
+    back = await connect(hub, "/ws/client")
     back.send({"type": "subscribe_job", "job_id": job_id, "since": seen["event_id"]})
     await back.until("subscribed")
     assert (await back.until("job_update"))["progress"] == 60.0
@@ -179,7 +165,7 @@ async def test_two_hubs_on_one_redis_act_as_one(backend: str, make_store: MakeSt
         await h.start()
         hubs.append(h)
     try:
-        client = await WSPeer.connect(url(hubs[0], "/ws/client"))
+        client = await connect(hubs[0], "/ws/client")
         worker = await register(hubs[1], "w1", ["a"])
         job_id = await submit(client, "a")
         assert (await worker.until("job_assigned"))["job_id"] == job_id

@@ -9,33 +9,10 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 from picows import WSMsgType
-from support import MakeStore, WSPeer
+from support import MakeStore, WSPeer, connect, register, submit, ws_url
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
-
-
-def url(hub: Hub, path: str) -> str:
-    return f"ws://127.0.0.1:{hub.port}{path}"
-
-
-async def connect(hub: Hub, path: str, headers: dict[str, str] | None = None) -> WSPeer:
-    """A peer past the welcome frame."""
-    peer = await WSPeer.connect(url(hub, path), headers)
-    assert (await peer.next())["type"] == "welcome"
-    return peer
-
-
-async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
-    worker = await connect(hub, f"/ws/worker/{worker_id}")
-    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
-    await worker.until("worker_registered")
-    return worker
-
-
-async def submit(client: WSPeer, job_type: str, **fields: object) -> str:
-    client.send({"type": "submit_job", "job_type": job_type, **fields})
-    return (await client.until("job_accepted"))["job_id"]
 
 
 async def pending(peer: WSPeer) -> int:
@@ -56,7 +33,7 @@ async def small_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
 
 async def test_the_first_frame_is_welcome_with_the_role_and_the_limits(hub: Hub) -> None:
     for role in ("client", "worker", "monitor"):
-        peer = await WSPeer.connect(url(hub, f"/ws/{role}"))
+        peer = await WSPeer.connect(ws_url(hub, f"/ws/{role}"))
         assert await peer.next() == {"type": "welcome", "protocol": 1, "role": role,
                                      "hub_id": hub.hub_id, "max_frame_bytes": hub.config.max_frame_bytes}
         peer.close()
@@ -64,7 +41,7 @@ async def test_the_first_frame_is_welcome_with_the_role_and_the_limits(hub: Hub)
 
 async def test_a_missing_or_wrong_token_is_refused_then_closed(small_hub: Hub) -> None:
     for path in ("/ws/client", "/ws/worker?token=wrong"):
-        peer = await WSPeer.connect(url(small_hub, path))
+        peer = await WSPeer.connect(ws_url(small_hub, path))
         error = await peer.next()
         assert error["code"] == "unauthorized" and "token" in error["error"]
         assert (await peer.next())["type"] == "<disconnected>"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WSPeer
+from support import WSPeer, submit, ws_url
 
 from empfast.connection import HubError
 from empfast.handlers import HandlerSpecError, load_handlers
@@ -22,9 +22,6 @@ from empfast.worker import Handler, Job, NonRetryableError, Worker
 MakeWorker = Callable[..., Worker]
 
 
-def hub_url(hub: Hub) -> str:
-    return f"ws://127.0.0.1:{hub.port}"
-
 
 @pytest.fixture
 async def make_worker(hub: Hub) -> AsyncIterator[MakeWorker]:
@@ -33,7 +30,7 @@ async def make_worker(hub: Hub) -> AsyncIterator[MakeWorker]:
 
     def make(handlers: dict[str, Handler], **options: Any) -> Worker:
         options.setdefault("ack_timeout_s", 2.0)
-        worker = Worker(hub_url(hub), handlers, **options)
+        worker = Worker(ws_url(hub), handlers, **options)
         made.append(worker)
         return worker
 
@@ -44,14 +41,10 @@ async def make_worker(hub: Hub) -> AsyncIterator[MakeWorker]:
 
 @pytest.fixture
 async def client(hub: Hub) -> AsyncIterator[WSPeer]:
-    peer = await WSPeer.connect(f"{hub_url(hub)}/ws/client")
+    peer = await WSPeer.connect(f"{ws_url(hub)}/ws/client")
     yield peer
     peer.close()
 
-
-async def submit(client: WSPeer, job_type: str, payload: Any = None, **fields: Any) -> str:
-    client.send({"type": "submit_job", "job_type": job_type, "payload": payload or {}, **fields})
-    return (await client.until("job_accepted"))["job_id"]
 
 
 async def job_status(client: WSPeer, job_id: str) -> dict[str, Any]:
@@ -349,7 +342,7 @@ async def test_run_stops_gracefully_on_sigint(hub: Hub, make_worker: MakeWorker,
         await running
     assert (await client.until("job_completed", job_id=job_id))["result"] == "finished before exit"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    monitor = await WSPeer.connect(f"{hub_url(hub)}/ws/monitor")
+    monitor = await WSPeer.connect(f"{ws_url(hub)}/ws/monitor")
     monitor.send({"type": "get_workers"})
     workers = (await monitor.until("workers"))["workers"]
     assert worker.worker_id not in [w["worker_id"] for w in workers]  # it unregistered
