@@ -236,3 +236,31 @@ async def test_a_worker_id_registered_on_another_hub_replaces_this_hubs_connecti
     finally:
         for h in hubs:
             await h.stop()
+
+
+async def test_completions_sent_together_are_answered_in_order_each_on_its_own(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    for n in range(3):
+        await submit(client, "a", job_id=f"j{n}")
+    worker = await register(hub, "w1", ["a"], concurrency=3)
+    for _ in range(3):
+        await worker.until("job_assigned")
+    # sent in one go, so the hub takes them together: runs of completions share a store call
+    frames = [{"type": "complete_job", "job_id": "j0", "result": 0, "req": 1},
+              {"type": "complete_job", "job_id": "j1", "result": 1, "req": 2},
+              {"type": "complete_job", "job_id": "missing", "result": 1, "req": 3},
+              {"type": "ping", "req": 4},
+              {"type": "complete_job", "job_id": "j2", "result": 2, "req": 5},
+              {"type": "complete_job", "job_id": "j2", "result": "changed", "attempt": 1, "req": 6},
+              {"type": "complete_job", "job_id": "j1", "result": "late", "attempt": 5, "req": 7}]
+    for frame in frames:
+        worker.send(frame)
+    replies = [await worker.next() for _ in frames]
+    assert [(r["req"], r["type"], r.get("code")) for r in replies] == [
+        (1, "job_completed_ack", None), (2, "job_completed_ack", None), (3, "error", "not_found"),
+        (4, "pong", None), (5, "job_completed_ack", None), (6, "job_completed_ack", None),
+        (7, "error", "lease_lost")]
+    for job_id, result in (("j0", 0), ("j1", 1), ("j2", 2)):
+        client.send({"type": "get_job_status", "job_id": job_id})
+        status = await client.until("job_status", job_id=job_id)
+        assert status["status"] == "completed" and status["result"] == result
