@@ -798,10 +798,12 @@ class Hub:
                             "result", f["result"])
         frame: dict[str, Any] = {"job_id": job_id, "event_id": event_id}
         if ev == b"failed":
-            frame.update(type="job_failed", error=f["error"].decode(), final=f["final"] == b"1",
-                         attempt=int(f["attempt"]))
-            if "run_at" in f:
-                frame["run_at"] = int(f["run_at"])
+            final = f["final"] == b"1"
+            frame.update(type="job_failed", error=f["error"].decode(), final=final, attempt=int(f["attempt"]))
+            if not final:  # retried: now, or after a backoff
+                frame["status"] = "scheduled" if "run_at" in f else "pending"
+                if "run_at" in f:
+                    frame["retry_at"] = int(f["run_at"])
         elif ev == b"cancelled":
             frame["type"] = "job_cancelled"
         elif ev == b"progress":

@@ -115,6 +115,7 @@ async def test_a_vanished_workers_job_reruns_and_its_late_result_is_refused(hub:
     assert again["job_id"] == job_id and again["attempt"] == 2
     failed = await client.until("job_failed")
     assert failed["final"] is False and "lease expired" in failed["error"]
+    assert failed["status"] == "pending" and "retry_at" not in failed  # taken back: due at once
     hung.send({"type": "complete_job", "job_id": job_id, "result": "late", "req": 9})
     late = await hung.until("error")
     assert late["code"] == "lease_lost" and late["req"] == 9

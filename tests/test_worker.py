@@ -139,6 +139,7 @@ async def test_a_raising_handler_fails_the_attempt_and_the_job_runs_again(make_w
     job_id = await submit(client, "flaky")
     failed = await client.until("job_failed", job_id=job_id)
     assert failed["final"] is False and "disk on fire" in failed["error"]
+    assert failed["status"] == "scheduled" and failed["retry_at"] > 0  # after a backoff
     done = await client.until("job_completed", job_id=job_id)
     assert done["result"] == "recovered" and done["attempt"] == 2
     assert attempts == [1, 2]
