@@ -81,20 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a hub", description=(
         "Run a hub. Every option can also come from the environment as EMPFAST_<OPTION> "
         "(e.g. EMPFAST_REDIS_URL); a flag on the command line wins."))
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("PORT", "8765") or 8765))
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                       help="the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=int(_env("PORT", "8765") or 8765),
+                       help="the port to listen on (default 8765; 0 picks a free one)")
     serve.add_argument("--redis-url", default=_env("REDIS_URL"),
                        help="Redis URL; without one the hub runs on the embedded store")
-    serve.add_argument("--queue", default=_env("QUEUE", "default"))
+    serve.add_argument("--queue", default=_env("QUEUE", "default"),
+                       help="the queue this hub serves; its keys share the Redis hash tag {QUEUE}")
     serve.add_argument("--token", default=_env("TOKEN"), help="require this token on every connection")
-    serve.add_argument("--lease-s", type=float, default=float(_env("LEASE_S", "30") or 30))
-    serve.add_argument("--heartbeat-s", type=float, default=float(_env("HEARTBEAT_S", "10") or 10))
+    serve.add_argument("--lease-s", type=float, default=float(_env("LEASE_S", "30") or 30),
+                       help="a job's lease: without a heartbeat or progress for this long it runs again")
+    serve.add_argument("--liveness-s", type=float, default=float(_env("LIVENESS_S", "30") or 30),
+                       help="a worker silent for this long is gone and its jobs are taken back")
+    serve.add_argument("--heartbeat-s", type=float, default=float(_env("HEARTBEAT_S", "10") or 10),
+                       help="the heartbeat interval told to workers, at most a third of lease and liveness")
     serve.add_argument("--sweep-interval-s", type=float,
-                       default=float(_env("SWEEP_INTERVAL_S", "1") or 1))
+                       default=float(_env("SWEEP_INTERVAL_S", "1") or 1),
+                       help="how often expired leases, due delayed jobs and gone workers are swept")
     serve.add_argument("--retry-backoff-s", type=float,
-                       default=float(_env("RETRY_BACKOFF_S", "1") or 1))
+                       default=float(_env("RETRY_BACKOFF_S", "1") or 1),
+                       help="the first retry's delay, doubling each attempt, with jitter (default 1)")
+    serve.add_argument("--retry-backoff-cap-s", type=float,
+                       default=float(_env("RETRY_BACKOFF_CAP_S", "300") or 300),
+                       help="the longest retry delay (default 300)")
     serve.add_argument("--max-frame-bytes", type=int,
-                       default=int(_env("MAX_FRAME_BYTES", str(1 << 20)) or 1 << 20))
+                       default=int(_env("MAX_FRAME_BYTES", str(1 << 20)) or 1 << 20),
+                       help="the largest frame either way (default 1 MiB); payloads get 4 KiB less")
     _add_logging(serve)
 
     worker = sub.add_parser("worker", help="run a worker with handlers from your code (or the built-ins)",
@@ -257,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except HandlerSpecError as exc:
         print(f"empfast worker: {exc}", file=sys.stderr)
+    except ValueError as exc:  # settings refused by config.py
+        print(f"empfast {args.command}: {exc}", file=sys.stderr)
     except HubError as exc:
         print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
     except (TimeoutError, OSError) as exc:
@@ -280,9 +295,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         _run(run_worker(args.url, handlers, worker_id=args.worker_id, concurrency=args.concurrency,
                         token=args.token, grace_s=args.grace_s))
         return 0
-    lease_ms = int(args.lease_s * 1000)
-    settings = QueueSettings(name=args.queue, lease_ms=lease_ms, liveness_ms=lease_ms,
-                             backoff_base_ms=int(args.retry_backoff_s * 1000))
+    settings = QueueSettings(name=args.queue, lease_ms=int(args.lease_s * 1000),
+                             liveness_ms=int(args.liveness_s * 1000),
+                             backoff_base_ms=int(args.retry_backoff_s * 1000),
+                             backoff_cap_ms=int(args.retry_backoff_cap_s * 1000))
     config = HubConfig(host=args.host, port=args.port, token=args.token,
                        max_frame_bytes=args.max_frame_bytes, heartbeat_interval_s=args.heartbeat_s,
                        sweep_interval_s=args.sweep_interval_s)

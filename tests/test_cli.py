@@ -115,3 +115,9 @@ def test_demo_runs_jobs_through_a_hub_without_redis() -> None:
     completed, failed = int(found[1]), int(found[2])
     assert completed + failed == 120 and failed < 12
     assert "p50" in out and "p99" in out
+
+
+def test_a_hub_with_a_bad_setting_refuses_to_start_and_says_which() -> None:
+    proc = subprocess.run([*EMPFAST, "serve", "--lease-s", "-1", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "lease_ms must be positive" in proc.stderr
