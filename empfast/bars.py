@@ -41,8 +41,8 @@ class Board:
             if lines:
                 print(lines[0], file=self.stream, flush=True)
             return
-        # move up over the previous block and overwrite it line by line
-        out = "\x1b[F" * self._drawn + "".join(f"\x1b[2K{line}\n" for line in lines)
+        # move up over the previous block, overwrite it line by line, clear what is left below
+        out = "\x1b[F" * self._drawn + "".join(f"\x1b[2K{line}\n" for line in lines) + "\x1b[J"
         self.stream.write(out)
         self.stream.flush()
         self._drawn = len(lines)
