@@ -1,5 +1,6 @@
 """End-to-end benchmarks through a hub: `empfast serve` in its own process on the bench's redis-server,
-workers and a client (the Python SDKs) in this process on a uvloop loop, all over loopback.
+workers and a client (the Python SDKs) in this process on a uvloop loop, all over loopback. The load
+itself is empfast.benchmark, the same code `empfast bench` runs against any hub.
 
 - hub-roundtrip: a `ping` through the hub (the WebSocket round-trip floor) next to one job's
   submit -> completed as the client sees it, one job at a time (the unloaded latency).
@@ -26,14 +27,12 @@ import uvloop
 from pytest_benchmark.fixture import BenchmarkFixture
 from support import RedisServer, free_port
 
-from empfast.bars import percentile
+from empfast import benchmark as load
 from empfast.client import Client
-from empfast.worker import Job, Worker
+from empfast.worker import Worker
 
 ROUNDTRIP_GROUP = "hub-roundtrip"
 THROUGHPUT_GROUP = "hub-throughput"
-JOB_TYPE = "bench"
-PAYLOAD = {"to": "someone@example.com", "template": "welcome", "n": 42}
 ROUNDS = 1_000
 WARMUP = 100
 BACKLOG = 10_000
@@ -41,10 +40,6 @@ WORKERS = 2
 CONCURRENCY = 64
 STEADY_RATE = 1_000  # jobs/s submitted while the workers run
 STEADY_S = 4.0
-
-
-async def noop(job: Job) -> dict[str, bool]:
-    return {"ok": True}
 
 
 @pytest.fixture
@@ -88,11 +83,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: IO[bytes]) ->
     raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
 
 
-def _record_distribution(benchmark: BenchmarkFixture, name: str, seconds: list[float]) -> None:
-    ordered = sorted(seconds)
-    benchmark.extra_info[f"{name}_p50_ms"] = round(percentile(ordered, 50) * 1000, 3)
-    benchmark.extra_info[f"{name}_p99_ms"] = round(percentile(ordered, 99) * 1000, 3)
-    benchmark.extra_info[f"{name}_max_ms"] = round(ordered[-1] * 1000, 3)
+def _record(benchmark: BenchmarkFixture, latencies: load.Latencies) -> None:
+    benchmark.extra_info["latency_p50_ms"] = round(latencies.ms(50), 3)
+    benchmark.extra_info["latency_p99_ms"] = round(latencies.ms(99), 3)
+    benchmark.extra_info["latency_max_ms"] = round(latencies.ms(100), 3)
 
 
 def test_hub_ping(benchmark: BenchmarkFixture, hub_url: str, hub_loop: asyncio.AbstractEventLoop) -> None:
@@ -113,47 +107,20 @@ def test_submit_to_completed_one_at_a_time(benchmark: BenchmarkFixture, hub_url:
     Redis round trips: add; claim (dispatch); complete; the events stream read by the hub."""
     run = hub_loop.run_until_complete
     client = Client(hub_url)
-    worker = Worker(hub_url, {JOB_TYPE: noop}, worker_id="bench-w1", concurrency=1)
+    workers = load.make_workers(hub_url, 1, 1, load.Countdown(ROUNDS + WARMUP), "bench-one")
     run(client.connect())
-    run(worker.start())
-
-    async def one_job() -> None:
-        handle = await client.submit(JOB_TYPE, PAYLOAD)
-        assert await handle.result(timeout=10) == {"ok": True}
-
+    run(workers[0].start())
     try:
         benchmark.group = ROUNDTRIP_GROUP
         benchmark.extra_info["jobs_per_call"] = 1
-        benchmark.pedantic(lambda: run(one_job()), rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+        benchmark.pedantic(lambda: run(load.one_at_a_time(client, 1)), rounds=ROUNDS, warmup_rounds=WARMUP,
+                           iterations=1)
         if benchmark.stats is not None:
-            _record_distribution(benchmark, "latency", list(benchmark.stats.stats.data))
+            data = list(benchmark.stats.stats.data)
+            _record(benchmark, load.Latencies(data, sum(data)))
     finally:
-        run(worker.stop(grace_s=1))
+        run(load.stop_workers(workers))
         run(client.close())
-
-
-class Countdown:
-    """A noop handler that sets `done` when it has run `total` jobs."""
-
-    def __init__(self, total: int) -> None:
-        self.left = total
-        self.done = asyncio.Event()
-
-    async def __call__(self, job: Job) -> dict[str, bool]:
-        self.left -= 1
-        if self.left == 0:
-            self.done.set()
-        return {"ok": True}
-
-
-async def _stop(workers: list[Worker]) -> None:
-    await asyncio.gather(*(w.stop(grace_s=1) for w in workers))
-
-
-async def _drain(workers: list[Worker], countdown: Countdown) -> None:
-    await asyncio.gather(*(w.start() for w in workers))
-    await countdown.done.wait()
-    await asyncio.gather(*(w.wait_idle() for w in workers))  # the last outcomes acknowledged
 
 
 def test_drain_a_backlog(benchmark: BenchmarkFixture, hub_url: str,
@@ -163,21 +130,17 @@ def test_drain_a_backlog(benchmark: BenchmarkFixture, hub_url: str,
     run = hub_loop.run_until_complete
     client = Client(hub_url)
     run(client.connect())
-    rounds: list[dict[str, Any]] = []
+    submit_s: list[float] = []
 
-    def setup() -> tuple[tuple[list[Worker], Countdown], dict[str, Any]]:
-        started = time.perf_counter()
-        ids = run(client.submit_many([{"job_type": JOB_TYPE, "payload": PAYLOAD}] * BACKLOG))
-        rounds.append({"submit_s": time.perf_counter() - started})
-        assert len(set(ids)) == BACKLOG
-        countdown = Countdown(BACKLOG)
-        workers = [Worker(hub_url, {JOB_TYPE: countdown}, worker_id=f"bench-drain-{len(rounds)}-{i}",
-                          concurrency=CONCURRENCY) for i in range(WORKERS)]
+    def setup() -> tuple[tuple[list[Worker], load.Countdown], dict[str, Any]]:
+        submit_s.append(run(load.submit_backlog(client, BACKLOG)))
+        countdown = load.Countdown(BACKLOG)
+        workers = load.make_workers(hub_url, WORKERS, CONCURRENCY, countdown, f"bench-drain-{len(submit_s)}")
         return (workers, countdown), {}
 
-    def drain(workers: list[Worker], countdown: Countdown) -> None:
-        run(_drain(workers, countdown))
-        run(_stop(workers))
+    def drain(workers: list[Worker], countdown: load.Countdown) -> None:
+        run(load.drain(workers, countdown))
+        run(load.stop_workers(workers))
 
     try:
         benchmark.group = THROUGHPUT_GROUP
@@ -187,39 +150,20 @@ def test_drain_a_backlog(benchmark: BenchmarkFixture, hub_url: str,
         assert stats["pending"] == 0 and stats["active"] == 0
         if benchmark.stats is not None:
             benchmark.extra_info["jobs_per_s"] = round(BACKLOG / benchmark.stats.stats.median)
-            submit_s = sorted(r["submit_s"] for r in rounds)[len(rounds) // 2]
-            benchmark.extra_info["submit_many_jobs_per_s"] = round(BACKLOG / submit_s)
+            median_submit_s = sorted(submit_s)[len(submit_s) // 2]
+            benchmark.extra_info["submit_many_jobs_per_s"] = round(BACKLOG / median_submit_s)
     finally:
         run(client.close())
 
 
-async def _steady(hub_url: str) -> tuple[list[float], float]:
-    """Submit STEADY_RATE jobs/s for STEADY_S seconds (each submit in its own task, so a slow reply
-    does not slow the rate) and time each from its submit to its result."""
-    workers = [Worker(hub_url, {JOB_TYPE: noop}, worker_id=f"bench-steady-{i}", concurrency=CONCURRENCY)
-               for i in range(WORKERS)]
+async def _steady(hub_url: str) -> load.Latencies:
+    workers = load.make_workers(hub_url, WORKERS, CONCURRENCY, load.Countdown(0), "bench-steady")
     await asyncio.gather(*(w.start() for w in workers))
-    latencies: list[float] = []
-    async with Client(hub_url) as client:
-
-        async def one() -> None:
-            started = time.perf_counter()
-            handle = await client.submit(JOB_TYPE, PAYLOAD)
-            assert await handle.result(timeout=30) == {"ok": True}
-            latencies.append(time.perf_counter() - started)
-
-        total = int(STEADY_RATE * STEADY_S)
-        begin = time.perf_counter()
-        tasks = []
-        for n in range(total):
-            delay = begin + n / STEADY_RATE - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - begin
-    await _stop(workers)
-    return latencies, elapsed
+    try:
+        async with Client(hub_url) as client:
+            return await load.steady_rate(client, STEADY_RATE, STEADY_S)
+    finally:
+        await load.stop_workers(workers)
 
 
 def test_latency_under_steady_load(benchmark: BenchmarkFixture, hub_url: str,
@@ -227,12 +171,12 @@ def test_latency_under_steady_load(benchmark: BenchmarkFixture, hub_url: str,
     """STEADY_RATE jobs/s for STEADY_S s; the benchmark's time is the whole run, extra_info has the
     submit -> completed distribution."""
     run = hub_loop.run_until_complete
-    outcome: list[tuple[list[float], float]] = []
+    outcome: list[load.Latencies] = []
     benchmark.group = THROUGHPUT_GROUP
     benchmark.extra_info["jobs_per_call"] = int(STEADY_RATE * STEADY_S)
     benchmark.pedantic(lambda: outcome.append(run(_steady(hub_url))), rounds=1, iterations=1)
-    latencies, elapsed = outcome[0]
-    assert len(latencies) == int(STEADY_RATE * STEADY_S)
+    (latencies,) = outcome
+    assert len(latencies.seconds) == int(STEADY_RATE * STEADY_S)
     benchmark.extra_info["offered_jobs_per_s"] = STEADY_RATE
-    benchmark.extra_info["achieved_jobs_per_s"] = round(len(latencies) / elapsed)
-    _record_distribution(benchmark, "latency", latencies)
+    benchmark.extra_info["achieved_jobs_per_s"] = round(latencies.rate)
+    _record(benchmark, latencies)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from empfast.bars import Board, bar
+from empfast.benchmark import run_bench
 from empfast.client import Client, JobCancelledError, JobFailedError
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.connection import HubError
@@ -138,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the job, showing its progress")
     submit.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
 
+    bench = sub.add_parser("bench", help="measure a hub: latency, backlog drain and a steady rate",
+                           description="Measure the hub at --url with in-process SDK workers running a "
+                           "no-op handler: one job at a time (latency), a backlog (jobs/s), then a "
+                           "steady offered rate (latency under load). With --embedded, start a hub "
+                           "on the embedded store in this process instead (slow: fakeredis).")
+    _add_hub_url(bench)
+    bench.add_argument("--embedded", action="store_true", help="run a hub on the embedded store here")
+    bench.add_argument("--jobs", type=int, default=10_000, help="backlog size (default 10000)")
+    bench.add_argument("--workers", type=int, default=2, help="workers (default 2)")
+    bench.add_argument("--concurrency", type=int, default=64, help="slots per worker (default 64)")
+    bench.add_argument("--rounds", type=int, default=200, help="jobs one at a time (default 200)")
+    bench.add_argument("--rate", type=float, default=1000, help="steady jobs/s offered (default 1000)")
+    bench.add_argument("--duration-s", type=float, default=4.0, help="steady run length (default 4)")
+
     status = sub.add_parser("status", help="the queue's counts, or one job's state",
                             description="Without JOB_ID: the queue's counts by status and job type. "
                             "With JOB_ID: that job's state.")
@@ -258,6 +273,24 @@ def setup_logging(level: str, json_logs: bool) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+async def run_bench_command(args: argparse.Namespace) -> int:
+    options = {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency,
+               "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s}
+    if not args.embedded:
+        await run_bench(args.url, token=args.token, **options)
+        return 0
+    store = Store.embedded(QueueSettings(name="bench"))
+    hub = Hub(store, HubConfig(port=0))
+    await hub.start()
+    try:
+        print("a hub on the embedded store in this process (fakeredis: about 2 ms a script)")
+        await run_bench(f"ws://127.0.0.1:{hub.port}", **options)
+    finally:
+        await hub.stop()
+        await store.close()
+    return 0
+
+
 def _run(coro: Any) -> Any:
     import uvloop
 
@@ -288,6 +321,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(run_submit(args))
     if args.command == "status":
         return _run(run_status(args))
+    if args.command == "bench":
+        return _run(run_bench_command(args))
     setup_logging(args.log_level, args.json_logs)
     if args.command == "worker":
         sys.path.insert(0, os.path.abspath(args.app_dir))  # as uvicorn's --app-dir: import user code

@@ -99,7 +99,7 @@ def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("demo", "serve", "worker", "submit", "status"):
+    for command in ("demo", "serve", "worker", "submit", "status", "bench"):
         out = subprocess.run([*EMPFAST, command, "--help"], capture_output=True, text=True, timeout=60,
                              check=True).stdout
         assert out.startswith("usage: empfast " + command)
@@ -121,3 +121,12 @@ def test_a_hub_with_a_bad_setting_refuses_to_start_and_says_which() -> None:
     proc = subprocess.run([*EMPFAST, "serve", "--lease-s", "-1", "--port", str(free_port())],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "lease_ms must be positive" in proc.stderr
+
+
+def test_bench_measures_a_hub_of_its_own() -> None:
+    out = subprocess.run([*EMPFAST, "bench", "--embedded", "--jobs", "100", "--rounds", "10", "--rate", "40",
+                          "--duration-s", "1", "--concurrency", "8"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert re.search(r"one job at a time \(10\): submit -> completed p50 [\d.]+ ms, p99 [\d.]+ ms", out), out
+    assert re.search(r"backlog of 100: submit_many [\d,]+ jobs/s; drained at [\d,]+ jobs/s", out), out
+    assert re.search(r"40 jobs/s offered for 1 s: \d+ jobs/s achieved", out), out
