@@ -12,17 +12,20 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from support import WSPeer, free_port
+from support import RedisServer, WSPeer, free_port
+
+from empfast.client import Client
 
 EMPFAST = [sys.executable, "-m", "empfast"]
 
 
-async def start_hub(port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(*EMPFAST, "serve", "--port", str(port),
+async def start_hub(port: int, *extra: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(*EMPFAST, "serve", "--port", str(port), *extra,
                                                 stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
-    assert "embedded store" in line and f":{port}/ws/" in line, line
+    where = "Redis at" if "--redis-url" in extra else "embedded store"
+    assert where in line and f":{port}/ws/" in line, line
     return proc
 
 
@@ -130,3 +133,25 @@ def test_bench_measures_a_hub_of_its_own() -> None:
     assert re.search(r"one job at a time \(10\): submit -> completed p50 [\d.]+ ms, p99 [\d.]+ ms", out), out
     assert re.search(r"backlog of 100: submit_many [\d,]+ jobs/s; drained at [\d,]+ jobs/s", out), out
     assert re.search(r"40 jobs/s offered for 1 s: \d+ jobs/s achieved", out), out
+
+
+@pytest.mark.real_redis
+async def test_two_hub_processes_on_one_redis_act_as_one(redis_server: RedisServer) -> None:
+    redis_server.flush()
+    ports = [free_port(), free_port()]
+    hubs = [await start_hub(port, "--redis-url", redis_server.url, "--sweep-interval-s", "0.2")
+            for port in ports]
+    worker = await asyncio.create_subprocess_exec(
+        *EMPFAST, "worker", "--url", f"ws://127.0.0.1:{ports[1]}", "--worker-id", "far-away",
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with Client(f"ws://127.0.0.1:{ports[0]}") as client:
+            handle = await client.submit("sleep", {"seconds": 0.2, "steps": 2})
+            events = [event async for event in handle.events()]
+            assert [e["type"] for e in events][-1] == "job_completed"
+            assert any(e.get("progress") == 50.0 for e in events)  # progress crossed hubs too
+            assert events[-1]["worker_id"] == "far-away" and events[-1]["result"] == {"slept": 0.2}
+    finally:
+        assert await stop(worker) == 0
+        for hub in hubs:
+            assert await stop(hub) == 0
