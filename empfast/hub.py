@@ -178,29 +178,32 @@ class Conn(WSListener):
             await self._handle_frames(frames)
 
     async def _handle_frames(self, frames: list[bytes]) -> None:
-        """Handle frames in order. Consecutive `complete_job` frames of a worker, which queue up
-        when it finishes jobs faster than one round trip each, share one store call."""
-        completions: list[Request] = []
+        """Handle frames in order. A run of consecutive frames of one batchable type (a worker's
+        `complete_job`s, a client's `submit_job`s), which queue up when they come faster than one
+        round trip each, shares one store call; each frame still gets its own reply, in order."""
+        batch: list[Request] = []
         for data in frames:
             req = None
             try:
                 message = p.parse_frame(data)
                 req = p.req_id(message)
-                if message["type"] == "complete_job" and self.worker_id is not None:
-                    completions.append(Request(message, data, req))
+                kind = message["type"]
+                if batch and batch[0].message["type"] != kind:
+                    await self._flush(batch)
+                if self.hub.batchable(self, kind):
+                    batch.append(Request(message, data, req))
                     continue
-                await self._complete(completions)
                 await self.hub.handle(self, message, data, req)
             except Exception as exc:
-                await self._complete(completions)
+                await self._flush(batch)
                 self.send(error_for(exc, req, self.role))
-        await self._complete(completions)
+        await self._flush(batch)
 
-    async def _complete(self, completions: list[Request]) -> None:
-        if completions:
-            batch = completions[:]
-            completions.clear()
-            await self.hub.complete_batch(self, batch)
+    async def _flush(self, batch: list[Request]) -> None:
+        if batch:
+            requests = batch[:]
+            batch.clear()
+            await self.hub.handle_batch(self, requests)
 
 
 class Request(NamedTuple):
@@ -338,6 +341,18 @@ class Hub:
             # takes them back when its liveness lapses
             del self.workers[conn.worker_id]
 
+    def batchable(self, conn: Conn, kind: str) -> bool:
+        """Whether a frame of this type may join a batch on this connection (its role may send it)."""
+        if kind == "complete_job":
+            return conn.role == "worker" and conn.worker_id is not None
+        return kind == "submit_job" and conn.role == "client"
+
+    async def handle_batch(self, conn: Conn, requests: list[Request]) -> None:
+        if requests[0].message["type"] == "complete_job":
+            await self.complete_batch(conn, requests)
+        else:
+            await self.submit_batch(conn, requests)
+
     async def handle(self, conn: Conn, message: dict[str, Any], data: bytes, req: Any) -> None:
         kind = message["type"]
         p.check_role(conn.role, kind)
@@ -397,9 +412,11 @@ class Hub:
             if not subs:
                 del self.job_subscribers[job_id]
 
-    async def _add(self, conn: Conn, jobs: list[NewJob], subscribe: bool) -> tuple[list[Added], list[bool]]:
+    async def _add(self, conn: Conn, jobs: list[NewJob],
+                   subscribe: list[bool]) -> tuple[list[Added], list[bool]]:
         """Add jobs, with the submitter subscribed before the store call so it misses no event."""
-        subscribed = [subscribe and self.subscribe(conn, job.job_id or "") for job in jobs]
+        subscribed = [wanted and self.subscribe(conn, job.job_id or "")
+                      for job, wanted in zip(jobs, subscribe, strict=True)]
         try:
             added = await self.store.add_jobs(jobs)
         except BaseException:
@@ -410,12 +427,58 @@ class Hub:
         return added, subscribed
 
     async def on_submit_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        job = self._new_job(msg, p.raw_or_dumped(data, msg, "payload", b"{}"))
-        (added,), (subscribed,) = await self._add(conn, [job], p.get_bool(msg, "subscribe", True))
-        self.reply(conn, req, {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
-                               "created": added.created, "subscribed": subscribed})
-        if subscribed and added.status in FINAL_STATUSES:
-            await self._send_final(conn, added.job_id)
+        await self.submit_batch(conn, [Request(msg, data, req)])
+
+    async def submit_batch(self, conn: Conn, requests: list[Request]) -> None:
+        """`submit_job` frames of one client in one store call (addJobs). The script refuses a batch
+        as a whole, so if it refuses one, each job is added on its own to answer each frame."""
+        replies: list[bytes | None] = []
+        jobs: list[NewJob] = []
+        wanted: list[bool] = []
+        for message, data, req in requests:
+            try:
+                jobs.append(self._new_job(message, p.raw_or_dumped(data, message, "payload", b"{}")))
+                wanted.append(p.get_bool(message, "subscribe", True))
+            except p.ProtocolError as exc:
+                replies.append(error_for(exc, req, conn.role))
+                continue
+            replies.append(None)
+        outcomes: list[tuple[Added, bool] | Exception] = []
+        if jobs:
+            try:
+                outcomes = list(zip(*await self._add(conn, jobs, wanted), strict=True))
+            except BadArgument:
+                outcomes = [await self._add_one(conn, job, sub)
+                            for job, sub in zip(jobs, wanted, strict=True)]
+            except Exception as exc:
+                outcomes = [exc] * len(jobs)
+        done = iter(outcomes)
+        finished: list[str] = []
+        for (_, _, req), reply in zip(requests, replies, strict=True):
+            if reply is None:
+                outcome = next(done)
+                if isinstance(outcome, Exception):
+                    reply = error_for(outcome, req, conn.role)
+                else:
+                    added, subscribed = outcome
+                    accepted: dict[str, Any] = {"type": "job_accepted", "job_id": added.job_id,
+                                                "status": added.status, "created": added.created,
+                                                "subscribed": subscribed}
+                    if req is not None:
+                        accepted["req"] = req
+                    reply = orjson.dumps(accepted)
+                    if subscribed and added.status in FINAL_STATUSES:
+                        finished.append(added.job_id)
+            conn.send(reply)
+        for job_id in finished:
+            await self._send_final(conn, job_id)
+
+    async def _add_one(self, conn: Conn, job: NewJob, subscribe: bool) -> tuple[Added, bool] | Exception:
+        try:
+            (added,), (subscribed,) = await self._add(conn, [job], [subscribe])
+        except Exception as exc:
+            return exc
+        return added, subscribed
 
     async def on_submit_jobs(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         bodies = msg.get("jobs")
@@ -431,7 +494,7 @@ class Hub:
                 raise p.ProtocolError(p.BAD_MESSAGE, f"jobs[{i}] must be an object", field=f"jobs[{i}]")
             # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
             jobs.append(self._new_job(body, orjson.dumps(body.get("payload", {})), f"jobs[{i}]."))
-        added, subscribed = await self._add(conn, jobs, p.get_bool(msg, "subscribe", True))
+        added, subscribed = await self._add(conn, jobs, [p.get_bool(msg, "subscribe", True)] * len(jobs))
         self.reply(conn, req, {"type": "jobs_accepted", "job_ids": [a.job_id for a in added],
                                "statuses": [a.status for a in added],
                                "created": [a.created for a in added], "subscribed": all(subscribed)})

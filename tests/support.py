@@ -124,6 +124,14 @@ class WSPeer:
                 if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
                     return frame
 
+    async def until_any(self, kinds: tuple[str, ...], wait_s: float = 5.0) -> dict[str, Any]:
+        """The next frame of any of these types; frames of other types before it are skipped."""
+        async with asyncio.timeout(wait_s):
+            while True:
+                frame = await self.next(wait_s)
+                if frame["type"] in kinds:
+                    return frame
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.disconnect()

@@ -264,3 +264,23 @@ async def test_completions_sent_together_are_answered_in_order_each_on_its_own(h
         client.send({"type": "get_job_status", "job_id": job_id})
         status = await client.until("job_status", job_id=job_id)
         assert status["status"] == "completed" and status["result"] == result
+
+
+async def test_submits_sent_together_are_answered_in_order_each_on_its_own(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    frames = [{"type": "submit_job", "job_type": "a", "job_id": "s1", "req": 1},
+              {"type": "submit_job", "job_type": "a", "job_id": "s2", "priority": "high", "req": 2},
+              {"type": "submit_job", "job_type": "a", "job_id": "s1", "req": 3},
+              {"type": "submit_job", "job_type": "a", "job_id": "s3", "subscribe": False, "req": 4},
+              {"type": "get_stats", "req": 5},
+              {"type": "submit_job", "job_type": "a", "job_id": "s4", "delay_s": 60, "req": 6}]
+    for frame in frames:
+        client.send(frame)
+    replies = [await client.until_any(("job_accepted", "error", "stats")) for _ in frames]
+    assert [(r["req"], r["type"]) for r in replies] == [
+        (1, "job_accepted"), (2, "error"), (3, "job_accepted"), (4, "job_accepted"), (5, "stats"),
+        (6, "job_accepted")]
+    assert replies[1]["field"] == "priority"
+    assert (replies[0]["created"], replies[2]["created"]) == (True, False)  # one job s1
+    assert replies[3]["subscribed"] is False and replies[5]["status"] == "scheduled"
+    assert replies[4]["pending"] == 2  # s1 and s3; s2 was refused, s4 waits
