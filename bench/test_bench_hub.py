@@ -38,7 +38,7 @@ WARMUP = 100
 BACKLOG = 10_000
 WORKERS = 2
 CONCURRENCY = 64
-STEADY_RATE = 1_000  # jobs/s submitted while the workers run
+STEADY_RATES = [1_000, 2_000]  # jobs/s submitted while the workers run
 STEADY_S = 4.0
 
 
@@ -156,27 +156,28 @@ def test_drain_a_backlog(benchmark: BenchmarkFixture, hub_url: str,
         run(client.close())
 
 
-async def _steady(hub_url: str) -> load.Latencies:
+async def _steady(hub_url: str, rate: int) -> load.Latencies:
     workers = load.make_workers(hub_url, WORKERS, CONCURRENCY, load.Countdown(0), "bench-steady")
     await asyncio.gather(*(w.start() for w in workers))
     try:
         async with Client(hub_url) as client:
-            return await load.steady_rate(client, STEADY_RATE, STEADY_S)
+            return await load.steady_rate(client, rate, STEADY_S)
     finally:
         await load.stop_workers(workers)
 
 
+@pytest.mark.parametrize("rate", STEADY_RATES)
 def test_latency_under_steady_load(benchmark: BenchmarkFixture, hub_url: str,
-                                   hub_loop: asyncio.AbstractEventLoop) -> None:
-    """STEADY_RATE jobs/s for STEADY_S s; the benchmark's time is the whole run, extra_info has the
+                                   hub_loop: asyncio.AbstractEventLoop, rate: int) -> None:
+    """`rate` jobs/s for STEADY_S s; the benchmark's time is the whole run, extra_info has the
     submit -> completed distribution."""
     run = hub_loop.run_until_complete
     outcome: list[load.Latencies] = []
     benchmark.group = THROUGHPUT_GROUP
-    benchmark.extra_info["jobs_per_call"] = int(STEADY_RATE * STEADY_S)
-    benchmark.pedantic(lambda: outcome.append(run(_steady(hub_url))), rounds=1, iterations=1)
+    benchmark.extra_info["jobs_per_call"] = int(rate * STEADY_S)
+    benchmark.pedantic(lambda: outcome.append(run(_steady(hub_url, rate))), rounds=1, iterations=1)
     (latencies,) = outcome
-    assert len(latencies.seconds) == int(STEADY_RATE * STEADY_S)
-    benchmark.extra_info["offered_jobs_per_s"] = STEADY_RATE
+    assert len(latencies.seconds) == int(rate * STEADY_S)
+    benchmark.extra_info["offered_jobs_per_s"] = rate
     benchmark.extra_info["achieved_jobs_per_s"] = round(latencies.rate)
     _record(benchmark, latencies)
