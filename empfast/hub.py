@@ -712,7 +712,8 @@ class Hub:
         if not isinstance(message, str):
             raise p.ProtocolError(p.BAD_MESSAGE, "field 'message' must be a string")
         try:
-            cancel = await self.store.progress(job_id, conn.worker_id, attempt, progress, message[:1000])
+            cancel = await self.store.progress(job_id, conn.worker_id, attempt, progress,
+                                               message[:p.MAX_MESSAGE])
         except LeaseLost:
             conn.jobs.pop(job_id, None)
             raise
@@ -773,7 +774,7 @@ class Hub:
             raise p.ProtocolError(p.BAD_MESSAGE, "field 'error' is required and must be a string")
         retry = p.get_bool(msg, "retry", True)
         conn.jobs.pop(job_id, None)
-        outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:10_000], retry=retry,
+        outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:p.MAX_ERROR], retry=retry,
                                         claim_next=self._free_slots(conn))
         ack: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
                                "status": outcome.status}

@@ -48,6 +48,8 @@ WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_JOB_ID = 256
 MAX_NAME = 128
 MAX_PRIORITY = 1000
+MAX_MESSAGE = 4096  # a progress message, truncated beyond (docs/protocol.md 8)
+MAX_ERROR = 16_384  # an error text, truncated beyond
 
 
 class ProtocolError(Exception):

@@ -42,6 +42,7 @@ from empfast.connection import (
     backoff_delays,
     endpoint,
 )
+from empfast.protocol import MAX_MESSAGE, WORKER_ID_RE
 
 log = logging.getLogger("empfast.worker")
 
@@ -50,12 +51,10 @@ ProgressReporter = Callable[[float, str], None]
 
 SHUTDOWN_ERROR = "worker shutting down"
 CANCELLED_ERROR = "cancelled"
-WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 # payload and result may use the frame limit minus this (docs/protocol.md section 8)
 FRAME_HEADROOM = 4096
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 MAX_ERROR_CHARS = 16 * 1024
-MAX_MESSAGE_CHARS = 4096
 # answers after which the same outcome may be taken later; every other refusal is final
 RETRY_LATER_CODES = frozenset({"unavailable", "internal"})
 
@@ -86,7 +85,7 @@ class Job:
         if not isinstance(message, str):
             raise TypeError(f"a progress message must be a string, got {type(message).__name__}")
         if self._report is not None:
-            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_MESSAGE_CHARS])
+            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_MESSAGE])
         # a yield point, so a CPU-bound loop that reports progress still lets heartbeats and
         # cancellation through
         await asyncio.sleep(0)
