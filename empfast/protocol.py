@@ -168,7 +168,8 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.DOTALL)
 def raw_member(frame: bytes, key: str) -> bytes | None:
     """The exact text of a top-level member's value in a JSON object frame (already validated by
     parse_frame), or None when the key is absent. The value is not parsed: the hub forwards
-    payloads and results as the bytes they arrived as.
+    payloads and results as the bytes they arrived as. The key given twice is bad_message: the
+    parsed frame would hold the last value and the raw text the first.
 
     A key written with escapes (e.g. "pay\\u006coad") is not recognised; callers fall back to
     re-encoding the parsed value, which is equal JSON though not the same bytes.
@@ -176,6 +177,7 @@ def raw_member(frame: bytes, key: str) -> bytes | None:
     wanted = orjson.dumps(key)
     depth = 0
     start = -1
+    found: bytes | None = None
     expect_value = False
     for token in _TOKEN.finditer(frame):
         text = token.group()
@@ -184,19 +186,21 @@ def raw_member(frame: bytes, key: str) -> bytes | None:
                 depth += 1
             elif text in (b"}", b"]"):
                 if depth == 1:
-                    return frame[start:token.start()].strip()
+                    found, start = frame[start:token.start()].strip(), -1
                 depth -= 1
             elif text == b"," and depth == 1:
-                return frame[start:token.start()].strip()
+                found, start = frame[start:token.start()].strip(), -1
             continue
         if text in (b"{", b"["):
             depth += 1
         elif text in (b"}", b"]"):
             depth -= 1
         elif expect_value and text == b":":
+            if found is not None:
+                raise ProtocolError(BAD_MESSAGE, f"field {key!r} is given twice", field=key)
             start = token.end()
         expect_value = depth == 1 and text == wanted and not expect_value
-    return None
+    return found
 
 
 def splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:

@@ -44,6 +44,7 @@ async def test_submit_assign_progress_complete_as_the_client_sees_it(hub: Hub) -
     (b'{"type": "nope"}', "unknown_type"),
     (b'{"type": "complete_job", "job_id": "x", "result": 1}', "forbidden"),
     (b'{"type": "submit_job", "job_type": "a", "priority": 99999}', "bad_message"),
+    (b'{"type": "submit_job", "job_type": "a", "payload": 1, "payload": 2}', "bad_message"),
     (b'{"type": "get_job_status", "job_id": "missing"}', "not_found"),
 ])
 async def test_bad_input_gets_its_error_and_the_connection_stays(hub: Hub, frame: bytes, code: str) -> None:

@@ -68,6 +68,15 @@ def test_raw_member_absent_and_default() -> None:
     assert p.raw_or_dumped(frame, p.parse_frame(frame), "payload", b"{}") == b"{}"
 
 
+def test_a_raw_member_given_twice_is_refused() -> None:
+    frame = b'{"type": "submit_job", "payload": {"a": 1}, "job_type": "a", "payload": 2}'
+    with pytest.raises(p.ProtocolError) as info:
+        p.raw_member(frame, "payload")
+    assert info.value.code == p.BAD_MESSAGE and info.value.extra["field"] == "payload"
+    nested = b'{"type": "submit_job", "payload": {"payload": 1, "x": {"payload": 2}}}'
+    assert p.raw_member(nested, "payload") == b'{"payload": 1, "x": {"payload": 2}}'
+
+
 def test_error_frame_echoes_req() -> None:
     assert orjson.loads(p.error_frame(p.NOT_FOUND, "no job", req=7)) == {
         "type": "error", "code": "not_found", "error": "no job", "req": 7}
