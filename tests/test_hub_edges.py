@@ -284,3 +284,24 @@ async def test_submits_sent_together_are_answered_in_order_each_on_its_own(hub: 
     assert (replies[0]["created"], replies[2]["created"]) == (True, False)  # one job s1
     assert replies[3]["subscribed"] is False and replies[5]["status"] == "scheduled"
     assert replies[4]["pending"] == 2  # s1 and s3; s2 was refused, s4 waits
+
+
+async def test_claim_job_refusals_name_their_reason(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    other = await submit(client, "b")
+    mine = await submit(client, "a")
+    worker = await register(hub, "offers", ["a"], concurrency=0)
+    worker.send({"type": "claim_job", "job_id": other, "req": 1})
+    error = await worker.until("error", req=1)
+    assert error["code"] == "wrong_job_type" and error["job_id"] == other
+    worker.send({"type": "worker_status", "status": "draining", "req": 2})
+    assert (await worker.until("worker_status_ack", req=2))["status"] == "draining"
+    worker.send({"type": "claim_job", "job_id": mine, "req": 3})
+    assert (await worker.until("error", req=3))["code"] == "draining"
+    worker.send({"type": "worker_status", "status": "idle", "req": 4})
+    await worker.until("worker_status_ack", req=4)
+    worker.send({"type": "claim_job", "job_id": mine, "req": 5})
+    assert (await worker.until("job_assigned", req=5))["job_id"] == mine
+    worker.send({"type": "claim_job", "job_id": mine, "req": 6})
+    refused = await worker.until("error", req=6)
+    assert refused["code"] == "already_claimed" and refused["status"] == "active"
