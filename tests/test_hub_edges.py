@@ -305,3 +305,25 @@ async def test_claim_job_refusals_name_their_reason(hub: Hub) -> None:
     worker.send({"type": "claim_job", "job_id": mine, "req": 6})
     refused = await worker.until("error", req=6)
     assert refused["code"] == "already_claimed" and refused["status"] == "active"
+
+
+async def test_while_redis_is_down_requests_get_unavailable_and_the_hub_recovers(
+        backend: str, hub: Hub, request: pytest.FixtureRequest) -> None:
+    if backend != "redis":
+        pytest.skip("the embedded store cannot go down")
+    server = request.getfixturevalue("redis_server")
+    client = await connect(hub, "/ws/client")
+    server.stop()
+    try:
+        client.send({"type": "submit_job", "job_type": "a", "job_id": "during", "req": 1})
+        error = await client.until("error", wait_s=20, req=1)
+        assert error["code"] == "unavailable" and "retry" in error["error"]
+    finally:
+        server.start()  # no persistence: an empty Redis, as after a crash without AOF
+    client.send({"type": "submit_job", "job_type": "a", "job_id": "during", "req": 2})
+    accepted = await client.until("job_accepted", wait_s=20, req=2)
+    assert accepted["created"] is True  # the retry is safe: the same id is one job
+    worker = await register(hub, "after", ["a"])
+    assert (await worker.until("job_assigned", wait_s=10))["job_id"] == "during"
+    # the hub's reader of the events stream came back too
+    assert (await client.until("job_update", wait_s=10, status="active"))["worker_id"] == "after"
