@@ -137,6 +137,7 @@ def _summary(run: DemoRun, elapsed: float, workers: int, concurrency: int, out: 
           f"each), retries {run.retried}", file=out)
     if echo_ms:
         print(f"submit -> completed, as the client saw it (echo jobs, {len(echo_ms)}): "
-              f"p50 {percentile(echo_ms, 50):.1f} ms, p99 {percentile(echo_ms, 99):.1f} ms", file=out)
+              f"p50 {percentile(echo_ms, 50):.1f} ms, p99 {percentile(echo_ms, 99):.1f} ms "
+              "(all jobs were submitted at once, so this includes their wait in the queue)", file=out)
     print("The embedded store runs each Lua script in fakeredis (about 2 ms each): with Redis, "
           "`empfast serve --redis-url ...` is many times faster; see bench/README.md.", file=out)
