@@ -327,3 +327,22 @@ async def test_while_redis_is_down_requests_get_unavailable_and_the_hub_recovers
     assert (await worker.until("job_assigned", wait_s=10))["job_id"] == "during"
     # the hub's reader of the events stream came back too
     assert (await client.until("job_update", wait_s=10, status="active"))["worker_id"] == "after"
+
+
+async def test_a_monitor_sees_every_job_event_and_worker_changes(hub: Hub) -> None:
+    monitor = await connect(hub, "/ws/monitor")
+    worker = await register(hub, "w1", ["a"])
+    assert (await monitor.until("worker_status", worker_id="w1"))["status"] == "registered"
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a", subscribe=False)  # nobody subscribed: the monitor still sees it
+    await worker.until("job_assigned")
+    worker.send({"type": "complete_job", "job_id": job_id, "result": {"ok": 1}})
+    assert (await monitor.until("job_update", job_id=job_id, status="active"))["worker_id"] == "w1"
+    assert (await monitor.until("job_completed", job_id=job_id))["result"] == {"ok": 1}
+    worker.send({"type": "worker_status", "status": "draining"})
+    assert (await monitor.until("worker_status", worker_id="w1", status="draining"))["event_id"]
+    monitor.send({"type": "get_workers", "req": 1})
+    (record,) = (await monitor.until("workers", req=1))["workers"]
+    assert record["worker_id"] == "w1" and record["status"] == "draining"
+    worker.send({"type": "unregister_worker"})
+    assert (await monitor.until("worker_status", worker_id="w1", status="gone"))["type"] == "worker_status"
