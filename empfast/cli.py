@@ -15,7 +15,7 @@ import orjson
 
 from empfast.bars import Board, bar
 from empfast.benchmark import run_bench
-from empfast.client import Client, JobCancelledError, JobFailedError
+from empfast.client import Client, JobCancelledError, JobFailedError, NotRetryableError
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.connection import HubError
 from empfast.demo import run_demo
@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=1000, help="steady jobs/s offered (default 1000)")
     bench.add_argument("--duration-s", type=float, default=4.0, help="steady run length (default 4)")
 
+    retry = sub.add_parser("retry", help="run a failed or cancelled job again",
+                           description="Run a job that failed for good (dead-lettered) or was "
+                           "cancelled again, with --attempts more attempts. Exit code 1 when the job "
+                           "is in another state (nothing changes).")
+    retry.add_argument("job_id", metavar="JOB_ID")
+    _add_hub_url(retry)
+    retry.add_argument("--attempts", type=int, default=1, help="more attempts to give it (default 1)")
+
     status = sub.add_parser("status", help="the queue's counts, or one job's state",
                             description="Without JOB_ID: the queue's counts by status and job type. "
                             "With JOB_ID: that job's state.")
@@ -233,6 +241,22 @@ def _job_table(job: dict[str, Any]) -> str:
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
     lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
     return "\n".join(lines)
+
+
+async def run_retry(args: argparse.Namespace) -> int:
+    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+        try:
+            handle = await client.retry(args.job_id, args.attempts)
+        except NotRetryableError as exc:
+            print(f"{exc}; nothing changed", file=sys.stderr)
+            return 1
+        except HubError as exc:
+            if exc.code != "not_found":
+                raise
+            print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
+            return 1
+    print(f"job {handle.job_id} retried: {handle.status}")
+    return 0
 
 
 async def run_status(args: argparse.Namespace) -> int:
@@ -321,6 +345,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(run_submit(args))
     if args.command == "status":
         return _run(run_status(args))
+    if args.command == "retry":
+        return _run(run_retry(args))
     if args.command == "bench":
         return _run(run_bench_command(args))
     setup_logging(args.log_level, args.json_logs)

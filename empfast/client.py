@@ -30,7 +30,7 @@ from empfast.connection import Connection, ConnectionClosed, Disconnected, HubEr
 from empfast.protocol import splice
 
 __all__ = ["Client", "ConnectionClosed", "Disconnected", "HubError", "JobCancelledError", "JobError",
-           "JobFailedError", "JobHandle", "JobSpec", "SubmitManyError"]
+           "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
 
 log = logging.getLogger("empfast.client")
 
@@ -63,6 +63,14 @@ class JobCancelledError(JobError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id, f"job {job_id!r} was cancelled; it has no result")
+
+
+class NotRetryableError(JobError):
+    """Only a job that failed for good or was cancelled can be retried."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(job_id, f"job {job_id!r} is {status}: only a failed or cancelled job can be retried")
+        self.status = status
 
 
 class SubmitManyError(HubError):
@@ -358,6 +366,33 @@ class Client:
         """Cancel a job: a waiting one at once, a running one through its worker. Returns its state
         after the cancel; a finished job is left unchanged."""
         return await self._call({"type": "cancel_job", "job_id": job_id})
+
+    async def retry(self, job_id: str, attempts: int = 1) -> JobHandle:
+        """Run a failed (dead-lettered) or cancelled job again, with `attempts` more attempts. The
+        handle follows the new run (`result()`, `events()`). A job in any other state is left
+        unchanged and NotRetryableError says its status; HubError `not_found` for an unknown id."""
+        old = self._watches.get(job_id)
+        # the new run's events are recorded from the first: the hub subscribes us before it acts
+        watch = self._watches[job_id] = _Watch(job_id)
+        watch.submitting += 1
+        try:
+            reply = await self._call({"type": "retry_job", "job_id": job_id, "attempts": attempts})
+        except BaseException:
+            self._restore_watch(job_id, watch, old)
+            raise
+        finally:
+            watch.submitting -= 1
+        if not reply.get("retried"):
+            self._restore_watch(job_id, watch, old)
+            raise NotRetryableError(job_id, str(reply.get("status")))
+        return JobHandle(self, watch, str(reply.get("status")), created=False)
+
+    def _restore_watch(self, job_id: str, watch: _Watch, old: _Watch | None) -> None:
+        if self._watches.get(job_id) is watch and not watch.events:
+            if old is not None:
+                self._watches[job_id] = old
+            else:
+                del self._watches[job_id]
 
     async def stats(self) -> dict[str, Any]:
         """The queue's counts: pending, scheduled, active, completed, failed, cancelled, by_type."""

@@ -251,7 +251,8 @@ class Hub:
             "submit_job": self.on_submit_job, "submit_jobs": self.on_submit_jobs,
             "get_job_status": self.on_get_job_status, "request_job_status": self.on_get_job_status,
             "subscribe_job": self.on_subscribe_job, "unsubscribe_job": self.on_unsubscribe_job,
-            "cancel_job": self.on_cancel_job, "get_stats": self.on_get_stats,
+            "cancel_job": self.on_cancel_job, "retry_job": self.on_retry_job,
+            "get_stats": self.on_get_stats,
             "register_worker": self.on_register_worker, "claim_job": self.on_claim_job,
             "update_job_progress": self.on_progress, "complete_job": self.on_complete_job,
             "fail_job": self.on_fail_job, "worker_heartbeat": self.on_heartbeat,
@@ -502,7 +503,7 @@ class Hub:
             if sub and a.status in FINAL_STATUSES:
                 await self._send_final(conn, a.job_id)
 
-    async def _job_status_frame(self, job_id: str, req: Any) -> bytes:
+    async def _job_status_frame(self, job_id: str, req: Any, **extra: Any) -> bytes:
         job = await self.store.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -516,7 +517,7 @@ class Hub:
                  "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
                  "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
                  "finished_at": job.get("finished_at"),
-                 "run_at": job.get("run_at")}
+                 "run_at": job.get("run_at"), **extra}
         if req is not None:
             frame["req"] = req
         return p.splice(frame, "result", result if result is not None else b"null")
@@ -611,6 +612,19 @@ class Hub:
         job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
         await self.store.cancel(job_id)
         conn.send(await self._job_status_frame(job_id, req))
+
+    async def on_retry_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
+        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        attempts = p.get_int(msg, "attempts", 1, 1, 1000)
+        # subscribed first, as for a submit, so the retrier misses none of the new run's events
+        fresh = job_id not in conn.subscriptions and self.subscribe(conn, job_id)
+        retried = False
+        try:
+            retried = await self.store.retry(job_id, attempts)
+        finally:
+            if fresh and not retried:
+                self.unsubscribe(conn, job_id)
+        conn.send(await self._job_status_frame(job_id, req, retried=retried))
 
     async def on_get_stats(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         stats = (await self.store.stats()).as_dict()

@@ -32,7 +32,7 @@ PROTOCOL_VERSION = 1
 
 CLIENT_TYPES = frozenset({
     "submit_job", "submit_jobs", "get_job_status", "request_job_status", "subscribe_job",
-    "unsubscribe_job", "cancel_job", "get_stats", "ping",
+    "unsubscribe_job", "cancel_job", "retry_job", "get_stats", "ping",
 })
 WORKER_TYPES = frozenset({
     "register_worker", "claim_job", "update_job_progress", "complete_job", "fail_job",

@@ -377,6 +377,16 @@ class Store:
             return CancelOutcome("cancel_requested", _s(out[1]))
         return CancelOutcome(_s(out[1]), None)
 
+    async def retry(self, job_id: str, attempts: int = 1, *, now: int | None = None) -> bool:
+        """Make a failed (dead-lettered) or cancelled job pending again with `attempts` more
+        attempts. False when the job is in another state (nothing changed)."""
+        k = self.keys
+        out = await self._run("retryJob", (k.meta, k.failed, k.cancelled, k.stats, k.events),
+                              (k.prefix, "" if now is None else now, job_id, attempts))
+        if out[0] == b"NOT_FOUND":
+            raise JobNotFound(job_id)
+        return out[0] == b"RETRIED"
+
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist."""
         raw = await self.redis.hgetall(self.keys.job(job_id))

@@ -70,14 +70,19 @@ async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str)
         assert code == 0, err
         assert orjson.loads(out) == {"slept": 0.3}
         job_id = err.split()[1]
-        code, out, _ = await run("submit", "fail", '{"message": "no luck", "retry": false}', "--wait",
-                                 url=hub_url)
-        assert code == 1
+        code, out, err = await run("submit", "fail", '{"message": "no luck", "retry": false}', "--wait",
+                                   url=hub_url)
+        assert code == 1 and "no luck" in err
+        failed_id = err.split()[1]
+        code, out, _ = await run("retry", failed_id, "--attempts", "2", url=hub_url)
+        assert code == 0 and f"job {failed_id} retried" in out
+        code, _, err = await run("retry", job_id, url=hub_url)
+        assert code == 1 and "completed" in err
         code, out, _ = await run("status", job_id, url=hub_url)
         assert code == 0 and "completed" in out and "cli-w1" in out
         code, out, _ = await run("status", "--json", url=hub_url)
         stats = orjson.loads(out)
-        assert stats["by_type"]["sleep"]["completed"] == 1 and stats["by_type"]["fail"]["failed"] == 1
+        assert stats["by_type"]["sleep"]["completed"] == 1 and stats["by_type"]["fail"]["retried"] == 1
         code, out, _ = await run("status", url=hub_url)
         assert code == 0 and "sleep" in out and "fail" in out
     finally:
@@ -102,7 +107,7 @@ def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("demo", "serve", "worker", "submit", "status", "bench"):
+    for command in ("demo", "serve", "worker", "submit", "status", "retry", "bench"):
         out = subprocess.run([*EMPFAST, command, "--help"], capture_output=True, text=True, timeout=60,
                              check=True).stdout
         assert out.startswith("usage: empfast " + command)

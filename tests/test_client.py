@@ -17,6 +17,7 @@ from empfast.client import (
     JobCancelledError,
     JobFailedError,
     JobSpec,
+    NotRetryableError,
     SubmitManyError,
 )
 from empfast.config import HubConfig
@@ -182,6 +183,27 @@ async def test_a_final_failure_raises_with_its_error_text(hub: Hub) -> None:
         assert info.value.job_id == handle.job_id and info.value.error == "upstream 503"
         last = (await collect(handle.events()))[-1]
         assert last["type"] == "job_failed" and last["final"] is True
+        worker.close()
+
+
+async def test_a_failed_job_retried_runs_again_and_its_handle_follows_the_new_run(hub: Hub) -> None:
+    async with Client(ws_url(hub)) as client:
+        worker = await register(hub, "w1", ["a"])
+        first = await client.submit("a", max_attempts=1)
+        await worker.until("job_assigned")
+        worker.send({"type": "fail_job", "job_id": first.job_id, "error": "flaky", "retry": True})
+        with pytest.raises(JobFailedError):
+            await first.result(timeout=5)
+        again = await client.retry(first.job_id)
+        assigned = await worker.until("job_assigned", job_id=first.job_id)
+        assert assigned["attempt"] == 2
+        await complete(worker, first.job_id, "fine now")
+        assert await again.result(timeout=5) == "fine now"
+        with pytest.raises(NotRetryableError, match="completed"):
+            await client.retry(first.job_id)
+        with pytest.raises(HubError) as info:
+            await client.retry("no-such-job")
+        assert info.value.code == "not_found"
         worker.close()
 
 

@@ -346,3 +346,27 @@ async def test_a_monitor_sees_every_job_event_and_worker_changes(hub: Hub) -> No
     assert record["worker_id"] == "w1" and record["status"] == "draining"
     worker.send({"type": "unregister_worker"})
     assert (await monitor.until("worker_status", worker_id="w1", status="gone"))["type"] == "worker_status"
+
+
+async def test_a_dead_lettered_job_retried_by_a_client_runs_again(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["a"])
+    job_id = await submit(client, "a", max_attempts=1)
+    await worker.until("job_assigned")
+    worker.send({"type": "fail_job", "job_id": job_id, "error": "boom", "req": 1})
+    assert (await worker.until("job_failed_ack", req=1))["final"] is True
+    await client.until("job_failed", job_id=job_id, final=True)
+    client.send({"type": "retry_job", "job_id": "missing", "req": 1})
+    assert (await client.until("error", req=1))["code"] == "not_found"
+    client.send({"type": "retry_job", "job_id": job_id, "attempts": 2, "req": 2})
+    status = await client.until("job_status", req=2)
+    assert status["retried"] is True and status["max_attempts"] == 3
+    assert status["status"] in ("pending", "active")  # a free worker may have taken it already
+    again = await worker.until("job_assigned", job_id=job_id)
+    assert again["attempt"] == 2
+    worker.send({"type": "complete_job", "job_id": job_id, "result": "second time lucky"})
+    done = await client.until("job_completed", job_id=job_id)  # the retrier follows the new run
+    assert done["result"] == "second time lucky"
+    client.send({"type": "retry_job", "job_id": job_id, "req": 3})
+    unchanged = await client.until("job_status", req=3)
+    assert unchanged["retried"] is False and unchanged["status"] == "completed"

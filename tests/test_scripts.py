@@ -32,7 +32,7 @@ def script(num_keys: int, body: str) -> str:
 
 def test_every_shipped_script_loads_with_a_header_that_matches_its_key_count() -> None:
     scripts = load_scripts()
-    assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJobs", "failJob",
+    assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJobs", "failJob", "retryJob",
             "cancelJob", "heartbeat", "registerWorker", "deregisterWorker", "setWorkerStatus",
             "sweep", "getStats"} <= set(scripts)
     for s in scripts.values():

@@ -358,3 +358,37 @@ async def test_finished_jobs_are_trimmed_to_their_retention(make_store: MakeStor
     assert await store.get_job("j0") is None and await store.get_job("j11") is not None
     swept = await store.sweep(now=T + 60_012)
     assert swept.trimmed == 5 and (await store.stats()).completed == 0
+
+
+async def test_a_dead_lettered_job_can_be_retried_with_more_attempts(store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=1, now=T)
+    await worker(store)
+    (job,) = await store.claim("w1", now=T)
+    assert (await store.fail("j", "w1", job.attempt, "boom", now=T)).status == "failed"
+    assert (await store.stats()).failed == 1
+    assert await store.retry("j", attempts=2, now=T + 10) is True
+    again = await store.get_job("j")
+    assert again is not None and again["status"] == "pending" and again["max_attempts"] == 3
+    assert (await store.stats()).failed == 0 and (await store.stats()).pending == 1
+    (job2,) = await store.claim("w1", now=T + 20)
+    assert job2.attempt == 2  # attempts go on: attempt 1's error stays on record
+    with pytest.raises(LeaseLost):  # a worker still holding attempt 1 cannot report on attempt 2
+        await store.complete("j", "w1", 1, b'"stale"', now=T + 21)
+    await store.complete("j", "w1", 2, b'"ok"', now=T + 30)
+    done = await store.get_job("j")
+    assert done is not None and done["result"] == b'"ok"' and done["errors"] == ["boom"]
+    assert (await store.stats()).by_type["a"]["retried"] == 1
+
+
+async def test_only_failed_or_cancelled_jobs_are_retried(store: Store) -> None:
+    await store.add_job("a", job_id="waiting", now=T)
+    await store.add_job("a", job_id="stopped", now=T)
+    await store.cancel("stopped", now=T)
+    assert await store.retry("waiting", now=T) is False
+    assert (await store.get_job("waiting") or {})["status"] == "pending"
+    assert await store.retry("stopped", now=T) is True
+    assert (await store.get_job("stopped") or {})["status"] == "pending"
+    with pytest.raises(JobNotFound):
+        await store.retry("never", now=T)
+    with pytest.raises(BadArgument):
+        await store.retry("stopped", attempts=0, now=T)

@@ -1,0 +1,58 @@
+--[[
+  Retry a job that ended failed (dead-lettered) or cancelled: it becomes pending again, behind the
+  jobs of its priority that are waiting already, with `extra` more attempts than it has used. Its
+  attempt count goes on from where it was, so the error of every attempt stays on record and a
+  worker still holding an old attempt can never report on the new one. A job in any other state is
+  left unchanged.
+
+  Input:
+    KEYS[1] meta hash
+    KEYS[2] failed zset
+    KEYS[3] cancelled zset
+    KEYS[4] stats hash
+    KEYS[5] events stream
+
+    ARGV[1] key prefix, "{queue}:"
+    ARGV[2] now in ms, or "" for the Redis clock
+    ARGV[3] job id
+    ARGV[4] extra attempts, an integer >= 1
+
+  Output:
+    {"RETRIED"}              the job is pending again
+    {"NOT_RETRYABLE", status} pending, scheduled, active or completed: nothing changed
+    {"NOT_FOUND"}
+
+  Events:
+    pending (type): the job is pending again, as a due delayed job
+]]
+local rcall = redis.call
+--- @include "includes/getTime"
+--- @include "includes/getQueueConfig"
+--- @include "includes/emitEvent"
+--- @include "includes/enqueuePending"
+
+local metaKey, failedKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, jobId = ARGV[1], ARGV[3]
+local extra = tonumber(ARGV[4])
+if not extra or extra < 1 or extra > 1000 or extra % 1 ~= 0 then
+  return redis.error_reply('ERR_BAD_ARG extra attempts must be an integer from 1 to 1000')
+end
+local jobKey = prefix .. 'job:' .. jobId
+local f = rcall('HMGET', jobKey, 'status', 'type', 'priority', 'attempts')
+local status = f[1]
+if not status then
+  return {'NOT_FOUND'}
+end
+if status ~= 'failed' and status ~= 'cancelled' then
+  return {'NOT_RETRYABLE', status}
+end
+local now = getTime(ARGV[2])
+rcall('ZREM', status == 'failed' and failedKey or cancelledKey, jobId)
+rcall('PERSIST', jobKey) -- retention applies again when it finishes
+rcall('HSET', jobKey, 'max_attempts', (tonumber(f[4]) or 0) + extra, 'progress', 0, 'message', '',
+  'cancel', 0)
+rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
+enqueuePending(prefix, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
+rcall('HINCRBY', statsKey, 'retried:' .. f[2], 1)
+emitEvent(eventsKey, getQueueConfig(metaKey).eventsMaxLen, 'ev', 'pending', 'id', jobId, 'type', f[2])
+return {'RETRIED'}
