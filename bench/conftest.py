@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import uvloop
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from empfast.config import QueueSettings, RedisOptions
@@ -50,15 +51,25 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def bench_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One event loop per benchmark: the store's client is created, used and closed on it."""
-    loop = asyncio.new_event_loop()
+def _fresh_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[asyncio.AbstractEventLoop]:
+    loop = factory()
     try:
         yield loop
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+@pytest.fixture
+def bench_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop per benchmark: the store's client is created, used and closed on it."""
+    yield from _fresh_loop(asyncio.new_event_loop)
+
+
+@pytest.fixture
+def hub_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A uvloop loop per hub benchmark, as the SDKs run under `empfast worker` and `empfast bench`."""
+    yield from _fresh_loop(uvloop.new_event_loop)
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import pytest
-import uvloop
 from pytest_benchmark.fixture import BenchmarkFixture
 from support import RedisServer, free_port
 
@@ -40,16 +39,6 @@ WORKERS = 2
 CONCURRENCY = 64
 STEADY_RATES = [1_000, 2_000]  # jobs/s submitted while the workers run
 STEADY_S = 4.0
-
-
-@pytest.fixture
-def hub_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = uvloop.new_event_loop()
-    try:
-        yield loop
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 @pytest.fixture
