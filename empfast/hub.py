@@ -245,6 +245,7 @@ class Hub:
         self.server: asyncio.Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.conn_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
+        self._wake_turn = 0
         self.last_event_id = "0-0"
         self.running = False
         self.handlers: dict[str, Handler] = {
@@ -959,16 +960,23 @@ class Hub:
                 conn.send(frame)
 
     async def _wake(self, wake: Counter[str]) -> None:
-        """New pending jobs: claim for local workers that can run them and have free slots."""
+        """New pending jobs: claim for local workers that can run them and have free slots, sharing
+        the jobs among them and starting with a different worker each time, so that the first
+        worker to register does not take every new job while the others idle."""
+        self._wake_turn += 1
         for job_type, count in wake.items():
-            for conn in list(self.workers.values()):
-                if count <= 0:
-                    break
+            eligible = [c for c in self.workers.values() if job_type in c.job_types and self._free_slots(c)]
+            if not eligible:
+                continue
+            turn = self._wake_turn % len(eligible)
+            share = -(-count // len(eligible))  # ceiling
+            for conn in eligible[turn:] + eligible[:turn]:
                 free = self._free_slots(conn)
-                if free and job_type in conn.job_types and conn.worker_id is not None:
-                    jobs = await self.store.claim(conn.worker_id, min(free, count))
-                    self._assign(conn, jobs)
-                    count -= len(jobs)
+                if count <= 0 or conn.worker_id is None or not free:
+                    continue
+                jobs = await self.store.claim(conn.worker_id, min(free, share, count))
+                self._assign(conn, jobs)
+                count -= len(jobs)
 
     async def _events_loop(self) -> None:
         while self.running:
@@ -1005,13 +1013,13 @@ class Hub:
         """Claim for local workers with free slots whose types have pending jobs. Dispatch is
         driven by events; this covers what no event announced to this hub (jobs back from an
         expired lease, a reader that fell behind), at the cost of one stats read a tick."""
-        hungry = [conn for conn in self.workers.values() if self._free_slots(conn)]
+        hungry = {t for conn in self.workers.values() if self._free_slots(conn) for t in conn.job_types}
         if not hungry:
             return
         by_type = (await self.store.stats()).by_type
-        for conn in hungry:
-            if any(by_type.get(t, {}).get("pending") for t in conn.job_types):
-                await self.fill(conn)
+        waiting = Counter({t: by_type[t]["pending"] for t in hungry if by_type.get(t, {}).get("pending")})
+        if waiting:
+            await self._wake(waiting)
 
     async def _stats_loop(self) -> None:
         """Stats to each subscribed monitor at its own interval, only when they changed since the

@@ -178,3 +178,13 @@ async def test_two_hubs_on_one_redis_act_as_one(backend: str, make_store: MakeSt
     finally:
         for h in hubs:
             await h.stop()
+
+
+async def test_new_jobs_are_shared_among_idle_workers(hub: Hub) -> None:
+    for worker_id in ("first", "second"):
+        await register(hub, worker_id, ["a"], concurrency=10)
+    client = await connect(hub, "/ws/client")
+    client.send({"type": "submit_jobs", "jobs": [{"job_type": "a"}] * 8, "req": 1})
+    await client.until("jobs_accepted", req=1)
+    runs_on = [(await client.until("job_update", status="active"))["worker_id"] for _ in range(8)]
+    assert runs_on.count("first") >= 3 and runs_on.count("second") >= 3, runs_on
