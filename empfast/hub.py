@@ -810,14 +810,14 @@ class Hub:
     async def on_heartbeat(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
         try:
-            beat = await self.store.heartbeat(conn.worker_id)
+            beat = await self.store.heartbeat(conn.worker_id, conn.jobs)
         except WorkerNotFound:
             # its record expired after missed heartbeats: register it again with its last values;
             # the jobs it held were taken back
             held = await self.store.register_worker(conn.worker_id, sorted(conn.job_types),
                                                     conn.concurrency, hub_id=self.hub_id)
             self._drop_lost(conn, [job_id for job_id in conn.jobs if job_id not in held])
-            beat = await self.store.heartbeat(conn.worker_id)
+            beat = await self.store.heartbeat(conn.worker_id, conn.jobs)
         self._drop_lost(conn, beat.lost)
         for job_id in beat.cancel:
             conn.send(self._cancel_frame(job_id, "cancelled"))

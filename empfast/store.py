@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -424,11 +424,16 @@ class Store:
         held = out[1]
         return {_s(held[i]): int(held[i + 1]) for i in range(0, len(held), 2)}
 
-    async def heartbeat(self, worker_id: str, *, lease_ms: int | None = None,
-                        now: int | None = None) -> Heartbeat:
+    async def heartbeat(self, worker_id: str, held: Mapping[str, int] | None = None, *,
+                        lease_ms: int | None = None, now: int | None = None) -> Heartbeat:
+        """Refresh the worker and extend its leases. `held` (job id -> attempt) is what the caller
+        believes the worker holds: any of those it no longer holds is reported lost too."""
         k = self.keys
-        out = await self._run("heartbeat", (k.meta, k.active, k.workers, k.events), (
-            k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms))
+        args: list[Any] = [k.prefix, "" if now is None else now, worker_id,
+                           lease_ms or self.settings.lease_ms]
+        for job_id, attempt in (held or {}).items():
+            args += (job_id, attempt)
+        out = await self._run("heartbeat", (k.meta, k.active, k.workers, k.events), args)
         if out[0] == b"NO_WORKER":
             raise WorkerNotFound(worker_id)
         return Heartbeat(int(out[1]), [_s(x) for x in out[2]], [_s(x) for x in out[3]])

@@ -176,6 +176,8 @@ class Worker:
             endpoint(url, "worker", token=token), on_push=self._on_push, on_connected=self._on_connected,
             backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s)
         self._runs: dict[str, _Run] = {}
+        # job id -> a newer attempt assigned while the lost run of that job was still stopping
+        self._next_attempt: dict[str, dict[str, Any]] = {}
         self._outcomes: dict[str, _Outcome] = {}
         self._sending: set[str] = set()  # job ids whose outcome a delivery task is sending
         self._tasks: set[asyncio.Task[None]] = set()  # keeps background tasks referenced
@@ -441,6 +443,10 @@ class Worker:
             return
         attempt = frame.get("attempt") if isinstance(frame.get("attempt"), int) else 0
         running = self._runs.get(job_id)
+        if running is not None and running.cancel_reason == "lease_lost" and attempt > running.job.attempt:
+            # the lost run is still stopping: the new attempt starts once it has ended
+            self._next_attempt[job_id] = frame
+            return
         if running is not None:
             # docs/protocol.md 5.5: never a second run of one job id; a newer attempt (our lease
             # lapsed and we got the job again) is the one this run reports on
@@ -512,14 +518,18 @@ class Worker:
             self._end_run(run, outcome)
 
     def _end_run(self, run: _Run, outcome: _Outcome | None) -> None:
-        if self._runs.get(run.job.job_id) is run:
-            del self._runs[run.job.job_id]
+        job_id = run.job.job_id
+        if self._runs.get(job_id) is run:
+            del self._runs[job_id]
         self.stats.in_flight -= 1
         if run.flush_timer is not None:
             run.flush_timer.cancel()
             run.flush_timer = None
         if outcome is None:
             self._update_idle()
+            newer = self._next_attempt.pop(job_id, None)
+            if newer is not None:
+                self._on_assigned(newer)
             return
         if run.unsent_progress is not None and run.cancel_reason is None:
             self._send_progress(run)  # the last value goes out before the outcome

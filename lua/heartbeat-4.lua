@@ -1,8 +1,10 @@
 --[[
   A worker's heartbeat: refresh its liveness and extend the lease of every job it holds. Jobs it no
-  longer holds (taken back by a sweep) are dropped from its set and reported, so the worker can stop
-  them; jobs whose cancel was asked are reported too, so a cancel reaches the worker even if the
-  event that carried it was missed.
+  longer holds are reported, so the worker can stop them: those in its set that are not active
+  under it (dropped from the set), and those the caller believes it holds (ARGV[5...]) that are not
+  active under it at that attempt; a sweep that takes a job back removes it from the worker's set,
+  so only the caller's list can tell. Jobs whose cancel was asked are reported too, so a cancel
+  reaches the worker even if the event that carried it was missed.
 
   Input:
     KEYS[1] meta hash
@@ -14,6 +16,7 @@
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] worker id
     ARGV[4] lease in ms
+    ARGV[5...] job id, attempt, ...: the jobs the caller believes the worker holds (may be none)
 
   Output:
     {"OK", extended, {lost job ids}, {job ids to cancel}}
@@ -47,6 +50,18 @@ for _, jobId in ipairs(rcall('SMEMBERS', jobsKey)) do
     end
   else
     rcall('SREM', jobsKey, jobId)
+    lost[#lost + 1] = jobId
+  end
+end
+local reported = {}
+for _, jobId in ipairs(lost) do
+  reported[jobId] = true
+end
+for i = 5, #ARGV - 1, 2 do
+  local jobId = ARGV[i]
+  local f = rcall('HMGET', prefix .. 'job:' .. jobId, 'status', 'worker', 'attempts')
+  if not reported[jobId] and (f[1] ~= 'active' or f[2] ~= workerId or f[3] ~= ARGV[i + 1]) then
+    reported[jobId] = true
     lost[#lost + 1] = jobId
   end
 end

@@ -43,6 +43,19 @@ async def test_heartbeat_extends_every_lease_of_the_worker(store: Store) -> None
     assert (await store.stats()).active == 2
 
 
+async def test_heartbeat_reports_jobs_taken_back_that_the_caller_thinks_it_holds(store: Store) -> None:
+    await store.add_jobs([NewJob("a", job_id="kept"), NewJob("a", job_id="taken")], now=T)
+    await store.register_worker("w1", ["a"], 2, now=T)
+    held = {j.job_id: j.attempt for j in await store.claim("w1", 2, now=T)}
+    await store.heartbeat("w1", now=T + 9_000)  # extends both leases to T + 19 s
+    await store.redis.zadd(store.keys.active, {"taken": T + 1})  # as if its lease had lapsed
+    assert (await store.sweep(now=T + 12_000)).expired == 1
+    beat = await store.heartbeat("w1", held, now=T + 12_500)
+    assert beat.extended == 1 and beat.lost == ["taken"]
+    assert (await store.heartbeat("w1", {"kept": 1}, now=T + 13_000)).lost == []
+    assert (await store.heartbeat("w1", {"kept": 2}, now=T + 13_000)).lost == ["kept"]  # not that attempt
+
+
 async def test_heartbeat_of_an_unknown_worker_says_register_again(store: Store) -> None:
     with pytest.raises(WorkerNotFound, match="register it again"):
         await store.heartbeat("ghost", now=T)

@@ -468,3 +468,32 @@ def test_load_handlers_from_a_mapping_or_a_factory(jobs_module: str) -> None:
 def test_load_handlers_says_what_to_fix(jobs_module: str, spec: str, advice: str) -> None:
     with pytest.raises(HandlerSpecError, match=advice):
         load_handlers(spec)
+
+
+async def test_a_newer_attempt_assigned_while_the_lost_run_is_stopping_still_runs(
+        hub: Hub, make_worker: MakeWorker, client: WSPeer) -> None:
+    first_started, cleanup_done = asyncio.Event(), asyncio.Event()
+    attempts: list[int] = []
+
+    async def slow_to_stop(job: Job) -> str:
+        attempts.append(job.attempt)
+        if job.attempt > 1:
+            return f"attempt {job.attempt}"
+        first_started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.5)  # a slow cleanup: the hub assigns the job again meanwhile
+            cleanup_done.set()
+        return "never"
+
+    await make_worker({"slow": slow_to_stop}).start()
+    job_id = await submit(client, "slow")
+    async with asyncio.timeout(5):
+        await first_started.wait()
+    # the lease (2 s) lapses as far as Redis knows: the sweep takes the job back, the worker's next
+    # heartbeat learns the lease was lost and the hub hands the job to the same worker again
+    assert (await hub.store.sweep(now=int(time.time() * 1000) + 2_500)).expired == 1
+    done = await client.until("job_completed", job_id=job_id, wait_s=10)
+    assert done["result"] == "attempt 2" and done["attempt"] == 2
+    assert cleanup_done.is_set() and attempts == [1, 2]
