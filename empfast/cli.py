@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from empfast.bars import Board, bar
 from empfast.benchmark import run_bench
@@ -36,7 +37,16 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | N
         store = Store.embedded(settings)
         where = "the embedded store (in this process; not durable, one process only)"
     hub = Hub(store, config)
-    await hub.start()
+    try:
+        await hub.start()
+    except RedisError as exc:
+        await store.close()
+        raise StartupError(f"cannot reach Redis at {redis_url} ({exc}): start it, or fix --redis-url "
+                           "(EMPFAST_REDIS_URL)") from None
+    except OSError as exc:
+        await store.close()
+        raise StartupError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): is "
+                           "another hub running there? choose another --port") from None
     log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s",
              hub.hub_id, config.host, hub.port, settings.name, where)
     stop = asyncio.Event()
@@ -54,7 +64,9 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | N
 
 
 def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"EMPFAST_{name}", default)
+    """EMPFAST_<NAME>, or the default when it is unset or empty. Values are strings: argparse
+    converts them with the option's type, so a bad one is a usage error of the command that uses it."""
+    return os.environ.get(f"EMPFAST_{name}") or default
 
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
@@ -84,30 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. EMPFAST_REDIS_URL); a flag on the command line wins."))
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
                        help="the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=int, default=int(_env("PORT", "8765") or 8765),
+    serve.add_argument("--port", type=int, default=_env("PORT", "8765"),
                        help="the port to listen on (default 8765; 0 picks a free one)")
     serve.add_argument("--redis-url", default=_env("REDIS_URL"),
                        help="Redis URL; without one the hub runs on the embedded store")
     serve.add_argument("--queue", default=_env("QUEUE", "default"),
                        help="the queue this hub serves; its keys share the Redis hash tag {QUEUE}")
     serve.add_argument("--token", default=_env("TOKEN"), help="require this token on every connection")
-    serve.add_argument("--lease-s", type=float, default=float(_env("LEASE_S", "30") or 30),
+    serve.add_argument("--lease-s", type=float, default=_env("LEASE_S", "30"),
                        help="a job's lease: without a heartbeat or progress for this long it runs again")
-    serve.add_argument("--liveness-s", type=float, default=float(_env("LIVENESS_S", "30") or 30),
+    serve.add_argument("--liveness-s", type=float, default=_env("LIVENESS_S", "30"),
                        help="a worker silent for this long is gone and its jobs are taken back")
-    serve.add_argument("--heartbeat-s", type=float, default=float(_env("HEARTBEAT_S", "10") or 10),
+    serve.add_argument("--heartbeat-s", type=float, default=_env("HEARTBEAT_S", "10"),
                        help="the heartbeat interval told to workers, at most a third of lease and liveness")
     serve.add_argument("--sweep-interval-s", type=float,
-                       default=float(_env("SWEEP_INTERVAL_S", "1") or 1),
+                       default=_env("SWEEP_INTERVAL_S", "1"),
                        help="how often expired leases, due delayed jobs and gone workers are swept")
     serve.add_argument("--retry-backoff-s", type=float,
-                       default=float(_env("RETRY_BACKOFF_S", "1") or 1),
+                       default=_env("RETRY_BACKOFF_S", "1"),
                        help="the first retry's delay, doubling each attempt, with jitter (default 1)")
     serve.add_argument("--retry-backoff-cap-s", type=float,
-                       default=float(_env("RETRY_BACKOFF_CAP_S", "300") or 300),
+                       default=_env("RETRY_BACKOFF_CAP_S", "300"),
                        help="the longest retry delay (default 300)")
     serve.add_argument("--max-frame-bytes", type=int,
-                       default=int(_env("MAX_FRAME_BYTES", str(1 << 20)) or 1 << 20),
+                       default=_env("MAX_FRAME_BYTES", str(1 << 20)),
                        help="the largest frame either way (default 1 MiB); payloads get 4 KiB less")
     _add_logging(serve)
 
@@ -120,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_url(worker)
     worker.add_argument("--worker-id", default=_env("WORKER_ID"),
                         help="a stable id; a restarted worker with the same id gets its jobs back")
-    worker.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "1") or 1))
-    worker.add_argument("--grace-s", type=float, default=float(_env("GRACE_S", "30") or 30))
+    worker.add_argument("--concurrency", type=int, default=_env("CONCURRENCY", "1"))
+    worker.add_argument("--grace-s", type=float, default=_env("GRACE_S", "30"))
     worker.add_argument("--app-dir", default=_env("APP_DIR", "."),
                         help="where to import HANDLERS' module from (default: the current directory)")
     _add_logging(worker)
@@ -183,7 +195,7 @@ async def run_submit(args: argparse.Namespace) -> int:
         print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
               """e.g. '{"seconds": 2}'""", file=sys.stderr)
         return 2
-    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
@@ -244,7 +256,7 @@ def _job_table(job: dict[str, Any]) -> str:
 
 
 async def run_retry(args: argparse.Namespace) -> int:
-    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
         except NotRetryableError as exc:
@@ -260,7 +272,7 @@ async def run_retry(args: argparse.Namespace) -> int:
 
 
 async def run_status(args: argparse.Namespace) -> int:
-    async with Client(args.url, token=args.token, connect_timeout_s=10) as client:
+    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
         if args.job_id:
             try:
                 reply = await client.status(args.job_id)
@@ -321,19 +333,28 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+class StartupError(Exception):
+    """A hub that cannot start: the message says why and what to change."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except HandlerSpecError as exc:
         print(f"empfast worker: {exc}", file=sys.stderr)
+    except StartupError as exc:
+        print(f"empfast serve: {exc}", file=sys.stderr)
     except ValueError as exc:  # settings refused by config.py
         print(f"empfast {args.command}: {exc}", file=sys.stderr)
     except HubError as exc:
         print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
-    except (TimeoutError, OSError) as exc:
-        print(f"empfast {args.command}: {exc or 'timed out'}; is the hub running at "
-              f"{getattr(args, 'url', '')}? start one with `empfast serve`", file=sys.stderr)
+    except TimeoutError as exc:  # the SDK's message names the hub and what to check
+        print(f"empfast {args.command}: {exc or 'timed out'}; start a hub with `empfast serve`",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"empfast {args.command}: {exc}; is the hub running at {getattr(args, 'url', '')}? "
+              "start one with `empfast serve`", file=sys.stderr)
     return 2
 
 

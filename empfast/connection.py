@@ -82,7 +82,8 @@ class Connection:
         self.transport: WSTransport | None = None
         self.ready = asyncio.Event()  # set while connected and on_connected has run
         self.fatal: HubError | None = None
-        self.connects = 0
+        self.connects = 0  # sockets opened
+        self.sessions = 0  # of those, the ones that came up with the SDK's state restored
         self._req_ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._closing = False
@@ -256,6 +257,7 @@ class Connection:
                 await self.on_connected()
             if self.connected:
                 self.ready.set()
+                self.sessions += 1
                 self._resolve_first(None)
             await self._lost.wait()
         finally:
@@ -266,7 +268,7 @@ class Connection:
     async def _keep_connected(self) -> None:
         delays = backoff_delays(self.backoff_base_s, self.backoff_cap_s)
         while not self._closing:
-            connects = self.connects
+            sessions = self.sessions
             try:
                 await self._session()
             except (TimeoutError, OSError, Disconnected) as exc:
@@ -287,7 +289,9 @@ class Connection:
                 return
             if self._closing:
                 return
-            if self.connects > connects:  # it was up: start the backoff again from its base
+            # it was up and restored: start the backoff again from its base; a hub that accepts the
+            # socket but fails the restore (e.g. Redis down) keeps backing off
+            if self.sessions > sessions:
                 delays = backoff_delays(self.backoff_base_s, self.backoff_cap_s)
             delay = next(delays)
             log.info("reconnecting to %s in %.2f s", self.url, delay)

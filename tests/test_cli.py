@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -160,3 +161,20 @@ async def test_two_hub_processes_on_one_redis_act_as_one(redis_server: RedisServ
         assert await stop(worker) == 0
         for hub in hubs:
             assert await stop(hub) == 0
+
+
+def test_a_hub_that_cannot_start_says_why_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([*EMPFAST, "serve", "--port", str(port)], capture_output=True, text=True,
+                              timeout=60)
+    assert proc.returncode == 2 and "choose another --port" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([*EMPFAST, "serve", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
+    env = {**os.environ, "EMPFAST_PORT": "abc"}
+    proc = subprocess.run([*EMPFAST, "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "invalid int value: 'abc'" in proc.stderr
