@@ -26,11 +26,18 @@ from typing import Any
 
 import orjson
 
-from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
+from empfast.connection import (
+    Connection,
+    ConnectionClosed,
+    Disconnected,
+    FrameTooLarge,
+    HubError,
+    endpoint,
+)
 from empfast.protocol import splice
 
-__all__ = ["Client", "ConnectionClosed", "Disconnected", "HubError", "JobCancelledError", "JobError",
-           "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
+__all__ = ["Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError", "JobCancelledError",
+           "JobError", "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
 
 log = logging.getLogger("empfast.client")
 

@@ -38,6 +38,10 @@ class HubError(Exception):
         super().__init__(f"{self.code}: {frame.get('error', '')}")
 
 
+class FrameTooLarge(ValueError):
+    """A request larger than the hub accepts (its `welcome` frame says how large): not sent."""
+
+
 class Disconnected(Exception):
     """The connection dropped before the reply came; the request's outcome is unknown."""
 
@@ -163,8 +167,16 @@ class Connection:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req] = future
         head = {**message, "req": req}
+        data = splice(head, *raw) if raw is not None else orjson.dumps(head)
+        limit = self.welcome.get("max_frame_bytes")
+        if isinstance(limit, int) and len(data) > limit:
+            # the hub would close the socket, and a re-send after the reconnect would do it again
+            self._pending.pop(req, None)
+            raise FrameTooLarge(f"a {message.get('type')} frame of {len(data)} bytes is over the hub's "
+                                f"limit of {limit}: send a smaller payload (or batch), and keep big data "
+                                "in object storage with its URL in the payload")
         try:
-            if not self.send(splice(head, *raw) if raw is not None else head):
+            if not self.send(data):
                 raise Disconnected("not connected to the hub")
             reply = await future
         finally:

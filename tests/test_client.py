@@ -13,6 +13,7 @@ from support import WSPeer, register, ws_url
 
 from empfast.client import (
     Client,
+    FrameTooLarge,
     HubError,
     JobCancelledError,
     JobFailedError,
@@ -205,6 +206,15 @@ async def test_a_failed_job_retried_runs_again_and_its_handle_follows_the_new_ru
             await client.retry("no-such-job")
         assert info.value.code == "not_found"
         worker.close()
+
+
+async def test_a_submit_larger_than_the_hub_accepts_is_refused_before_it_is_sent(hub: Hub) -> None:
+    async with Client(ws_url(hub)) as client:
+        limit = hub.config.max_frame_bytes
+        with pytest.raises(FrameTooLarge, match="object storage"):
+            await client.submit("a", {"blob": "x" * limit})
+        assert client.connection.connects == 1  # the connection was never dropped
+        assert (await client.stats())["pending"] == 0
 
 
 async def test_cancel_of_a_pending_job(hub: Hub) -> None:
