@@ -125,7 +125,8 @@ async def test_a_submit_whose_reply_is_lost_is_sent_again_and_adds_one_job(hub: 
 
         def send_then_drop(message: dict[str, Any] | bytes) -> bool:
             sent = original(message)
-            if isinstance(message, dict) and message.get("type") == "submit_job" and connection.connects == 1:
+            frame = orjson.loads(message) if isinstance(message, bytes) else message
+            if frame.get("type") == "submit_job" and connection.connects == 1:
                 assert connection.transport is not None
                 connection.transport.disconnect()
             return sent
