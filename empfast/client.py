@@ -383,7 +383,9 @@ class Client:
         watch = self._watches[job_id] = _Watch(job_id)
         watch.submitting += 1
         try:
-            reply = await self._call({"type": "retry_job", "job_id": job_id, "attempts": attempts})
+            # the retry id makes a re-send after a lost reply a repeat, not a refusal
+            reply = await self._call({"type": "retry_job", "job_id": job_id, "attempts": attempts,
+                                      "retry_id": uuid.uuid4().hex})
         except BaseException:
             self._restore_watch(job_id, watch, old)
             raise

@@ -617,11 +617,12 @@ class Hub:
     async def on_retry_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
         attempts = p.get_int(msg, "attempts", 1, 1, 1000)
+        retry_id = p.get_opt_str(msg, "retry_id", max_len=p.MAX_JOB_ID) or ""
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
         fresh = job_id not in conn.subscriptions and self.subscribe(conn, job_id)
         retried = False
         try:
-            retried = await self.store.retry(job_id, attempts)
+            retried = await self.store.retry(job_id, attempts, retry_id=retry_id)
         finally:
             if fresh and not retried:
                 self.unsubscribe(conn, job_id)

@@ -377,12 +377,14 @@ class Store:
             return CancelOutcome("cancel_requested", _s(out[1]))
         return CancelOutcome(_s(out[1]), None)
 
-    async def retry(self, job_id: str, attempts: int = 1, *, now: int | None = None) -> bool:
+    async def retry(self, job_id: str, attempts: int = 1, *, retry_id: str = "",
+                    now: int | None = None) -> bool:
         """Make a failed (dead-lettered) or cancelled job pending again with `attempts` more
-        attempts. False when the job is in another state (nothing changed)."""
+        attempts. False when the job is in another state (nothing changed), unless this is a repeat
+        of the retry with the same `retry_id`."""
         k = self.keys
         out = await self._run("retryJob", (k.meta, k.failed, k.cancelled, k.stats, k.events),
-                              (k.prefix, "" if now is None else now, job_id, attempts))
+                              (k.prefix, "" if now is None else now, job_id, attempts, retry_id))
         if out[0] == b"NOT_FOUND":
             raise JobNotFound(job_id)
         return out[0] == b"RETRIED"

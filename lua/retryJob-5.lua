@@ -16,6 +16,8 @@
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] job id
     ARGV[4] extra attempts, an integer >= 1
+    ARGV[5] retry id, or "": a repeat of the same id (its reply was lost, it was sent again) answers
+            RETRIED again and changes nothing
 
   Output:
     {"RETRIED"}              the job is pending again
@@ -44,13 +46,16 @@ if not status then
   return {'NOT_FOUND'}
 end
 if status ~= 'failed' and status ~= 'cancelled' then
+  if ARGV[5] ~= '' and rcall('HGET', jobKey, 'retry_id') == ARGV[5] then
+    return {'RETRIED'}
+  end
   return {'NOT_RETRYABLE', status}
 end
 local now = getTime(ARGV[2])
 rcall('ZREM', status == 'failed' and failedKey or cancelledKey, jobId)
 rcall('PERSIST', jobKey) -- retention applies again when it finishes
 rcall('HSET', jobKey, 'max_attempts', (tonumber(f[4]) or 0) + extra, 'progress', 0, 'message', '',
-  'cancel', 0)
+  'cancel', 0, 'retry_id', ARGV[5])
 rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
 enqueuePending(prefix, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
 rcall('HINCRBY', statsKey, 'retried:' .. f[2], 1)

@@ -388,6 +388,11 @@ async def test_only_failed_or_cancelled_jobs_are_retried(store: Store) -> None:
     assert (await store.get_job("waiting") or {})["status"] == "pending"
     assert await store.retry("stopped", now=T) is True
     assert (await store.get_job("stopped") or {})["status"] == "pending"
+    assert await store.retry("stopped", retry_id="r1", now=T) is False  # pending now: not again
+    await store.cancel("stopped", now=T)
+    assert await store.retry("stopped", retry_id="r2", now=T) is True
+    assert await store.retry("stopped", retry_id="r2", now=T) is True  # a repeat of r2: no change
+    assert (await store.get_job("stopped") or {})["max_attempts"] == 1  # 0 used + 1, once
     with pytest.raises(JobNotFound):
         await store.retry("never", now=T)
     with pytest.raises(BadArgument):
