@@ -80,8 +80,9 @@ def _add_hub_url(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empfast", description=(
-        "empfast: a high-throughput job hub. Every option can also come from the environment as "
-        "EMPFAST_<OPTION> (e.g. EMPFAST_REDIS_URL); a flag on the command line wins."))
+        "empfast: a high-throughput job hub. The options of serve and worker, and --url and --token "
+        "of every command, can also come from the environment as EMPFAST_<OPTION> (e.g. "
+        "EMPFAST_REDIS_URL, EMPFAST_URL); a flag on the command line wins."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a hub, workers and a client in this process (no Redis needed)",
                           description="Start a hub on the embedded store, a few workers and a client, "
