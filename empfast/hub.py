@@ -48,6 +48,7 @@ log = logging.getLogger("empfast.hub")
 
 MAX_BATCH = 1000
 INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
+INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
 MAX_SUBSCRIPTIONS = 100_000
 PAYLOAD_HEADROOM = 4096  # room for the frame built around a payload or result (docs/protocol.md 8)
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -92,6 +93,7 @@ class Conn(WSListener):
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.closed = False
+        self.reading_paused = False
         self.subscriptions: set[str] = set()
         # job id -> live frames held back while its replay is read (resume without gap or repeat)
         self.held_back: dict[str, list[tuple[str, bytes]]] = {}
@@ -140,6 +142,11 @@ class Conn(WSListener):
                        limit=limit)
             return
         self.inbox.put_nowait(data)
+        if not self.reading_paused and self.inbox.qsize() >= INBOX_HIGH:
+            # a peer that sends faster than its frames are handled waits in its own TCP window
+            # instead of growing the hub's memory
+            self.reading_paused = True
+            transport.underlying_transport.pause_reading()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
@@ -176,6 +183,9 @@ class Conn(WSListener):
             while len(frames) < INBOX_BATCH and not self.inbox.empty():
                 frames.append(self.inbox.get_nowait())
             await self._handle_frames(frames)
+            if self.reading_paused and self.inbox.qsize() <= INBOX_HIGH // 4 and self.transport is not None:
+                self.reading_paused = False
+                self.transport.underlying_transport.resume_reading()
 
     async def _handle_frames(self, frames: list[bytes]) -> None:
         """Handle frames in order. A run of consecutive frames of one batchable type (a worker's

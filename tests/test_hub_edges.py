@@ -370,3 +370,15 @@ async def test_a_dead_lettered_job_retried_by_a_client_runs_again(hub: Hub) -> N
     client.send({"type": "retry_job", "job_id": job_id, "req": 3})
     unchanged = await client.until("job_status", req=3)
     assert unchanged["retried"] is False and unchanged["status"] == "completed"
+
+
+async def test_a_flood_of_frames_is_answered_in_full_and_in_order(hub: Hub) -> None:
+    """More frames than the hub queues per connection: it stops reading until it catches up."""
+    client = await connect(hub, "/ws/client")
+    count = 6_000
+    for n in range(count):  # each one a store read, so they queue up behind each other
+        client.send({"type": "get_job_status", "job_id": "missing", "req": n})
+    replies = [await client.next(wait_s=30) for _ in range(count)]
+    assert [(r["req"], r["code"]) for r in replies] == [(n, "not_found") for n in range(count)]
+    client.send({"type": "get_stats", "req": "after"})
+    assert (await client.until("stats"))["req"] == "after"
