@@ -256,6 +256,7 @@ class Hub:
         self.tasks: list[asyncio.Task[None]] = []
         self.conn_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
         self._wake_turn = 0
+        self.reader_interrupted = False  # set when the events reader failed or stalled
         self.last_event_id = "0-0"
         self.running = False
         self.handlers: dict[str, Handler] = {
@@ -990,10 +991,19 @@ class Hub:
                 count -= len(jobs)
 
     async def _events_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_read = loop.time()
         while self.running:
             try:
+                # a pause much longer than a blocking read (a stalled process) counts as an
+                # interruption: the stream may have been trimmed past this hub's position meanwhile
+                if loop.time() - last_read > max(10.0, self.config.events_block_ms / 100):
+                    self.reader_interrupted = True
+                if self.reader_interrupted:
+                    await self._check_reader_gap()
                 events = await self.store.read_events(self.last_event_id, count=1000,
                                                       block_ms=self.config.events_block_ms)
+                last_read = loop.time()
                 wake: Counter[str] = Counter()
                 for event_id, fields in events:
                     self.last_event_id = event_id
@@ -1006,7 +1016,31 @@ class Hub:
                 if not self.running:
                     return
                 log.exception("reading the events stream failed; retrying in 1 s")
+                self.reader_interrupted = True
                 await asyncio.sleep(1)
+
+    async def _check_reader_gap(self) -> None:
+        """After the reader was interrupted: if the stream was trimmed past the last entry this hub
+        read, its subscribers may have missed events, so each gets its job's state as an event
+        marked `resumed: false`, and monitors get fresh stats (docs/protocol.md section 6)."""
+        first = await self.store.first_event_id()
+        self.reader_interrupted = False
+        if first is None or self.last_event_id == "0-0" or stream_id(first) <= stream_id(self.last_event_id):
+            return
+        log.warning("the events stream was trimmed past this hub's position (%s < %s): sending each "
+                    "subscription its job's state", self.last_event_id, first)
+        for job_id, subs in list(self.job_subscribers.items()):
+            job = await self.store.get_job(job_id)
+            if job is None:
+                continue
+            frame = self._state_frame(job_id, job, self.last_event_id, {"resumed": False})
+            for conn in list(subs):
+                conn.send(frame)
+                self._end_if_final(conn, job_id, job)
+        if self.monitors:
+            stats = orjson.dumps({"type": "stats", **(await self.store.stats()).as_dict()})
+            for conn in list(self.monitors):
+                conn.send(stats)
 
     async def _sweep_loop(self) -> None:
         while self.running:

@@ -532,6 +532,11 @@ class Store:
         newest = await self.redis.xrevrange(self.keys.events, count=1)
         return _s(newest[0][0]) if newest else "0-0"
 
+    async def first_event_id(self) -> str | None:
+        """The id of the oldest event still in the stream (None when it is empty)."""
+        oldest = await self.redis.xrange(self.keys.events, count=1)
+        return _s(oldest[0][0]) if oldest else None
+
     async def job_events_since(self, job_id: str, since: str, *,
                                scan: int = 10_000) -> tuple[list[tuple[str, dict[str, bytes]]], bool]:
         """Events of one job after `since` (for a client that resumes), scanning at most the

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 from picows import WSMsgType
+from redis.exceptions import ConnectionError as RedisConnectionError
 from support import MakeStore, WSPeer, connect, register, submit, ws_url
 
 from empfast.config import HubConfig
@@ -382,3 +383,30 @@ async def test_a_flood_of_frames_is_answered_in_full_and_in_order(hub: Hub) -> N
     assert [(r["req"], r["code"]) for r in replies] == [(n, "not_found") for n in range(count)]
     client.send({"type": "get_stats", "req": "after"})
     assert (await client.until("stats"))["req"] == "after"
+
+
+async def test_a_hub_whose_reader_fell_behind_a_trimmed_stream_tells_its_subscribers(
+        backend: str, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    if backend != "redis":
+        pytest.skip("fakeredis does not trim streams")
+    client = await connect(hub, "/ws/client")
+    client.send({"type": "submit_job", "job_type": "a", "job_id": "behind"})
+    # the job's first event may come before or after the reply: the submitter is subscribed first
+    seen = {(await client.until_any(("job_accepted", "job_update")))["type"] for _ in range(2)}
+    assert seen == {"job_accepted", "job_update"}
+
+    reader_failed = asyncio.Event()
+
+    async def cut_off(*args: object, **kwargs: object) -> None:
+        reader_failed.set()
+        raise RedisConnectionError("the test cut the reader off")
+
+    monkeypatch.setattr(hub.store, "read_events", cut_off)
+    async with asyncio.timeout(5):
+        await reader_failed.wait()  # the read in flight has ended: the reader now sees nothing
+    other = await connect(hub, "/ws/client")
+    await submit(other, "b")  # events this hub's reader does not see...
+    await hub.store.redis.xtrim(hub.store.keys.events, maxlen=1, approximate=False)  # ...and lose
+    monkeypatch.undo()
+    state = await client.until("job_update", wait_s=10, job_id="behind", resumed=False)
+    assert state["status"] == "pending"
