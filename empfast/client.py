@@ -34,7 +34,7 @@ from empfast.connection import (
     HubError,
     endpoint,
 )
-from empfast.protocol import splice
+from empfast.protocol import event_key, splice
 
 __all__ = ["Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError", "JobCancelledError",
            "JobError", "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
@@ -148,17 +148,6 @@ def _job_bytes(spec: JobSpec, job_id: str) -> bytes:
     return orjson.dumps(body) if raw is None else splice(body, "payload", raw)
 
 
-def _stream_key(event_id: Any) -> tuple[int, int] | None:
-    """An event id (`<ms>-<seq>`) as a comparable key; None when there is none (older hubs send "")."""
-    if not isinstance(event_id, str) or not event_id:
-        return None
-    ms, _, seq = event_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return None
-
-
 def _is_final(frame: dict[str, Any]) -> bool:
     kind = frame.get("type")
     return kind in ("job_completed", "job_cancelled") or (kind == "job_failed" and frame.get("final") is True)
@@ -192,7 +181,7 @@ class _Watch:
         """Record an event; False for a repeat (a replay overlapping live events, a second final)."""
         if self.final is not None:
             return False
-        key = _stream_key(frame.get("event_id"))
+        key = event_key(frame.get("event_id"))
         if key is not None:
             if self._last_key is not None and key <= self._last_key:
                 return False
@@ -518,14 +507,14 @@ class Client:
 
     async def _iterate(self, job: _Watch | str, since: str | None) -> AsyncIterator[dict[str, Any]]:
         watch = job if isinstance(job, _Watch) else await self._watch(job, since)
-        floor = _stream_key(since)
+        floor = event_key(since)
         seen = 0
         while True:
             events = watch.events
             while seen < len(events):
                 frame = events[seen]
                 seen += 1
-                key = _stream_key(frame.get("event_id")) if floor is not None else None
+                key = event_key(frame.get("event_id")) if floor is not None else None
                 if key is None or floor is None or key > floor:
                     yield frame
             if watch.final is not None:

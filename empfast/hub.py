@@ -42,7 +42,7 @@ from empfast.errors import (
     WorkerNotFound,
     WrongJobType,
 )
-from empfast.store import Added, ClaimedJob, Completion, NewJob, Store, new_job_id, stream_id
+from empfast.store import Added, ClaimedJob, Completion, NewJob, Store, new_job_id
 
 log = logging.getLogger("empfast.hub")
 
@@ -465,24 +465,18 @@ class Hub:
                             for job, sub in zip(jobs, wanted, strict=True)]
             except Exception as exc:
                 outcomes = [exc] * len(jobs)
-        done = iter(outcomes)
+        answers: list[dict[str, Any] | Exception] = []
         finished: list[str] = []
-        for (_, _, req), reply in zip(requests, replies, strict=True):
-            if reply is None:
-                outcome = next(done)
-                if isinstance(outcome, Exception):
-                    reply = error_for(outcome, req, conn.role)
-                else:
-                    added, subscribed = outcome
-                    accepted: dict[str, Any] = {"type": "job_accepted", "job_id": added.job_id,
-                                                "status": added.status, "created": added.created,
-                                                "subscribed": subscribed}
-                    if req is not None:
-                        accepted["req"] = req
-                    reply = orjson.dumps(accepted)
-                    if subscribed and added.status in FINAL_STATUSES:
-                        finished.append(added.job_id)
-            conn.send(reply)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                answers.append(outcome)
+                continue
+            added, subscribed = outcome
+            answers.append({"type": "job_accepted", "job_id": added.job_id, "status": added.status,
+                            "created": added.created, "subscribed": subscribed})
+            if subscribed and added.status in FINAL_STATUSES:
+                finished.append(added.job_id)
+        self._answer_in_order(conn, requests, replies, answers)
         for job_id in finished:
             await self._send_final(conn, job_id)
 
@@ -583,7 +577,7 @@ class Hub:
             conn.send(self._event_frame(event_id, fields))
             last = event_id
         for event_id, frame in held:
-            if stream_id(event_id) > stream_id(last):
+            if _event_order(event_id) > _event_order(last):
                 conn.send(frame)
 
     def _end_if_final(self, conn: Conn, job_id: str, job: dict[str, Any]) -> bool:
@@ -779,19 +773,26 @@ class Hub:
                 outcomes = list(refused)
             except Exception as exc:
                 outcomes = [exc] * len(completions)
-        done = iter(zip(completions, outcomes, strict=True))
-        for (_, _, req), reply in zip(requests, replies, strict=True):
-            if reply is None:
-                completion, refused = next(done)
-                if refused is not None:
-                    reply = error_for(refused, req, conn.role)
-                else:
-                    ack: dict[str, Any] = {"type": "job_completed_ack", "job_id": completion.job_id}
-                    if req is not None:
-                        ack["req"] = req
-                    reply = orjson.dumps(ack)
-            conn.send(reply)
+        self._answer_in_order(conn, requests, replies, [
+            refused or {"type": "job_completed_ack", "job_id": completion.job_id}
+            for completion, refused in zip(completions, outcomes, strict=True)])
         self._assign(conn, next_jobs)
+
+    def _answer_in_order(self, conn: Conn, requests: list[Request], refused_early: list[bytes | None],
+                         answers: list[dict[str, Any] | Exception]) -> None:
+        """Reply to a batch in request order: a request refused before the store call has its error
+        frame in `refused_early`; each of the others (None there) takes the next of `answers`, a
+        reply frame or the exception that refused it."""
+        pending = iter(answers)
+        for (_, _, req), early in zip(requests, refused_early, strict=True):
+            if early is not None:
+                conn.send(early)
+                continue
+            answer = next(pending)
+            if isinstance(answer, Exception):
+                conn.send(error_for(answer, req, conn.role))
+            else:
+                self.reply(conn, req, answer)
 
     async def on_fail_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
@@ -1025,7 +1026,8 @@ class Hub:
         marked `resumed: false`, and monitors get fresh stats (docs/protocol.md section 6)."""
         first = await self.store.first_event_id()
         self.reader_interrupted = False
-        if first is None or self.last_event_id == "0-0" or stream_id(first) <= stream_id(self.last_event_id):
+        behind = first is not None and _event_order(first) > _event_order(self.last_event_id)
+        if not behind or self.last_event_id == "0-0":
             return
         log.warning("the events stream was trimmed past this hub's position (%s < %s): sending each "
                     "subscription its job's state", self.last_event_id, first)
@@ -1085,3 +1087,8 @@ class Hub:
                 if frame != conn.stats_sent:
                     conn.stats_sent, conn.stats_sent_at = frame, now
                     conn.send(frame)
+
+
+def _event_order(event_id: str) -> tuple[int, int]:
+    """Ids of entries read from the stream (always well formed), in stream order."""
+    return p.event_key(event_id) or (0, 0)

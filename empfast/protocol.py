@@ -79,6 +79,18 @@ def parse_frame(data: bytes | str) -> dict[str, Any]:
     return message
 
 
+def event_key(event_id: object) -> tuple[int, int] | None:
+    """An event id ("<ms>-<seq>", a Redis stream id) as a pair that orders like the stream; None when
+    it is not one (e.g. the "" of older hubs)."""
+    if not isinstance(event_id, str) or not event_id:
+        return None
+    ms, _, seq = event_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return None
+
+
 def check_role(role: str, kind: str) -> None:
     if kind not in ALL_TYPES:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind!r}; see docs/protocol.md")

@@ -36,6 +36,7 @@ from empfast.errors import (
     WrongJobType,
 )
 from empfast.keys import LAYOUT_VERSION, QueueKeys
+from empfast.protocol import event_key
 from empfast.scripts import Script, load_scripts, scripts_version
 
 log = logging.getLogger("empfast.store")
@@ -136,12 +137,6 @@ def _claimed(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
 def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
     entry_id, fields = entry
     return _s(entry_id), {_s(a): b for a, b in fields.items()}
-
-
-def stream_id(text: str) -> tuple[int, int]:
-    """A Redis stream id "<ms>-<seq>" as a pair that orders like the stream; ValueError if malformed."""
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def new_job_id() -> str:
@@ -546,7 +541,9 @@ class Store:
         pipe.xrange(self.keys.events, count=1)
         pipe.xrange(self.keys.events, min=f"({since}", count=scan)
         first, entries = await pipe.execute()
-        complete = not first or stream_id(_s(first[0][0])) <= stream_id(since)
+        first_key = event_key(_s(first[0][0])) if first else None
+        since_key = event_key(since)
+        complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
         events = [_event(e) for e in entries if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
         return events, complete
