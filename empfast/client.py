@@ -34,17 +34,16 @@ from empfast.connection import (
     HubError,
     endpoint,
 )
-from empfast.protocol import event_key, splice
+from empfast.errors import TRANSIENT_CODES
+from empfast.ids import event_key
+from empfast.limits import MAX_BATCH
+from empfast.protocol import JOB_EVENT_TYPES, is_final_event, splice
 
 __all__ = ["Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError", "JobCancelledError",
            "JobError", "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
 
 log = logging.getLogger("empfast.client")
 
-MAX_BATCH = 1000  # jobs per submit_jobs frame (docs/protocol.md section 8)
-EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled"})
-# hub answers after which repeating the same request later may succeed
-TRANSIENT_CODES = frozenset({"unavailable", "internal"})
 _JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
 
 
@@ -148,11 +147,6 @@ def _job_bytes(spec: JobSpec, job_id: str) -> bytes:
     return orjson.dumps(body) if raw is None else splice(body, "payload", raw)
 
 
-def _is_final(frame: dict[str, Any]) -> bool:
-    kind = frame.get("type")
-    return kind in ("job_completed", "job_cancelled") or (kind == "job_failed" and frame.get("final") is True)
-
-
 class _Watch:
     """What this client knows of one job it watches: the events seen so far (every iterator reads
     all of them, so late iterators miss nothing), the last event id (the resume point after a
@@ -187,7 +181,7 @@ class _Watch:
                 return False
             self._last_key, self.last_id = key, frame["event_id"]
         self.events.append(frame)
-        if _is_final(frame):
+        if is_final_event(frame):
             self.final = frame
         self._wake()
         return True
@@ -525,7 +519,7 @@ class Client:
 
     def _on_push(self, frame: dict[str, Any], data: bytes) -> None:
         kind = frame.get("type")
-        if kind in EVENT_TYPES:
+        if kind in JOB_EVENT_TYPES:
             job_id = frame.get("job_id")
             watch = self._watches.get(job_id) if isinstance(job_id, str) else None
             if watch is not None and not watch.add(frame):

@@ -1,9 +1,11 @@
-"""Settings: plain frozen dataclasses with defaults, shared by every layer. Imports nothing of ours."""
+"""Settings: plain frozen dataclasses with defaults, shared by every layer. Imports only limits."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -68,7 +70,7 @@ class HubConfig:
     port: int = 8765
     hub_id: str = ""
     token: str | None = None
-    max_frame_bytes: int = 1 << 20
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_outbound_bytes: int = 16 << 20  # queued for one peer that does not read: then close 4002
     heartbeat_interval_s: float = 10.0
     sweep_interval_s: float = 1.0

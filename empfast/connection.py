@@ -18,6 +18,8 @@ from urllib.parse import quote
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from empfast.errors import FATAL_CODES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import splice
 
 log = logging.getLogger("empfast.connection")
@@ -25,8 +27,6 @@ log = logging.getLogger("empfast.connection")
 Push = Callable[[dict[str, Any], bytes], None]
 Hook = Callable[[], Awaitable[None]]
 
-# codes after which reconnecting as is cannot help (docs/protocol.md section 3)
-FATAL_CODES = frozenset({"unauthorized", "replaced"})
 
 
 class HubError(Exception):
@@ -76,7 +76,7 @@ class Connection:
 
     def __init__(self, url: str, *, on_push: Push, on_connected: Hook | None = None,
                  backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
-                 connect_timeout_s: float = 5.0, max_frame_bytes: int = 1 << 20) -> None:
+                 connect_timeout_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.url = url
         self.on_push = on_push
         self.on_connected = on_connected

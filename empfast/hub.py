@@ -30,29 +30,30 @@ from picows import (
 )
 from redis.exceptions import RedisError
 
+from empfast import errors as e
 from empfast import protocol as p
 from empfast.config import HubConfig
-from empfast.errors import (
-    BadArgument,
-    EmpfastError,
-    JobNotFound,
-    LeaseLost,
-    NotPending,
-    WorkerDraining,
-    WorkerNotFound,
-    WrongJobType,
+from empfast.errors import BadArgument, EmpfastError, JobNotFound, LeaseLost, ProtocolError, WorkerNotFound
+from empfast.ids import event_key, new_job_id
+from empfast.limits import (
+    MAX_ATTEMPTS,
+    MAX_BATCH,
+    MAX_CONCURRENCY,
+    MAX_DELAY_S,
+    MAX_ERROR_CHARS,
+    MAX_JOB_ID_BYTES,
+    MAX_JOB_TYPES_PER_WORKER,
+    MAX_PRIORITY,
+    MAX_PROGRESS_MESSAGE_CHARS,
+    MAX_SUBSCRIPTIONS,
+    payload_limit,
 )
-from empfast.store import Added, ClaimedJob, Completion, NewJob, Store, new_job_id
+from empfast.store import Added, ClaimedJob, Completion, NewJob, Store
 
 log = logging.getLogger("empfast.hub")
 
-MAX_BATCH = 1000
 INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
 INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
-MAX_SUBSCRIPTIONS = 100_000
-PAYLOAD_HEADROOM = 4096  # room for the frame built around a payload or result (docs/protocol.md 8)
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-MAX_DELAY_S = 30 * 86_400
 TERMINAL_EVENTS = frozenset({b"completed", b"cancelled"})
 # WebSocket close codes (docs/protocol.md section 2)
 CLOSE_GOING_AWAY = 1001
@@ -62,25 +63,9 @@ CLOSE_REPLACED = 4001
 CLOSE_SLOW_CONSUMER = 4002
 
 
-def _store_error(exc: EmpfastError) -> p.ProtocolError:
-    """The wire error for a store refusal (docs/protocol.md section 3)."""
-    job_id = getattr(exc, "job_id", None)
-    extra: dict[str, Any] = {"job_id": job_id} if job_id is not None else {}
-    if isinstance(exc, JobNotFound):
-        return p.ProtocolError(p.NOT_FOUND, str(exc), **extra)
-    if isinstance(exc, LeaseLost):
-        return p.ProtocolError(p.LEASE_LOST, str(exc), **extra)
-    if isinstance(exc, NotPending):
-        return p.ProtocolError(p.ALREADY_CLAIMED, str(exc), status=exc.status, **extra)
-    if isinstance(exc, WrongJobType):
-        return p.ProtocolError(p.WRONG_JOB_TYPE, str(exc), **extra)
-    if isinstance(exc, WorkerDraining):
-        return p.ProtocolError(p.DRAINING, f"{exc}: send worker_status idle first")
-    if isinstance(exc, BadArgument):
-        return p.ProtocolError(p.BAD_MESSAGE, str(exc))
-    if isinstance(exc, WorkerNotFound):
-        return p.ProtocolError(p.NOT_REGISTERED, str(exc))
-    return p.ProtocolError(p.INTERNAL, str(exc))
+def _store_error(exc: EmpfastError) -> ProtocolError:
+    """The wire error for a store refusal (its code is in the errors table)."""
+    return ProtocolError(exc.code, str(exc), **exc.wire_extra())
 
 
 class Conn(WSListener):
@@ -111,7 +96,7 @@ class Conn(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         if not self.authorized:
-            self.close(p.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
+            self.close(e.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
                                        "'Authorization: Bearer ...' header", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -131,13 +116,13 @@ class Conn(WSListener):
         if kind in (WSMsgType.PING, WSMsgType.PONG) or not self.authorized:
             return
         if kind != WSMsgType.TEXT or not frame.fin:
-            self.send(p.error_frame(p.BAD_JSON, "only whole JSON text frames are accepted "
+            self.send(p.error_frame(e.BAD_JSON, "only whole JSON text frames are accepted "
                                                 "(no binary, no fragments)"))
             return
         data = frame.get_payload_as_bytes()
         limit = self.hub.config.max_frame_bytes
         if len(data) > limit:
-            self.close(p.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
+            self.close(e.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
                                     "big data in object storage and send its URL", CLOSE_TOO_BIG,
                        limit=limit)
             return
@@ -224,17 +209,17 @@ class Request(NamedTuple):
 
 def error_for(exc: Exception, req: Any, role: str) -> bytes:
     """The error frame that answers a request which raised `exc`."""
-    if isinstance(exc, p.ProtocolError):
+    if isinstance(exc, ProtocolError):
         return p.error_frame(exc.code, exc.message, req, **exc.extra)
     if isinstance(exc, EmpfastError):
         err = _store_error(exc)
         return p.error_frame(err.code, err.message, req, **err.extra)
     if isinstance(exc, (RedisError, OSError)):
         log.warning("Redis failed on a %s frame: %s", role, exc)
-        return p.error_frame(p.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome is unknown: "
+        return p.error_frame(e.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome is unknown: "
                              "retry after a pause", req)
     log.error("internal error handling a %s frame", role, exc_info=exc)
-    return p.error_frame(p.INTERNAL, "the hub failed on this message; it was logged", req)
+    return p.error_frame(e.INTERNAL, "the hub failed on this message; it was logged", req)
 
 
 Handler = Callable[[Conn, dict[str, Any], bytes, Any], Awaitable[None]]
@@ -370,7 +355,7 @@ class Hub:
         kind = message["type"]
         p.check_role(conn.role, kind)
         if conn.role == "worker" and kind not in ("register_worker", "ping") and conn.worker_id is None:
-            raise p.ProtocolError(p.NOT_REGISTERED, "send register_worker first")
+            raise ProtocolError(e.NOT_REGISTERED, "send register_worker first")
         await self.handlers[kind](conn, message, data, req)
 
     @staticmethod
@@ -388,23 +373,23 @@ class Hub:
             return NewJob(
                 job_type=p.get_str(body, "job_type"),
                 payload=payload,
-                priority=p.get_int(body, "priority", 0, -p.MAX_PRIORITY, p.MAX_PRIORITY),
-                job_id=p.get_opt_str(body, "job_id", max_len=p.MAX_JOB_ID) or new_job_id(),
-                max_attempts=p.get_int(body, "max_attempts", 3, 1, 1000),
+                priority=p.get_int(body, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY),
+                job_id=p.get_opt_str(body, "job_id", max_bytes=MAX_JOB_ID_BYTES) or new_job_id(),
+                max_attempts=p.get_int(body, "max_attempts", 3, 1, MAX_ATTEMPTS),
                 delay_ms=p.get_number(body, "delay_s", 0, 0, MAX_DELAY_S) * 1000,
             )
-        except p.ProtocolError as exc:
+        except ProtocolError as exc:
             if not where:
                 raise
             field = where + exc.extra.get("field", "")
-            raise p.ProtocolError(exc.code, f"{where.rstrip('.')}: {exc.message}",
+            raise ProtocolError(exc.code, f"{where.rstrip('.')}: {exc.message}",
                                   **{**exc.extra, "field": field}) from None
 
     def _check_size(self, value: bytes, field: str) -> None:
         """Payloads and results leave room for the frame built around them (docs/protocol.md 8)."""
-        cap = self.config.max_frame_bytes - PAYLOAD_HEADROOM
+        cap = payload_limit(self.config.max_frame_bytes)
         if len(value) > cap:
-            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"the {field} is {len(value)} bytes, over the limit "
+            raise ProtocolError(e.LIMIT_EXCEEDED, f"the {field} is {len(value)} bytes, over the limit "
                                   f"of {cap}: keep big data elsewhere and send its URL",
                                   field=field, limit=cap)
 
@@ -452,7 +437,7 @@ class Hub:
             try:
                 jobs.append(self._new_job(message, p.raw_or_dumped(data, message, "payload", b"{}")))
                 wanted.append(p.get_bool(message, "subscribe", True))
-            except p.ProtocolError as exc:
+            except ProtocolError as exc:
                 replies.append(error_for(exc, req, conn.role))
                 continue
             replies.append(None)
@@ -474,7 +459,7 @@ class Hub:
             added, subscribed = outcome
             answers.append({"type": "job_accepted", "job_id": added.job_id, "status": added.status,
                             "created": added.created, "subscribed": subscribed})
-            if subscribed and added.status in FINAL_STATUSES:
+            if subscribed and added.status in p.FINAL_STATUSES:
                 finished.append(added.job_id)
         self._answer_in_order(conn, requests, replies, answers)
         for job_id in finished:
@@ -490,15 +475,15 @@ class Hub:
     async def on_submit_jobs(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         bodies = msg.get("jobs")
         if isinstance(bodies, list) and len(bodies) > MAX_BATCH:
-            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"{len(bodies)} jobs in one submit_jobs; send at most "
+            raise ProtocolError(e.LIMIT_EXCEEDED, f"{len(bodies)} jobs in one submit_jobs; send at most "
                                   f"{MAX_BATCH} per frame", field="jobs", limit=MAX_BATCH)
         if not isinstance(bodies, list) or not bodies:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs",
+            raise ProtocolError(e.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs",
                                   field="jobs")
         jobs = []
         for i, body in enumerate(bodies):
             if not isinstance(body, dict):
-                raise p.ProtocolError(p.BAD_MESSAGE, f"jobs[{i}] must be an object", field=f"jobs[{i}]")
+                raise ProtocolError(e.BAD_MESSAGE, f"jobs[{i}] must be an object", field=f"jobs[{i}]")
             # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
             jobs.append(self._new_job(body, orjson.dumps(body.get("payload", {})), f"jobs[{i}]."))
         added, subscribed = await self._add(conn, jobs, [p.get_bool(msg, "subscribe", True)] * len(jobs))
@@ -506,7 +491,7 @@ class Hub:
                                "statuses": [a.status for a in added],
                                "created": [a.created for a in added], "subscribed": all(subscribed)})
         for a, sub in zip(added, subscribed, strict=True):
-            if sub and a.status in FINAL_STATUSES:
+            if sub and a.status in p.FINAL_STATUSES:
                 await self._send_final(conn, a.job_id)
 
     async def _job_status_frame(self, job_id: str, req: Any, **extra: Any) -> bytes:
@@ -529,16 +514,16 @@ class Hub:
         return p.splice(frame, "result", result if result is not None else b"null")
 
     async def on_get_job_status(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        conn.send(await self._job_status_frame(p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID), req))
+        conn.send(await self._job_status_frame(p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES), req))
 
     async def on_subscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
-        since = p.get_opt_str(msg, "since", max_len=64)
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
+        since = p.get_opt_str(msg, "since", max_bytes=64)
         if since is not None and not p.EVENT_ID_RE.match(since):
-            raise p.ProtocolError(p.BAD_MESSAGE, "field 'since' must be an event id like "
+            raise ProtocolError(e.BAD_MESSAGE, "field 'since' must be an event id like "
                                   "\"1718000000100-0\", as sent in 'event_id'", field="since")
         if not self.subscribe(conn, job_id):
-            raise p.ProtocolError(p.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
+            raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
                                   "subscriptions: unsubscribe some first", limit=MAX_SUBSCRIPTIONS)
         # live events are held back until we know what the replay (or the job's state) covers
         held = conn.held_back[job_id] = []
@@ -560,7 +545,7 @@ class Hub:
             self._send_replay(conn, since, replay, held)
             self._end_if_final(conn, job_id, job)
             return
-        if job["status"] in FINAL_STATUSES or since is not None:
+        if job["status"] in p.FINAL_STATUSES or since is not None:
             # the job's state stands for every event before it (final, or trimmed from the stream)
             flag = {"synthetic": True} if since is None else {"resumed": False}
             conn.send(self._state_frame(job_id, job, self.last_event_id, flag))
@@ -581,7 +566,7 @@ class Hub:
                 conn.send(frame)
 
     def _end_if_final(self, conn: Conn, job_id: str, job: dict[str, Any]) -> bool:
-        if job["status"] in FINAL_STATUSES:
+        if job["status"] in p.FINAL_STATUSES:
             self.unsubscribe(conn, job_id)
             return True
         return False
@@ -610,19 +595,19 @@ class Hub:
         return orjson.dumps({**frame, "job_id": job_id, "event_id": event_id, **flag})
 
     async def on_unsubscribe_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
         self.unsubscribe(conn, job_id)
         self.reply(conn, req, {"type": "unsubscribed", "job_id": job_id})
 
     async def on_cancel_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
         await self.store.cancel(job_id)
         conn.send(await self._job_status_frame(job_id, req))
 
     async def on_retry_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
-        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
-        attempts = p.get_int(msg, "attempts", 1, 1, 1000)
-        retry_id = p.get_opt_str(msg, "retry_id", max_len=p.MAX_JOB_ID) or ""
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
+        attempts = p.get_int(msg, "attempts", 1, 1, MAX_ATTEMPTS)
+        retry_id = p.get_opt_str(msg, "retry_id", max_bytes=MAX_JOB_ID_BYTES) or ""
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
         fresh = job_id not in conn.subscriptions and self.subscribe(conn, job_id)
         retried = False
@@ -666,21 +651,21 @@ class Hub:
     async def on_register_worker(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         worker_id = p.get_opt_str(msg, "worker_id")
         if worker_id is not None and conn.path_id is not None and worker_id != conn.path_id:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"field 'worker_id' ({worker_id!r}) differs from the id "
+            raise ProtocolError(e.BAD_MESSAGE, f"field 'worker_id' ({worker_id!r}) differs from the id "
                                   f"in the path ({conn.path_id!r}): give one or make them equal",
                                   field="worker_id")
         worker_id = worker_id or conn.path_id or conn.worker_id or f"w-{uuid.uuid4().hex}"
         if not p.WORKER_ID_RE.match(worker_id):
-            raise p.ProtocolError(p.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
+            raise ProtocolError(e.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
                                   "[A-Za-z0-9._:@-]", field="worker_id")
         if conn.worker_id is not None and worker_id != conn.worker_id:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"this connection is worker {conn.worker_id!r}; open "
+            raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {conn.worker_id!r}; open "
                                   "another connection for another worker id", field="worker_id")
-        job_types = p.get_str_list(msg, "job_types", max_items=100)
-        concurrency = p.get_int(msg, "concurrency", 1, 0, 10_000)
+        job_types = p.get_str_list(msg, "job_types", max_items=MAX_JOB_TYPES_PER_WORKER)
+        concurrency = p.get_int(msg, "concurrency", 1, 0, MAX_CONCURRENCY)
         previous = self.workers.get(worker_id)
         if previous is not None and previous is not conn:
-            previous.close(p.REPLACED, f"worker id {worker_id!r} registered on another connection; "
+            previous.close(e.REPLACED, f"worker id {worker_id!r} registered on another connection; "
                                        "this one is replaced (two processes share one id?)",
                            CLOSE_REPLACED)
         held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=self.hub_id)
@@ -714,11 +699,12 @@ class Hub:
 
     async def on_claim_job(self, conn: Conn, msg: dict[str, Any], data: bytes, req: Any) -> None:
         assert conn.worker_id is not None
-        job = await self.store.claim_by_id(conn.worker_id, p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID))
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
+        job = await self.store.claim_by_id(conn.worker_id, job_id)
         self._assign(conn, [job], req)
 
     def _attempt(self, conn: Conn, msg: dict[str, Any]) -> tuple[str, int]:
-        job_id = p.get_str(msg, "job_id", max_len=p.MAX_JOB_ID)
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
         attempt = conn.jobs.get(job_id)
         if attempt is None:
             # a result re-sent after a reconnect names its attempt: the store answers it as a repeat
@@ -731,10 +717,10 @@ class Hub:
         progress = p.get_number(msg, "progress", -1, 0, 100)
         message = msg.get("message") or ""
         if not isinstance(message, str):
-            raise p.ProtocolError(p.BAD_MESSAGE, "field 'message' must be a string")
+            raise ProtocolError(e.BAD_MESSAGE, "field 'message' must be a string")
         try:
             cancel = await self.store.progress(job_id, conn.worker_id, attempt, progress,
-                                               message[:p.MAX_MESSAGE])
+                                               message[:MAX_PROGRESS_MESSAGE_CHARS])
         except LeaseLost:
             conn.jobs.pop(job_id, None)
             raise
@@ -758,7 +744,7 @@ class Hub:
                 job_id, attempt = self._attempt(conn, message)
                 result = p.raw_or_dumped(data, message, "result", b"null")
                 self._check_size(result, "result")
-            except p.ProtocolError as exc:
+            except ProtocolError as exc:
                 replies.append(error_for(exc, req, conn.role))
                 continue
             conn.jobs.pop(job_id, None)
@@ -799,10 +785,10 @@ class Hub:
         job_id, attempt = self._attempt(conn, msg)
         error = msg.get("error")
         if not isinstance(error, str):
-            raise p.ProtocolError(p.BAD_MESSAGE, "field 'error' is required and must be a string")
+            raise ProtocolError(e.BAD_MESSAGE, "field 'error' is required and must be a string")
         retry = p.get_bool(msg, "retry", True)
         conn.jobs.pop(job_id, None)
-        outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:p.MAX_ERROR], retry=retry,
+        outcome = await self.store.fail(job_id, conn.worker_id, attempt, error[:MAX_ERROR_CHARS], retry=retry,
                                         claim_next=self._free_slots(conn))
         ack: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
                                "status": outcome.status}
@@ -861,7 +847,7 @@ class Hub:
         assert conn.worker_id is not None
         wanted = msg.get("status")
         if wanted not in ("idle", "draining"):
-            raise p.ProtocolError(p.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
+            raise ProtocolError(e.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
         status = await self.store.set_worker_status(conn.worker_id, wanted)
         conn.draining = status == "draining"
         self.reply(conn, req, {"type": "worker_status_ack", "worker_id": conn.worker_id, "status": status})
@@ -960,7 +946,7 @@ class Hub:
             # one connection per worker id, across hubs: the newer registration wins
             del self.workers[worker_id]
             local.jobs.clear()
-            local.close(p.REPLACED, f"worker id {worker_id!r} registered on hub {hub!r}; this "
+            local.close(e.REPLACED, f"worker id {worker_id!r} registered on hub {hub!r}; this "
                                     "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
 
     def _offer(self, job_id: str, job_type: str, f: dict[str, bytes]) -> None:
@@ -1091,4 +1077,4 @@ class Hub:
 
 def _event_order(event_id: str) -> tuple[int, int]:
     """Ids of entries read from the stream (always well formed), in stream order."""
-    return p.event_key(event_id) or (0, 0)
+    return event_key(event_id) or (0, 0)

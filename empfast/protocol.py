@@ -10,23 +10,8 @@ from typing import Any
 
 import orjson
 
-# Error codes: part of the contract (docs/protocol.md); add, never rename.
-BAD_JSON = "bad_json"
-BAD_MESSAGE = "bad_message"
-UNKNOWN_TYPE = "unknown_type"
-FORBIDDEN = "forbidden"
-NOT_FOUND = "not_found"
-ALREADY_CLAIMED = "already_claimed"
-LEASE_LOST = "lease_lost"
-TOO_LARGE = "too_large"
-UNAUTHORIZED = "unauthorized"
-INTERNAL = "internal"
-NOT_REGISTERED = "not_registered"
-WRONG_JOB_TYPE = "wrong_job_type"
-DRAINING = "draining"
-REPLACED = "replaced"
-LIMIT_EXCEEDED = "limit_exceeded"
-UNAVAILABLE = "unavailable"
+from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, UNKNOWN_TYPE, ProtocolError
+from empfast.limits import MAX_JOB_TYPE_BYTES
 
 PROTOCOL_VERSION = 1
 
@@ -43,24 +28,19 @@ MONITOR_TYPES = frozenset({"subscribe_stats", "get_stats", "get_workers", "subsc
 ROLE_TYPES = {"client": CLIENT_TYPES, "worker": WORKER_TYPES, "monitor": MONITOR_TYPES}
 ALL_TYPES = CLIENT_TYPES | WORKER_TYPES | MONITOR_TYPES
 
+# a job in one of these has finished: no event follows its final one
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# the job events a client receives for a job it follows
+JOB_EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled"})
+
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-MAX_JOB_ID = 256
-MAX_NAME = 128
-MAX_PRIORITY = 1000
-MAX_MESSAGE = 4096  # a progress message, truncated beyond (docs/protocol.md 8)
-MAX_ERROR = 16_384  # an error text, truncated beyond
 
 
-class ProtocolError(Exception):
-    """Bad input from a peer: answered with an error frame; nothing changes. `extra` holds the
-    error frame's extra members (field, job_id, status, limit)."""
-
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
+def is_final_event(frame: dict[str, Any]) -> bool:
+    """Whether a job event frame is the job's last (completed, cancelled, or failed for good)."""
+    kind = frame.get("type")
+    return kind in ("job_completed", "job_cancelled") or (kind == "job_failed" and frame.get("final") is True)
 
 
 def parse_frame(data: bytes | str) -> dict[str, Any]:
@@ -77,18 +57,6 @@ def parse_frame(data: bytes | str) -> dict[str, Any]:
     if not isinstance(kind, str):
         raise ProtocolError(BAD_MESSAGE, "field 'type' is missing or not a string", field="type")
     return message
-
-
-def event_key(event_id: object) -> tuple[int, int] | None:
-    """An event id ("<ms>-<seq>", a Redis stream id) as a pair that orders like the stream; None when
-    it is not one (e.g. the "" of older hubs)."""
-    if not isinstance(event_id, str) or not event_id:
-        return None
-    ms, _, seq = event_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return None
 
 
 def check_role(role: str, kind: str) -> None:
@@ -121,20 +89,25 @@ def req_id(message: dict[str, Any]) -> Any:
     raise _bad("req", "must be a string or a number")
 
 
-def get_str(message: dict[str, Any], field: str, *, max_len: int = MAX_NAME,
+def _utf8_len(value: str) -> int:
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+
+
+def get_str(message: dict[str, Any], field: str, *, max_bytes: int = MAX_JOB_TYPE_BYTES,
             default: str | None = None) -> str:
+    """A required string of 1 to `max_bytes` bytes of UTF-8 (what Redis and the scripts measure)."""
     value = message.get(field, default)
     if value is None:
         raise _bad(field, "is required")
-    if not isinstance(value, str) or not 0 < len(value) <= max_len:
-        raise _bad(field, f"must be a string of 1 to {max_len} characters")
+    if not isinstance(value, str) or not value or _utf8_len(value) > max_bytes:
+        raise _bad(field, f"must be a string of 1 to {max_bytes} bytes (UTF-8)")
     return value
 
 
-def get_opt_str(message: dict[str, Any], field: str, *, max_len: int = MAX_NAME) -> str | None:
+def get_opt_str(message: dict[str, Any], field: str, *, max_bytes: int = MAX_JOB_TYPE_BYTES) -> str | None:
     if message.get(field) is None:
         return None
-    return get_str(message, field, max_len=max_len)
+    return get_str(message, field, max_bytes=max_bytes)
 
 
 def get_int(message: dict[str, Any], field: str, default: int, lo: int, hi: int) -> int:
@@ -165,8 +138,9 @@ def get_bool(message: dict[str, Any], field: str, default: bool) -> bool:
 def get_str_list(message: dict[str, Any], field: str, *, max_items: int = 256) -> list[str]:
     value = message.get(field)
     if (not isinstance(value, list) or not 0 < len(value) <= max_items
-            or not all(isinstance(v, str) and 0 < len(v) <= MAX_NAME for v in value)):
-        raise _bad(field, f"must be a list of 1 to {max_items} strings of 1 to {MAX_NAME} characters")
+            or not all(isinstance(v, str) and v and _utf8_len(v) <= MAX_JOB_TYPE_BYTES for v in value)):
+        raise _bad(field, f"must be a list of 1 to {max_items} strings of 1 to {MAX_JOB_TYPE_BYTES} "
+                          "bytes (UTF-8)")
     return value
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -24,25 +23,16 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empfast.config import QueueSettings, RedisOptions
-from empfast.errors import (
-    BadArgument,
-    EmpfastError,
-    JobNotFound,
-    LayoutMismatch,
-    LeaseLost,
-    NotPending,
-    WorkerDraining,
-    WorkerNotFound,
-    WrongJobType,
-)
+from empfast.errors import BadArgument, JobNotFound, LayoutMismatch, StoreRefusal, refusal
+from empfast.ids import event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
-from empfast.protocol import event_key
+from empfast.limits import MAX_BATCH
 from empfast.scripts import Script, load_scripts, scripts_version
 
 log = logging.getLogger("empfast.store")
 
 Text = str | bytes
-MAX_CLAIM = 1000
+MAX_CLAIM = MAX_BATCH
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 
 
@@ -137,10 +127,6 @@ def _claimed(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
 def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
     entry_id, fields = entry
     return _s(entry_id), {_s(a): b for a, b in fields.items()}
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
 
 
 def redis_from_options(options: RedisOptions) -> aioredis.Redis:
@@ -238,8 +224,8 @@ class Store:
             return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
         except ResponseError as exc:
             text = str(exc)
-            if text.startswith("ERR_BAD_ARG "):
-                raise BadArgument(text.removeprefix("ERR_BAD_ARG ")) from None
+            if text.startswith(BadArgument.lua_reply + " "):
+                raise BadArgument(text.removeprefix(BadArgument.lua_reply + " ")) from None
             raise
 
     # ---- jobs --------------------------------------------------------------------------------
@@ -273,8 +259,8 @@ class Store:
         out = await self._run("claimJobs", (k.meta, k.active, k.workers, k.stats, k.events), (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             min(max_jobs, MAX_CLAIM)))
-        if out[0] == b"NO_WORKER":
-            raise WorkerNotFound(worker_id)
+        if out[0] != b"OK":
+            raise refusal(_s(out[0]), worker_id=worker_id)
         return _claimed(out, 2)
 
     async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
@@ -283,23 +269,10 @@ class Store:
         out = await self._run("claimJobById", (k.meta, k.active, k.workers, k.stats, k.events), (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             job_id))
-        code = out[0]
-        if code == b"OK":
+        if out[0] == b"OK":
             return _claimed(out, 2)[0]
-        if code == b"NOT_FOUND":
-            raise JobNotFound(job_id)
-        if code == b"NOT_PENDING":
-            raise NotPending(job_id, _s(out[1]))
-        if code == b"WRONG_TYPE":
-            raise WrongJobType(job_id, _s(out[1]))
-        if code == b"DRAINING":
-            raise WorkerDraining(worker_id)
-        raise WorkerNotFound(worker_id)
-
-    def _lease_refused(self, code: bytes, job_id: str, worker_id: str, attempt: int) -> EmpfastError:
-        if code == b"NOT_FOUND":
-            return JobNotFound(job_id)
-        return LeaseLost(job_id, worker_id, attempt)
+        raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id,
+                      detail=_s(out[1]) if len(out) > 1 else "")
 
     async def progress(self, job_id: str, worker_id: str, attempt: int, progress: float,
                        message: str = "", *, lease_ms: int | None = None,
@@ -310,7 +283,7 @@ class Store:
             k.prefix, "" if now is None else now, job_id, worker_id, attempt, progress, message,
             lease_ms or self.settings.lease_ms))
         if out[0] != b"OK":
-            raise self._lease_refused(out[0], job_id, worker_id, attempt)
+            raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return out[1] == 1
 
     async def complete(self, job_id: str, worker_id: str, attempt: int, result: Text = b"null",
@@ -326,7 +299,7 @@ class Store:
 
     async def complete_many(self, worker_id: str, completions: Sequence[Completion], *,
                             claim_next: int = 0, lease_ms: int | None = None,
-                            now: int | None = None) -> tuple[list[EmpfastError | None], list[ClaimedJob]]:
+                            now: int | None = None) -> tuple[list[StoreRefusal | None], list[ClaimedJob]]:
         """Complete a batch of one worker's jobs and claim its next jobs, in one round trip. Each
         completion is judged on its own: the first list holds None for each accepted one (or a
         repeat) and the error for each refused one, in order."""
@@ -337,8 +310,9 @@ class Store:
             args += completion
         out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events),
                               args)
-        outcomes: list[EmpfastError | None] = [
-            None if code == b"OK" else self._lease_refused(code, c.job_id, worker_id, c.attempt)
+        outcomes: list[StoreRefusal | None] = [
+            None if code == b"OK" else refusal(_s(code), job_id=c.job_id, worker_id=worker_id,
+                                               attempt=c.attempt)
             for code, c in zip(out, completions, strict=False)]
         return outcomes, _claimed(out, len(completions))
 
@@ -355,7 +329,7 @@ class Store:
                 random.random() if jitter is None else jitter,
                 min(claim_next, MAX_CLAIM), lease_ms or s.lease_ms))
         if out[0] != b"OK":
-            raise self._lease_refused(out[0], job_id, worker_id, attempt)
+            raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return FailOutcome(_s(out[1]), int(out[2]), _claimed(out, 4))
 
     async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
@@ -363,12 +337,12 @@ class Store:
         out = await self._run(
             "cancelJob", (k.meta, k.scheduled, k.active, k.cancelled, k.stats, k.events, k.workers),
             (k.prefix, "" if now is None else now, job_id))
-        code = out[0]
-        if code == b"NOT_FOUND":
+        code = _s(out[0])
+        if code == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
-        if code == b"CANCELLED":
+        if code == "CANCELLED":
             return CancelOutcome("cancelled", None)
-        if code == b"CANCEL_REQUESTED":
+        if code == "CANCEL_REQUESTED":
             return CancelOutcome("cancel_requested", _s(out[1]))
         return CancelOutcome(_s(out[1]), None)
 
@@ -380,7 +354,7 @@ class Store:
         k = self.keys
         out = await self._run("retryJob", (k.meta, k.failed, k.cancelled, k.stats, k.events),
                               (k.prefix, "" if now is None else now, job_id, attempts, retry_id))
-        if out[0] == b"NOT_FOUND":
+        if _s(out[0]) == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
         return out[0] == b"RETRIED"
 
@@ -431,8 +405,8 @@ class Store:
         for job_id, attempt in (held or {}).items():
             args += (job_id, attempt)
         out = await self._run("heartbeat", (k.meta, k.active, k.workers, k.events), args)
-        if out[0] == b"NO_WORKER":
-            raise WorkerNotFound(worker_id)
+        if out[0] != b"OK":
+            raise refusal(_s(out[0]), worker_id=worker_id)
         return Heartbeat(int(out[1]), [_s(x) for x in out[2]], [_s(x) for x in out[3]])
 
     async def set_worker_status(self, worker_id: str, status: str, *,
@@ -441,8 +415,8 @@ class Store:
         k = self.keys
         out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events), (
             k.prefix, "" if now is None else now, worker_id, status))
-        if out[0] == b"NO_WORKER":
-            raise WorkerNotFound(worker_id)
+        if out[0] != b"OK":
+            raise refusal(_s(out[0]), worker_id=worker_id)
         return _s(out[1])
 
     async def deregister_worker(self, worker_id: str, *, now: int | None = None) -> int:
@@ -451,8 +425,8 @@ class Store:
         out = await self._run(
             "deregisterWorker", (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states),
             (k.prefix, "" if now is None else now, worker_id))
-        if out[0] == b"NO_WORKER":
-            raise WorkerNotFound(worker_id)
+        if out[0] != b"OK":
+            raise refusal(_s(out[0]), worker_id=worker_id)
         return int(out[1])
 
     async def get_workers(self) -> list[dict[str, Any]]:

@@ -42,7 +42,15 @@ from empfast.connection import (
     backoff_delays,
     endpoint,
 )
-from empfast.protocol import MAX_MESSAGE, WORKER_ID_RE
+from empfast.errors import TRANSIENT_CODES
+from empfast.limits import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_CONCURRENCY,
+    MAX_ERROR_CHARS,
+    MAX_PROGRESS_MESSAGE_CHARS,
+    payload_limit,
+)
+from empfast.protocol import WORKER_ID_RE
 
 log = logging.getLogger("empfast.worker")
 
@@ -51,12 +59,6 @@ ProgressReporter = Callable[[float, str], None]
 
 SHUTDOWN_ERROR = "worker shutting down"
 CANCELLED_ERROR = "cancelled"
-# payload and result may use the frame limit minus this (docs/protocol.md section 8)
-FRAME_HEADROOM = 4096
-DEFAULT_MAX_FRAME_BYTES = 1 << 20
-MAX_ERROR_CHARS = 16 * 1024
-# answers after which the same outcome may be taken later; every other refusal is final
-RETRY_LATER_CODES = frozenset({"unavailable", "internal"})
 
 
 class NonRetryableError(Exception):
@@ -85,7 +87,7 @@ class Job:
         if not isinstance(message, str):
             raise TypeError(f"a progress message must be a string, got {type(message).__name__}")
         if self._report is not None:
-            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_MESSAGE])
+            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_PROGRESS_MESSAGE_CHARS])
         # a yield point, so a CPU-bound loop that reports progress still lets heartbeats and
         # cancellation through
         await asyncio.sleep(0)
@@ -157,8 +159,8 @@ class Worker:
                  grace_s: float = 30.0, heartbeat_interval_s: float | None = None,
                  progress_interval_s: float = 0.1, ack_timeout_s: float = 10.0,
                  reconnect_base_s: float = 0.1, reconnect_cap_s: float = 10.0) -> None:
-        if not 1 <= concurrency <= 10_000:
-            raise ValueError(f"concurrency must be 1 to 10000, got {concurrency}")
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
         self.worker_id = worker_id or default_worker_id()
         if not WORKER_ID_RE.match(self.worker_id):
             raise ValueError(f"worker id {self.worker_id!r} is not valid: use 1 to 128 characters of "
@@ -550,7 +552,7 @@ class Worker:
             raw = orjson.dumps(result)
         except TypeError as exc:
             return self._failure(job, f"the handler's result cannot be encoded as JSON: {exc}", retry=False)
-        limit = int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)) - FRAME_HEADROOM
+        limit = payload_limit(int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)))
         if len(raw) > limit:
             return self._failure(job, f"the result is {len(raw)} bytes, over the hub's limit of {limit}: "
                                       "keep big data in object storage and return its URL", retry=False)
@@ -636,7 +638,7 @@ class Worker:
                                 "is safe)", job_id, self.ack_timeout_s)
                     continue
                 except HubError as exc:
-                    if exc.code in RETRY_LATER_CODES:
+                    if exc.code in TRANSIENT_CODES:
                         await asyncio.sleep(next(pauses))
                         continue
                     log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",

@@ -1,0 +1,22 @@
+"""Identifiers shared by the store, the hub and the SDKs: job ids and event ids. A leaf module."""
+
+from __future__ import annotations
+
+import uuid
+
+
+def new_job_id() -> str:
+    """A fresh job id (32 hex digits); clients may also choose their own."""
+    return uuid.uuid4().hex
+
+
+def event_key(event_id: object) -> tuple[int, int] | None:
+    """An event id ("<ms>-<seq>", a Redis stream id) as a pair that orders like the stream; None when
+    it is not one (e.g. the "" of older hubs)."""
+    if not isinstance(event_id, str) or not event_id:
+        return None
+    ms, _, seq = event_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return None

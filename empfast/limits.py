@@ -1,0 +1,47 @@
+"""Every limit of the protocol and the state machine, defined once (docs/protocol.md section 8).
+
+The hub, the SDKs and the store import them from here; the Lua scripts read the ones they enforce
+from the queue's meta hash, where the store writes `LUA_LIMITS` at start-up, so no number is
+restated in lua/. A leaf module: it imports nothing of empfast's.
+"""
+
+from __future__ import annotations
+
+# ---- sizes of names and texts (UTF-8 bytes, which is what Redis and Lua measure) -------------
+MAX_JOB_ID_BYTES = 256
+MAX_JOB_TYPE_BYTES = 128
+MAX_WORKER_ID_BYTES = 128
+MAX_REQ_BYTES = 128  # a request id that is a string; echoed back in the reply
+MAX_PROGRESS_MESSAGE_CHARS = 4096  # a progress message, truncated beyond
+MAX_ERROR_CHARS = 16_384  # a failure's error text, truncated beyond
+
+# ---- frames --------------------------------------------------------------------------------
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+# room for the frame built around a payload or result: each may be the frame limit minus this
+FRAME_HEADROOM_BYTES = 4096
+MAX_BATCH = 1000  # jobs in one submit_jobs frame; jobs claimed in one script call
+MAX_SUBSCRIPTIONS = 100_000  # job subscriptions of one connection
+MAX_JOB_TYPES_PER_WORKER = 100
+
+# ---- job and worker values -------------------------------------------------------------------
+MAX_PRIORITY = 1000  # priorities are -MAX_PRIORITY..MAX_PRIORITY, higher first
+MAX_ATTEMPTS = 1000  # max_attempts of a job, and attempts added by one retry
+MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year
+MAX_CONCURRENCY = 10_000  # slots of one worker
+
+# The limits the scripts enforce, under the meta-hash field names they read (getQueueConfig).
+LUA_LIMITS: dict[str, int] = {
+    "max_job_id_bytes": MAX_JOB_ID_BYTES,
+    "max_job_type_bytes": MAX_JOB_TYPE_BYTES,
+    "max_worker_id_bytes": MAX_WORKER_ID_BYTES,
+    "max_priority": MAX_PRIORITY,
+    "max_attempts": MAX_ATTEMPTS,
+    "max_delay_ms": MAX_DELAY_S * 1000,
+    "max_concurrency": MAX_CONCURRENCY,
+    "max_claim": MAX_BATCH,
+}
+
+
+def payload_limit(max_frame_bytes: int) -> int:
+    """The largest payload or result, in bytes, under a hub's frame limit."""
+    return max_frame_bytes - FRAME_HEADROOM_BYTES
