@@ -67,14 +67,6 @@ def check_role(role: str, kind: str) -> None:
                                        "/ws/<role> endpoint")
 
 
-def error_frame(code: str, message: str, req: Any = None, **extra: Any) -> bytes:
-    """An error frame; `extra` adds members such as field, job_id, status or limit."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "error": message, **extra}
-    if req is not None:
-        frame["req"] = req
-    return orjson.dumps(frame)
-
-
 # ---- field validation ------------------------------------------------------------------------
 
 def _bad(field: str, what: str) -> ProtocolError:

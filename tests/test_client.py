@@ -295,7 +295,7 @@ async def test_an_event_the_hub_sends_twice_is_seen_once(hub: Hub) -> None:
         async with asyncio.timeout(5):
             while not any(e.get("worker_id") for e in seen):
                 seen.append(await anext(events))
-        (conn,) = [c for c in hub.conns if c.role == "client"]
+        (conn,) = [c for c in hub.peers if c.role == "client"]
         for event in seen:
             conn.send(orjson.dumps(event))
         await complete(worker, handle.job_id, "once")

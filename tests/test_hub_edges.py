@@ -207,7 +207,7 @@ async def test_a_peer_that_stops_reading_is_closed_as_a_slow_consumer(small_hub:
     await worker.until("job_assigned")
     worker.send({"type": "complete_job", "job_id": "big", "result": "y" * (50 << 10), "req": 1})
     await worker.until("job_completed_ack")
-    (conn,) = [c for c in small_hub.conns if c.role == "client"]
+    (conn,) = [c for c in small_hub.peers if c.role == "client"]
     server_side = conn.transport
     assert client.transport is not None and server_side is not None
     client.transport.underlying_transport.pause_reading()
@@ -215,7 +215,7 @@ async def test_a_peer_that_stops_reading_is_closed_as_a_slow_consumer(small_hub:
         client.send({"type": "get_job_status", "job_id": "big"})
     async with asyncio.timeout(10):
         await server_side.wait_disconnected()
-    assert conn not in small_hub.conns
+    assert conn not in small_hub.peers
     client.transport.underlying_transport.abort()
     worker.close()
 

@@ -7,6 +7,7 @@ import pytest
 
 from empfast import errors as e
 from empfast import protocol as p
+from empfast.hub import frames
 
 
 @pytest.mark.parametrize(("frame", "code"), [
@@ -79,5 +80,5 @@ def test_a_raw_member_given_twice_is_refused() -> None:
 
 
 def test_error_frame_echoes_req() -> None:
-    assert orjson.loads(p.error_frame(e.NOT_FOUND, "no job", req=7)) == {
+    assert orjson.loads(frames.error(e.NOT_FOUND, "no job", req=7)) == {
         "type": "error", "code": "not_found", "error": "no job", "req": 7}

@@ -1,0 +1,239 @@
+"""One peer's WebSocket connection to the hub: its inbox, the batching of queued frames, backpressure
+both ways and close codes, plus the small per-role state objects (a worker's slots and held jobs, a
+subscriber's job subscriptions, a monitor's stats pushes). Frames are handled by the hub's routing
+(server.py); nothing here talks to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from redis.exceptions import RedisError
+
+from empfast import errors as e
+from empfast import protocol as p
+from empfast.errors import EmpfastError
+from empfast.hub import frames
+
+if TYPE_CHECKING:
+    from empfast.hub.server import Hub
+
+log = logging.getLogger("empfast.hub")
+
+INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
+INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
+# WebSocket close codes (docs/protocol.md section 2)
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_REPLACED = 4001
+CLOSE_SLOW_CONSUMER = 4002
+
+
+class Request(NamedTuple):
+    """One parsed inbound frame: the message, its exact bytes (for raw payloads) and its req id."""
+
+    message: dict[str, Any]
+    data: bytes
+    req: Any
+
+
+@dataclass(slots=True)
+class WorkerSlots:
+    """A registered worker's state on this hub: what it runs and the jobs it holds."""
+
+    worker_id: str
+    job_types: frozenset[str]
+    concurrency: int
+    draining: bool = False
+    jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt (the lease's fencing token)
+
+    def free(self) -> int:
+        return 0 if self.draining else max(0, self.concurrency - len(self.jobs))
+
+    def takes_offers(self, job_type: str) -> bool:
+        """A worker registered with concurrency 0 is offered jobs and claims them by id."""
+        return self.concurrency == 0 and not self.draining and job_type in self.job_types
+
+
+@dataclass(slots=True)
+class Subscriptions:
+    """The jobs a client or monitor follows, and live frames buffered while a subscribe reads its
+    replay (so a resume has neither a gap nor a repeat)."""
+
+    jobs: set[str] = field(default_factory=set)
+    buffered: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)  # job id -> frames
+
+
+@dataclass(slots=True)
+class StatsPushes:
+    """A monitor's subscribe_stats: how often it wants stats, and the last push."""
+
+    interval_s: float = 1.0
+    sent: bytes = b""
+    sent_at: float = 0.0
+
+
+class Peer(WSListener):
+    """One WebSocket connection (a client, worker or monitor). Callbacks stay synchronous and short;
+    frames are handled in order by one task per connection, so a worker's progress never overtakes
+    its completion."""
+
+    def __init__(self, hub: Hub, role: str, path_id: str | None, authorized: bool) -> None:
+        self.hub, self.role, self.path_id, self.authorized = hub, role, path_id, authorized
+        self.transport: WSTransport | None = None
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.reading_paused = False
+        self.subs = Subscriptions()
+        self.worker: WorkerSlots | None = None  # set by register_worker
+        self.stats: StatsPushes | None = None  # set by subscribe_stats
+
+    # ---- picows callbacks -------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if not self.authorized:
+            self.close(e.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
+                                       "'Authorization: Bearer ...' header", CLOSE_POLICY)
+            return
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.hub.attach(self)
+        self.send(frames.welcome(self.role, self.hub.hub_id, self.hub.config.max_frame_bytes))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind in (WSMsgType.PING, WSMsgType.PONG) or not self.authorized:
+            return
+        if kind != WSMsgType.TEXT or not frame.fin:
+            self.send(frames.error(e.BAD_JSON, "only whole JSON text frames are accepted "
+                                               "(no binary, no fragments)"))
+            return
+        data = frame.get_payload_as_bytes()
+        limit = self.hub.config.max_frame_bytes
+        if len(data) > limit:
+            self.close(e.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
+                                    "big data in object storage and send its URL", CLOSE_TOO_BIG,
+                       limit=limit)
+            return
+        self.inbox.put_nowait(data)
+        if not self.reading_paused and self.inbox.qsize() >= INBOX_HIGH:
+            # a peer that sends faster than its frames are handled waits in its own TCP window
+            # instead of growing the hub's memory
+            self.reading_paused = True
+            transport.underlying_transport.pause_reading()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        if self.task:
+            self.task.cancel()
+        self.hub.detach(self)
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        transport.send(WSMsgType.TEXT, data)
+        # a peer that stops reading must not grow the hub's memory without bound
+        limit = self.hub.config.max_outbound_bytes
+        if transport.underlying_transport.get_write_buffer_size() > limit:
+            self.transport = None
+            transport.send_close(WSCloseCode(CLOSE_SLOW_CONSUMER), b"slow consumer")
+            # a graceful close would wait for the buffer to drain, which is what it never does
+            transport.underlying_transport.abort()
+            log.warning("closed a %s connection that stopped reading (over %d bytes queued)",
+                        self.role, limit)
+
+    def reply(self, req: Any, frame: dict[str, Any]) -> None:
+        self.send(frames.reply(frame, req))
+
+    def close(self, code: str, message: str, close_code: int, **extra: Any) -> None:
+        """Send an error frame, then close with a WebSocket close code (docs/protocol.md 2)."""
+        self.send(frames.error(code, message, **extra))
+        self.close_quietly(close_code, message)
+
+    def close_quietly(self, close_code: int = WSCloseCode.OK, reason: str = "") -> None:
+        if self.transport is not None:
+            self.transport.send_close(WSCloseCode(close_code), reason.encode()[:120])
+            self.transport.disconnect()
+
+    def answer_in_order(self, requests: list[Request], refused_early: list[bytes | None],
+                        answers: list[dict[str, Any] | Exception]) -> None:
+        """Reply to a batch in request order: a request refused before the store call has its error
+        frame in `refused_early`; each of the others (None there) takes the next of `answers`, a
+        reply frame or the exception that refused it."""
+        pending = iter(answers)
+        for (_, _, req), early in zip(requests, refused_early, strict=True):
+            if early is not None:
+                self.send(early)
+                continue
+            answer = next(pending)
+            if isinstance(answer, Exception):
+                self.send(error_for(answer, req, self.role))
+            else:
+                self.reply(req, answer)
+
+    # ---- the inbox ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        # `closed` as well as the cancel: redis-py may turn a cancel inside a read into an error
+        while not self.closed:
+            batch = [await self.inbox.get()]
+            while len(batch) < INBOX_BATCH and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+            await self._handle_frames(batch)
+            if self.reading_paused and self.inbox.qsize() <= INBOX_HIGH // 4 and self.transport is not None:
+                self.reading_paused = False
+                self.transport.underlying_transport.resume_reading()
+
+    async def _handle_frames(self, batch: list[bytes]) -> None:
+        """Handle frames in order. A run of consecutive frames of one batchable type (a worker's
+        `complete_job`s, a client's `submit_job`s), which queue up when they come faster than one
+        round trip each, shares one store call; each frame still gets its own reply, in order."""
+        run: list[Request] = []
+        for data in batch:
+            req = None
+            try:
+                message = p.parse_frame(data)
+                req = p.req_id(message)
+                kind = message["type"]
+                if run and run[0].message["type"] != kind:
+                    await self._flush(run)
+                if self.hub.batchable(self, kind):
+                    run.append(Request(message, data, req))
+                    continue
+                await self.hub.handle(self, Request(message, data, req))
+            except Exception as exc:
+                await self._flush(run)
+                self.send(error_for(exc, req, self.role))
+        await self._flush(run)
+
+    async def _flush(self, run: list[Request]) -> None:
+        if run:
+            requests = run[:]
+            run.clear()
+            await self.hub.handle_batch(self, requests)
+
+
+def error_for(exc: Exception, req: Any, role: str) -> bytes:
+    """The error frame that answers a request which raised `exc`: its code comes from the errors
+    table (empfast/errors.py); a Redis failure is `unavailable`, anything else `internal`."""
+    if isinstance(exc, EmpfastError):
+        return frames.error(exc.code, str(exc), req, **exc.wire_extra())
+    if isinstance(exc, (RedisError, OSError)):
+        log.warning("Redis failed on a %s frame: %s", role, exc)
+        return frames.error(e.UNAVAILABLE, f"the hub cannot reach Redis ({exc}); the outcome is unknown: "
+                            "retry after a pause", req)
+    log.error("internal error handling a %s frame", role, exc_info=exc)
+    return frames.error(e.INTERNAL, "the hub failed on this message; it was logged", req)

@@ -1,0 +1,246 @@
+"""Events from every hub, and what follows from them: the events reader (the queue's Redis stream),
+fan-out to subscribers and monitors, waking local workers for new jobs (in its own task, so a slow
+claim never delays anyone's events), offers to offer-mode workers, the reader-gap check, and the
+sweep with its safety-net claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from empfast import errors as e
+from empfast.errors import EmpfastError
+from empfast.hub import frames
+from empfast.hub.conn import CLOSE_REPLACED
+from empfast.ids import event_key
+
+if TYPE_CHECKING:
+    from empfast.hub.server import Hub
+
+log = logging.getLogger("empfast.hub")
+
+
+class Dispatcher:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.store = hub.store
+        self.last_event_id = "0-0"  # the newest entry of the events stream this hub has read
+        self.reader_interrupted = False  # set when the events reader failed or stalled
+        self.tasks: list[asyncio.Task[None]] = []
+        self._wanted: Counter[str] = Counter()  # job type -> new pending jobs not yet claimed for
+        self._wake_signal = asyncio.Event()
+        self._wake_turn = 0
+
+    async def prepare(self) -> None:
+        """Start reading after the newest event: a starting hub has no one to tell of older ones."""
+        self.last_event_id = await self.store.last_event_id()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._events_loop()), loop.create_task(self._wake_loop()),
+                      loop.create_task(self._sweep_loop())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+
+    # ---- the events reader -----------------------------------------------------------------------
+
+    async def _events_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        hub = self.hub
+        last_read = loop.time()
+        while hub.running:
+            try:
+                # a pause much longer than a blocking read (a stalled process) counts as an
+                # interruption: the stream may have been trimmed past this hub's position meanwhile
+                if loop.time() - last_read > max(10.0, hub.config.events_block_ms / 100):
+                    self.reader_interrupted = True
+                if self.reader_interrupted:
+                    await self._check_reader_gap()
+                events = await self.store.read_events(self.last_event_id, count=1000,
+                                                      block_ms=hub.config.events_block_ms)
+                last_read = loop.time()
+                wake: Counter[str] = Counter()
+                for event_id, fields in events:
+                    self.last_event_id = event_id
+                    self._on_event(event_id, fields, wake)
+                if wake:
+                    self.request_wake(wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if not hub.running:
+                    return
+                log.exception("reading the events stream failed; retrying in 1 s")
+                self.reader_interrupted = True
+                await asyncio.sleep(1)
+
+    def _on_event(self, event_id: str, f: dict[str, bytes], wake: Counter[str]) -> None:
+        ev = f["ev"]
+        if ev == b"worker":
+            self._on_worker_event(event_id, f)
+            return
+        job_id = f["id"].decode()
+        if ev in (b"added", b"pending"):
+            job_type = f["type"].decode()
+            if f.get("status", b"pending") == b"pending":
+                wake[job_type] += 1
+                self._offer(job_id, job_type, int(f.get("priority", b"0")))
+        elif ev == b"failed" and f.get("final") == b"0" and "run_at" not in f:
+            wake[f["type"].decode()] += 1  # retried at once: pending again
+        elif ev == b"cancel_requested":
+            worker = self.hub.workers.get(f["worker"].decode())
+            if worker is not None and worker.worker is not None and job_id in worker.worker.jobs:
+                worker.send(frames.cancel_job(job_id, "cancelled"))
+        self._fan_out(job_id, event_id, f)
+
+    def _fan_out(self, job_id: str, event_id: str, f: dict[str, bytes]) -> None:
+        """A job event to its subscribers and the monitors; a final event ends the subscriptions."""
+        hub = self.hub
+        subs = hub.subscribers.get(job_id)
+        if not subs and not hub.monitors:
+            return
+        frame = frames.job_event(event_id, f)
+        for peer in (*(subs or ()), *hub.monitors):
+            buffered = peer.subs.buffered.get(job_id)
+            if buffered is None:
+                peer.send(frame)
+            else:
+                buffered.append((event_id, frame))
+        if subs is not None and frames.is_final_entry(f):
+            for peer in list(subs):
+                if job_id not in peer.subs.buffered:  # a subscribe in progress ends it itself
+                    hub.unsubscribe(peer, job_id)
+
+    def _on_worker_event(self, event_id: str, f: dict[str, bytes]) -> None:
+        hub = self.hub
+        worker_id, status = f["id"].decode(), f["status"].decode()
+        frame = frames.worker_status(worker_id, status, event_id)
+        for peer in hub.monitors:
+            peer.send(frame)
+        other_hub = f.get("hub", b"").decode()
+        local = hub.workers.get(worker_id)
+        if status == "registered" and other_hub and other_hub != hub.hub_id and local is not None:
+            # one connection per worker id, across hubs: the newer registration wins
+            del hub.workers[worker_id]
+            if local.worker is not None:
+                local.worker.jobs.clear()
+            local.close(e.REPLACED, f"worker id {worker_id!r} registered on hub {other_hub!r}; this "
+                                    "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
+
+    def _offer(self, job_id: str, job_type: str, priority: int) -> None:
+        frame = None
+        for peer in self.hub.workers.values():
+            if peer.worker is not None and peer.worker.takes_offers(job_type):
+                frame = frame or frames.job_available(job_id, job_type, priority)
+                peer.send(frame)
+
+    # ---- waking workers ------------------------------------------------------------------------
+
+    def request_wake(self, wake: Counter[str]) -> None:
+        """Ask the wake task to claim new pending jobs (by type) for local workers."""
+        self._wanted.update(wake)
+        self._wake_signal.set()
+
+    async def _wake_loop(self) -> None:
+        while self.hub.running:
+            await self._wake_signal.wait()
+            self._wake_signal.clear()
+            wanted, self._wanted = self._wanted, Counter()
+            try:
+                await self._wake(wanted)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if not self.hub.running:
+                    return
+                log.exception("claiming new jobs for this hub's workers failed; the sweep's safety net "
+                              "tries again")
+
+    async def _wake(self, wanted: Counter[str]) -> None:
+        """Claim for local workers that can run the new jobs and have free slots, sharing the jobs
+        among them and starting with a different worker each time, so that the first worker to
+        register does not take every new job while the others idle."""
+        self._wake_turn += 1
+        fill = self.hub.worker_handlers.fill
+        for job_type, count in wanted.items():
+            eligible = [peer for peer in self.hub.workers.values() if peer.worker is not None
+                        and job_type in peer.worker.job_types and peer.worker.free()]
+            if not eligible:
+                continue
+            turn = self._wake_turn % len(eligible)
+            share = -(-count // len(eligible))  # ceiling
+            for peer in eligible[turn:] + eligible[:turn]:
+                if count <= 0:
+                    break
+                if peer.worker is None or not peer.worker.free():
+                    continue
+                try:
+                    count -= await fill(peer, min(share, count))
+                except EmpfastError as exc:  # this worker only: the others still get their share
+                    log.warning("could not claim for worker %s: %s", peer.worker.worker_id, exc)
+
+    # ---- after an interruption -----------------------------------------------------------------
+
+    async def _check_reader_gap(self) -> None:
+        """After the reader was interrupted: if the stream was trimmed past the last entry this hub
+        read, its subscribers may have missed events, so each gets its job's state as an event
+        marked `resumed: false`, and monitors get fresh stats (docs/protocol.md section 6)."""
+        hub = self.hub
+        first = await self.store.first_event_id()
+        self.reader_interrupted = False
+        behind = first is not None and _order(first) > _order(self.last_event_id)
+        if not behind or self.last_event_id == "0-0":
+            return
+        log.warning("the events stream was trimmed past this hub's position (%s < %s): sending each "
+                    "subscription its job's state", self.last_event_id, first)
+        for job_id, subs in list(hub.subscribers.items()):
+            job = await self.store.get_job(job_id)
+            if job is None:
+                continue
+            frame = frames.job_state(job_id, job, self.last_event_id, {"resumed": False})
+            for peer in list(subs):
+                peer.send(frame)
+                hub.clients.end_if_final(peer, job_id, job)
+        if hub.monitors:
+            stats = frames.stats((await self.store.stats()).as_dict())
+            for peer in list(hub.monitors):
+                peer.send(stats)
+
+    # ---- upkeep ------------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while self.hub.running:
+            await asyncio.sleep(self.hub.config.sweep_interval_s)
+            try:
+                while (await self.store.sweep()).more:
+                    pass
+                await self._safety_net()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; trying again next interval")
+
+    async def _safety_net(self) -> None:
+        """Claim for local workers with free slots whose types have pending jobs. Dispatch is
+        driven by events; this covers what no event announced to this hub (jobs back from an
+        expired lease, a reader that fell behind), at the cost of one stats read a tick."""
+        hungry = {t for peer in self.hub.workers.values()
+                  if peer.worker is not None and peer.worker.free() for t in peer.worker.job_types}
+        if not hungry:
+            return
+        by_type = (await self.store.stats()).by_type
+        waiting = Counter({t: by_type[t]["pending"] for t in hungry if by_type.get(t, {}).get("pending")})
+        if waiting:
+            self.request_wake(waiting)
+
+
+def _order(event_id: str) -> tuple[int, int]:
+    """Ids of entries read from the stream (always well formed), in stream order."""
+    return event_key(event_id) or (0, 0)

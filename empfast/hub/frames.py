@@ -1,0 +1,150 @@
+"""Every frame the hub sends, built by pure functions: no I/O, no state. Payloads and results are
+spliced in as the raw JSON text they are stored as, never parsed (docs/protocol.md is the contract;
+tests/test_frames.py compares these with its examples).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from empfast.protocol import PROTOCOL_VERSION, splice
+
+if TYPE_CHECKING:
+    from empfast.store import Added, ClaimedJob
+
+
+def reply(frame: dict[str, Any], req: Any) -> bytes:
+    """A reply frame, echoing the request id when the request had one."""
+    if req is not None:
+        frame["req"] = req
+    return orjson.dumps(frame)
+
+
+def error(code: str, message: str, req: Any = None, **extra: Any) -> bytes:
+    """An error frame; `extra` adds members such as field, job_id, status or limit."""
+    return reply({"type": "error", "code": code, "error": message, **extra}, req)
+
+
+def welcome(role: str, hub_id: str, max_frame_bytes: int) -> bytes:
+    return orjson.dumps({"type": "welcome", "protocol": PROTOCOL_VERSION, "role": role, "hub_id": hub_id,
+                         "max_frame_bytes": max_frame_bytes})
+
+
+# ---- client replies ----------------------------------------------------------------------------
+
+def job_accepted(added: Added, subscribed: bool) -> dict[str, Any]:
+    return {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
+            "created": added.created, "subscribed": subscribed}
+
+
+def jobs_accepted(added: list[Added], subscribed: bool) -> dict[str, Any]:
+    return {"type": "jobs_accepted", "job_ids": [a.job_id for a in added],
+            "statuses": [a.status for a in added], "created": [a.created for a in added],
+            "subscribed": subscribed}
+
+
+def job_status(job_id: str, job: dict[str, Any], req: Any = None, **extra: Any) -> bytes:
+    """A job's record as the store reads it (payload and result as raw JSON bytes); the result is
+    spliced in, the payload left out."""
+    frame = {"type": "job_status", "job_id": job_id, "job_type": job.get("type"),
+             "status": job.get("status"), "priority": job.get("priority"),
+             "progress": job.get("progress", 0.0), "message": job.get("message", ""),
+             "attempts": job.get("attempts", 0), "max_attempts": job.get("max_attempts"),
+             "worker_id": job.get("worker"), "error": job.get("error"), "errors": job["errors"],
+             "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
+             "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
+             "finished_at": job.get("finished_at"), "run_at": job.get("run_at"), **extra}
+    if req is not None:
+        frame["req"] = req
+    result = job.get("result")
+    return splice(frame, "result", result if result is not None else b"null")
+
+
+def stats(counts: dict[str, Any], req: Any = None) -> bytes:
+    return reply({"type": "stats", **counts}, req)
+
+
+# ---- worker frames -------------------------------------------------------------------------------
+
+def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: bool = False) -> bytes:
+    head: dict[str, Any] = {"type": "job_assigned", "job_id": job.job_id, "job_type": job.job_type,
+                            "priority": job.priority, "attempt": job.attempt, "lease_s": lease_s}
+    if reassigned:
+        head["reassigned"] = True
+    if req is not None:
+        head["req"] = req
+    return splice(head, "payload", job.payload)
+
+
+def cancel_job(job_id: str, reason: str) -> bytes:
+    """Tell a worker to stop a job: reason "cancelled" (asked by a client) or "lease_lost"."""
+    return orjson.dumps({"type": "cancel_job", "job_id": job_id, "reason": reason})
+
+
+def job_available(job_id: str, job_type: str, priority: int) -> bytes:
+    return orjson.dumps({"type": "job_available", "job_id": job_id, "job_type": job_type,
+                         "priority": priority})
+
+
+# ---- events ----------------------------------------------------------------------------------------
+
+def job_event(event_id: str, f: dict[str, bytes]) -> bytes:
+    """The frame subscribers and monitors get for one job entry of the events stream."""
+    ev, job_id = f["ev"], f["id"].decode()
+    if ev == b"completed":
+        return splice({"type": "job_completed", "job_id": job_id, "event_id": event_id,
+                       "worker_id": f["worker"].decode(), "attempt": int(f["attempt"])},
+                      "result", f["result"])
+    frame: dict[str, Any] = {"job_id": job_id, "event_id": event_id}
+    if ev == b"failed":
+        final = f["final"] == b"1"
+        frame.update(type="job_failed", error=f["error"].decode(), final=final, attempt=int(f["attempt"]))
+        if not final:  # retried: now, or after a backoff
+            frame["status"] = "scheduled" if "run_at" in f else "pending"
+            if "run_at" in f:
+                frame["retry_at"] = int(f["run_at"])
+    elif ev == b"cancelled":
+        frame["type"] = "job_cancelled"
+    elif ev == b"progress":
+        frame.update(type="job_update", status="active", progress=float(f["progress"]),
+                     message=f["message"].decode())
+    elif ev == b"assigned":
+        frame.update(type="job_update", status="active", worker_id=f["worker"].decode(),
+                     attempt=int(f["attempt"]))
+    elif ev == b"cancel_requested":
+        frame.update(type="job_update", status="active", cancel_requested=True)
+    else:  # added, pending
+        frame.update(type="job_update", status=(f.get("status") or b"pending").decode())
+    return orjson.dumps(frame)
+
+
+def is_final_entry(f: dict[str, bytes]) -> bool:
+    """Whether an events-stream entry ends its job (no event of the job follows it)."""
+    ev = f["ev"]
+    return ev in (b"completed", b"cancelled") or (ev == b"failed" and f.get("final") == b"1")
+
+
+def job_state(job_id: str, job: dict[str, Any], event_id: str, flag: dict[str, bool]) -> bytes:
+    """A synthetic event that tells a job's current state (docs/protocol.md section 6); `flag` is
+    {"synthetic": True} or {"resumed": False}."""
+    status = job["status"]
+    if status == "completed":
+        return splice({"type": "job_completed", "job_id": job_id, "event_id": event_id,
+                       "worker_id": job.get("worker"), "attempt": job.get("attempts"), **flag},
+                      "result", job.get("result") or b"null")
+    if status == "failed":
+        frame: dict[str, Any] = {"type": "job_failed", "error": job.get("error"), "final": True,
+                                 "attempt": job.get("attempts")}
+    elif status == "cancelled":
+        frame = {"type": "job_cancelled"}
+    else:
+        frame = {"type": "job_update", "status": status, "progress": job.get("progress", 0.0),
+                 "message": job.get("message", "")}
+    return orjson.dumps({**frame, "job_id": job_id, "event_id": event_id, **flag})
+
+
+def worker_status(worker_id: str, status: str, event_id: str) -> bytes:
+    return orjson.dumps({"type": "worker_status", "worker_id": worker_id, "status": status,
+                         "event_id": event_id})

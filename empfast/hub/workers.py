@@ -1,0 +1,254 @@
+"""What the hub does for workers: register (and re-send held jobs), claim by id, progress, complete
+(batched, with the next claims in the same call), fail, heartbeat, status, unregister, and filling
+a worker's free slots.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from empfast import errors as e
+from empfast import protocol as p
+from empfast.errors import LeaseLost, ProtocolError, WorkerNotFound
+from empfast.hub import frames
+from empfast.hub.clients import check_size
+from empfast.hub.conn import CLOSE_REPLACED, Peer, Request, WorkerSlots, error_for
+from empfast.limits import (
+    MAX_CONCURRENCY,
+    MAX_ERROR_CHARS,
+    MAX_JOB_ID_BYTES,
+    MAX_JOB_TYPES_PER_WORKER,
+    MAX_PROGRESS_MESSAGE_CHARS,
+)
+from empfast.store import ClaimedJob, Completion
+
+if TYPE_CHECKING:
+    from empfast.hub.server import FrameHandler, Hub
+
+
+def registered(peer: Peer) -> WorkerSlots:
+    """The worker state of a connection the hub let through (register_worker came first)."""
+    assert peer.worker is not None, "handle() lets only registered workers through"
+    return peer.worker
+
+
+class WorkerHandlers:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.store = hub.store
+
+    def handlers(self) -> dict[str, FrameHandler]:
+        return {
+            "register_worker": self.on_register_worker, "claim_job": self.on_claim_job,
+            "update_job_progress": self.on_progress, "complete_job": self.on_complete_job,
+            "fail_job": self.on_fail_job, "worker_heartbeat": self.on_heartbeat,
+            "worker_status": self.on_worker_status, "unregister_worker": self.on_unregister_worker,
+        }
+
+    # ---- giving jobs out -------------------------------------------------------------------------
+
+    def assign(self, peer: Peer, jobs: list[ClaimedJob], req: Any = None, reassigned: bool = False) -> None:
+        slots = registered(peer)
+        lease_s = self.store.settings.lease_ms / 1000
+        for job in jobs:
+            slots.jobs[job.job_id] = job.attempt
+            peer.send(frames.job_assigned(job, lease_s, req, reassigned))
+
+    async def fill(self, peer: Peer, most: int | None = None) -> int:
+        """Claim jobs for a worker's free slots (at most `most`); returns how many it got."""
+        slots = registered(peer)
+        free = slots.free() if most is None else min(most, slots.free())
+        if free <= 0:
+            return 0
+        jobs = await self.store.claim(slots.worker_id, free)
+        self.assign(peer, jobs)
+        return len(jobs)
+
+    # ---- registration ------------------------------------------------------------------------
+
+    async def on_register_worker(self, peer: Peer, request: Request) -> None:
+        msg, hub = request.message, self.hub
+        worker_id = p.get_opt_str(msg, "worker_id")
+        if worker_id is not None and peer.path_id is not None and worker_id != peer.path_id:
+            raise ProtocolError(e.BAD_MESSAGE, f"field 'worker_id' ({worker_id!r}) differs from the id "
+                                f"in the path ({peer.path_id!r}): give one or make them equal",
+                                field="worker_id")
+        current = peer.worker.worker_id if peer.worker is not None else None
+        worker_id = worker_id or peer.path_id or current or f"w-{uuid.uuid4().hex}"
+        if not p.WORKER_ID_RE.match(worker_id):
+            raise ProtocolError(e.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
+                                "[A-Za-z0-9._:@-]", field="worker_id")
+        if current is not None and worker_id != current:
+            raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {current!r}; open "
+                                "another connection for another worker id", field="worker_id")
+        job_types = p.get_str_list(msg, "job_types", max_items=MAX_JOB_TYPES_PER_WORKER)
+        concurrency = p.get_int(msg, "concurrency", 1, 0, MAX_CONCURRENCY)
+        previous = hub.workers.get(worker_id)
+        if previous is not None and previous is not peer:
+            previous.close(e.REPLACED, f"worker id {worker_id!r} registered on another connection; "
+                                       "this one is replaced (two processes share one id?)", CLOSE_REPLACED)
+        held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=hub.hub_id)
+        known = peer.worker.jobs if peer.worker is not None else {}
+        reassigned = [job_id for job_id in held if job_id not in known]
+        peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held)
+        hub.workers[worker_id] = peer
+        settings = self.store.settings
+        # a third of the shorter of lease and liveness (docs/protocol.md 4.2), so a configured
+        # interval can never outlast a short lease
+        heartbeat_s = min(hub.config.heartbeat_interval_s,
+                          min(settings.lease_ms, settings.liveness_ms) / 3000)
+        peer.reply(request.req, {"type": "worker_registered", "worker_id": worker_id,
+                                 "heartbeat_interval_s": heartbeat_s, "lease_s": settings.lease_ms / 1000,
+                                 "liveness_s": settings.liveness_ms / 1000, "held": list(held)})
+        await self._resend_held(peer, reassigned)
+        await self.fill(peer)
+
+    async def _resend_held(self, peer: Peer, job_ids: list[str]) -> None:
+        """Jobs a worker still holds from an earlier connection go to it again, marked reassigned:
+        a worker still running one ignores it, a restarted worker runs it (docs/protocol.md 5)."""
+        slots = registered(peer)
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is None or job.get("status") != "active" or job.get("worker") != slots.worker_id:
+                slots.jobs.pop(job_id, None)
+                continue
+            self.assign(peer, [ClaimedJob(job_id, job["type"], job.get("priority", 0),
+                                          job.get("payload") or b"{}", slots.jobs[job_id])],
+                        reassigned=True)
+
+    async def on_unregister_worker(self, peer: Peer, request: Request) -> None:
+        slots = registered(peer)
+        try:
+            released = await self.store.deregister_worker(slots.worker_id)
+        except WorkerNotFound:
+            released = 0
+        peer.reply(request.req, {"type": "worker_unregistered", "worker_id": slots.worker_id,
+                                 "released": released})
+        if self.hub.workers.get(slots.worker_id) is peer:
+            del self.hub.workers[slots.worker_id]
+        slots.jobs.clear()
+        peer.close_quietly()
+
+    async def on_worker_status(self, peer: Peer, request: Request) -> None:
+        slots = registered(peer)
+        wanted = request.message.get("status")
+        if wanted not in ("idle", "draining"):
+            raise ProtocolError(e.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
+        status = await self.store.set_worker_status(slots.worker_id, wanted)
+        slots.draining = status == "draining"
+        peer.reply(request.req, {"type": "worker_status_ack", "worker_id": slots.worker_id, "status": status})
+        await self.fill(peer)
+
+    # ---- running jobs ------------------------------------------------------------------------
+
+    async def on_claim_job(self, peer: Peer, request: Request) -> None:
+        slots = registered(peer)
+        job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
+        self.assign(peer, [await self.store.claim_by_id(slots.worker_id, job_id)], request.req)
+
+    @staticmethod
+    def _attempt(slots: WorkerSlots, msg: dict[str, Any]) -> tuple[str, int]:
+        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
+        attempt = slots.jobs.get(job_id)
+        if attempt is None:
+            # a result re-sent after a reconnect names its attempt: the store answers it as a repeat
+            attempt = p.get_int(msg, "attempt", 0, 0, 1_000_000)
+        return job_id, attempt
+
+    async def on_progress(self, peer: Peer, request: Request) -> None:
+        slots, msg = registered(peer), request.message
+        job_id, attempt = self._attempt(slots, msg)
+        progress = p.get_number(msg, "progress", -1, 0, 100)
+        message = msg.get("message") or ""
+        if not isinstance(message, str):
+            raise ProtocolError(e.BAD_MESSAGE, "field 'message' must be a string")
+        try:
+            cancel = await self.store.progress(job_id, slots.worker_id, attempt, progress,
+                                               message[:MAX_PROGRESS_MESSAGE_CHARS])
+        except LeaseLost:
+            slots.jobs.pop(job_id, None)
+            raise
+        if cancel:
+            peer.send(frames.cancel_job(job_id, "cancelled"))
+        if request.req is not None:
+            peer.reply(request.req, {"type": "job_progress_ack", "job_id": job_id,
+                                     "cancel_requested": cancel})
+
+    async def on_complete_job(self, peer: Peer, request: Request) -> None:
+        await self.complete_batch(peer, [request])
+
+    async def complete_batch(self, peer: Peer, requests: list[Request]) -> None:
+        """`complete_job` frames of one worker in one store call (completeJobs), which also claims
+        the worker's next jobs. Replies go out in request order, each with its own outcome."""
+        slots = registered(peer)
+        refused_early: list[bytes | None] = []
+        completions: list[Completion] = []
+        for message, data, req in requests:
+            try:
+                job_id, attempt = self._attempt(slots, message)
+                result = p.raw_or_dumped(data, message, "result", b"null")
+                check_size(result, "result", self.hub.config.max_frame_bytes)
+            except ProtocolError as exc:
+                refused_early.append(error_for(exc, req, peer.role))
+                continue
+            slots.jobs.pop(job_id, None)
+            completions.append(Completion(job_id, attempt, result))
+            refused_early.append(None)
+        next_jobs: list[ClaimedJob] = []
+        outcomes: list[Exception | None] = []
+        if completions:
+            try:
+                refused, next_jobs = await self.store.complete_many(slots.worker_id, completions,
+                                                                    claim_next=slots.free())
+                outcomes = list(refused)
+            except Exception as exc:
+                outcomes = [exc] * len(completions)
+        peer.answer_in_order(requests, refused_early, [
+            refusal or {"type": "job_completed_ack", "job_id": completion.job_id}
+            for completion, refusal in zip(completions, outcomes, strict=True)])
+        self.assign(peer, next_jobs)
+
+    async def on_fail_job(self, peer: Peer, request: Request) -> None:
+        slots, msg = registered(peer), request.message
+        job_id, attempt = self._attempt(slots, msg)
+        error = msg.get("error")
+        if not isinstance(error, str):
+            raise ProtocolError(e.BAD_MESSAGE, "field 'error' is required and must be a string")
+        retry = p.get_bool(msg, "retry", True)
+        slots.jobs.pop(job_id, None)
+        outcome = await self.store.fail(job_id, slots.worker_id, attempt, error[:MAX_ERROR_CHARS],
+                                        retry=retry, claim_next=slots.free())
+        ack: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
+                               "status": outcome.status}
+        if outcome.run_at:
+            ack["retry_at"] = outcome.run_at
+        peer.reply(request.req, ack)
+        self.assign(peer, outcome.next_jobs)
+
+    # ---- liveness ----------------------------------------------------------------------------
+
+    def _drop_lost(self, peer: Peer, lost: list[str]) -> None:
+        slots = registered(peer)
+        for job_id in lost:
+            slots.jobs.pop(job_id, None)
+            peer.send(frames.cancel_job(job_id, "lease_lost"))
+
+    async def on_heartbeat(self, peer: Peer, request: Request) -> None:
+        slots = registered(peer)
+        try:
+            beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
+        except WorkerNotFound:
+            # its record expired after missed heartbeats: register it again with its last values;
+            # the jobs it held were taken back
+            held = await self.store.register_worker(slots.worker_id, sorted(slots.job_types),
+                                                    slots.concurrency, hub_id=self.hub.hub_id)
+            self._drop_lost(peer, [job_id for job_id in slots.jobs if job_id not in held])
+            beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
+        self._drop_lost(peer, beat.lost)
+        for job_id in beat.cancel:
+            peer.send(frames.cancel_job(job_id, "cancelled"))
+        peer.reply(request.req, {"type": "worker_heartbeat_ack", "worker_id": slots.worker_id,
+                                 "extended": beat.extended, "lost": beat.lost})
+        if beat.lost:
+            await self.fill(peer)
