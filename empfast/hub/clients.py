@@ -170,10 +170,7 @@ class ClientHandlers:
             hub.unsubscribe(peer, job_id)
             raise
         peer.subs.buffered.pop(job_id, None)
-        reply: dict[str, Any] = {"type": "subscribed", "job_id": job_id}
-        if since is not None:
-            reply["resumed"] = resumed
-        peer.reply(request.req, reply)
+        peer.reply(request.req, frames.subscribed(job_id, resumed if since is not None else None))
         if since is not None and resumed:
             self._send_replay(peer, since, replay, buffered)
             self.end_if_final(peer, job_id, job)
@@ -216,7 +213,7 @@ class ClientHandlers:
     async def on_unsubscribe_job(self, peer: Peer, request: Request) -> None:
         job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
         self.hub.unsubscribe(peer, job_id)
-        peer.reply(request.req, {"type": "unsubscribed", "job_id": job_id})
+        peer.reply(request.req, frames.unsubscribed(job_id))
 
     # ---- acting on a job -------------------------------------------------------------------------
 

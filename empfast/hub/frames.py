@@ -1,6 +1,7 @@
-"""Every frame the hub sends, built by pure functions: no I/O, no state. Payloads and results are
-spliced in as the raw JSON text they are stored as, never parsed (docs/protocol.md is the contract;
-tests/test_frames.py compares these with its examples).
+"""Every frame the hub sends, built by pure functions: no I/O, no state. Replies are built as dicts
+(the connection adds the request's `req`); pushes, and frames with raw JSON inside, as bytes.
+Payloads and results are spliced in as the raw JSON text they are stored as, never parsed.
+docs/protocol.md is the contract; tests/test_frames.py compares these frames with its examples.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def welcome(role: str, hub_id: str, max_frame_bytes: int) -> bytes:
                          "max_frame_bytes": max_frame_bytes})
 
 
+def pong() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
 # ---- client replies ----------------------------------------------------------------------------
 
 def job_accepted(added: Added, subscribed: bool) -> dict[str, Any]:
@@ -43,6 +48,18 @@ def jobs_accepted(added: list[Added], subscribed: bool) -> dict[str, Any]:
     return {"type": "jobs_accepted", "job_ids": [a.job_id for a in added],
             "statuses": [a.status for a in added], "created": [a.created for a in added],
             "subscribed": subscribed}
+
+
+def subscribed(job_id: str, resumed: bool | None) -> dict[str, Any]:
+    """`resumed` only for a subscribe with `since`: whether the replay is complete."""
+    frame: dict[str, Any] = {"type": "subscribed", "job_id": job_id}
+    if resumed is not None:
+        frame["resumed"] = resumed
+    return frame
+
+
+def unsubscribed(job_id: str) -> dict[str, Any]:
+    return {"type": "unsubscribed", "job_id": job_id}
 
 
 def job_status(job_id: str, job: dict[str, Any], req: Any = None, **extra: Any) -> bytes:
@@ -66,6 +83,10 @@ def stats(counts: dict[str, Any], req: Any = None) -> bytes:
     return reply({"type": "stats", **counts}, req)
 
 
+def workers(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "workers", "workers": records}
+
+
 # ---- worker frames -------------------------------------------------------------------------------
 
 def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: bool = False) -> bytes:
@@ -76,6 +97,40 @@ def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: b
     if req is not None:
         head["req"] = req
     return splice(head, "payload", job.payload)
+
+
+def worker_registered(worker_id: str, heartbeat_interval_s: float, lease_s: float, liveness_s: float,
+                      held: list[str]) -> dict[str, Any]:
+    return {"type": "worker_registered", "worker_id": worker_id, "heartbeat_interval_s": heartbeat_interval_s,
+            "lease_s": lease_s, "liveness_s": liveness_s, "held": held}
+
+
+def worker_unregistered(worker_id: str, released: int) -> dict[str, Any]:
+    return {"type": "worker_unregistered", "worker_id": worker_id, "released": released}
+
+
+def worker_status_ack(worker_id: str, status: str) -> dict[str, Any]:
+    return {"type": "worker_status_ack", "worker_id": worker_id, "status": status}
+
+
+def worker_heartbeat_ack(worker_id: str, extended: int, lost: list[str]) -> dict[str, Any]:
+    return {"type": "worker_heartbeat_ack", "worker_id": worker_id, "extended": extended, "lost": lost}
+
+
+def job_progress_ack(job_id: str, cancel_requested: bool) -> dict[str, Any]:
+    return {"type": "job_progress_ack", "job_id": job_id, "cancel_requested": cancel_requested}
+
+
+def job_completed_ack(job_id: str) -> dict[str, Any]:
+    return {"type": "job_completed_ack", "job_id": job_id}
+
+
+def job_failed_ack(job_id: str, status: str, final: bool, retry_at: int) -> dict[str, Any]:
+    """`retry_at` (ms) when a retry is scheduled; 0 leaves it out."""
+    frame: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": final, "status": status}
+    if retry_at:
+        frame["retry_at"] = retry_at
+    return frame
 
 
 def cancel_job(job_id: str, reason: str) -> bytes:

@@ -48,7 +48,7 @@ class MonitorHandlers:
         peer.send(frames.stats(counts, request.req))
 
     async def on_get_workers(self, peer: Peer, request: Request) -> None:
-        peer.reply(request.req, {"type": "workers", "workers": await self.store.get_workers()})
+        peer.reply(request.req, frames.workers(await self.store.get_workers()))
 
     def _tick_s(self) -> float:
         """The loop wakes at the hub's stats interval, or sooner for a monitor that asked for less."""

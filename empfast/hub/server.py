@@ -26,6 +26,7 @@ from empfast import errors as e
 from empfast import protocol as p
 from empfast.config import HubConfig
 from empfast.errors import ProtocolError
+from empfast.hub import frames
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, Peer, Request
 from empfast.hub.dispatch import Dispatcher
@@ -188,4 +189,4 @@ class Hub:
         await self.handlers[kind](peer, request)
 
     async def on_ping(self, peer: Peer, request: Request) -> None:
-        peer.reply(request.req, {"type": "pong"})
+        peer.reply(request.req, frames.pong())

@@ -98,9 +98,8 @@ class WorkerHandlers:
         # interval can never outlast a short lease
         heartbeat_s = min(hub.config.heartbeat_interval_s,
                           min(settings.lease_ms, settings.liveness_ms) / 3000)
-        peer.reply(request.req, {"type": "worker_registered", "worker_id": worker_id,
-                                 "heartbeat_interval_s": heartbeat_s, "lease_s": settings.lease_ms / 1000,
-                                 "liveness_s": settings.liveness_ms / 1000, "held": list(held)})
+        peer.reply(request.req, frames.worker_registered(worker_id, heartbeat_s, settings.lease_ms / 1000,
+                                                         settings.liveness_ms / 1000, list(held)))
         await self._resend_held(peer, reassigned)
         await self.fill(peer)
 
@@ -123,8 +122,7 @@ class WorkerHandlers:
             released = await self.store.deregister_worker(slots.worker_id)
         except WorkerNotFound:
             released = 0
-        peer.reply(request.req, {"type": "worker_unregistered", "worker_id": slots.worker_id,
-                                 "released": released})
+        peer.reply(request.req, frames.worker_unregistered(slots.worker_id, released))
         if self.hub.workers.get(slots.worker_id) is peer:
             del self.hub.workers[slots.worker_id]
         slots.jobs.clear()
@@ -137,7 +135,7 @@ class WorkerHandlers:
             raise ProtocolError(e.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
         status = await self.store.set_worker_status(slots.worker_id, wanted)
         slots.draining = status == "draining"
-        peer.reply(request.req, {"type": "worker_status_ack", "worker_id": slots.worker_id, "status": status})
+        peer.reply(request.req, frames.worker_status_ack(slots.worker_id, status))
         await self.fill(peer)
 
     # ---- running jobs ------------------------------------------------------------------------
@@ -172,8 +170,7 @@ class WorkerHandlers:
         if cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
         if request.req is not None:
-            peer.reply(request.req, {"type": "job_progress_ack", "job_id": job_id,
-                                     "cancel_requested": cancel})
+            peer.reply(request.req, frames.job_progress_ack(job_id, cancel))
 
     async def on_complete_job(self, peer: Peer, request: Request) -> None:
         await self.complete_batch(peer, [request])
@@ -205,7 +202,7 @@ class WorkerHandlers:
             except Exception as exc:
                 outcomes = [exc] * len(completions)
         peer.answer_in_order(requests, refused_early, [
-            refusal or {"type": "job_completed_ack", "job_id": completion.job_id}
+            refusal or frames.job_completed_ack(completion.job_id)
             for completion, refusal in zip(completions, outcomes, strict=True)])
         self.assign(peer, next_jobs)
 
@@ -219,11 +216,7 @@ class WorkerHandlers:
         slots.jobs.pop(job_id, None)
         outcome = await self.store.fail(job_id, slots.worker_id, attempt, error[:MAX_ERROR_CHARS],
                                         retry=retry, claim_next=slots.free())
-        ack: dict[str, Any] = {"type": "job_failed_ack", "job_id": job_id, "final": outcome.final,
-                               "status": outcome.status}
-        if outcome.run_at:
-            ack["retry_at"] = outcome.run_at
-        peer.reply(request.req, ack)
+        peer.reply(request.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))
         self.assign(peer, outcome.next_jobs)
 
     # ---- liveness ----------------------------------------------------------------------------
@@ -248,7 +241,6 @@ class WorkerHandlers:
         self._drop_lost(peer, beat.lost)
         for job_id in beat.cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
-        peer.reply(request.req, {"type": "worker_heartbeat_ack", "worker_id": slots.worker_id,
-                                 "extended": beat.extended, "lost": beat.lost})
+        peer.reply(request.req, frames.worker_heartbeat_ack(slots.worker_id, beat.extended, beat.lost))
         if beat.lost:
             await self.fill(peer)
