@@ -89,10 +89,12 @@ def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: 
     (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "empfast/lua/claimJobs-5.lua" in names and "empfast/lua/includes/activateJob.lua" in names
+    modules = {str(path.relative_to(ROOT)) for path in (ROOT / "empfast").rglob("*.py")}
+    assert modules <= set(names), f"modules missing from the wheel: {sorted(modules - set(names))}"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True)
-    probe = ("import empfast.scripts as s; import sys; root = s.lua_root(); "
+    probe = ("import empfast.cli, empfast.scripts as s; root = s.lua_root(); "
              "n = len(s.load_scripts()); print(n, root)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(target)}, check=True).stdout.split(maxsplit=1)

@@ -1,16 +1,5 @@
-"""The client SDK: submit jobs, watch them, wait for their results (docs/protocol.md section 4.1).
-
-    async with Client("ws://127.0.0.1:8765") as client:
-        handle = await client.submit("resize", {"url": "https://example.org/a.png"})
-        print(await handle.result(timeout=60))
-
-Built on `Connection`, which reconnects by itself. Every request this client sends is safe to repeat
-(job ids are made here, before the first send), so a request whose reply was lost to a dropped
-socket is sent again on the next connection instead of surfacing `Disconnected`. Job events are
-kept per watched job and fanned out to every waiter and iterator of that job; after a reconnect
-each unfinished job is resubscribed with `since` = the last event id seen, so nothing is missed and
-nothing is seen twice.
-"""
+"""The Client: one connection to a hub's client endpoint, its requests, and the watches that keep
+each followed job's events (docs/protocol.md section 4.1)."""
 
 from __future__ import annotations
 
@@ -20,214 +9,36 @@ import re
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 
-import orjson
-
+from empfast.client.jobs import (
+    JobCancelledError,
+    JobFailedError,
+    JobHandle,
+    JobSpec,
+    NotRetryableError,
+    SubmitManyError,
+    Watch,
+    as_spec,
+    job_body,
+    job_bytes,
+)
 from empfast.connection import (
     Connection,
     ConnectionClosed,
     Disconnected,
-    FrameTooLarge,
     HubError,
     endpoint,
 )
 from empfast.errors import TRANSIENT_CODES
 from empfast.ids import event_key
 from empfast.limits import MAX_BATCH
-from empfast.protocol import JOB_EVENT_TYPES, is_final_event, splice
-
-__all__ = ["Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError", "JobCancelledError",
-           "JobError", "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
+from empfast.protocol import JOB_EVENT_TYPES
 
 log = logging.getLogger("empfast.client")
 
 _JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
-
-
-class JobError(Exception):
-    """A job ended without a result."""
-
-    def __init__(self, job_id: str, message: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-
-class JobFailedError(JobError):
-    """The job failed for good: no attempts left, or its worker refused a retry."""
-
-    def __init__(self, job_id: str, error: str, attempt: int | None = None) -> None:
-        after = f" after attempt {attempt}" if attempt else ""
-        super().__init__(job_id, f"job {job_id!r} failed{after}: {error}")
-        self.error, self.attempt = error, attempt
-
-
-class JobCancelledError(JobError):
-    """The job was cancelled before it completed."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(job_id, f"job {job_id!r} was cancelled; it has no result")
-
-
-class NotRetryableError(JobError):
-    """Only a job that failed for good or was cancelled can be retried."""
-
-    def __init__(self, job_id: str, status: str) -> None:
-        super().__init__(job_id, f"job {job_id!r} is {status}: only a failed or cancelled job can be retried")
-        self.status = status
-
-
-class SubmitManyError(HubError):
-    """The hub refused one batch of a submit_many. Batches are all-or-nothing: nothing of the refused
-    batch was added, and `accepted` holds the ids of the jobs of the batches before it, which were."""
-
-    def __init__(self, frame: dict[str, Any], accepted: list[str]) -> None:
-        super().__init__(frame)
-        self.accepted = accepted
-
-
-@dataclass(slots=True)
-class JobSpec:
-    """One job for `submit_many`; the fields mean what `Client.submit`'s arguments mean."""
-
-    job_type: str
-    payload: Any = None
-    priority: int = 0
-    job_id: str | None = None
-    max_attempts: int = 3
-    delay_s: float = 0
-    payload_json: bytes | str | None = None
-
-
-_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
-
-
-def _spec(job: JobSpec | Mapping[str, Any], index: int) -> JobSpec:
-    if isinstance(job, JobSpec):
-        return job
-    unknown = set(job) - _SPEC_FIELDS
-    if unknown:
-        raise TypeError(f"jobs[{index}] has unknown keys {sorted(unknown)}; a job takes "
-                        f"{sorted(_SPEC_FIELDS)}")
-    return JobSpec(**job)
-
-
-def _job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
-    """The submit_job fields of a job, and its pre-encoded payload if it came as JSON text. Fields
-    at their default are left out: the hub applies the same defaults, and frames stay small."""
-    body: dict[str, Any] = {"job_type": spec.job_type, "job_id": job_id}
-    if spec.priority:
-        body["priority"] = spec.priority
-    if spec.max_attempts != 3:
-        body["max_attempts"] = spec.max_attempts
-    if spec.delay_s:
-        body["delay_s"] = spec.delay_s
-    raw = spec.payload_json
-    if raw is None:
-        if spec.payload is not None:
-            body["payload"] = spec.payload
-        return body, None
-    if spec.payload is not None:
-        raise TypeError("give payload or payload_json, not both")
-    raw = raw.encode() if isinstance(raw, str) else bytes(raw)
-    try:
-        # checked here because the hub answers invalid JSON without the request's `req`, which
-        # would leave the request waiting for its reply until it times out
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"payload_json is not valid JSON ({exc}); pass the value as payload= "
-                         "to have it encoded") from None
-    return body, raw
-
-
-def _job_bytes(spec: JobSpec, job_id: str) -> bytes:
-    body, raw = _job_body(spec, job_id)
-    return orjson.dumps(body) if raw is None else splice(body, "payload", raw)
-
-
-class _Watch:
-    """What this client knows of one job it watches: the events seen so far (every iterator reads
-    all of them, so late iterators miss nothing), the last event id (the resume point after a
-    reconnect), and the final event once it came."""
-
-    __slots__ = ("__weakref__", "_last_key", "_pulse", "error", "events", "final", "job_id", "last_id",
-                 "since", "submitting", "subscribing")
-
-    def __init__(self, job_id: str, since: str | None = None) -> None:
-        self.job_id = job_id
-        self.since = since  # where the first subscription starts, when the caller gave one
-        self.events: list[dict[str, Any]] = []
-        self.last_id: str | None = None
-        self._last_key: tuple[int, int] | None = None
-        self.final: dict[str, Any] | None = None
-        self.error: BaseException | None = None
-        self.submitting = 0  # submits of this id in flight: they subscribe by themselves
-        self.subscribing: asyncio.Future[None] | None = None
-        self._pulse = asyncio.Event()
-
-    @property
-    def live(self) -> bool:
-        return self.final is None and self.error is None
-
-    def add(self, frame: dict[str, Any]) -> bool:
-        """Record an event; False for a repeat (a replay overlapping live events, a second final)."""
-        if self.final is not None:
-            return False
-        key = event_key(frame.get("event_id"))
-        if key is not None:
-            if self._last_key is not None and key <= self._last_key:
-                return False
-            self._last_key, self.last_id = key, frame["event_id"]
-        self.events.append(frame)
-        if is_final_event(frame):
-            self.final = frame
-        self._wake()
-        return True
-
-    def fail(self, exc: BaseException) -> None:
-        if self.live:
-            self.error = exc
-            self._wake()
-
-    def _wake(self) -> None:
-        # set then clear: wakes every current waiter; each re-checks the state before waiting again
-        self._pulse.set()
-        self._pulse.clear()
-
-    async def changed(self) -> None:
-        await self._pulse.wait()
-
-
-class JobHandle:
-    """A submitted job. Holding it keeps the job's events recorded in this client, so `result()` and
-    `events()` see everything from the submit on, however late they are called."""
-
-    __slots__ = ("_watch", "client", "created", "job_id", "status")
-
-    def __init__(self, client: Client, watch: _Watch, status: str, created: bool) -> None:
-        self.client = client
-        self._watch = watch
-        self.job_id = watch.job_id
-        self.status = status  # as the hub answered the submit
-        self.created = created  # False: a job with this id existed already (or a resent submit landed)
-
-    # a timeout argument, as in Celery's get(timeout=) and arq's result(timeout=): the error then
-    # names the job, and the job keeps its subscription for a later wait
-    async def result(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-        """The job's result; JobFailedError, JobCancelledError, or TimeoutError after `timeout` s."""
-        return await self.client._wait_result(self._watch, timeout)
-
-    def events(self, since: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The job's events from the submit on (after `since`, if given); ends after the final one."""
-        return self.client._iterate(self._watch, since)
-
-    async def cancel(self) -> dict[str, Any]:
-        return await self.client.cancel(self.job_id)
-
-    def __repr__(self) -> str:
-        return f"JobHandle(job_id={self.job_id!r}, status={self.status!r}, created={self.created})"
 
 
 class Client:
@@ -248,7 +59,7 @@ class Client:
             on_connected=self._on_connected, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
         # then dropped on arrival) instead of piling up in a long-lived client
-        self._watches: weakref.WeakValueDictionary[str, _Watch] = weakref.WeakValueDictionary()
+        self._watches: weakref.WeakValueDictionary[str, Watch] = weakref.WeakValueDictionary()
         self._started = False
         self._ended: asyncio.Future[None] | None = None
 
@@ -305,14 +116,14 @@ class Client:
         repeated safely after a dropped connection."""
         spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
         job_id = job_id or uuid.uuid4().hex
-        body, raw = _job_body(spec, job_id)
+        body, raw = job_body(spec, job_id)
         message: dict[str, Any] = {"type": "submit_job", **body}
         # the watch exists before the frame leaves: the hub subscribes us before it adds the job,
         # so the job's first event may arrive before the reply
         watch = self._watches.get(job_id)
         fresh = watch is None
         if watch is None:
-            watch = self._watches[job_id] = _Watch(job_id)
+            watch = self._watches[job_id] = Watch(job_id)
         watch.submitting += 1
         try:
             reply = await self._call(message, None if raw is None else ("payload", raw))
@@ -337,9 +148,9 @@ class Client:
         subscribe when asked."""
         if not 0 < batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}, got {batch_size}")
-        specs = [_spec(job, i) for i, job in enumerate(jobs)]
+        specs = [as_spec(job, i) for i, job in enumerate(jobs)]
         ids = [spec.job_id or uuid.uuid4().hex for spec in specs]
-        encoded = [_job_bytes(spec, job_id) for spec, job_id in zip(specs, ids, strict=True)]
+        encoded = [job_bytes(spec, job_id) for spec, job_id in zip(specs, ids, strict=True)]
         for start in range(0, len(encoded), batch_size):
             batch = b"[" + b",".join(encoded[start:start + batch_size]) + b"]"
             try:
@@ -363,7 +174,7 @@ class Client:
         unchanged and NotRetryableError says its status; HubError `not_found` for an unknown id."""
         old = self._watches.get(job_id)
         # the new run's events are recorded from the first: the hub subscribes us before it acts
-        watch = self._watches[job_id] = _Watch(job_id)
+        watch = self._watches[job_id] = Watch(job_id)
         watch.submitting += 1
         try:
             # the retry id makes a re-send after a lost reply a repeat, not a refusal
@@ -379,7 +190,7 @@ class Client:
             raise NotRetryableError(job_id, str(reply.get("status")))
         return JobHandle(self, watch, str(reply.get("status")), created=False)
 
-    def _restore_watch(self, job_id: str, watch: _Watch, old: _Watch | None) -> None:
+    def _restore_watch(self, job_id: str, watch: Watch, old: Watch | None) -> None:
         if self._watches.get(job_id) is watch and not watch.events:
             if old is not None:
                 self._watches[job_id] = old
@@ -440,18 +251,18 @@ class Client:
                                "the request may or may not have been applied, and sending it again is "
                                "safe") from None
 
-    def _subscribe_message(self, watch: _Watch) -> dict[str, Any]:
+    def _subscribe_message(self, watch: Watch) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "subscribe_job", "job_id": watch.job_id}
         since = watch.last_id or watch.since
         if since:
             message["since"] = since
         return message
 
-    async def _watch(self, job_id: str, since: str | None = None) -> _Watch:
+    async def _watch(self, job_id: str, since: str | None = None) -> Watch:
         """The job's watch, subscribed (HubError `not_found` for an unknown job)."""
         watch = self._watches.get(job_id)
         if watch is None:
-            watch = self._watches[job_id] = _Watch(job_id, since)
+            watch = self._watches[job_id] = Watch(job_id, since)
             self._start_subscription(watch)
         if watch.subscribing is not None:
             await asyncio.shield(watch.subscribing)
@@ -459,13 +270,13 @@ class Client:
             raise watch.error
         return watch
 
-    def _start_subscription(self, watch: _Watch) -> None:
+    def _start_subscription(self, watch: Watch) -> None:
         task = asyncio.ensure_future(self._subscribe(watch))
         # consumed here too, so a subscription whose caller went away logs no "never retrieved"
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         watch.subscribing = task
 
-    async def _subscribe(self, watch: _Watch) -> None:
+    async def _subscribe(self, watch: Watch) -> None:
         try:
             await self._call(self._subscribe_message(watch))
         except BaseException as exc:
@@ -476,12 +287,12 @@ class Client:
         finally:
             watch.subscribing = None
 
-    async def _wait_result(self, job: _Watch | str, timeout_s: float | None) -> Any:
-        job_id = job.job_id if isinstance(job, _Watch) else job
+    async def _wait_result(self, job: Watch | str, timeout_s: float | None) -> Any:
+        job_id = job.job_id if isinstance(job, Watch) else job
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
-                watch = job if isinstance(job, _Watch) else await self._watch(job)
+                watch = job if isinstance(job, Watch) else await self._watch(job)
                 while watch.final is None:
                     if watch.error is not None:
                         raise watch.error
@@ -499,8 +310,8 @@ class Client:
             raise JobCancelledError(job_id)
         raise JobFailedError(job_id, final.get("error") or "", final.get("attempt"))
 
-    async def _iterate(self, job: _Watch | str, since: str | None) -> AsyncIterator[dict[str, Any]]:
-        watch = job if isinstance(job, _Watch) else await self._watch(job, since)
+    async def _iterate(self, job: Watch | str, since: str | None) -> AsyncIterator[dict[str, Any]]:
+        watch = job if isinstance(job, Watch) else await self._watch(job, since)
         floor = event_key(since)
         seen = 0
         while True:

@@ -1,25 +1,14 @@
-"""The worker SDK: register job types with the hub, run each assigned job in its own task through
-an `async def handler(job)`, and report the outcome so that no result is lost and none is applied
-twice, across reconnects and shutdown. docs/protocol.md (sections 4.2, 4.4, 5 and 7) is the contract.
-
-    worker = Worker("ws://127.0.0.1:8765", concurrency=4)
-
-    @worker.handler("resize")
-    async def resize(job: Job) -> dict[str, str]:
-        await job.progress(50, "resizing")
-        return {"url": "..."}
-
-    await worker.run()  # until SIGINT/SIGTERM, then a graceful stop
-"""
+"""The Worker: its connection to the hub, registration and heartbeats, the jobs it runs (each in
+its own task, progress coalesced), and a graceful stop. Outcomes go through the Outbox
+(outbox.py); a job's pieces are in job.py. docs/protocol.md (sections 4.2, 4.4, 5 and 7) is the
+contract."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
-import math
 import os
 import re
 import secrets
@@ -27,127 +16,35 @@ import signal
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import orjson
 from picows import WSTransport
 
-from empfast.connection import (
-    Connection,
-    ConnectionClosed,
-    Disconnected,
-    HubError,
-    backoff_delays,
-    endpoint,
-)
-from empfast.errors import TRANSIENT_CODES
-from empfast.limits import (
-    DEFAULT_MAX_FRAME_BYTES,
-    MAX_CONCURRENCY,
-    MAX_ERROR_CHARS,
-    MAX_PROGRESS_MESSAGE_CHARS,
-    payload_limit,
-)
+from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, MAX_CONCURRENCY, payload_limit
 from empfast.protocol import WORKER_ID_RE
+from empfast.worker.job import (
+    SHUTDOWN_ERROR,
+    Handler,
+    Job,
+    NonRetryableError,
+    Outcome,
+    Run,
+    cancelled_outcome,
+    check_handler,
+    completion,
+    failure,
+    no_handler,
+)
+from empfast.worker.outbox import Outbox, WorkerStats
 
 log = logging.getLogger("empfast.worker")
-
-Handler = Callable[["Job"], Awaitable[Any]]
-ProgressReporter = Callable[[float, str], None]
-
-SHUTDOWN_ERROR = "worker shutting down"
-CANCELLED_ERROR = "cancelled"
-
-
-class NonRetryableError(Exception):
-    """Raise from a handler to fail the job for good: it is dead-lettered, not retried."""
-
-
-class Job:
-    """One attempt of a job, handed to its handler. `payload` is the submitted JSON, decoded."""
-
-    __slots__ = ("_report", "attempt", "job_id", "job_type", "lease_s", "payload", "priority",
-                 "reassigned")
-
-    def __init__(self, job_id: str, job_type: str, payload: Any = None, *, attempt: int = 1,
-                 priority: int = 0, reassigned: bool = False, lease_s: float = 30.0,
-                 report: ProgressReporter | None = None) -> None:
-        self.job_id, self.job_type, self.payload = job_id, job_type, payload
-        self.attempt, self.priority, self.reassigned, self.lease_s = attempt, priority, reassigned, lease_s
-        # None for a Job built by hand (e.g. to unit-test a handler): progress is then a no-op
-        self._report = report
-
-    async def progress(self, pct: float, message: str = "") -> None:
-        """Report progress (0..100) and extend the lease. Cheap to call in a tight loop: frames are
-        coalesced per job and the latest value is always sent."""
-        if isinstance(pct, bool) or not isinstance(pct, int | float) or math.isnan(pct):
-            raise TypeError(f"progress must be a number from 0 to 100, got {pct!r}")
-        if not isinstance(message, str):
-            raise TypeError(f"a progress message must be a string, got {type(message).__name__}")
-        if self._report is not None:
-            self._report(min(100.0, max(0.0, float(pct))), message[:MAX_PROGRESS_MESSAGE_CHARS])
-        # a yield point, so a CPU-bound loop that reports progress still lets heartbeats and
-        # cancellation through
-        await asyncio.sleep(0)
-
-    def __repr__(self) -> str:
-        return f"Job({self.job_id!r}, {self.job_type!r}, attempt={self.attempt})"
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one Worker object; outcomes are counted when the hub acknowledges them."""
-
-    started: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    lease_lost: int = 0
-    dropped: int = 0  # outcomes the hub refused for good (lease lost meanwhile)
-    in_flight: int = 0
-
-
-@dataclass(eq=False)
-class _Run:
-    """A job's handler task and its progress coalescing state."""
-
-    job: Job
-    handler: Handler
-    task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None  # "cancelled", "lease_lost" or "shutdown" once we cancel it
-    unsent_progress: tuple[float, str] | None = None
-    progress_sent_at: float = -math.inf
-    flush_timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False)
-class _Outcome:
-    """A complete_job or fail_job kept until the hub acknowledges it, re-sent after reconnects."""
-
-    job_id: str
-    attempt: int
-    message: dict[str, Any]
-
 
 def default_worker_id() -> str:
     """host-pid-random: stable for one Worker object, unique across processes on one host."""
     host = re.sub(r"[^A-Za-z0-9._:@-]", "-", socket.gethostname())[:64] or "host"
     return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def check_handler(job_type: str, handler: object) -> Handler:
-    """A handler is an `async def handler(job)`; refuse anything else before any job is lost."""
-    if not isinstance(job_type, str) or not job_type or len(job_type.encode()) > 128:
-        raise ValueError(f"a job type is a string of 1 to 128 bytes, got {job_type!r}")
-    # an instance of a class with an `async def __call__` is a handler too
-    call = type(handler).__call__ if callable(handler) else None
-    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
-    if not is_async:
-        raise TypeError(f"the handler for {job_type!r} must be an `async def handler(job)`, got "
-                        f"{handler!r}; wrap blocking code in `await asyncio.to_thread(...)`")
-    return handler  # type: ignore[return-value]
 
 
 class Worker:
@@ -177,15 +74,11 @@ class Worker:
         self.connection = Connection(
             endpoint(url, "worker", token=token), on_push=self._on_push, on_connected=self._on_connected,
             backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s)
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         # job id -> a newer attempt assigned while the lost run of that job was still stopping
         self._next_attempt: dict[str, dict[str, Any]] = {}
-        self._outcomes: dict[str, _Outcome] = {}
-        self._sending: set[str] = set()  # job ids whose outcome a delivery task is sending
         self._tasks: set[asyncio.Task[None]] = set()  # keeps background tasks referenced
         self._slots = asyncio.Semaphore(concurrency)
-        self._all_acked = asyncio.Event()
-        self._all_acked.set()
         self._idle = asyncio.Event()  # no job running and every outcome acknowledged
         self._idle.set()
         self._session: WSTransport | None = None  # the socket we are registered on
@@ -196,6 +89,8 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._grace_cut = asyncio.Event()  # a second signal: stop waiting for in-flight jobs
         self._stopping: asyncio.Task[None] | None = None
+        self.outbox = Outbox(self.connection, self.stats, ack_timeout_s=ack_timeout_s,
+                             registered=self._registered, spawn=self._spawn, on_change=self._update_idle)
 
     # ---- registration of handlers and lifecycle ----------------------------------------------
 
@@ -269,7 +164,7 @@ class Worker:
         await self._idle.wait()
 
     def _update_idle(self) -> None:
-        if self._runs or self._outcomes:
+        if self._runs or self.outbox.pending:
             self._idle.clear()
         else:
             self._idle.set()
@@ -319,10 +214,10 @@ class Worker:
         if self.connection.fatal is None:
             try:
                 async with asyncio.timeout(self.ack_timeout_s):
-                    await self._all_acked.wait()
+                    await self.outbox.all_acked.wait()
             except TimeoutError:
                 log.warning("%d job outcomes were not acknowledged before shutdown; the hub re-runs "
-                            "those jobs when their leases lapse", len(self._outcomes))
+                            "those jobs when their leases lapse", len(self.outbox.pending))
         if self._registered():
             with contextlib.suppress(HubError, Disconnected, ConnectionClosed, TimeoutError):
                 reply = await self.connection.request({"type": "unregister_worker"},
@@ -353,7 +248,7 @@ class Worker:
             if run.task is not None and not run.task.done():
                 log.warning("job %s outlived the grace period; cancelling it (it will be retried)",
                             run.job.job_id)
-                self._cancel_run(run, "shutdown")
+                run.cancel("shutdown")
         left = {run.task for run in self._runs.values() if run.task is not None}
         if left:
             # a handler that swallows cancellation must not hold the process forever
@@ -390,10 +285,9 @@ class Worker:
         self._heartbeats = self._spawn(self._heartbeat_loop(self.connection.transport))
         for run in list(self._runs.values()):
             self._flush_progress(run)
-        for job_id in list(self._outcomes):
-            self._deliver_soon(job_id)
+        self.outbox.deliver_all()
 
-    def _stop_runs_not_held(self, running_before: dict[_Run, int], held: set[str]) -> None:
+    def _stop_runs_not_held(self, running_before: dict[Run, int], held: set[str]) -> None:
         """A job that ran through the disconnect but that the hub no longer counts as ours lost its
         lease meanwhile (it was swept back and may run elsewhere): stop it, as for a lease_lost push."""
         for run, attempt in running_before.items():
@@ -454,22 +348,22 @@ class Worker:
             # lapsed and we got the job again) is the one this run reports on
             running.job.attempt = max(running.job.attempt, attempt)
             return
-        finished = self._outcomes.get(job_id)
+        finished = self.outbox.pending.get(job_id)
         if finished is not None:
             if finished.attempt >= attempt:
                 return  # a repeat after a reconnect: the outcome is already on its way
             # our lease on the finished attempt lapsed before its outcome got through: that
             # outcome can never be stored, and the new attempt must run
-            self._forget_outcome(finished)
+            self.outbox.forget(finished)
         job_type = str(frame.get("job_type", ""))
-        run = _Run(job=Job(job_id, job_type, frame.get("payload"), attempt=attempt,
+        run = Run(job=Job(job_id, job_type, frame.get("payload"), attempt=attempt,
                            priority=frame.get("priority", 0), reassigned=bool(frame.get("reassigned")),
                            lease_s=frame.get("lease_s", 30.0)),
-                   handler=self.handlers.get(job_type) or _no_handler)
+                   handler=self.handlers.get(job_type) or no_handler)
         run.job._report = functools.partial(self._report_progress, run)
         if self._draining:
             log.info("job %s arrived while shutting down; handing it back", job_id)
-            self._submit(self._failure(run.job, SHUTDOWN_ERROR, retry=True))
+            self.outbox.submit(failure(run.job, SHUTDOWN_ERROR, retry=True))
             return
         self._runs[job_id] = run
         self.stats.in_flight += 1
@@ -483,43 +377,35 @@ class Worker:
         if reason == "lease_lost":
             log.warning("lost the lease on job %s (attempt %d); stopping it", job_id, run.job.attempt)
             self.stats.lease_lost += 1
-            self._cancel_run(run, "lease_lost")
+            run.cancel("lease_lost")
         else:
             log.info("job %s was cancelled", job_id)
-            self._cancel_run(run, "cancelled")
-
-    @staticmethod
-    def _cancel_run(run: _Run, reason: str) -> None:
-        # lease_lost overrides any earlier reason: nothing more may be sent about the job
-        if run.cancel_reason is None or reason == "lease_lost":
-            run.cancel_reason = reason
-        if run.task is not None:
-            run.task.cancel()
+            run.cancel("cancelled")
 
     # ---- running a job ---------------------------------------------------------------------------
 
-    async def _run_job(self, run: _Run) -> None:
+    async def _run_job(self, run: Run) -> None:
         job = run.job
-        outcome: _Outcome | None = None
+        outcome: Outcome | None = None
         try:
             async with self._slots:
                 self.stats.started += 1
                 result = await run.handler(job)
-            outcome = self._completion(job, result)
+            outcome = completion(job, result, self._max_result_bytes())
         except asyncio.CancelledError:
-            outcome = self._cancelled(run)
+            outcome = cancelled_outcome(run)
             if run.cancel_reason is None:
                 raise  # not our cancel (the event loop is closing): let it through
         except NonRetryableError as exc:
             log.info("job %s failed for good: %s", job.job_id, exc)
-            outcome = self._failure(job, str(exc) or type(exc).__name__, retry=False)
+            outcome = failure(job, str(exc) or type(exc).__name__, retry=False)
         except Exception as exc:
             log.exception("job %s (%s, attempt %d) raised", job.job_id, job.job_type, job.attempt)
-            outcome = self._failure(job, f"{type(exc).__name__}: {exc}", retry=True)
+            outcome = failure(job, f"{type(exc).__name__}: {exc}", retry=True)
         finally:
             self._end_run(run, outcome)
 
-    def _end_run(self, run: _Run, outcome: _Outcome | None) -> None:
+    def _end_run(self, run: Run, outcome: Outcome | None) -> None:
         job_id = run.job.job_id
         if self._runs.get(job_id) is run:
             del self._runs[job_id]
@@ -535,40 +421,20 @@ class Worker:
             return
         if run.unsent_progress is not None and run.cancel_reason is None:
             self._send_progress(run)  # the last value goes out before the outcome
-        self._submit(outcome)
+        self.outbox.submit(outcome)
 
-    def _cancelled(self, run: _Run) -> _Outcome | None:
-        if run.cancel_reason == "lease_lost":
-            return None  # the job runs elsewhere now; anything we sent would be refused
-        if run.cancel_reason == "cancelled":
-            # any retry value works: a job whose cancel was asked ends cancelled
-            return self._failure(run.job, CANCELLED_ERROR, retry=False)
-        if run.cancel_reason == "shutdown":
-            return self._failure(run.job, SHUTDOWN_ERROR, retry=True)
-        return self._failure(run.job, "the handler's task was cancelled", retry=True)
+    def _max_result_bytes(self) -> int:
+        return payload_limit(int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)))
 
-    def _completion(self, job: Job, result: Any) -> _Outcome:
-        try:
-            raw = orjson.dumps(result)
-        except TypeError as exc:
-            return self._failure(job, f"the handler's result cannot be encoded as JSON: {exc}", retry=False)
-        limit = payload_limit(int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)))
-        if len(raw) > limit:
-            return self._failure(job, f"the result is {len(raw)} bytes, over the hub's limit of {limit}: "
-                                      "keep big data in object storage and return its URL", retry=False)
-        # encoded once: a re-send after a reconnect reuses the bytes
-        return _Outcome(job.job_id, job.attempt, {"type": "complete_job", "job_id": job.job_id,
-                                                  "attempt": job.attempt, "result": orjson.Fragment(raw)})
-
-    @staticmethod
-    def _failure(job: Job, error: str, *, retry: bool) -> _Outcome:
-        return _Outcome(job.job_id, job.attempt, {"type": "fail_job", "job_id": job.job_id,
-                                                  "attempt": job.attempt, "error": error[:MAX_ERROR_CHARS],
-                                                  "retry": retry})
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # ---- progress ----------------------------------------------------------------------------------
 
-    def _report_progress(self, run: _Run, pct: float, message: str) -> None:
+    def _report_progress(self, run: Run, pct: float, message: str) -> None:
         if run.task is None or run.task.done() or run.cancel_reason is not None:
             return
         run.unsent_progress = (pct, message)
@@ -581,12 +447,12 @@ class Worker:
         else:
             run.flush_timer = loop.call_later(wait_s, self._flush_progress, run)
 
-    def _flush_progress(self, run: _Run) -> None:
+    def _flush_progress(self, run: Run) -> None:
         run.flush_timer = None
         if run.unsent_progress is not None and self._runs.get(run.job.job_id) is run:
             self._send_progress(run)
 
-    def _send_progress(self, run: _Run) -> None:
+    def _send_progress(self, run: Run) -> None:
         if run.unsent_progress is None or not self._registered():
             return  # kept: sent again after the reconnect
         pct, message = run.unsent_progress
@@ -595,77 +461,6 @@ class Worker:
                               "progress": pct, "message": message})
         run.unsent_progress = None
         run.progress_sent_at = asyncio.get_running_loop().time()
-
-    # ---- outcomes: kept until acknowledged ---------------------------------------------------------
-
-    def _submit(self, outcome: _Outcome) -> None:
-        self._outcomes[outcome.job_id] = outcome
-        self._all_acked.clear()
-        self._idle.clear()
-        self._deliver_soon(outcome.job_id)
-
-    def _forget_outcome(self, outcome: _Outcome) -> None:
-        if self._outcomes.get(outcome.job_id) is outcome:
-            del self._outcomes[outcome.job_id]
-        if not self._outcomes:
-            self._all_acked.set()
-        self._update_idle()
-
-    def _deliver_soon(self, job_id: str) -> None:
-        # one delivery task per outcome; while disconnected none runs, and _on_connected starts them
-        if job_id in self._sending or not self._registered():
-            return
-        self._sending.add(job_id)
-        self._spawn(self._deliver(job_id))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _deliver(self, job_id: str) -> None:
-        pauses = backoff_delays(0.2, 5.0)
-        try:
-            while (outcome := self._outcomes.get(job_id)) is not None and self._registered():
-                try:
-                    reply = await self.connection.request(outcome.message, timeout_s=self.ack_timeout_s,
-                                                          wait_connected=False)
-                except (Disconnected, ConnectionClosed):
-                    return  # re-sent by _on_connected after the reconnect
-                except TimeoutError:
-                    log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat "
-                                "is safe)", job_id, self.ack_timeout_s)
-                    continue
-                except HubError as exc:
-                    if exc.code in TRANSIENT_CODES:
-                        await asyncio.sleep(next(pauses))
-                        continue
-                    log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
-                                job_id, outcome.attempt, exc)
-                    self.stats.dropped += 1
-                    self._forget_outcome(outcome)
-                    return
-                self._count_ack(outcome, reply)
-                self._forget_outcome(outcome)
-                return
-        finally:
-            self._sending.discard(job_id)
-
-    def _count_ack(self, outcome: _Outcome, reply: dict[str, Any]) -> None:
-        if reply.get("type") == "job_completed_ack":
-            self.stats.completed += 1
-        elif reply.get("status") == "cancelled":
-            self.stats.cancelled += 1
-        else:
-            self.stats.failed += 1
-
-
-async def _no_handler(job: Job) -> Any:
-    # the hub only assigns registered types, so this means a hub bug or a mixed-up deploy: retryable,
-    # so that a worker that has the handler can still run the job
-    raise LookupError(f"worker has no handler for job type {job.job_type!r}")
-
 
 async def run_worker(url: str, handlers: Mapping[str, Handler], *, worker_id: str | None = None,
                      concurrency: int = 1, token: str | None = None, grace_s: float = 30.0) -> None:
