@@ -61,7 +61,10 @@ def endpoint(url: str, role: str, peer_id: str | None = None, token: str | None 
 
 
 def backoff_delays(base_s: float, cap_s: float) -> itertools.chain[float]:
-    """Exponential backoff with full jitter in [½, 1] of each step, as the hub's retries."""
+    """Reconnect delays: exponential backoff with equal jitter, as the hub's retry backoff. Step n
+    is base_s * 2**n capped at cap_s, and each delay is a random point in [½, 1] of its step (half
+    fixed, half random; not "full jitter", which would draw from [0, 1] of the step). After 64
+    steps every delay is in [½, 1] of cap_s."""
     return itertools.chain(
         (min(cap_s, base_s * 2 ** n) * random.uniform(0.5, 1.0) for n in range(64)),
         iter(lambda: cap_s * random.uniform(0.5, 1.0), None),

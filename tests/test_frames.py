@@ -5,7 +5,6 @@ the hub's handler table is the protocol's list of message types, role by role.""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,16 @@ def doc_examples(kind: str) -> list[dict[str, Any]]:
     """Every JSON example of a frame of this type in docs/protocol.md, in order."""
     text = DOC.read_text(encoding="utf-8")
     decoder = json.JSONDecoder()
-    found = []
-    for match in re.finditer(r'\{"type":\s*"' + re.escape(kind) + '"', text):
-        value, _ = decoder.raw_decode(text, match.start())
-        found.append(value)
+    found, position = [], 0
+    while (start := text.find('{"', position)) >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            position = start + 2
+            continue
+        position = end
+        if isinstance(value, dict) and value.get("type") == kind:
+            found.append(value)
     assert found, f"docs/protocol.md has no example of {kind!r}"
     return found
 
@@ -49,90 +54,121 @@ def sent(frame: bytes | dict[str, Any], req: Any = None) -> dict[str, Any]:
 
 
 def test_welcome() -> None:
-    assert sent(frames.welcome("worker", "h-3f2a", 1048576)) == example("welcome")
+    doc = example("welcome")
+    assert sent(frames.welcome(doc["role"], doc["hub_id"], doc["max_frame_bytes"])) == doc
 
 
 def test_error_frame_of_a_store_refusal() -> None:
     doc = example("error", code="lease_lost")
-    frame = sent(error_for(LeaseLost("j1", "w1", 1), 7, "worker"))
+    frame = sent(error_for(LeaseLost(doc["job_id"], "w1", 1), doc["req"], "worker"))
     assert frame.keys() == doc.keys()
     assert {k: v for k, v in frame.items() if k != "error"} == {k: v for k, v in doc.items() if k != "error"}
     assert frame["error"].startswith(doc["error"].removesuffix(" ..."))
 
 
 def test_client_replies() -> None:
-    assert sent(frames.job_accepted(Added("order-17", "pending", True), True), 1) == example("job_accepted")
+    doc = example("job_accepted")
+    added = Added(doc["job_id"], doc["status"], doc["created"])
+    assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
     doc = example("jobs_accepted")
-    added = [Added(job_id, status, created)
+    batch = [Added(job_id, status, created)
              for job_id, status, created in zip(doc["job_ids"], doc["statuses"], doc["created"], strict=True)]
-    assert sent(frames.jobs_accepted(added, True), 2) == doc
-    assert sent(frames.subscribed("order-17", True), 4) == example("subscribed")
-    assert sent(frames.unsubscribed("order-17")) == example("unsubscribed")
-    assert sent(frames.pong(), 9) == example("pong")
+    assert sent(frames.jobs_accepted(batch, doc["subscribed"]), doc["req"]) == doc
+    doc = example("subscribed", resumed=True)
+    assert sent(frames.subscribed(doc["job_id"], True), doc["req"]) == doc
+    doc = example("unsubscribed")
+    assert sent(frames.unsubscribed(doc["job_id"]), doc.get("req")) == doc
+    doc = example("pong")
+    assert sent(frames.pong(), doc["req"]) == doc
 
 
 def test_job_status() -> None:
-    doc = example("job_status", req=3)
-    job = {"type": "resize", "status": "active", "priority": 5, "progress": 40.0, "message": "resizing",
-           "attempts": 1, "max_attempts": 3, "worker": "w1", "errors": [], "cancel_requested": False,
-           "created_at": 1718000000000, "updated_at": 1718000001200, "started_at": 1718000000100,
-           "payload": b'{"url":"https://example.org/a.png"}'}
-    assert sent(frames.job_status("order-17", job, 3)) == doc
+    doc = example("job_status", job_type="resize")
+    job = {"type": doc["job_type"], "worker": doc["worker_id"], "payload": b'{"url":"x"}',
+           **{k: doc[k] for k in ("status", "priority", "progress", "message", "attempts", "max_attempts",
+                                  "errors", "cancel_requested", "created_at", "updated_at", "started_at")}}
+    result = orjson.dumps(doc["result"]) if doc["result"] is not None else None
+    if result is not None:
+        job["result"] = result
+    assert sent(frames.job_status(doc["job_id"], job, doc.get("req"))) == doc
 
 
 def test_worker_replies() -> None:
-    assert sent(frames.worker_registered("gpu-7", 10.0, 30.0, 30.0, ["order-17"]), 1) == example(
-        "worker_registered")
-    assert sent(frames.job_progress_ack("order-17", False)) == example("job_progress_ack")
-    assert sent(frames.job_completed_ack("order-17"), 3) == example("job_completed_ack")
-    assert sent(frames.job_failed_ack("order-17", "scheduled", False, 1718000002731), 4) == example(
-        "job_failed_ack")
-    assert sent(frames.worker_heartbeat_ack("gpu-7", 3, [])) == example("worker_heartbeat_ack")
-    assert sent(frames.worker_status_ack("gpu-7", "draining")) == example("worker_status_ack")
-    assert sent(frames.worker_unregistered("gpu-7", 0)) == example("worker_unregistered")
+    doc = example("worker_registered")
+    assert sent(frames.worker_registered(doc["worker_id"], doc["heartbeat_interval_s"], doc["lease_s"],
+                                         doc["liveness_s"], doc["held"]), doc.get("req")) == doc
+    doc = example("job_progress_ack")
+    assert sent(frames.job_progress_ack(doc["job_id"], doc["cancel_requested"]), doc.get("req")) == doc
+    doc = example("job_completed_ack")
+    assert sent(frames.job_completed_ack(doc["job_id"]), doc.get("req")) == doc
+    doc = example("job_failed_ack", final=False)
+    assert sent(frames.job_failed_ack(doc["job_id"], doc["status"], doc["final"], doc["retry_at"]),
+                doc.get("req")) == doc
+    doc = example("worker_heartbeat_ack")
+    assert sent(frames.worker_heartbeat_ack(doc["worker_id"], doc["extended"], doc["lost"]),
+                doc.get("req")) == doc
+    doc = example("worker_status_ack")
+    assert sent(frames.worker_status_ack(doc["worker_id"], doc["status"]), doc.get("req")) == doc
+    doc = example("worker_unregistered")
+    assert sent(frames.worker_unregistered(doc["worker_id"], doc["released"]), doc.get("req")) == doc
 
 
 def test_pushes_to_workers() -> None:
-    payload = b'{"url":"https://example.org/a.png"}'
-    assigned = frames.job_assigned(ClaimedJob("order-17", "resize", 5, payload, 1), 30.0)
-    assert sent(assigned) == example("job_assigned")
+    doc = example("job_assigned")
+    payload = orjson.dumps(doc["payload"])
+    job = ClaimedJob(doc["job_id"], doc["job_type"], doc["priority"], payload, doc["attempt"])
+    assigned = frames.job_assigned(job, doc["lease_s"])
+    assert sent(assigned) == doc
     assert payload in assigned  # spliced as stored, not re-encoded
-    assert sent(frames.job_available("order-18", "ocr", 0)) == example("job_available")
-    assert sent(frames.cancel_job("order-17", "cancelled")) == example("cancel_job", reason="cancelled")
+    doc = example("job_available")
+    assert sent(frames.job_available(doc["job_id"], doc["job_type"], doc["priority"])) == doc
+    doc = example("cancel_job", reason="cancelled")
+    assert sent(frames.cancel_job(doc["job_id"], doc["reason"])) == doc
+
+
+def _entry(**fields: Any) -> dict[str, bytes]:
+    """An events-stream entry as the store reads it: every value bytes."""
+    return {k: v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items() if v is not None}
 
 
 def test_job_events_from_stream_entries() -> None:
-    progress = {b"ev": b"progress", b"id": b"order-17", b"progress": b"40", b"message": b"resizing"}
-    completed = {b"ev": b"completed", b"id": b"order-17", b"worker": b"gpu-7", b"attempt": b"1",
-                 b"result": b'{"url":"https://example.org/a-small.png"}'}
-    retried = {b"ev": b"failed", b"id": b"order-18", b"type": b"ocr", b"error": b"upstream 503",
-               b"final": b"0", b"attempt": b"1", b"run_at": b"1718000003700"}
-    dead = {b"ev": b"failed", b"id": b"order-18", b"type": b"ocr", b"error": b"lease expired (attempt 3)",
-            b"final": b"1", b"attempt": b"3"}
-    cancelled = {b"ev": b"cancelled", b"id": b"order-19"}
+    def check(doc: dict[str, Any], **fields: Any) -> None:
+        frame = sent(frames.job_event(doc["event_id"], _entry(id=doc["job_id"], **fields)))
+        assert frame == doc
 
-    def event(event_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-        return sent(frames.job_event(event_id, {k.decode(): v for k, v in fields.items()}))
-
-    assert event("1718000001200-0", progress) == example("job_update", progress=40)
-    assert event("1718000002100-3", completed) == example("job_completed")
-    assert event("1718000002731-0", retried) == example("job_failed", final=False)
-    assert event("1718000009000-0", dead) == example("job_failed", final=True)
-    assert event("1718000009500-0", cancelled) == example("job_cancelled")
-    assert sent(frames.worker_status("gpu-7", "draining", "1718000003000-0")) == example("worker_status")
+    doc = example("job_update", status="pending")
+    check(doc, ev="added", type="resize", status="pending")
+    doc = next(e for e in doc_examples("job_update") if "worker_id" in e)
+    check(doc, ev="assigned", type="resize", worker=doc["worker_id"], attempt=doc["attempt"])
+    doc = next(e for e in doc_examples("job_update") if "progress" in e and "resumed" not in e)
+    check(doc, ev="progress", progress=doc["progress"], message=doc["message"])
+    doc = example("job_completed")
+    check(doc, ev="completed", worker=doc["worker_id"], attempt=doc["attempt"],
+          result=orjson.dumps(doc["result"]))
+    doc = example("job_failed", final=False)
+    check(doc, ev="failed", type="ocr", error=doc["error"], final=0, attempt=doc["attempt"],
+          run_at=doc["retry_at"])
+    doc = example("job_failed", final=True)
+    check(doc, ev="failed", type="ocr", error=doc["error"], final=1, attempt=doc["attempt"])
+    doc = example("job_cancelled")
+    check(doc, ev="cancelled")
+    doc = example("worker_status")
+    assert sent(frames.worker_status(doc["worker_id"], doc["status"], doc["event_id"])) == doc
 
 
 def test_a_state_event_after_a_trimmed_resume() -> None:
-    job = {"status": "active", "progress": 55.0, "message": ""}
-    frame = frames.job_state("order-17", job, "1718000400000-0", {"resumed": False})
-    assert sent(frame) == example("job_update", resumed=False)
+    doc = example("job_update", resumed=False)
+    job = {"status": doc["status"], "progress": doc["progress"], "message": doc["message"]}
+    frame = frames.job_state(doc["job_id"], job, doc["event_id"], {"resumed": False})
+    assert sent(frame) == doc
 
 
 def test_stats_and_workers() -> None:
     doc = example("stats")
-    assert sent(frames.stats({k: v for k, v in doc.items() if k != "type"})) == doc
+    counts = {k: v for k, v in doc.items() if k not in ("type", "req")}
+    assert sent(frames.stats(counts, doc.get("req"))) == doc
     doc = example("workers")
-    assert sent(frames.workers(doc["workers"])) == doc
+    assert sent(frames.workers(doc["workers"]), doc.get("req")) == doc
 
 
 async def test_the_handler_table_is_the_protocols_list_of_message_types() -> None:

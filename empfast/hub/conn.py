@@ -71,11 +71,12 @@ class Subscriptions:
 
 @dataclass(slots=True)
 class StatsPushes:
-    """A monitor's subscribe_stats: how often it wants stats, and the last push."""
+    """A monitor's subscribe_stats: how often it wants stats, the last stats it got, and when its
+    next check is due (loop time): a push is never closer than `interval_s` to the one before."""
 
-    interval_s: float = 1.0
-    sent: bytes = b""
-    sent_at: float = 0.0
+    interval_s: float
+    sent: bytes
+    next_at: float
 
 
 class Peer(WSListener):

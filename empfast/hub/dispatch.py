@@ -107,7 +107,9 @@ class Dispatcher:
         if not subs and not hub.monitors:
             return
         frame = frames.job_event(event_id, f)
-        for peer in (*(subs or ()), *hub.monitors):
+        # a monitor that also subscribed to the job gets each event once
+        targets = hub.monitors.union(subs) if subs and hub.monitors else (subs or hub.monitors)
+        for peer in targets:
             buffered = peer.subs.buffered.get(job_id)
             if buffered is None:
                 peer.send(frame)

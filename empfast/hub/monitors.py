@@ -1,5 +1,6 @@
 """What the hub does for monitors: the list of workers, and stats pushed to each subscriber at its
-own interval, only when they changed; one stats read per tick serves every monitor.
+own interval (never closer together than that), only when they changed; one stats read serves
+every monitor due at that moment.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("empfast.hub")
 
 MIN_STATS_INTERVAL_S = 0.25
+TIMER_SLACK_S = 0.001  # a loop timer may fire a hair before its time
 
 
 class MonitorHandlers:
@@ -42,7 +44,8 @@ class MonitorHandlers:
     async def on_subscribe_stats(self, peer: Peer, request: Request) -> None:
         interval_s = p.get_number(request.message, "interval_s", 1.0, MIN_STATS_INTERVAL_S, 3600)
         counts = (await self.store.stats()).as_dict()
-        peer.stats = StatsPushes(interval_s, frames.stats(counts), asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        peer.stats = StatsPushes(interval_s, frames.stats(counts), now + interval_s)
         self.hub.stats_subscribers.add(peer)
         self._subscribed.set()
         peer.send(frames.stats(counts, request.req))
@@ -50,31 +53,34 @@ class MonitorHandlers:
     async def on_get_workers(self, peer: Peer, request: Request) -> None:
         peer.reply(request.req, frames.workers(await self.store.get_workers()))
 
-    def _tick_s(self) -> float:
-        """The loop wakes at the hub's stats interval, or sooner for a monitor that asked for less."""
-        wanted = [peer.stats.interval_s for peer in self.hub.stats_subscribers if peer.stats is not None]
-        return min([self.hub.config.stats_interval_s, *wanted])
+    def _sleep_s(self, now: float) -> float:
+        """Until the earliest monitor's next check; with none subscribed, the hub's interval."""
+        due = [peer.stats.next_at for peer in self.hub.stats_subscribers if peer.stats is not None]
+        return max(0.0, min(due) - now) if due else self.hub.config.stats_interval_s
 
     async def _stats_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while self.hub.running:
             self._subscribed.clear()
-            # a new subscriber wakes the loop: its interval may shorten the tick
+            # a new subscriber wakes the loop: its interval may bring the next check forward
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), timeout=self._tick_s())
+                await asyncio.wait_for(self._subscribed.wait(), timeout=self._sleep_s(loop.time()))
             now = loop.time()
-            # a little slack, so a push due a hair after this tick is not a whole tick late
-            due = [peer for peer in self.hub.stats_subscribers if peer.stats is not None
-                   and now - peer.stats.sent_at >= peer.stats.interval_s - MIN_STATS_INTERVAL_S / 2]
+            due = [peer for peer in self.hub.stats_subscribers
+                   if peer.stats is not None and peer.stats.next_at <= now + TIMER_SLACK_S]
             if not due:
                 continue
             try:
                 frame = frames.stats((await self.store.stats()).as_dict())
             except Exception:
-                log.exception("stats failed; trying again next interval")
+                log.exception("stats failed; trying again in %.1f s", self.hub.config.stats_interval_s)
+                for peer in due:
+                    assert peer.stats is not None
+                    peer.stats.next_at = now + self.hub.config.stats_interval_s
                 continue
             for peer in due:
                 assert peer.stats is not None
+                peer.stats.next_at = now + peer.stats.interval_s
                 if frame != peer.stats.sent:
-                    peer.stats.sent, peer.stats.sent_at = frame, now
+                    peer.stats.sent = frame
                     peer.send(frame)
