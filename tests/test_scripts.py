@@ -26,8 +26,10 @@ def write(folder: Path, name: str, text: str) -> None:
 
 
 def script(num_keys: int, body: str) -> str:
+    """A script whose header lists `num_keys` KEYS and whose code uses each of them."""
     keys = "\n".join(f"    KEYS[{i}] k" for i in range(1, num_keys + 1))
-    return HEADER.format(keys=keys) + body
+    uses = "".join(f"rcall('EXISTS', KEYS[{i}])\n" for i in range(1, num_keys + 1))
+    return HEADER.format(keys=keys) + uses + body
 
 
 def test_every_shipped_script_loads_with_a_header_that_matches_its_key_count() -> None:
@@ -88,7 +90,7 @@ def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: 
                     "-w", str(tmp_path / "dist"), str(source)], check=True)
     (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "empfast/lua/claimJobs-5.lua" in names and "empfast/lua/includes/activateJob.lua" in names
+    assert "empfast/lua/claimJobs-6.lua" in names and "empfast/lua/includes/activateJob.lua" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True)
