@@ -26,13 +26,12 @@ from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import BadArgument, JobNotFound, LayoutMismatch, StoreRefusal, refusal
 from empfast.ids import event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
-from empfast.limits import LUA_LIMITS, MAX_BATCH
+from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
 
 log = logging.getLogger("empfast.store")
 
 Text = str | bytes
-MAX_CLAIM = MAX_BATCH
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 # A script's error reply when the meta hash lacks a setting it reads (deleted under a running store,
 # e.g. by FLUSHDB): the store writes the meta hash again and retries once, as after NOSCRIPT.
@@ -264,12 +263,13 @@ class Store:
 
     async def claim(self, worker_id: str, max_jobs: int = 1, *, lease_ms: int | None = None,
                     now: int | None = None) -> list[ClaimedJob]:
-        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots)."""
+        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots
+        and the queue's max_claim)."""
         k = self.keys
         keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states)
         out = await self._run("claimJobs", keys, (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
-            min(max_jobs, MAX_CLAIM)))
+            max_jobs))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), worker_id=worker_id)
         return _claimed(out, 2)
@@ -317,7 +317,7 @@ class Store:
         repeat) and the error for each refused one, in order."""
         k = self.keys
         args: list[Any] = [k.prefix, "" if now is None else now, worker_id,
-                           lease_ms or self.settings.lease_ms, min(claim_next, MAX_CLAIM), len(completions)]
+                           lease_ms or self.settings.lease_ms, claim_next, len(completions)]
         for completion in completions:
             args += completion
         out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events,
@@ -340,7 +340,7 @@ class Store:
                 k.prefix, "" if now is None else now, job_id, worker_id, attempt, error,
                 1 if retry else 0, s.backoff_base_ms, s.backoff_cap_ms,
                 random.random() if jitter is None else jitter,
-                lease_ms or s.lease_ms, min(claim_next, MAX_CLAIM)))
+                lease_ms or s.lease_ms, claim_next))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return FailOutcome(_s(out[1]), int(out[2]), _claimed(out, 4))

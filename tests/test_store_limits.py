@@ -52,6 +52,15 @@ async def test_the_scripts_read_their_limits_from_the_meta_hash(store: Store) ->
     assert (await store.add_job("abcd", max_attempts=2, now=T)).created
 
 
+async def test_a_claim_takes_at_most_max_claim_jobs(store: Store) -> None:
+    await store.redis.hset(store.keys.meta, "max_claim", 2)
+    await store.add_jobs([NewJob("a") for _ in range(6)], now=T)
+    await store.register_worker("w1", ["a"], 10, now=T)
+    assert len(await store.claim("w1", 5, now=T)) == 2
+    (job, *_) = await store.claim("w1", 1, now=T)
+    assert len(await store.complete(job.job_id, "w1", job.attempt, claim_next=5, now=T)) == 2
+
+
 async def test_a_meta_hash_deleted_under_a_running_store_is_written_again(store: Store) -> None:
     await store.redis.delete(store.keys.meta)  # as FLUSHDB does, while the scripts stay loaded
     added = await store.add_job("a", job_id="after", now=T)
