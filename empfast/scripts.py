@@ -4,6 +4,10 @@ the file name, and computes the SHA that EVALSHA uses. Talks to no Redis (the st
 A script is `lua/<verbNoun>-<N>.lua`, N being the number of KEYS. Includes live in `lua/includes/`
 (no `-N` suffix), are pulled in with `--- @include "path"` (relative to the including file, `.lua`
 optional) and are inlined once per script, in dependency order.
+
+The header is a contract the loader holds each file to: the KEYS it lists are exactly the keys the
+code uses (a key bound to a local that is never read counts as unused), and a file that calls an
+include's function includes that file itself instead of relying on another include to pull it in.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ INCLUDE_RE = re.compile(r'^---?\s*@include\s+"([^"]+)"\s*$')
 NAME_RE = re.compile(r"^(?P<name>[A-Za-z]+)-(?P<keys>\d+)\.lua$")
 HEADER_KEY_RE = re.compile(r"^\s*KEYS\[(\d+)\]")
 HEADER_SECTIONS = ("Input:", "Output:", "Events:")
+KEY_USE_RE = re.compile(r"\bKEYS\[(\d+)\]")
+# `local a, b = KEYS[1], KEYS[2]` on a line of its own: the names that carry keys
+KEY_BINDING_RE = re.compile(r"^\s*local\s+([\w\s,]+?)\s*=\s*(KEYS\[\d+\](?:\s*,\s*KEYS\[\d+\])*)\s*$",
+                            re.MULTILINE)
+CALL_RE = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+DEFINITION_RE = re.compile(r"\blocal\s+function\s+([A-Za-z_]\w*)")
+BLOCK_COMMENT_RE = re.compile(r"--\[\[.*?\]\]", re.DOTALL)
+LINE_COMMENT_RE = re.compile(r"--.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +61,32 @@ def _open(root: Traversable, rel: PurePosixPath) -> str:
     return node.read_text(encoding="utf-8")
 
 
+def _code(text: str) -> str:
+    """The text without its comments (no string in lua/ holds `--`)."""
+    return LINE_COMMENT_RE.sub("", BLOCK_COMMENT_RE.sub("", text))
+
+
+def _include_names(root: Traversable) -> frozenset[str]:
+    """The function names of lua/includes/: each file defines one function named after it."""
+    folder = root.joinpath("includes")
+    if not folder.is_dir():
+        return frozenset()
+    return frozenset(n.name.removesuffix(".lua") for n in folder.iterdir() if n.name.endswith(".lua"))
+
+
+def _check_calls(rel: PurePosixPath, text: str, included: set[PurePosixPath],
+                 known: frozenset[str]) -> None:
+    """An include's function may only be called by a file that includes it itself: an include
+    pulled in by another include disappears from a script when that other include stops needing it."""
+    code = _code(text)
+    mine = set(DEFINITION_RE.findall(code)) | {p.stem for p in included}
+    for name in CALL_RE.findall(code):
+        if name in known and name not in mine:
+            raise ScriptError(f'{rel}: calls {name}() without --- @include "{name}" of its own')
+
+
 def _resolve(root: Traversable, rel: PurePosixPath, done: dict[PurePosixPath, str],
-             stack: list[PurePosixPath]) -> str:
+             stack: list[PurePosixPath], known: frozenset[str]) -> str:
     """Returns the body of `rel` without include lines; adds its includes to `done` first."""
     if rel in stack:
         chain = " -> ".join(str(p) for p in [*stack, rel])
@@ -58,7 +94,8 @@ def _resolve(root: Traversable, rel: PurePosixPath, done: dict[PurePosixPath, st
     stack.append(rel)
     body: list[str] = []
     seen_here: set[PurePosixPath] = set()
-    for number, line in enumerate(_open(root, rel).splitlines(), 1):
+    text = _open(root, rel)
+    for number, line in enumerate(text.splitlines(), 1):
         match = INCLUDE_RE.match(line.strip())
         if not match:
             body.append(line)
@@ -71,8 +108,8 @@ def _resolve(root: Traversable, rel: PurePosixPath, done: dict[PurePosixPath, st
             raise ScriptError(f"{rel}:{number}: {inc} is included twice")
         seen_here.add(inc)
         if inc not in done:
-            text = _resolve(root, inc, done, stack)
-            done.setdefault(inc, text)
+            done.setdefault(inc, _resolve(root, inc, done, stack, known))
+    _check_calls(rel, text, seen_here, known)
     stack.pop()
     return "\n".join(body)
 
@@ -80,7 +117,7 @@ def _resolve(root: Traversable, rel: PurePosixPath, done: dict[PurePosixPath, st
 def assemble(root: Traversable, filename: str) -> str:
     """The script with every include inlined once, each before the first code that needs it."""
     done: dict[PurePosixPath, str] = {}
-    main = _resolve(root, PurePosixPath(filename), done, [])
+    main = _resolve(root, PurePosixPath(filename), done, [], _include_names(root))
     header_end = main.find("]]") + 2 if main.lstrip().startswith("--[[") else 0
     header, code = main[:header_end], main[header_end:]
     # `local rcall = redis.call` must precede the includes, which rely on it
@@ -103,6 +140,20 @@ def check_header(filename: str, source: str, num_keys: int) -> None:
         raise ScriptError(
             f"{filename}: the name says {num_keys} KEYS but the header lists KEYS {listed}"
         )
+    code = _code(source)
+    used = {int(i) for i in KEY_USE_RE.findall(code)}
+    for match in KEY_BINDING_RE.finditer(code):
+        names = [n.strip() for n in match.group(1).split(",")]
+        for name, key in zip(names, KEY_USE_RE.findall(match.group(2)), strict=False):
+            # read only where it is bound, and nowhere else as KEYS[i]: the key is not used
+            if len(re.findall(rf"\b{re.escape(name)}\b", code)) < 2 and code.count(f"KEYS[{key}]") < 2:
+                used.discard(int(key))
+    for i in range(1, num_keys + 1):
+        if i not in used:
+            raise ScriptError(f"{filename}: KEYS[{i}] is declared but the script never uses it")
+    beyond = sorted(i for i in used if i > num_keys)
+    if beyond:
+        raise ScriptError(f"{filename}: the code uses KEYS[{beyond[0]}] but the name says {num_keys} KEYS")
 
 
 def load_scripts(root: Traversable | None = None) -> dict[str, Script]:

@@ -26,14 +26,16 @@ from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import BadArgument, JobNotFound, LayoutMismatch, StoreRefusal, refusal
 from empfast.ids import event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
-from empfast.limits import MAX_BATCH
+from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
 
 log = logging.getLogger("empfast.store")
 
 Text = str | bytes
-MAX_CLAIM = MAX_BATCH
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
+# A script's error reply when the meta hash lacks a setting it reads (deleted under a running store,
+# e.g. by FLUSHDB): the store writes the meta hash again and retries once, as after NOSCRIPT.
+NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 
 
 class NewJob(NamedTuple):
@@ -181,7 +183,8 @@ class Store:
     # ---- start-up ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Check the data layout, record the settings the scripts read, and load every script."""
+        """Check the data layout, record the settings and limits the scripts read (getQueueConfig),
+        and load every script."""
         k, s = self.keys, self.settings
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(k.meta, "layout", LAYOUT_VERSION)
@@ -200,6 +203,7 @@ class Store:
             "keep_completed_max": s.keep_completed_max,
             "keep_failed_ms": s.keep_failed_ms,
             "keep_failed_max": s.keep_failed_max,
+            **LUA_LIMITS,
         })
         await self._load_scripts()
         self._started = True
@@ -216,10 +220,15 @@ class Store:
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.scripts[name]
         try:
-            return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
-        except NoScriptError:
-            # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
-            log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
+            try:
+                return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+            except NoScriptError:
+                # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
+                log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
+            except ResponseError as exc:
+                if not str(exc).startswith(NO_CONFIG_REPLY + " "):
+                    raise
+                log.warning("the queue's meta hash lost its settings (%s); writing them again", exc)
             await self.start()
             return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
         except ResponseError as exc:
@@ -242,7 +251,7 @@ class Store:
         args[2] = count
         if count == 0:
             return []
-        out = await self._run("addJobs", (k.meta, k.scheduled, k.stats, k.events, k.types), args)
+        out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types), args)
         return [Added(_s(out[i]), _s(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
@@ -254,11 +263,13 @@ class Store:
 
     async def claim(self, worker_id: str, max_jobs: int = 1, *, lease_ms: int | None = None,
                     now: int | None = None) -> list[ClaimedJob]:
-        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots)."""
+        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots
+        and the queue's max_claim)."""
         k = self.keys
-        out = await self._run("claimJobs", (k.meta, k.active, k.workers, k.stats, k.events), (
+        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states)
+        out = await self._run("claimJobs", keys, (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
-            min(max_jobs, MAX_CLAIM)))
+            max_jobs))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), worker_id=worker_id)
         return _claimed(out, 2)
@@ -266,7 +277,8 @@ class Store:
     async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
                           now: int | None = None) -> ClaimedJob:
         k = self.keys
-        out = await self._run("claimJobById", (k.meta, k.active, k.workers, k.stats, k.events), (
+        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states)
+        out = await self._run("claimJobById", keys, (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             job_id))
         if out[0] == b"OK":
@@ -304,12 +316,12 @@ class Store:
         completion is judged on its own: the first list holds None for each accepted one (or a
         repeat) and the error for each refused one, in order."""
         k = self.keys
-        args: list[Any] = [k.prefix, "" if now is None else now, worker_id, min(claim_next, MAX_CLAIM),
-                           lease_ms or self.settings.lease_ms, len(completions)]
+        args: list[Any] = [k.prefix, "" if now is None else now, worker_id,
+                           lease_ms or self.settings.lease_ms, claim_next, len(completions)]
         for completion in completions:
             args += completion
-        out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events),
-                              args)
+        out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events,
+                                               k.worker_states), args)
         outcomes: list[StoreRefusal | None] = [
             None if code == b"OK" else refusal(_s(code), job_id=c.job_id, worker_id=worker_id,
                                                attempt=c.attempt)
@@ -323,11 +335,12 @@ class Store:
         k, s = self.keys, self.settings
         out = await self._run(
             "failJob",
-            (k.meta, k.active, k.scheduled, k.failed, k.cancelled, k.workers, k.stats, k.events), (
+            (k.meta, k.active, k.scheduled, k.failed, k.cancelled, k.workers, k.seq, k.worker_states,
+             k.stats, k.events), (
                 k.prefix, "" if now is None else now, job_id, worker_id, attempt, error,
                 1 if retry else 0, s.backoff_base_ms, s.backoff_cap_ms,
                 random.random() if jitter is None else jitter,
-                min(claim_next, MAX_CLAIM), lease_ms or s.lease_ms))
+                lease_ms or s.lease_ms, claim_next))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return FailOutcome(_s(out[1]), int(out[2]), _claimed(out, 4))
@@ -335,7 +348,7 @@ class Store:
     async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
         k = self.keys
         out = await self._run(
-            "cancelJob", (k.meta, k.scheduled, k.active, k.cancelled, k.stats, k.events, k.workers),
+            "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events),
             (k.prefix, "" if now is None else now, job_id))
         code = _s(out[0])
         if code == JobNotFound.lua_reply:
@@ -352,7 +365,7 @@ class Store:
         attempts. False when the job is in another state (nothing changed), unless this is a repeat
         of the retry with the same `retry_id`."""
         k = self.keys
-        out = await self._run("retryJob", (k.meta, k.failed, k.cancelled, k.stats, k.events),
+        out = await self._run("retryJob", (k.meta, k.seq, k.failed, k.cancelled, k.stats, k.events),
                               (k.prefix, "" if now is None else now, job_id, attempts, retry_id))
         if _s(out[0]) == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
@@ -404,7 +417,7 @@ class Store:
                            lease_ms or self.settings.lease_ms]
         for job_id, attempt in (held or {}).items():
             args += (job_id, attempt)
-        out = await self._run("heartbeat", (k.meta, k.active, k.workers, k.events), args)
+        out = await self._run("heartbeat", (k.active, k.workers), args)
         if out[0] != b"OK":
             raise refusal(_s(out[0]), worker_id=worker_id)
         return Heartbeat(int(out[1]), [_s(x) for x in out[2]], [_s(x) for x in out[3]])
@@ -413,7 +426,7 @@ class Store:
                                 now: int | None = None) -> str:
         """Set "draining" (no new jobs) or "idle" (take jobs again). Returns the status now."""
         k = self.keys
-        out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events), (
+        out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events, k.worker_states), (
             k.prefix, "" if now is None else now, worker_id, status))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), worker_id=worker_id)
@@ -423,7 +436,8 @@ class Store:
         """Remove a worker; the jobs it held go back to pending. Returns how many."""
         k = self.keys
         out = await self._run(
-            "deregisterWorker", (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states),
+            "deregisterWorker", (k.meta, k.active, k.workers, k.seq, k.failed, k.cancelled, k.worker_states,
+                                 k.stats, k.events),
             (k.prefix, "" if now is None else now, worker_id))
         if out[0] != b"OK":
             raise refusal(_s(out[0]), worker_id=worker_id)
@@ -458,8 +472,9 @@ class Store:
     async def sweep(self, *, limit: int | None = None, now: int | None = None) -> SweepResult:
         k = self.keys
         out = await self._run("sweep", (
-            k.meta, k.scheduled, k.active, k.workers, k.completed, k.failed, k.cancelled, k.stats,
-            k.events), (k.prefix, "" if now is None else now, limit or self.settings.sweep_limit))
+            k.meta, k.scheduled, k.active, k.workers, k.completed, k.failed, k.cancelled, k.seq,
+            k.worker_states, k.stats, k.events), (k.prefix, "" if now is None else now,
+                                                  limit or self.settings.sweep_limit))
         return SweepResult(int(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4] == 1)
 
     async def stats(self) -> Stats:
@@ -508,8 +523,9 @@ class Store:
 
     async def job_events_since(self, job_id: str, since: str, *,
                                scan: int = 10_000) -> tuple[list[tuple[str, dict[str, bytes]]], bool]:
-        """Events of one job after `since` (for a client that resumes), scanning at most the
-        newest `scan` entries of the stream (its trimmed length), in one round trip. The flag is
+        """Events of one job after `since` (for a client that resumes), in one round trip. It scans
+        the oldest `scan` entries after `since` (an XRANGE from there; the default is the stream's
+        trimmed length), so a job's later events past that window are not returned. The flag is
         False when `since` is older than the stream's first entry: trimmed events may be missing."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.events, count=1)

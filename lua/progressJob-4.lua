@@ -22,6 +22,7 @@
     {"NOT_FOUND"}    no such job
     {"LEASE_LOST"}   the job is not active under this worker and attempt
     error reply "ERR_BAD_ARG progress ..." when progress is not within 0..100
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     progress (progress, message, worker, attempt)
@@ -39,6 +40,10 @@ local progress = tonumber(ARGV[6])
 if not progress or progress < 0 or progress > 100 then
   return redis.error_reply('ERR_BAD_ARG progress must be a number from 0 to 100')
 end
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
 local jobKey = prefix .. 'job:' .. jobId
 local refused = checkLease(jobKey, workerId, attempt)
 if refused then
@@ -49,6 +54,6 @@ local deadline = now + tonumber(ARGV[8])
 rcall('HSET', jobKey, 'progress', ARGV[6], 'message', ARGV[7], 'lease_until', deadline, 'updated_at', now)
 rcall('ZADD', activeKey, deadline, jobId)
 touchWorker(prefix, workersKey, workerId, now)
-emitEvent(eventsKey, getQueueConfig(metaKey).eventsMaxLen, 'ev', 'progress', 'id', jobId,
+emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'progress', 'id', jobId,
   'progress', ARGV[6], 'message', ARGV[7], 'worker', workerId, 'attempt', attempt)
 return {'OK', rcall('HGET', jobKey, 'cancel') == '1' and 1 or 0}

@@ -84,3 +84,14 @@ def test_imports_flow_one_way() -> None:
             assert ours <= leaves, f"{module} imports {sorted(ours - leaves)}"
         if "redis" in {m.split(".")[0] for m in _imports(path)}:
             assert module in REDIS_IMPORTERS, f"{module} imports redis: only the store talks to Redis"
+
+
+def test_every_script_the_docs_name_exists() -> None:
+    """Scripts are named `verbNoun-<number of KEYS>`; a doc that names an old count is out of date."""
+    shipped = {path.stem for path in (ROOT / "lua").glob("*.lua")}
+    stale = {}
+    for page in [*(ROOT / "docs").glob("*.md"), ROOT / "README.md", ROOT / "bench" / "README.md"]:
+        named = set(re.findall(r"\b[a-z]+[A-Z][A-Za-z]*-\d+\b", page.read_text(encoding="utf-8")))
+        if named - shipped:
+            stale[page.name] = sorted(named - shipped)
+    assert not stale, f"docs name scripts that do not exist: {stale}"

@@ -26,11 +26,14 @@ def write(folder: Path, name: str, text: str) -> None:
 
 
 def script(num_keys: int, body: str) -> str:
+    """A script whose header lists `num_keys` KEYS and whose code uses each of them."""
     keys = "\n".join(f"    KEYS[{i}] k" for i in range(1, num_keys + 1))
-    return HEADER.format(keys=keys) + body
+    uses = "".join(f"rcall('EXISTS', KEYS[{i}])\n" for i in range(1, num_keys + 1))
+    return HEADER.format(keys=keys) + uses + body
 
 
 def test_every_shipped_script_loads_with_a_header_that_matches_its_key_count() -> None:
+    """Loading runs every check: the header, the keys used, the includes called."""
     scripts = load_scripts()
     assert {"addJobs", "claimJobs", "claimJobById", "progressJob", "completeJobs", "failJob", "retryJob",
             "cancelJob", "heartbeat", "registerWorker", "deregisterWorker", "setWorkerStatus",
@@ -77,6 +80,50 @@ def test_header_sections_are_mandatory(tmp_path: Path) -> None:
         load_scripts(tmp_path)
 
 
+def test_a_declared_key_the_code_never_uses_is_refused(tmp_path: Path) -> None:
+    body = "return rcall('GET', KEYS[1])\n"
+    write(tmp_path, "doIt-2.lua", HEADER.format(keys="    KEYS[1] k\n    KEYS[2] k") + body)
+    with pytest.raises(ScriptError, match=r"doIt-2\.lua: KEYS\[2\] is declared but the script never uses it"):
+        load_scripts(tmp_path)
+
+
+def test_a_key_bound_to_a_local_that_is_never_read_counts_as_unused(tmp_path: Path) -> None:
+    body = "local aKey, bKey = KEYS[1], KEYS[2]\nreturn rcall('GET', aKey)\n"
+    write(tmp_path, "doIt-2.lua", HEADER.format(keys="    KEYS[1] k\n    KEYS[2] k") + body)
+    with pytest.raises(ScriptError, match=r"KEYS\[2\] is declared but the script never uses it"):
+        load_scripts(tmp_path)
+
+
+def test_a_key_beyond_the_declared_count_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "doIt-1.lua", script(1, "return rcall('GET', KEYS[2])\n"))
+    with pytest.raises(ScriptError, match=r"uses KEYS\[2\] but the name says 1 KEYS"):
+        load_scripts(tmp_path)
+
+
+def test_a_script_calling_an_include_it_does_not_include_itself_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "includes/base.lua", "local function base() return 1 end\n")
+    write(tmp_path, "includes/mid.lua", '--- @include "base"\nlocal function mid() return base() end\n')
+    write(tmp_path, "doIt-1.lua", script(1, '--- @include "includes/mid"\nreturn mid() + base()\n'))
+    with pytest.raises(ScriptError, match=r'doIt-1\.lua: calls base\(\) without --- @include "base"'):
+        load_scripts(tmp_path)
+
+
+def test_an_include_calling_an_include_it_does_not_include_itself_is_refused(tmp_path: Path) -> None:
+    """As releaseJob once called emitEvent, which only another include of its pulled in."""
+    write(tmp_path, "includes/base.lua", "local function base() return 1 end\n")
+    write(tmp_path, "includes/mid.lua", "local function mid() return base() end\n")
+    body = '--- @include "includes/base"\n--- @include "includes/mid"\nreturn mid()\n'
+    write(tmp_path, "doIt-1.lua", script(1, body))
+    with pytest.raises(ScriptError, match=r"includes/mid\.lua: calls base\(\)"):
+        load_scripts(tmp_path)
+
+
+def test_a_name_in_a_comment_is_not_a_call(tmp_path: Path) -> None:
+    write(tmp_path, "includes/base.lua", "local function base() return 1 end\n")
+    write(tmp_path, "doIt-1.lua", script(1, "-- unlike base(), this needs no include\nreturn 1\n"))
+    assert set(load_scripts(tmp_path)) == {"doIt"}
+
+
 def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: Path) -> None:
     """Build the wheel, install it into a folder of its own, and load the scripts from a
     directory that is not the project, with the installed copy first on the path."""
@@ -88,7 +135,7 @@ def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: 
                     "-w", str(tmp_path / "dist"), str(source)], check=True)
     (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "empfast/lua/claimJobs-5.lua" in names and "empfast/lua/includes/activateJob.lua" in names
+    assert "empfast/lua/claimJobs-6.lua" in names and "empfast/lua/includes/activateJob.lua" in names
     modules = {str(path.relative_to(ROOT)) for path in (ROOT / "empfast").rglob("*.py")}
     assert modules <= set(names), f"modules missing from the wheel: {sorted(modules - set(names))}"
     target = tmp_path / "site"

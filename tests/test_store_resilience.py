@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from redis.crc import key_slot
 from support import MakeStore, RedisServer, T
 
 from empfast.config import QueueSettings, RedisOptions
@@ -53,3 +56,42 @@ async def test_redis_restart_under_the_store(redis_server: RedisServer) -> None:
     assert stats.pending == 1
     assert await store.redis.hget(store.keys.meta, "layout") == b"1"
     await store.close()
+
+
+async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each script's KEYS, and the prefix it builds per-job and per-worker keys from, share the
+    queue's hash tag, so every script runs on Redis Cluster. Every script is called once."""
+    calls: list[tuple[str, list[str], str]] = []
+    by_sha = {s.sha: s for s in store.scripts.values()}
+    evalsha = store.redis.evalsha
+
+    async def recording(sha: str, num_keys: int, *keys_and_args: Any) -> Any:
+        script = by_sha[sha]
+        assert num_keys == script.num_keys
+        keys = [str(k) for k in keys_and_args[:num_keys]]
+        calls.append((script.name, keys, str(keys_and_args[num_keys])))
+        return await evalsha(sha, num_keys, *keys_and_args)
+
+    monkeypatch.setattr(store.redis, "evalsha", recording)
+    await store.add_job("a", job_id="j", now=T)
+    await store.register_worker("w1", ["a"], 2, now=T)
+    (job,) = await store.claim("w1", now=T)
+    await store.progress("j", "w1", job.attempt, 50, now=T)
+    await store.heartbeat("w1", now=T)
+    await store.fail("j", "w1", job.attempt, "x", retry=False, now=T)
+    await store.retry("j", now=T)
+    job = await store.claim_by_id("w1", "j", now=T)
+    await store.complete("j", "w1", job.attempt, now=T)
+    await store.cancel("j", now=T)
+    await store.set_worker_status("w1", "draining", now=T)
+    await store.deregister_worker("w1", now=T)
+    await store.sweep(now=T)
+    await store.stats()
+    assert {name for name, _, _ in calls} == set(store.scripts)
+    slot = key_slot(store.keys.meta.encode())
+    for name, keys, prefix in calls:
+        assert prefix == store.keys.prefix, name
+        assert [key_slot(k.encode()) for k in keys] == [slot] * len(keys), name
+    assert key_slot(store.keys.job("j").encode()) == key_slot(store.keys.pending("a").encode()) == slot
+    assert key_slot(store.keys.worker_jobs("w1").encode()) == slot

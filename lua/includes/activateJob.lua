@@ -4,7 +4,7 @@
   needs: id, type, priority, payload, attempt.
 ]]
 --- @include "emitEvent"
-local function activateJob(prefix, activeKey, eventsKey, cfg, jobId, workerId, now, leaseMs)
+local function activateJob(prefix, activeKey, statsKey, eventsKey, cfg, jobId, workerId, now, leaseMs)
   local jobKey = prefix .. 'job:' .. jobId
   local attempt = rcall('HINCRBY', jobKey, 'attempts', 1)
   local deadline = now + leaseMs
@@ -13,8 +13,8 @@ local function activateJob(prefix, activeKey, eventsKey, cfg, jobId, workerId, n
   rcall('ZADD', activeKey, deadline, jobId)
   rcall('SADD', prefix .. 'worker:' .. workerId .. ':jobs', jobId)
   local f = rcall('HMGET', jobKey, 'type', 'priority', 'payload')
-  rcall('HINCRBY', prefix .. 'stats', 'active:' .. f[1], 1)
-  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'assigned', 'id', jobId, 'type', f[1],
+  rcall('HINCRBY', statsKey, 'active:' .. f[1], 1)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'assigned', 'id', jobId, 'type', f[1],
     'worker', workerId, 'attempt', attempt)
   return {jobId, f[1], tonumber(f[2]), f[3], attempt}
 end

@@ -1,11 +1,11 @@
 --[[
-  Function to claim up to maxJobs of the best pending jobs for a worker, never more than its free
-  slots (concurrency minus the jobs it holds). The best job is the lowest score among the heads of
-  the pending sets of the worker's job types: O(types * log n). A draining worker gets nothing.
-  Returns a flat list of the five fields of each claimed job (see activateJob).
+  Function to claim up to maxJobs (at most max_claim) of the best pending jobs for a worker, never
+  more than its free slots (concurrency minus the jobs it holds). The best job is the lowest score
+  among the heads of the pending sets of the worker's job types: O(types * log n). A draining worker
+  gets nothing. Returns a flat list of the five fields of each claimed job (see activateJob).
 ]]
 --- @include "activateJob"
-local function claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+local function claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
   local claimed = {}
   if maxJobs <= 0 then
     return claimed
@@ -16,7 +16,7 @@ local function claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, 
     return claimed
   end
   local free = tonumber(w[2]) - rcall('SCARD', workerKey .. ':jobs')
-  local n = math.min(free, maxJobs)
+  local n = math.min(free, maxJobs, cfg.max_claim)
   if n <= 0 then
     return claimed
   end
@@ -39,7 +39,7 @@ local function claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, 
       break
     end
     rcall('ZREM', bestKey, bestId)
-    local job = activateJob(prefix, activeKey, eventsKey, cfg, bestId, workerId, now, leaseMs)
+    local job = activateJob(prefix, activeKey, statsKey, eventsKey, cfg, bestId, workerId, now, leaseMs)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
     end

@@ -3,9 +3,9 @@
 ]]
 --- @include "emitEvent"
 --- @include "trimFinished"
-local function finishCancelled(prefix, cfg, jobKey, jobId, jobType, now)
+local function finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now)
   rcall('HSET', jobKey, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
-  rcall('HINCRBY', prefix .. 'stats', 'cancelled:' .. jobType, 1)
-  trimFinished(prefix, prefix .. 'cancelled', jobKey, jobId, now, cfg.keepFailedMs, cfg.keepFailedMax)
-  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'cancelled', 'id', jobId)
+  rcall('HINCRBY', statsKey, 'cancelled:' .. jobType, 1)
+  trimFinished(prefix, cancelledKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancelled', 'id', jobId)
 end

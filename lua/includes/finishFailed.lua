@@ -4,10 +4,10 @@
 ]]
 --- @include "emitEvent"
 --- @include "trimFinished"
-local function finishFailed(prefix, cfg, jobKey, jobId, jobType, attempt, err, now)
+local function finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now)
   rcall('HSET', jobKey, 'status', 'failed', 'finished_at', now, 'updated_at', now)
-  rcall('HINCRBY', prefix .. 'stats', 'failed:' .. jobType, 1)
-  trimFinished(prefix, prefix .. 'failed', jobKey, jobId, now, cfg.keepFailedMs, cfg.keepFailedMax)
-  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'type', jobType,
+  rcall('HINCRBY', statsKey, 'failed:' .. jobType, 1)
+  trimFinished(prefix, failedKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'failed', 'id', jobId, 'type', jobType,
     'error', err, 'final', 1, 'attempt', attempt)
 end

@@ -1,15 +1,22 @@
 --[[
-  Function to read the queue settings that the loader wrote into the meta hash, with safe defaults
-  when a field is missing.
+  Function to read the queue's settings and limits, which the store writes into the meta hash at
+  start-up (the settings of empfast/config.py, the limits of empfast/limits.py LUA_LIMITS), so no
+  script restates a number: one HMGET per script call. Returns a table keyed by the meta-hash
+  field names, or, when a field is missing (the meta hash was deleted under a running store, e.g.
+  by FLUSHDB), an ERR_NO_CONFIG error reply for the script to return before it writes anything:
+  the store then writes the meta hash again and retries once.
 ]]
 local function getQueueConfig(metaKey)
-  local v = rcall('HMGET', metaKey, 'events_maxlen', 'keep_completed_ms', 'keep_completed_max',
-    'keep_failed_ms', 'keep_failed_max')
-  return {
-    eventsMaxLen = tonumber(v[1]) or 10000,
-    keepCompletedMs = tonumber(v[2]) or 86400000,
-    keepCompletedMax = tonumber(v[3]) or 10000,
-    keepFailedMs = tonumber(v[4]) or 604800000,
-    keepFailedMax = tonumber(v[5]) or 10000,
-  }
+  local fields = {'events_maxlen', 'keep_completed_ms', 'keep_completed_max', 'keep_failed_ms',
+    'keep_failed_max', 'max_job_id_bytes', 'max_job_type_bytes', 'max_worker_id_bytes',
+    'max_priority', 'max_attempts', 'max_delay_ms', 'max_concurrency', 'max_claim'}
+  local values = rcall('HMGET', metaKey, unpack(fields))
+  local cfg = {}
+  for i, name in ipairs(fields) do
+    cfg[name] = tonumber(values[i])
+    if not cfg[name] then
+      return redis.error_reply('ERR_NO_CONFIG the meta hash has no ' .. name)
+    end
+  end
+  return cfg
 end

@@ -3,13 +3,13 @@
   draining until it says otherwise.
 ]]
 --- @include "setWorkerState"
-local function refreshWorkerState(prefix, workerId)
-  if rcall('HGET', prefix .. 'worker_states', workerId) == 'draining' then
+local function refreshWorkerState(prefix, statesKey, statsKey, workerId)
+  if rcall('HGET', statesKey, workerId) == 'draining' then
     return
   end
   if rcall('SCARD', prefix .. 'worker:' .. workerId .. ':jobs') > 0 then
-    setWorkerState(prefix, workerId, 'busy')
+    setWorkerState(prefix, statesKey, statsKey, workerId, 'busy')
   else
-    setWorkerState(prefix, workerId, 'idle')
+    setWorkerState(prefix, statesKey, statsKey, workerId, 'idle')
   end
 end

@@ -6,17 +6,19 @@
 --- @include "emitEvent"
 --- @include "releaseJob"
 --- @include "setWorkerState"
-local function removeWorker(prefix, activeKey, workersKey, cfg, workerId, reason, now)
+local function removeWorker(prefix, activeKey, workersKey, seqKey, failedKey, cancelledKey, statesKey,
+                            statsKey, eventsKey, cfg, workerId, reason, now)
   local workerKey = prefix .. 'worker:' .. workerId
   local jobIds = rcall('SMEMBERS', workerKey .. ':jobs')
   for _, jobId in ipairs(jobIds) do
     if rcall('HGET', prefix .. 'job:' .. jobId, 'worker') == workerId then
-      releaseJob(prefix, activeKey, cfg, jobId, reason, now)
+      releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobId,
+        reason, now)
     end
   end
   rcall('DEL', workerKey, workerKey .. ':jobs')
   rcall('ZREM', workersKey, workerId)
-  setWorkerState(prefix, workerId, false)
-  emitEvent(prefix .. 'events', cfg.eventsMaxLen, 'ev', 'worker', 'id', workerId, 'status', 'gone')
+  setWorkerState(prefix, statesKey, statsKey, workerId, false)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'worker', 'id', workerId, 'status', 'gone')
   return #jobIds
 end

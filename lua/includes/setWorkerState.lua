@@ -1,19 +1,18 @@
 --[[
   Function to change a worker's status (idle, busy, draining, or false when it goes) and keep the
-  per-status worker counters right. The old status is read from the worker_states hash, which does
+  per-status worker counters right. The old status is read from the worker states hash, which does
   not expire with the worker hash.
 ]]
-local function setWorkerState(prefix, workerId, newState)
-  local statesKey = prefix .. 'worker_states'
+local function setWorkerState(prefix, statesKey, statsKey, workerId, newState)
   local old = rcall('HGET', statesKey, workerId)
   if old == newState then
     return false
   end
   if old then
-    rcall('HINCRBY', prefix .. 'stats', 'workers:' .. old, -1)
+    rcall('HINCRBY', statsKey, 'workers:' .. old, -1)
   end
   if newState then
-    rcall('HINCRBY', prefix .. 'stats', 'workers:' .. newState, 1)
+    rcall('HINCRBY', statsKey, 'workers:' .. newState, 1)
     rcall('HSET', statesKey, workerId, newState)
     rcall('HSET', prefix .. 'worker:' .. workerId, 'status', newState)
   else

@@ -1,13 +1,14 @@
 --[[
   Function to refresh a worker's liveness after a message of its own. Returns false when the worker
-  is not registered (or its record expired).
+  is not live (see isWorkerLive): it must register again.
 ]]
+--- @include "isWorkerLive"
 local function touchWorker(prefix, workersKey, workerId, now)
-  local workerKey = prefix .. 'worker:' .. workerId
-  local ttl = tonumber(rcall('HGET', workerKey, 'liveness_ms'))
-  if not ttl then
+  if not isWorkerLive(prefix, workersKey, workerId) then
     return false
   end
+  local workerKey = prefix .. 'worker:' .. workerId
+  local ttl = tonumber(rcall('HGET', workerKey, 'liveness_ms'))
   rcall('ZADD', workersKey, now + ttl, workerId)
   rcall('HSET', workerKey, 'last_seen', now)
   rcall('PEXPIRE', workerKey, ttl)

@@ -7,15 +7,16 @@
 
   Input:
     KEYS[1] meta hash
-    KEYS[2] failed zset
-    KEYS[3] cancelled zset
-    KEYS[4] stats hash
-    KEYS[5] events stream
+    KEYS[2] seq counter
+    KEYS[3] failed zset
+    KEYS[4] cancelled zset
+    KEYS[5] stats hash
+    KEYS[6] events stream
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] job id
-    ARGV[4] extra attempts, an integer >= 1
+    ARGV[4] extra attempts, an integer from 1 to max_attempts of the meta hash
     ARGV[5] retry id, or "": a repeat of the same id (its reply was lost, it was sent again) answers
             RETRIED again and changes nothing
 
@@ -23,6 +24,7 @@
     {"RETRIED"}              the job is pending again
     {"NOT_RETRYABLE", status} pending, scheduled, active or completed: nothing changed
     {"NOT_FOUND"}
+    error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
     pending (type): the job is pending again, as a due delayed job
@@ -33,11 +35,15 @@ local rcall = redis.call
 --- @include "includes/emitEvent"
 --- @include "includes/enqueuePending"
 
-local metaKey, failedKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local metaKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, jobId = ARGV[1], ARGV[3]
 local extra = tonumber(ARGV[4])
-if not extra or extra < 1 or extra > 1000 or extra % 1 ~= 0 then
-  return redis.error_reply('ERR_BAD_ARG extra attempts must be an integer from 1 to 1000')
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
+if not extra or extra < 1 or extra > cfg.max_attempts or extra % 1 ~= 0 then
+  return redis.error_reply('ERR_BAD_ARG extra attempts must be an integer from 1 to ' .. cfg.max_attempts)
 end
 local jobKey = prefix .. 'job:' .. jobId
 local f = rcall('HMGET', jobKey, 'status', 'type', 'priority', 'attempts')
@@ -57,7 +63,7 @@ rcall('PERSIST', jobKey) -- retention applies again when it finishes
 rcall('HSET', jobKey, 'max_attempts', (tonumber(f[4]) or 0) + extra, 'progress', 0, 'message', '',
   'cancel', 0, 'retry_id', ARGV[5])
 rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
-enqueuePending(prefix, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
+enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
 rcall('HINCRBY', statsKey, 'retried:' .. f[2], 1)
-emitEvent(eventsKey, getQueueConfig(metaKey).eventsMaxLen, 'ev', 'pending', 'id', jobId, 'type', f[2])
+emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'pending', 'id', jobId, 'type', f[2])
 return {'RETRIED'}

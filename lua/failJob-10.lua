@@ -14,8 +14,10 @@
     KEYS[4] failed zset
     KEYS[5] cancelled zset
     KEYS[6] workers zset
-    KEYS[7] stats hash
-    KEYS[8] events stream
+    KEYS[7] seq counter
+    KEYS[8] worker states hash
+    KEYS[9] stats hash
+    KEYS[10] events stream
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -27,8 +29,8 @@
     ARGV[8] backoff base in ms
     ARGV[9] backoff cap in ms
     ARGV[10] jitter, a number in [0, 1]
-    ARGV[11] most next jobs to claim (0: none)
-    ARGV[12] lease in ms for the next jobs
+    ARGV[11] lease in ms for the next jobs
+    ARGV[12] most next jobs to claim (0: none; never more than max_claim of the meta hash)
 
   Output:
     {"OK", status, run_at, count, id, type, priority, payload, attempt, ...}
@@ -37,6 +39,7 @@
       run_at is 0 unless scheduled; then the next jobs, five values each
     {"NOT_FOUND"}    no such job
     {"LEASE_LOST"}   the job is not active under this worker and attempt
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     failed (error, final 0 with run_at, or final 1) or cancelled; assigned for each next job
@@ -44,64 +47,45 @@
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
---- @include "includes/emitEvent"
 --- @include "includes/checkLease"
+--- @include "includes/isRepeat"
 --- @include "includes/endLease"
---- @include "includes/enqueuePending"
---- @include "includes/finishCancelled"
---- @include "includes/finishFailed"
+--- @include "includes/failAttempt"
 --- @include "includes/touchWorker"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
 
-local metaKey, activeKey, scheduledKey, workersKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8]
+local metaKey, activeKey, scheduledKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local workersKey, seqKey, statesKey, statsKey, eventsKey = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local prefix, jobId, workerId, attempt, err = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local leaseMs, maxJobs = tonumber(ARGV[11]), tonumber(ARGV[12])
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
 local jobKey = prefix .. 'job:' .. jobId
 local now = getTime(ARGV[2])
 local doneBy = workerId .. '/' .. attempt
 
 local refused = checkLease(jobKey, workerId, attempt)
 if refused then
-  -- a repeat of this attempt's fail is answered with the job's status now; a fail after this
-  -- attempt's own completion is not a repeat
-  local f = rcall('HMGET', jobKey, 'done_by', 'status', 'run_at')
-  if f[1] == doneBy and f[2] ~= 'completed' then
-    return {'OK', f[2], f[2] == 'scheduled' and tonumber(f[3]) or 0, 0}
+  if isRepeat(jobKey, doneBy, false) then
+    -- answered with the job's status now, as the first fail was
+    local f = rcall('HMGET', jobKey, 'status', 'run_at')
+    return {'OK', f[1], f[1] == 'scheduled' and tonumber(f[2]) or 0, 0}
   end
   return {refused}
 end
-local cfg = getQueueConfig(metaKey)
-local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel')
-local jobType = endLease(prefix, activeKey, jobKey, jobId)
-rcall('HSET', jobKey, 'error', err, 'error:' .. attempt, err, 'done_by', doneBy)
-local status, runAt = 'failed', 0
-if f[2] == '1' then
-  status = 'cancelled'
-  finishCancelled(prefix, cfg, jobKey, jobId, jobType, now)
-elseif ARGV[7] == '1' and tonumber(attempt) < tonumber(f[1]) then
-  status = 'scheduled'
-  local delay = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(attempt) - 1))
-  runAt = now + math.floor(delay * (0.5 + tonumber(ARGV[10]) / 2))
-  if runAt <= now then
-    status, runAt = 'pending', 0
-    enqueuePending(prefix, jobKey, jobId, jobType, tonumber(rcall('HGET', jobKey, 'priority')), now)
-  else
-    rcall('ZADD', scheduledKey, runAt, jobId)
-    rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
-  end
-  rcall('HINCRBY', statsKey, 'retried:' .. jobType, 1)
-  local retryAt = {}
-  if runAt > 0 then
-    retryAt = {'run_at', runAt}
-  end
-  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'failed', 'id', jobId, 'type', jobType, 'error', err,
-    'final', 0, 'attempt', attempt, unpack(retryAt))
-else
-  finishFailed(prefix, cfg, jobKey, jobId, jobType, attempt, err, now)
-end
+local jobType = endLease(prefix, activeKey, statsKey, jobKey, jobId)
+rcall('HSET', jobKey, 'done_by', doneBy)
+local backoff = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(attempt) - 1))
+local runAt = now + math.floor(backoff * (0.5 + tonumber(ARGV[10]) / 2))
+local status
+status, runAt = failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey,
+  cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now)
 local jobs = {}
 if touchWorker(prefix, workersKey, workerId, now) then
-  jobs = claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, tonumber(ARGV[12]), tonumber(ARGV[11]))
-  refreshWorkerState(prefix, workerId)
+  jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+  refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
 return {'OK', status, runAt, #jobs / 5, unpack(jobs)}

@@ -6,11 +6,9 @@
   Input:
     KEYS[1] meta hash
     KEYS[2] scheduled zset
-    KEYS[3] active zset
-    KEYS[4] cancelled zset
-    KEYS[5] stats hash
-    KEYS[6] events stream
-    KEYS[7] workers zset
+    KEYS[3] cancelled zset
+    KEYS[4] stats hash
+    KEYS[5] events stream
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -21,6 +19,7 @@
     {"CANCEL_REQUESTED", worker}   the job is running on that worker; it was asked to stop
     {"FINISHED", status}           completed, failed or cancelled already: nothing changed
     {"NOT_FOUND"}
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     cancelled, or cancel_requested (worker, attempt)
@@ -31,8 +30,12 @@ local rcall = redis.call
 --- @include "includes/emitEvent"
 --- @include "includes/finishCancelled"
 
-local metaKey, scheduledKey, eventsKey = KEYS[1], KEYS[2], KEYS[6]
+local metaKey, scheduledKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, jobId = ARGV[1], ARGV[3]
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
 local jobKey = prefix .. 'job:' .. jobId
 local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts')
 local status = f[1]
@@ -40,17 +43,16 @@ if not status then
   return {'NOT_FOUND'}
 end
 local now = getTime(ARGV[2])
-local cfg = getQueueConfig(metaKey)
 if status == 'pending' or status == 'scheduled' then
   rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
   rcall('ZREM', scheduledKey, jobId)
-  finishCancelled(prefix, cfg, jobKey, jobId, f[2], now)
+  finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, f[2], now)
   return {'CANCELLED'}
 end
 if status == 'active' then
   if rcall('HGET', jobKey, 'cancel') ~= '1' then
     rcall('HSET', jobKey, 'cancel', 1, 'updated_at', now)
-    emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'cancel_requested', 'id', jobId, 'worker', f[3],
+    emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancel_requested', 'id', jobId, 'worker', f[3],
       'attempt', f[4])
   end
   return {'CANCEL_REQUESTED', f[3]}

@@ -16,8 +16,10 @@
     KEYS[5] completed zset
     KEYS[6] failed zset
     KEYS[7] cancelled zset
-    KEYS[8] stats hash
-    KEYS[9] events stream
+    KEYS[8] seq counter
+    KEYS[9] worker states hash
+    KEYS[10] stats hash
+    KEYS[11] events stream
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -25,6 +27,7 @@
 
   Output:
     {promoted, expired, workers_removed, trimmed, more}   more = 1 when a step hit its limit
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     pending for each promoted job; failed (final 0 or 1) or cancelled for each job taken back;
@@ -35,14 +38,19 @@ local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
 --- @include "includes/enqueuePending"
+--- @include "includes/releaseJob"
 --- @include "includes/removeWorker"
 
 local metaKey, scheduledKey, activeKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local eventsKey = KEYS[9]
+local completedKey, failedKey, cancelledKey = KEYS[5], KEYS[6], KEYS[7]
+local seqKey, statesKey, statsKey, eventsKey = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local prefix = ARGV[1]
-local now = getTime(ARGV[2])
 local limit = tonumber(ARGV[3])
 local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
+local now = getTime(ARGV[2])
 local more = 0
 
 local due = rcall('ZRANGEBYSCORE', scheduledKey, '-inf', now, 'LIMIT', 0, limit)
@@ -51,27 +59,29 @@ for _, jobId in ipairs(due) do
   local jobKey = prefix .. 'job:' .. jobId
   local f = rcall('HMGET', jobKey, 'status', 'type', 'priority')
   if f[1] == 'scheduled' then
-    enqueuePending(prefix, jobKey, jobId, f[2], tonumber(f[3]), now)
-    emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'pending', 'id', jobId, 'type', f[2])
+    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]), now)
+    emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'pending', 'id', jobId, 'type', f[2])
   end
 end
 if #due == limit then more = 1 end
 
 local expired = rcall('ZRANGEBYSCORE', activeKey, '-inf', now, 'LIMIT', 0, limit)
 for _, jobId in ipairs(expired) do
-  releaseJob(prefix, activeKey, cfg, jobId, 'lease expired', now)
+  releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobId,
+    'lease expired', now)
 end
 if #expired == limit then more = 1 end
 
 local dead = rcall('ZRANGEBYSCORE', workersKey, '-inf', now, 'LIMIT', 0, limit)
 for _, workerId in ipairs(dead) do
-  removeWorker(prefix, activeKey, workersKey, cfg, workerId, 'worker lost', now)
+  removeWorker(prefix, activeKey, workersKey, seqKey, failedKey, cancelledKey, statesKey, statsKey,
+    eventsKey, cfg, workerId, 'worker lost', now)
 end
 if #dead == limit then more = 1 end
 
 local trimmed = 0
 local retention = {
-  {KEYS[5], cfg.keepCompletedMs}, {KEYS[6], cfg.keepFailedMs}, {KEYS[7], cfg.keepFailedMs},
+  {completedKey, cfg.keep_completed_ms}, {failedKey, cfg.keep_failed_ms}, {cancelledKey, cfg.keep_failed_ms},
 }
 for _, r in ipairs(retention) do
   local old = rcall('ZRANGEBYSCORE', r[1], '-inf', now - r[2], 'LIMIT', 0, limit)

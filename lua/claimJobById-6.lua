@@ -9,6 +9,7 @@
     KEYS[3] workers zset
     KEYS[4] stats hash
     KEYS[5] events stream
+    KEYS[6] worker states hash
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -21,8 +22,9 @@
     {"NOT_FOUND"}            no such job
     {"NOT_PENDING", status}  someone else claimed it, or it is scheduled or finished
     {"WRONG_TYPE", type}     the worker does not run this job type
-    {"NO_WORKER"}            the worker is not registered or its liveness lapsed
+    {"NO_WORKER"}            the worker is not live (see isWorkerLive): register again
     {"DRAINING"}             the worker said it takes no new jobs
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     assigned (type, worker, attempt)
@@ -30,18 +32,22 @@
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
+--- @include "includes/isWorkerLive"
 --- @include "includes/activateJob"
 --- @include "includes/refreshWorkerState"
 
-local metaKey, activeKey, workersKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
-local prefix, workerId, jobId = ARGV[1], ARGV[3], ARGV[5]
+local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local prefix, workerId, leaseMs, jobId = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
 local now = getTime(ARGV[2])
 
-local liveUntil = tonumber(rcall('ZSCORE', workersKey, workerId))
-local w = rcall('HMGET', prefix .. 'worker:' .. workerId, 'job_types', 'status')
-if not liveUntil or liveUntil < now or not w[1] then
+if not isWorkerLive(prefix, workersKey, workerId) then
   return {'NO_WORKER'}
 end
+local w = rcall('HMGET', prefix .. 'worker:' .. workerId, 'job_types', 'status')
 if w[2] == 'draining' then
   return {'DRAINING'}
 end
@@ -63,6 +69,6 @@ if not runs then
   return {'WRONG_TYPE', f[2]}
 end
 rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
-local job = activateJob(prefix, activeKey, eventsKey, getQueueConfig(metaKey), jobId, workerId, now, tonumber(ARGV[4]))
-refreshWorkerState(prefix, workerId)
+local job = activateJob(prefix, activeKey, statsKey, eventsKey, cfg, jobId, workerId, now, leaseMs)
+refreshWorkerState(prefix, statesKey, statsKey, workerId)
 return {'OK', 1, unpack(job)}

@@ -10,16 +10,18 @@
     KEYS[3] workers zset
     KEYS[4] stats hash
     KEYS[5] events stream
+    KEYS[6] worker states hash
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] worker id
     ARGV[4] lease in ms
-    ARGV[5] most jobs to claim
+    ARGV[5] most jobs to claim (never more than max_claim of the meta hash)
 
   Output:
     {"OK", count, id, type, priority, payload, attempt, ...}  five values per claimed job
-    {"NO_WORKER"}  the worker is not registered or its liveness lapsed: register again
+    {"NO_WORKER"}  the worker is not live (see isWorkerLive): register again
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     assigned (type, worker, attempt) for each claimed job
@@ -27,20 +29,23 @@
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
+--- @include "includes/isWorkerLive"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
 
-local metaKey, activeKey, workersKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
-local prefix, workerId = ARGV[1], ARGV[3]
+local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
 local now = getTime(ARGV[2])
 
-local liveUntil = tonumber(rcall('ZSCORE', workersKey, workerId))
-if not liveUntil or liveUntil < now or rcall('EXISTS', prefix .. 'worker:' .. workerId) == 0 then
+if not isWorkerLive(prefix, workersKey, workerId) then
   return {'NO_WORKER'}
 end
-local cfg = getQueueConfig(metaKey)
-local jobs = claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
 if #jobs > 0 then
-  refreshWorkerState(prefix, workerId)
+  refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
 return {'OK', #jobs / 5, unpack(jobs)}

@@ -7,21 +7,25 @@
 
   Input:
     KEYS[1] meta hash
-    KEYS[2] scheduled zset
-    KEYS[3] stats hash
-    KEYS[4] events stream
-    KEYS[5] types set
+    KEYS[2] seq counter
+    KEYS[3] scheduled zset
+    KEYS[4] stats hash
+    KEYS[5] events stream
+    KEYS[6] types set
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] number of jobs n
     then 6 values per job:
-      id, type, payload (JSON text, stored as is), priority (integer -1000..1000),
-      max_attempts (integer 1..1000), delay_ms (number >= 0)
+      id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
+      payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
+      max_attempts (integer 1..max_attempts), delay_ms (number 0..max_delay_ms)
+    (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
 
   Output:
     {"OK", id1, status1, created1, id2, status2, created2, ...}
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
+    error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
     added (type, status, priority) for each job created
@@ -32,7 +36,7 @@ local rcall = redis.call
 --- @include "includes/emitEvent"
 --- @include "includes/enqueuePending"
 
-local metaKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local metaKey, seqKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
 local FIELDS = 6
@@ -41,8 +45,16 @@ local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
 end
 
+local function isInteger(value, low, high)
+  return value ~= nil and value == math.floor(value) and value >= low and value <= high
+end
+
 if not n or n < 0 or #ARGV ~= 3 + n * FIELDS then
   return redis.error_reply('ERR_BAD_ARG expected ' .. tostring(n) .. ' jobs of 6 values')
+end
+local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
 end
 
 local jobs = {}
@@ -50,20 +62,27 @@ for i = 1, n do
   local base = 3 + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
   local priority, maxAttempts, delay = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
-  if id == '' or #id > 256 then return bad(i, 'job_id must be 1 to 256 characters') end
-  if jobType == '' or #jobType > 128 then return bad(i, 'job_type must be 1 to 128 characters') end
-  if not priority or priority ~= math.floor(priority) or priority < -1000 or priority > 1000 then
-    return bad(i, 'priority must be an integer from -1000 to 1000')
+  -- Lua's # counts bytes, as Redis does: the limits are in UTF-8 bytes
+  if id == '' or #id > cfg.max_job_id_bytes then
+    return bad(i, 'job_id must be 1 to ' .. cfg.max_job_id_bytes .. ' bytes (UTF-8)')
   end
-  if not maxAttempts or maxAttempts ~= math.floor(maxAttempts) or maxAttempts < 1 or maxAttempts > 1000 then
-    return bad(i, 'max_attempts must be an integer from 1 to 1000')
+  if jobType == '' or #jobType > cfg.max_job_type_bytes then
+    return bad(i, 'job_type must be 1 to ' .. cfg.max_job_type_bytes .. ' bytes (UTF-8)')
   end
-  if not delay or delay < 0 or delay ~= delay then return bad(i, 'delay must be a number >= 0') end
+  if not isInteger(priority, -cfg.max_priority, cfg.max_priority) then
+    return bad(i, 'priority must be an integer from ' .. -cfg.max_priority .. ' to ' .. cfg.max_priority)
+  end
+  if not isInteger(maxAttempts, 1, cfg.max_attempts) then
+    return bad(i, 'max_attempts must be an integer from 1 to ' .. cfg.max_attempts)
+  end
+  -- delay ~= delay is true only for NaN
+  if not delay or delay ~= delay or delay < 0 or delay > cfg.max_delay_ms then
+    return bad(i, 'delay must be a number of ms from 0 to ' .. cfg.max_delay_ms)
+  end
   jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay)}
 end
 
 local now = getTime(ARGV[2])
-local cfg = getQueueConfig(metaKey)
 local out = {'OK'}
 for i = 1, n do
   local id, jobType, payload, priority, maxAttempts, delay = unpack(jobs[i])
@@ -83,11 +102,11 @@ for i = 1, n do
       rcall('HSET', jobKey, 'status', status, 'run_at', now + delay, 'updated_at', now)
     else
       status = 'pending'
-      enqueuePending(prefix, jobKey, id, jobType, priority, now)
+      enqueuePending(prefix, seqKey, cfg, jobKey, id, jobType, priority, now)
     end
     rcall('SADD', typesKey, jobType)
     rcall('HINCRBY', statsKey, 'added:' .. jobType, 1)
-    emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'added', 'id', id, 'type', jobType,
+    emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'added', 'id', id, 'type', jobType,
       'status', status, 'priority', priority)
     out[#out + 1] = id
     out[#out + 1] = status

@@ -7,10 +7,8 @@
   reaches the worker even if the event that carried it was missed.
 
   Input:
-    KEYS[1] meta hash
-    KEYS[2] active zset
-    KEYS[3] workers zset
-    KEYS[4] events stream
+    KEYS[1] active zset
+    KEYS[2] workers zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -20,7 +18,7 @@
 
   Output:
     {"OK", extended, {lost job ids}, {job ids to cancel}}
-    {"NO_WORKER"}   the worker is not registered (or its record expired): register again
+    {"NO_WORKER"}   the worker is not live (see isWorkerLive): register again
 
   Events:
     none
@@ -29,7 +27,7 @@ local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/touchWorker"
 
-local activeKey, workersKey = KEYS[2], KEYS[3]
+local activeKey, workersKey = KEYS[1], KEYS[2]
 local prefix, workerId = ARGV[1], ARGV[3]
 local now = getTime(ARGV[2])
 if not touchWorker(prefix, workersKey, workerId, now) then

@@ -14,12 +14,13 @@
     KEYS[4] workers zset
     KEYS[5] stats hash
     KEYS[6] events stream
+    KEYS[7] worker states hash
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] worker id
-    ARGV[4] most next jobs to claim (0: none)
-    ARGV[5] lease in ms for the next jobs
+    ARGV[4] lease in ms for the next jobs
+    ARGV[5] most next jobs to claim (0: none; never more than max_claim of the meta hash)
     ARGV[6] count of completions, then for each, three values:
     ARGV[6+3i-2] job id
     ARGV[6+3i-1] attempt
@@ -29,6 +30,7 @@
     {outcome 1, ..., outcome count, id, type, priority, payload, attempt, ...}
       each outcome is "OK", "NOT_FOUND" (no such job) or "LEASE_LOST" (the job is not active
       under this worker and attempt); then the next jobs, five values each
+    error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
     completed (result, worker, attempt) for each completion; assigned for each next job
@@ -38,40 +40,42 @@ local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
 --- @include "includes/checkLease"
+--- @include "includes/isRepeat"
 --- @include "includes/endLease"
 --- @include "includes/trimFinished"
 --- @include "includes/touchWorker"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
 
-local metaKey, activeKey, completedKey, workersKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix, workerId = ARGV[1], ARGV[3]
+local metaKey, activeKey, completedKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local statsKey, eventsKey, statesKey = KEYS[5], KEYS[6], KEYS[7]
+local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local count = tonumber(ARGV[6])
 if not count or count < 1 or #ARGV ~= 6 + 3 * count then
   return redis.error_reply('ERR_BAD_ARG completions must come as (job id, attempt, result) triples')
 end
-local now = getTime(ARGV[2])
 local cfg = getQueueConfig(metaKey)
+if cfg.err then
+  return cfg
+end
+local now = getTime(ARGV[2])
 
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
   local doneBy = workerId .. '/' .. attempt
   local refused = checkLease(jobKey, workerId, attempt)
   if refused then
-    -- a repeat of this attempt's completion (its reply was lost) is answered as done; a complete
-    -- after this attempt's own fail is not a repeat
-    local f = rcall('HMGET', jobKey, 'done_by', 'status')
-    if f[1] == doneBy and f[2] == 'completed' then
+    if isRepeat(jobKey, doneBy, true) then
       return 'OK'
     end
     return refused
   end
-  local jobType = endLease(prefix, activeKey, jobKey, jobId)
+  local jobType = endLease(prefix, activeKey, statsKey, jobKey, jobId)
   rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', 100, 'done_by', doneBy,
     'finished_at', now, 'updated_at', now)
   rcall('HINCRBY', statsKey, 'completed:' .. jobType, 1)
-  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keepCompletedMs, cfg.keepCompletedMax)
-  emitEvent(eventsKey, cfg.eventsMaxLen, 'ev', 'completed', 'id', jobId, 'result', result,
+  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keep_completed_ms, cfg.keep_completed_max)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'completed', 'id', jobId, 'result', result,
     'worker', workerId, 'attempt', attempt)
   return 'OK'
 end
@@ -82,10 +86,10 @@ for i = 1, count do
   out[i] = completeOne(ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
 end
 if touchWorker(prefix, workersKey, workerId, now) then
-  local jobs = claimForWorker(prefix, activeKey, eventsKey, cfg, workerId, now, tonumber(ARGV[5]), tonumber(ARGV[4]))
+  local jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
   for _, value in ipairs(jobs) do
     out[#out + 1] = value
   end
-  refreshWorkerState(prefix, workerId)
+  refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
 return out

@@ -1,0 +1,39 @@
+--[[
+  Function to end a job's attempt that failed, whether its worker failed it (failJob) or lost it
+  (releaseJob); the job must already be off its lease (endLease). The error is kept for this
+  attempt. A job whose cancel was asked ends cancelled. While attempts remain and the failure is
+  retryable it gets another attempt: pending at once when runAt is not after now, else scheduled
+  until runAt (scheduledKey is only used then, so releaseJob, which passes runAt 0, passes nil).
+  Otherwise it ends failed (dead-letter). Returns the job's new status and its run_at (0 unless
+  scheduled).
+]]
+--- @include "emitEvent"
+--- @include "enqueuePending"
+--- @include "finishCancelled"
+--- @include "finishFailed"
+local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
+                           jobKey, jobId, jobType, attempt, err, retryable, runAt, now)
+  local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority')
+  rcall('HSET', jobKey, 'error', err, 'error:' .. attempt, err)
+  if f[2] == '1' then
+    finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now)
+    return 'cancelled', 0
+  end
+  if not retryable or tonumber(attempt) >= tonumber(f[1]) then
+    finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now)
+    return 'failed', 0
+  end
+  local status, waits = 'pending', {}
+  if runAt > now then
+    status, waits = 'scheduled', {'run_at', runAt}
+    rcall('ZADD', scheduledKey, runAt, jobId)
+    rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
+  else
+    runAt = 0
+    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, jobType, tonumber(f[3]), now)
+  end
+  rcall('HINCRBY', statsKey, 'retried:' .. jobType, 1)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'failed', 'id', jobId, 'type', jobType, 'error', err,
+    'final', 0, 'attempt', attempt, unpack(waits))
+  return status, runAt
+end
