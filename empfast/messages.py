@@ -406,11 +406,12 @@ def _escaped_letter(data: bytes, start: int = 0, end: int = -1) -> bool:
 def _given_twice_slow(data: bytes, key: str, quoted: bytes) -> bool:
     if not _escaped_letter(data):
         members = _MEMBERS.decode(data)
-        # a key that holds a quote could hold the quoted key too: counted by json below
-        if not any('"' in name for name in members):
-            # each plain spelling is a top-level key or inside a member's value (a value given
-            # twice is not in `members`, so a repeat can only make the difference larger)
-            return data.count(quoted) - sum(bytes(v).count(quoted) for v in members.values()) > 1
+        # each plain spelling is a top-level key or inside a member's value; a value lost to a
+        # repeated key is not in `members`, so more than one left over is only a suspicion (and a
+        # key that holds a quote could hold the quoted key: left to json below)
+        if (not any('"' in name for name in members)
+                and data.count(quoted) - sum(bytes(v).count(quoted) for v in members.values()) <= 1):
+            return False
     return _top_level_keys(data, key) > 1
 
 
