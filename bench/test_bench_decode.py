@@ -4,12 +4,16 @@
   text found by protocol.raw_member's tokenizer, and the hand validation of protocol.get_* (as in
   Hub._new_job / complete_batch);
 - `msgspec`: one msgspec.json.Decoder of a Struct whose payload/result is msgspec.Raw, which
-  validates every field in C and keeps the payload as the exact bytes it arrived as.
+  validates every field in C and keeps the payload as the exact bytes it arrived as;
+- `messages_decode`: empfast.messages.decode, the whole of it (the role's tagged union, the byte
+  and control-character checks of names, the check that the payload is given once, and for a
+  refused frame the error with its code and field);
+- `orjson_loads_only`: orjson's plain parse of the frame, for reference (it validates nothing).
 
 Frames: a small submit_job, a submit_job with a ~700 KB payload, a complete_job with a result, and
 three refused frames (a payload over the limit in a ~1 MiB frame, a bad field after a big payload,
-and a big frame that is not valid JSON). Each group holds the two paths for one frame; the figures
-and their ratios are in bench/README.md.
+and a big frame that is not valid JSON). Each group holds the paths for one frame. The encode
+groups compare orjson with msgspec for outbound frames. Figures and ratios: bench/README.md.
 Run: python -m pytest bench/test_bench_decode.py --benchmark-only
 """
 
@@ -23,6 +27,7 @@ import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from empfast import messages
 from empfast import protocol as p
 from empfast.errors import LIMIT_EXCEEDED, ProtocolError
 from empfast.limits import (
@@ -162,9 +167,25 @@ BAD_JSON = BIG_SUBMIT[:-40]
 
 assert len(OVER_LIMIT) <= DEFAULT_MAX_FRAME_BYTES < len(OVER_LIMIT) + 4096 + 2_000
 
+def messages_submit(frame: bytes) -> Any:
+    """empfast.messages.decode: the client's tagged union, the role and byte checks, and the check
+    that the payload is given once."""
+    message = messages.decode("client", frame)
+    _check_size(message.payload, "payload")
+    return message
+
+
+def messages_complete(frame: bytes) -> Any:
+    message = messages.decode("worker", frame)
+    _check_size(message.result, "result")
+    return message
+
+
 PATHS: dict[str, dict[str, Callable[[bytes], Any]]] = {
-    "submit": {"today": today_submit, "msgspec": msgspec_submit, "orjson_loads_only": orjson.loads},
-    "complete": {"today": today_complete, "msgspec": msgspec_complete, "orjson_loads_only": orjson.loads},
+    "submit": {"today": today_submit, "msgspec": msgspec_submit, "messages_decode": messages_submit,
+               "orjson_loads_only": orjson.loads},
+    "complete": {"today": today_complete, "msgspec": msgspec_complete, "messages_decode": messages_complete,
+                 "orjson_loads_only": orjson.loads},
 }
 
 # name -> (frame, paths, rounds, iterations per round, refused with)
@@ -204,7 +225,7 @@ def _same_outcome(frame: bytes, kind: str) -> None:
         assert (c.req, c.job_id, c.attempt, bytes(c.result)) == (req, job_id, attempt, result)
 
 
-@pytest.mark.parametrize("path", ["today", "msgspec", "orjson_loads_only"])
+@pytest.mark.parametrize("path", ["today", "msgspec", "messages_decode", "orjson_loads_only"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_decode(benchmark: BenchmarkFixture, case: str, path: str) -> None:
     frame, kind, rounds, iterations, refused = CASES[case]
@@ -217,3 +238,50 @@ def test_decode(benchmark: BenchmarkFixture, case: str, path: str) -> None:
     benchmark.extra_info["frame_bytes"] = len(frame)
     benchmark.pedantic(_call(fn, frame, refused), rounds=rounds, iterations=iterations,
                        warmup_rounds=1)
+
+
+# ---- encoding outbound frames: orjson (today) against msgspec --------------------------------------
+
+class JobAssigned(msgspec.Struct, tag_field="type", tag="job_assigned"):
+    job_id: str
+    job_type: str
+    priority: int
+    attempt: int
+    lease_s: float
+    payload: msgspec.Raw
+
+
+ENCODER = msgspec.json.Encoder()
+HEAD = {"type": "job_assigned", "job_id": "order-17", "job_type": "resize", "priority": 5, "attempt": 1,
+        "lease_s": 30.0}
+SMALL_PAYLOAD = b'{"url":"https://example.org/a.png","w":640}'
+ENCODE_CASES: dict[str, dict[str, Callable[[], bytes]]] = {
+    # a push with a raw payload: protocol.splice (orjson + bytes concatenation) or a Struct with Raw
+    "job_assigned_small": {
+        "orjson_splice": lambda: p.splice(HEAD, "payload", SMALL_PAYLOAD),
+        "msgspec_struct": lambda: ENCODER.encode(JobAssigned("order-17", "resize", 5, 1, 30.0,
+                                                             msgspec.Raw(SMALL_PAYLOAD))),
+    },
+    "job_assigned_700kb": {
+        "orjson_splice": lambda: p.splice(HEAD, "payload", BIG_PAYLOAD),
+        "msgspec_struct": lambda: ENCODER.encode(JobAssigned("order-17", "resize", 5, 1, 30.0,
+                                                             msgspec.Raw(BIG_PAYLOAD))),
+    },
+    # a reply built as a dict, as the hub builds them
+    "job_accepted_dict": {
+        "orjson_splice": lambda: orjson.dumps({"type": "job_accepted", "req": 1, "job_id": "order-17",
+                                               "status": "pending", "created": True, "subscribed": True}),
+        "msgspec_struct": lambda: ENCODER.encode({"type": "job_accepted", "req": 1, "job_id": "order-17",
+                                                  "status": "pending", "created": True, "subscribed": True}),
+    },
+}
+
+
+@pytest.mark.parametrize("path", ["orjson_splice", "msgspec_struct"])
+@pytest.mark.parametrize("case", list(ENCODE_CASES))
+def test_encode(benchmark: BenchmarkFixture, case: str, path: str) -> None:
+    encode = ENCODE_CASES[case][path]
+    assert orjson.loads(encode()) == orjson.loads(ENCODE_CASES[case]["orjson_splice"]())
+    benchmark.group = f"encode-{case}"
+    big = case.endswith("700kb")
+    benchmark.pedantic(encode, rounds=30 if big else 300, iterations=1 if big else 200, warmup_rounds=1)

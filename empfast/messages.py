@@ -8,8 +8,9 @@ returns the message, or raises ProtocolError with the code of docs/protocol.md s
 
 What the Structs cannot say, and stays in code:
 - names are limited in bytes of UTF-8 (empfast/limits.py), while msgspec's max_length counts
-  characters: the Meta bound (chars <= bytes) is checked in C, and `__post_init__` measures the
-  bytes, and looks for control characters, only for a name that is not printable ASCII;
+  characters: the Meta bound (chars <= bytes) is checked in C, and decode() measures the bytes,
+  and looks for control characters, when the frame has escapes, DEL or non-ASCII text (a
+  __post_init__ would do it too, but costs a Python call per Struct on every frame);
 - a `payload` or `result` given twice (msgspec keeps the last; the hub must refuse it);
 - the size of a payload or result (`limit_exceeded`), which depends on the hub's frame limit;
 - whatever needs the connection: the worker id against the path, registration, subscriptions.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -56,7 +56,7 @@ EventId = Annotated[str, Meta(pattern=EVENT_ID_RE.pattern)]
 Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 MaxAttempts = Annotated[int, Meta(ge=1, le=MAX_ATTEMPTS)]
 Attempt = Annotated[int, Meta(ge=0, le=MAX_ATTEMPT_NUMBER)]
-# a request id: a string of at most 128 bytes (bytes checked in __post_init__), or a JSON number
+# a request id: a string of at most 128 bytes (bytes checked by decode()), or a JSON number
 # (an integer orjson can encode again; msgspec bounds are int64, so no greater one)
 Req = (Annotated[str, Meta(max_length=MAX_REQ_BYTES)] | Annotated[int, Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
        | float | None)
@@ -68,39 +68,14 @@ def _utf8_len(value: str) -> int:
     return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
-def _check_name(field: str, value: str | None, max_bytes: int) -> None:
-    """A name's bytes and control characters; `Field `x`` lets decode() name the field."""
-    if value is None or (value.isascii() and value.isprintable()):
-        return  # printable ASCII: one byte a character, already bounded by the Meta
-    if _utf8_len(value) > max_bytes:
-        raise ValueError(f"Field `{field}` must be 1 to {max_bytes} bytes of UTF-8")
-    if _CONTROL.search(value):
-        raise ValueError(f"Field `{field}` must not contain control characters")
-
-
-# the names whose bytes and characters are checked after decoding, by field name
+# the names whose bytes and characters decode() checks, by field name
 NAME_BYTES = {"job_id": MAX_JOB_ID_BYTES, "retry_id": MAX_JOB_ID_BYTES, "job_type": MAX_JOB_TYPE_BYTES}
-
-
-@cache
-def _names(cls: type[Struct]) -> tuple[tuple[str, int], ...]:
-    return tuple((f, NAME_BYTES[f]) for f in cls.__struct_fields__ if f in NAME_BYTES)
-
-
-def _post_init(self: Struct) -> None:
-    """What msgspec cannot check: a string req's bytes, each name's bytes and characters."""
-    req = getattr(self, "req", None)
-    if type(req) is str and not req.isascii() and _utf8_len(req) > MAX_REQ_BYTES:
-        raise ValueError(f"Field `req` must be a string of at most {MAX_REQ_BYTES} bytes or a number")
-    for field, max_bytes in _names(type(self)):
-        _check_name(field, getattr(self, field), max_bytes)
 
 
 class Message(Struct, tag_field="type", kw_only=True):
     """A frame from a peer: tagged by its `type`; `req`, when given, is echoed in the reply."""
 
     req: Req = None
-    __post_init__ = _post_init
 
 
 class JobBody(Struct, kw_only=True):
@@ -112,7 +87,6 @@ class JobBody(Struct, kw_only=True):
     job_id: JobId | None = None
     max_attempts: MaxAttempts = 3
     delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] = 0.0
-    __post_init__ = _post_init
 
 
 # ---- client -> hub (4.1) -------------------------------------------------------------------------
@@ -170,11 +144,6 @@ class RegisterWorker(Message, tag="register_worker"):
     job_types: Annotated[list[JobType], Meta(min_length=1, max_length=MAX_JOB_TYPES_PER_WORKER)]
     worker_id: WorkerId | None = None  # default: the path's suffix, else one the hub makes
     concurrency: Annotated[int, Meta(ge=0, le=MAX_CONCURRENCY)] = 1
-
-    def __post_init__(self) -> None:
-        _post_init(self)
-        for i, job_type in enumerate(self.job_types):
-            _check_name(f"job_types[{i}]", job_type, MAX_JOB_TYPE_BYTES)
 
 
 class ClaimJob(Message, tag="claim_job"):
@@ -292,9 +261,10 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _ANY = msgspec.json.Decoder()
 _MEMBERS = msgspec.json.Decoder(dict[str, Raw])
 _AT = re.compile(r"(.*?)(?: - at `\$\.?(.*)`)?", re.DOTALL)
-_NAMED = re.compile(r"(Object missing required field|Field) `([^`]+)`")
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _ESCAPED_LETTER = re.compile(rb"\\u00[67]")  # a \u escape of a letter: a key may be spelled so
 _COLON = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*")
+_BACKSLASH, _DEL = ord("\\"), 0x7F
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -306,11 +276,39 @@ def decode(role: str, data: bytes) -> AnyMessage:
         raise _refusal(role, data, str(exc)) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _bad_json(exc) from None
+    escapes = _BACKSLASH in data  # an int: memchr, several times faster than b"\\" in data
+    # JSON text holds no raw control character but DEL: without escapes, DEL or non-ASCII, every
+    # string is printable ASCII, so the Metas' character counts were byte counts
+    if escapes or not data.isascii() or _DEL in data:
+        _check_texts(message)
     key = RAW_FIELDS.get(type(message))
-    if key is not None and _given_twice(data, key, getattr(message, key)):
+    if key is not None and _given_twice(data, key, getattr(message, key), escapes):
         raise MessageError(BAD_MESSAGE, f"field {key!r} is given twice: give it once", message.req,
                            tag_of(type(message)), field=key)
     return message
+
+
+def _check_texts(message: AnyMessage) -> None:
+    """What the Metas cannot check: the bytes of a string req, and of each name (limits.py counts
+    bytes of UTF-8, msgspec's max_length characters), and control characters in names."""
+    req = message.req
+    if type(req) is str and _utf8_len(req) > MAX_REQ_BYTES:
+        raise MessageError(BAD_MESSAGE, f"field 'req' must be a string of at most {MAX_REQ_BYTES} bytes "
+                                        "or a number", field="req")
+    names = [(f, getattr(message, f), NAME_BYTES[f]) for f in message.__struct_fields__ if f in NAME_BYTES]
+    if isinstance(message, SubmitJobs):
+        names += [(f"jobs[{i}].{f}", getattr(job, f), NAME_BYTES[f])
+                  for i, job in enumerate(message.jobs) for f in ("job_type", "job_id")]
+    elif isinstance(message, RegisterWorker):
+        names += [(f"job_types[{i}]", name, MAX_JOB_TYPE_BYTES) for i, name in enumerate(message.job_types)]
+    for field, value, max_bytes in names:
+        if value is None or (value.isascii() and value.isprintable()):
+            continue  # one byte a character, bounded by the Meta
+        why = (f"must be 1 to {max_bytes} bytes of UTF-8" if _utf8_len(value) > max_bytes
+               else "must not contain control characters" if _CONTROL.search(value) else "")
+        if why:
+            raise MessageError(BAD_MESSAGE, f"field {field!r} {why}", req, tag_of(type(message)),
+                               field=field)
 
 
 def _bad_json(exc: BaseException) -> MessageError:
@@ -362,12 +360,10 @@ def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
     match = _AT.fullmatch(text)
     detail, path = (match[1], match[2] or "") if match else (text, "")
     kind = tag_of(cls)
-    named = _NAMED.match(detail)
-    if named:
-        field = f"{path}.{named[2]}" if path else named[2]
-        detail = detail[named.end():].strip() if named[1] == "Field" else "is required"
-    else:
-        field = path
+    missing = _MISSING.match(detail)
+    field = (f"{path}.{missing[1]}" if path else missing[1]) if missing else path
+    if missing:
+        detail = "is required"
     if field == "type":  # decoded as one type, then given again as another
         return MessageError(BAD_MESSAGE, "field 'type' is given twice: give it once", req, field="type")
     limit = COUNT_LIMITS.get((cls, field))
@@ -378,12 +374,12 @@ def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
                         kind, field=field)
 
 
-def _given_twice(data: bytes, key: str, raw: Raw) -> bool:
+def _given_twice(data: bytes, key: str, raw: Raw, escapes: bool) -> bool:
     """Whether the top-level member `key` occurs more than once. msgspec keeps the last, but the
     raw text the hub passes on must be the only one in the frame (docs/protocol.md section 3)."""
     quoted = _QUOTED[key]
-    if len(data) <= 4096 and data.count(quoted) == 1 and not _escaped_letter(data):
-        return False  # a small frame: two scans of it cost less than finding the value
+    if len(data) <= 4096 and not escapes and data.count(quoted) == 1:
+        return False  # a small frame without escapes: two scans cost less than finding the value
     first = data.find(quoted)
     if first < 0:  # not spelled plainly: once at most, unless spelled with a \\u escape
         return _escaped_letter(data) and _top_level_keys(data, key) > 1
@@ -400,7 +396,7 @@ def _given_twice(data: bytes, key: str, raw: Raw) -> bool:
 
 def _escaped_letter(data: bytes, start: int = 0, end: int = -1) -> bool:
     end = len(data) if end < 0 else end
-    return data.find(b"\\u", start, end) >= 0 and _ESCAPED_LETTER.search(data, start, end) is not None
+    return data.find(b"\\", start, end) >= 0 and _ESCAPED_LETTER.search(data, start, end) is not None
 
 
 def _given_twice_slow(data: bytes, key: str, quoted: bytes) -> bool:
