@@ -141,6 +141,11 @@ def refusal(role: str, frame: bytes) -> tuple[str, str | None, Any]:
 LONG_NAME = "é" * 65  # 65 characters, 130 bytes
 LONG_REQ = b'{"type":"ping","req":"' + b"r" * 129 + b'"}'
 LONG_UTF8_REQ = b'{"type":"ping","req":"' + "é".encode() * 65 + b'"}'  # 65 characters, 130 bytes
+DEL_TYPE = b'{"type":"submit_job","job_type":"a\x7fb"}'
+C1_JOB_ID = b'{"type":"submit_job","job_type":"a","job_id":"\xc2\x85"}'  # U+0085, a C1 control
+TAB_IN_BATCH = b'{"type":"submit_jobs","jobs":[{"job_type":"a"},{"job_type":"a","job_id":"\\t"}]}'
+LONG_JOB_TYPES = b'{"type":"register_worker","job_types":["a","' + "é".encode() * 65 + b'"]}'
+ESCAPED_REQ = b'{"type":"ping","req":"' + b"\\u00e9" * 65 + b'"}'  # 130 bytes once decoded
 BATCH = b'{"type":"submit_jobs","req":2,"jobs":[' + b",".join([b'{"job_type":"a"}'] * (MAX_BATCH + 1)) + b"]}"
 
 
@@ -168,6 +173,15 @@ BATCH = b'{"type":"submit_jobs","req":2,"jobs":[' + b",".join([b'{"job_type":"a"
     ("client", b'{"type":"submit_job","req":1,"job_type":""}', e.BAD_MESSAGE, "job_type", 1),
     ("client", b'{"type":"submit_job","req":1,"job_type":"' + LONG_NAME.encode() + b'"}',
      e.BAD_MESSAGE, "job_type", 1),
+    # names are measured in bytes of UTF-8, whether written as UTF-8 or as escapes; no control characters
+    ("client", b'{"type":"submit_job","req":1,"job_type":"' + b"\\u00e9" * 65 + b'"}', e.BAD_MESSAGE,
+     "job_type", 1),
+    ("client", b'{"type":"submit_job","job_type":"' + b"\\u00e9" * 64 + b'"}', None, None, None),
+    ("client", DEL_TYPE, e.BAD_MESSAGE, "job_type", None),
+    ("client", C1_JOB_ID, e.BAD_MESSAGE, "job_id", None),
+    ("client", TAB_IN_BATCH, e.BAD_MESSAGE, "jobs[1].job_id", None),
+    ("worker", LONG_JOB_TYPES, e.BAD_MESSAGE, "job_types[1]", None),
+    ("client", ESCAPED_REQ, e.BAD_MESSAGE, "req", None),
     ("client", b'{"type":"submit_job","job_type":"a","priority":1001}', e.BAD_MESSAGE, "priority", None),
     ("client", b'{"type":"submit_job","job_type":"a","priority":true}', e.BAD_MESSAGE, "priority", None),
     ("client", b'{"type":"submit_job","job_type":"a","priority":"5"}', e.BAD_MESSAGE, "priority", None),
@@ -211,9 +225,12 @@ BATCH = b'{"type":"submit_jobs","req":2,"jobs":[' + b",".join([b'{"job_type":"a"
     ("worker", b'{"type":"worker_status","status":"busy"}', e.BAD_MESSAGE, "status", None),
     ("monitor", b'{"type":"subscribe_stats","interval_s":0.1}', e.BAD_MESSAGE, "interval_s", None),
 ])
-def test_bad_frames_get_the_documented_code_and_field(role: str, frame: bytes, code: str, field: str | None,
-                                                      req: Any) -> None:
-    assert refusal(role, frame) == (code, field, req)
+def test_bad_frames_get_the_documented_code_and_field(role: str, frame: bytes, code: str | None,
+                                                      field: str | None, req: Any) -> None:
+    if code is None:
+        assert isinstance(m.decode(role, frame), m.ALL_MESSAGES[orjson.loads(frame)["type"]])
+    else:
+        assert refusal(role, frame) == (code, field, req)
 
 
 def test_a_refused_field_names_its_type_and_the_limit() -> None:
@@ -431,9 +448,14 @@ DIFFERENCES: dict[tuple[str, bytes], tuple[Any, Any]] = {
     # the path of a bad job type names the item, not the list
     ("worker", b'{"type":"register_worker","job_types":["a",3]}'):
         ((e.BAD_MESSAGE, "job_types"), (e.BAD_MESSAGE, "job_types[1]")),
+    ("worker", LONG_JOB_TYPES): ((e.BAD_MESSAGE, "job_types"), (e.BAD_MESSAGE, "job_types[1]")),
     # documented limits the hub did not check: control characters in names, req over 128 bytes
     ("client", b'{"type":"submit_job","job_type":"a\\nb"}'): (None, (e.BAD_MESSAGE, "job_type")),
     ("client", b'{"type":"cancel_job","job_id":"j\\u0000"}'): (None, (e.BAD_MESSAGE, "job_id")),
+    ("client", DEL_TYPE): (None, (e.BAD_MESSAGE, "job_type")),
+    ("client", C1_JOB_ID): (None, (e.BAD_MESSAGE, "job_id")),
+    ("client", TAB_IN_BATCH): (None, (e.BAD_MESSAGE, "jobs[1].job_id")),
+    ("client", ESCAPED_REQ): (None, (e.BAD_MESSAGE, "req")),
     ("client", LONG_REQ): (None, (e.BAD_MESSAGE, "req")),
     ("client", LONG_UTF8_REQ): (None, (e.BAD_MESSAGE, "req")),
     # a req integer beyond 64 bits: orjson made it a float (echoed as 1.2345678901234568e+29)
