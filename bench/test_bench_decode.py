@@ -1,8 +1,8 @@
 """Decoding one inbound frame, side by side in one run (no sockets, no Redis):
 
-- `today`: the hub's path, orjson.loads (protocol.parse_frame), the request id, the payload's raw
-  text found by protocol.raw_member's tokenizer, and the hand validation of protocol.get_* (as in
-  Hub._new_job / complete_batch);
+(The hand-written path the hub used before messages.py, orjson.loads + a Python tokenizer for the
+raw payload + per-field checks, was measured beside these before it was removed: bench/README.md
+keeps those figures.)
 - `msgspec`: one msgspec.json.Decoder of a Struct whose payload/result is msgspec.Raw, which
   validates every field in C and keeps the payload as the exact bytes it arrived as;
 - `messages_decode`: empfast.messages.decode, the whole of it (the role's tagged union, the byte
@@ -82,36 +82,9 @@ SUBMIT = msgspec.json.Decoder(SubmitJob)
 COMPLETE = msgspec.json.Decoder(CompleteJob)
 
 
-# ---- today's path (protocol.py + the hub's handlers) -------------------------------------------
-
-def _check_size(value: bytes, field: str) -> None:
+def _check_size(value: msgspec.Raw, field: str) -> None:
     if len(value) > PAYLOAD_CAP:
         raise ProtocolError(LIMIT_EXCEEDED, f"the {field} is over the limit", field=field, limit=PAYLOAD_CAP)
-
-
-def today_submit(frame: bytes) -> tuple[Any, ...]:
-    message = p.parse_frame(frame)
-    req = p.req_id(message)
-    p.check_role("client", message["type"])
-    payload = p.raw_or_dumped(frame, message, "payload", b"{}")
-    _check_size(payload, "payload")
-    return (req, p.get_str(message, "job_type"), payload,
-            p.get_int(message, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY),
-            p.get_opt_str(message, "job_id", max_bytes=MAX_JOB_ID_BYTES),
-            p.get_int(message, "max_attempts", 3, 1, MAX_ATTEMPTS),
-            p.get_number(message, "delay_s", 0, 0, MAX_DELAY_S),
-            p.get_bool(message, "subscribe", True))
-
-
-def today_complete(frame: bytes) -> tuple[Any, ...]:
-    message = p.parse_frame(frame)
-    req = p.req_id(message)
-    p.check_role("worker", message["type"])
-    job_id = p.get_str(message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-    attempt = p.get_int(message, "attempt", 0, 0, 1_000_000)
-    result = p.raw_or_dumped(frame, message, "result", b"null")
-    _check_size(result, "result")
-    return req, job_id, attempt, result
 
 
 def msgspec_submit(frame: bytes) -> SubmitJob:
@@ -182,9 +155,9 @@ def messages_complete(frame: bytes) -> Any:
 
 
 PATHS: dict[str, dict[str, Callable[[bytes], Any]]] = {
-    "submit": {"today": today_submit, "msgspec": msgspec_submit, "messages_decode": messages_submit,
+    "submit": {"msgspec": msgspec_submit, "messages_decode": messages_submit,
                "orjson_loads_only": orjson.loads},
-    "complete": {"today": today_complete, "msgspec": msgspec_complete, "messages_decode": messages_complete,
+    "complete": {"msgspec": msgspec_complete, "messages_decode": messages_complete,
                  "orjson_loads_only": orjson.loads},
 }
 
@@ -213,19 +186,18 @@ def _call(fn: Callable[[bytes], Any], frame: bytes, refused: type[Exception] | N
 
 
 def _same_outcome(frame: bytes, kind: str) -> None:
-    """Both paths take the same values and payload bytes from a frame they accept."""
+    """The hub's decoder and the bare Struct take the same values and payload bytes from a frame."""
     if kind == "submit":
-        req, job_type, payload, priority, job_id, max_attempts, delay_s, subscribe = today_submit(frame)
-        s = msgspec_submit(frame)
+        s, h = msgspec_submit(frame), messages_submit(frame)
         assert (s.req, s.job_type, bytes(s.payload), s.priority, s.job_id, s.max_attempts, s.delay_s,
-                s.subscribe) == (req, job_type, payload, priority, job_id, max_attempts, delay_s, subscribe)
+                s.subscribe) == (h.req, h.job_type, bytes(h.payload), h.priority, h.job_id, h.max_attempts,
+                                 h.delay_s, h.subscribe)
     else:
-        req, job_id, attempt, result = today_complete(frame)
-        c = msgspec_complete(frame)
-        assert (c.req, c.job_id, c.attempt, bytes(c.result)) == (req, job_id, attempt, result)
+        c, h = msgspec_complete(frame), messages_complete(frame)
+        assert (c.req, c.job_id, c.attempt, bytes(c.result)) == (h.req, h.job_id, h.attempt, bytes(h.result))
 
 
-@pytest.mark.parametrize("path", ["today", "msgspec", "messages_decode", "orjson_loads_only"])
+@pytest.mark.parametrize("path", ["msgspec", "messages_decode", "orjson_loads_only"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_decode(benchmark: BenchmarkFixture, case: str, path: str) -> None:
     frame, kind, rounds, iterations, refused = CASES[case]

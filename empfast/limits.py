@@ -28,6 +28,8 @@ MAX_PRIORITY = 1000  # priorities are -MAX_PRIORITY..MAX_PRIORITY, higher first
 MAX_ATTEMPTS = 1000  # max_attempts of a job, and attempts added by one retry
 MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year
 MAX_CONCURRENCY = 10_000  # slots of one worker
+MAX_ATTEMPT_NUMBER = 1_000_000  # `attempt` a worker names on a re-sent outcome
+MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of subscribe_stats
 
 # The limits the scripts enforce, under the meta-hash field names they read (getQueueConfig).
 LUA_LIMITS: dict[str, int] = {

@@ -30,6 +30,7 @@ from msgspec import Meta, Raw, Struct
 
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
 from empfast.limits import (
+    MAX_ATTEMPT_NUMBER,
     MAX_ATTEMPTS,
     MAX_BATCH,
     MAX_CONCURRENCY,
@@ -39,12 +40,10 @@ from empfast.limits import (
     MAX_JOB_TYPES_PER_WORKER,
     MAX_PRIORITY,
     MAX_REQ_BYTES,
+    MAX_STATS_INTERVAL_S,
+    MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
-
-# Bounds the hub states as literals today and limits.py does not hold yet (they belong there).
-MAX_ATTEMPT_NUMBER = 1_000_000  # `attempt` of a re-sent outcome (hub._attempt)
-MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of subscribe_stats
 
 # ---- field types -------------------------------------------------------------------------------
 
@@ -211,6 +210,9 @@ def tag_of(cls: type[AnyMessage]) -> str:
 
 
 ALL_MESSAGES: dict[str, type[AnyMessage]] = {tag_of(c): c for cs in ROLE_MESSAGES.values() for c in cs}
+# the message types each role may send, by wire name (the role table of docs/protocol.md section 2)
+ROLE_TYPES: dict[str, frozenset[str]] = {role: frozenset(map(tag_of, classes))
+                                         for role, classes in ROLE_MESSAGES.items()}
 # a message type whose handler is another's (request_job_status is get_job_status)
 ALIASES: dict[type[AnyMessage], type[AnyMessage]] = {RequestJobStatus: GetJobStatus}
 # the members kept raw, which a frame must not give twice
@@ -225,13 +227,18 @@ def handler_name(cls: type[AnyMessage]) -> str:
     return "on_" + tag_of(ALIASES.get(cls, cls))
 
 
-def handler_table(target: object) -> dict[type[AnyMessage], Any]:
-    """Message class -> bound handler of `target` (the hub), for every type of every role; a
-    missing handler is an AttributeError at start-up, not at the first frame of that type."""
-    missing = sorted({handler_name(c) for c in ALL_MESSAGES.values()} - set(dir(target)))
-    if missing:
-        raise AttributeError(f"{type(target).__name__} lacks the message handlers {missing}")
-    return {cls: getattr(target, handler_name(cls)) for cls in ALL_MESSAGES.values()}
+def handler_table(*rooms: object) -> dict[type[AnyMessage], Any]:
+    """Message class -> the bound `on_<wire name>` handler of the first room that has one, for
+    every type of every role; a missing handler is an AttributeError at start-up, not at the first
+    frame of that type."""
+    table: dict[type[AnyMessage], Any] = {}
+    for cls in ALL_MESSAGES.values():
+        name = handler_name(cls)
+        owner = next((room for room in rooms if hasattr(room, name)), None)
+        if owner is None:
+            raise AttributeError(f"no handler {name} for {tag_of(cls)!r} messages")
+        table[cls] = getattr(owner, name)
+    return table
 
 
 # ---- decoding ------------------------------------------------------------------------------------
@@ -256,7 +263,6 @@ class _Envelope(Struct):
 
 _DECODERS = {role: msgspec.json.Decoder(Union[classes])  # noqa: UP007  # a tuple of types
              for role, classes in ROLE_MESSAGES.items()}
-_ROLE_TAGS = {role: frozenset(map(tag_of, classes)) for role, classes in ROLE_MESSAGES.items()}
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _ANY = msgspec.json.Decoder()
 _MEMBERS = msgspec.json.Decoder(dict[str, Raw])
@@ -347,7 +353,7 @@ def _refusal(role: str, data: bytes, text: str) -> MessageError:
                                          "bytes or a number", field="req")
     if kind not in ALL_MESSAGES:
         return MessageError(UNKNOWN_TYPE, f"unknown message type {kind!r}; see docs/protocol.md", req)
-    if kind not in _ROLE_TAGS[role]:
+    if kind not in ROLE_TYPES[role]:
         return MessageError(FORBIDDEN, f"a {role} may not send {kind!r}: connect to the matching "
                                        "/ws/<role> endpoint", req)
     return _field_error(ALL_MESSAGES[kind], text, req)
@@ -363,7 +369,8 @@ def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
     missing = _MISSING.match(detail)
     field = (f"{path}.{missing[1]}" if path else missing[1]) if missing else path
     if missing:
-        detail = "is required"
+        return MessageError(BAD_MESSAGE, f"field {field!r} is required (see {kind} in docs/protocol.md)",
+                            req, kind, field=field)
     if field == "type":  # decoded as one type, then given again as another
         return MessageError(BAD_MESSAGE, "field 'type' is given twice: give it once", req, field="type")
     limit = COUNT_LIMITS.get((cls, field))

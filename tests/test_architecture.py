@@ -24,7 +24,8 @@ CLASSES = {
 # the store talks to Redis; the hub and the CLI only name its errors, to answer `unavailable` and to
 # say that Redis cannot be reached
 REDIS_IMPORTERS = {"empfast.store", "empfast.hub.conn", "empfast.cli"}
-MODULES = {"protocol": "empfast.protocol", "frames": "empfast.hub.frames", "worker/job": "empfast.worker.job"}
+MODULES = {"protocol": "empfast.protocol", "messages": "empfast.messages", "msgspec": "msgspec",
+           "frames": "empfast.hub.frames", "worker/job": "empfast.worker.job"}
 
 
 def names_in_page() -> list[str]:

@@ -88,6 +88,16 @@ async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
         worker.close()
 
 
+async def test_payload_json_in_a_batch_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
+    async with Client(ws_url(hub)) as client:
+        worker = await register(hub, "w1", ["raw"])
+        await client.submit_many([JobSpec("raw", payload_json=b'{"price": 1.50, "name":"caf\\u00e9"}')])
+        async with asyncio.timeout(5):
+            frame = await worker.frames.get()
+        assert b'"payload":{"price": 1.50, "name":"caf\\u00e9"}' in frame
+        worker.close()
+
+
 async def test_result_of_a_job_that_finished_before_anyone_asked(hub: Hub) -> None:
     async with Client(ws_url(hub)) as submitter:
         done = (await submitter.submit("a", job_id="done-1")).job_id

@@ -20,7 +20,7 @@ from support import WSPeer, connect, register, submit, ws_url
 
 from empfast.config import HubConfig, QueueSettings
 from empfast.hub import Hub
-from empfast.protocol import ROLE_TYPES
+from empfast.messages import ROLE_TYPES
 from empfast.store import Store
 
 DOC = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()

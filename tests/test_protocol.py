@@ -1,4 +1,4 @@
-"""Frame parsing, validation and raw-JSON splicing (no sockets)."""
+"""Frame decoding (messages.decode), validation and raw-JSON payloads, without sockets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from empfast import errors as e
+from empfast import messages as m
 from empfast import protocol as p
 from empfast.hub import frames
 
@@ -19,30 +20,31 @@ from empfast.hub import frames
 ])
 def test_bad_frames_get_their_code(frame: bytes, code: str) -> None:
     with pytest.raises(e.ProtocolError) as caught:
-        p.parse_frame(frame)
+        m.decode("client", frame)
     assert caught.value.code == code
 
 
 def test_roles_limit_types() -> None:
-    p.check_role("client", "submit_job")
+    assert isinstance(m.decode("client", b'{"type": "submit_job", "job_type": "a"}'), m.SubmitJob)
     with pytest.raises(e.ProtocolError) as caught:
-        p.check_role("client", "complete_job")
+        m.decode("client", b'{"type": "complete_job", "job_id": "j"}')
     assert caught.value.code == e.FORBIDDEN
     with pytest.raises(e.ProtocolError) as caught:
-        p.check_role("worker", "launch_rockets")
+        m.decode("worker", b'{"type": "launch_rockets"}')
     assert caught.value.code == e.UNKNOWN_TYPE
 
 
 def test_field_errors_name_the_field() -> None:
     with pytest.raises(e.ProtocolError, match="'priority'"):
-        p.get_int({"priority": 5000}, "priority", 0, -1000, 1000)
+        m.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": 5000}')
     with pytest.raises(e.ProtocolError, match="'priority'"):
-        p.get_int({"priority": True}, "priority", 0, -1000, 1000)
+        m.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": true}')
     with pytest.raises(e.ProtocolError, match="'job_type' is required"):
-        p.get_str({}, "job_type")
-    with pytest.raises(e.ProtocolError, match="'job_types'"):
-        p.get_str_list({"job_types": ["a", 3]}, "job_types")
-    assert p.get_number({"delay_s": 1}, "delay_s", 0, 0, 10) == 1.0
+        m.decode("client", b'{"type": "submit_job"}')
+    with pytest.raises(e.ProtocolError, match="'job_types"):
+        m.decode("worker", b'{"type": "register_worker", "job_types": ["a", 3]}')
+    message = m.decode("client", b'{"type": "submit_job", "job_type": "a", "delay_s": 1}')
+    assert isinstance(message, m.SubmitJob) and message.delay_s == 1.0
 
 
 @pytest.mark.parametrize("payload", [
@@ -53,30 +55,36 @@ def test_field_errors_name_the_field() -> None:
     b"true",
     b'{"payload": {"payload": 1}}',
 ])
-def test_raw_member_returns_the_exact_text(payload: bytes) -> None:
+def test_a_payload_arrives_as_its_exact_text(payload: bytes) -> None:
     for frame in (
         b'{"type": "submit_job", "payload": ' + payload + b', "job_type": "a"}',
-        b'{"type":"payload","job_type":"a","payload":' + payload + b"}",
-        b'{"x": {"payload": 0}, "type": "x", "payload" :\n ' + payload + b"\n}",
+        b'{"job_type":"a","type":"submit_job","payload":' + payload + b"}",
+        b'{"x": {"payload": 0}, "type": "submit_job", "job_type": "a", "payload" :\n ' + payload + b"\n}",
     ):
-        message = p.parse_frame(frame)
-        assert p.raw_member(frame, "payload") == payload
-        assert orjson.loads(p.raw_or_dumped(frame, message, "payload", b"{}")) == orjson.loads(payload)
+        message = m.decode("client", frame)
+        assert isinstance(message, m.SubmitJob)
+        assert bytes(message.payload) == payload
 
 
-def test_raw_member_absent_and_default() -> None:
-    frame = b'{"type": "submit_job", "job_type": "payload"}'
-    assert p.raw_member(frame, "payload") is None
-    assert p.raw_or_dumped(frame, p.parse_frame(frame), "payload", b"{}") == b"{}"
+def test_an_absent_payload_is_the_default() -> None:
+    message = m.decode("client", b'{"type": "submit_job", "job_type": "payload"}')
+    assert isinstance(message, m.SubmitJob) and bytes(message.payload) == b"{}"
 
 
-def test_a_raw_member_given_twice_is_refused() -> None:
+def test_a_payload_given_twice_is_refused() -> None:
     frame = b'{"type": "submit_job", "payload": {"a": 1}, "job_type": "a", "payload": 2}'
     with pytest.raises(e.ProtocolError) as info:
-        p.raw_member(frame, "payload")
+        m.decode("client", frame)
     assert info.value.code == e.BAD_MESSAGE and info.value.extra["field"] == "payload"
-    nested = b'{"type": "submit_job", "payload": {"payload": 1, "x": {"payload": 2}}}'
-    assert p.raw_member(nested, "payload") == b'{"payload": 1, "x": {"payload": 2}}'
+    nested = b'{"type": "submit_job", "job_type": "a", "payload": {"payload": 1, "x": {"payload": 2}}}'
+    message = m.decode("client", nested)
+    assert isinstance(message, m.SubmitJob)
+    assert bytes(message.payload) == b'{"payload": 1, "x": {"payload": 2}}'
+
+
+def test_splice_adds_a_raw_member() -> None:
+    frame = p.splice({"type": "job_assigned", "job_id": "j"}, "payload", b'{"n": 1.50}')
+    assert frame == b'{"type":"job_assigned","job_id":"j","payload":{"n": 1.50}}'
 
 
 def test_error_frame_echoes_req() -> None:

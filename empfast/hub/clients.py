@@ -6,63 +6,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from empfast import errors as e
+from empfast import messages as m
 from empfast import protocol as p
 from empfast.errors import BadArgument, JobNotFound, ProtocolError
 from empfast.hub import frames
-from empfast.hub.conn import Peer, Request, error_for
+from empfast.hub.conn import Peer, error_for
 from empfast.ids import event_key, new_job_id
-from empfast.limits import (
-    MAX_ATTEMPTS,
-    MAX_BATCH,
-    MAX_DELAY_S,
-    MAX_JOB_ID_BYTES,
-    MAX_PRIORITY,
-    MAX_SUBSCRIPTIONS,
-    payload_limit,
-)
+from empfast.limits import MAX_SUBSCRIPTIONS, payload_limit
 from empfast.store import Added, NewJob
 
 if TYPE_CHECKING:
-    from empfast.hub.server import FrameHandler, Hub
+    from empfast.hub.server import Hub
 
 
 class ClientHandlers:
+    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.store = hub.store
 
-    def handlers(self) -> dict[str, FrameHandler]:
-        return {
-            "submit_job": self.on_submit_job, "submit_jobs": self.on_submit_jobs,
-            "get_job_status": self.on_get_job_status, "request_job_status": self.on_get_job_status,
-            "subscribe_job": self.on_subscribe_job, "unsubscribe_job": self.on_unsubscribe_job,
-            "cancel_job": self.on_cancel_job, "retry_job": self.on_retry_job,
-            "get_stats": self.on_get_stats,
-        }
-
     # ---- submit --------------------------------------------------------------------------------
 
-    def new_job(self, body: dict[str, Any], payload: bytes, where: str = "") -> NewJob:
-        """A validated job; `where` prefixes field names inside a batch (e.g. "jobs[2].")."""
-        try:
-            check_size(payload, "payload", self.hub.config.max_frame_bytes)
-            return NewJob(
-                job_type=p.get_str(body, "job_type"),
-                payload=payload,
-                priority=p.get_int(body, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY),
-                job_id=p.get_opt_str(body, "job_id", max_bytes=MAX_JOB_ID_BYTES) or new_job_id(),
-                max_attempts=p.get_int(body, "max_attempts", 3, 1, MAX_ATTEMPTS),
-                delay_ms=p.get_number(body, "delay_s", 0, 0, MAX_DELAY_S) * 1000,
-            )
-        except ProtocolError as exc:
-            if not where:
-                raise
-            field = where + exc.extra.get("field", "")
-            raise ProtocolError(exc.code, f"{where.rstrip('.')}: {exc.message}",
-                                **{**exc.extra, "field": field}) from None
+    def new_job(self, body: m.JobBody, where: str = "") -> NewJob:
+        """A job to add; `where` prefixes the field name of an error inside a batch ("jobs[2].")."""
+        payload = bytes(body.payload)
+        check_size(payload, where + "payload", self.hub.config.max_frame_bytes)
+        return NewJob(job_type=body.job_type, payload=payload, priority=body.priority,
+                      job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
+                      delay_ms=body.delay_s * 1000)
 
     async def _add(self, peer: Peer, jobs: list[NewJob],
                    subscribe: list[bool]) -> tuple[list[Added], list[bool]]:
@@ -78,22 +51,22 @@ class ClientHandlers:
             raise
         return added, subscribed
 
-    async def on_submit_job(self, peer: Peer, request: Request) -> None:
-        await self.submit_batch(peer, [request])
+    async def on_submit_job(self, peer: Peer, message: m.SubmitJob) -> None:
+        await self.submit_batch(peer, [message])
 
-    async def submit_batch(self, peer: Peer, requests: list[Request]) -> None:
+    async def submit_batch(self, peer: Peer, requests: list[m.SubmitJob]) -> None:
         """`submit_job` frames of one client in one store call (addJobs). The script refuses a batch
         as a whole, so if it refuses one, each job is added on its own to answer each frame."""
         refused_early: list[bytes | None] = []
         jobs: list[NewJob] = []
         wanted: list[bool] = []
-        for message, data, req in requests:
+        for message in requests:
             try:
-                jobs.append(self.new_job(message, p.raw_or_dumped(data, message, "payload", b"{}")))
-                wanted.append(p.get_bool(message, "subscribe", True))
+                jobs.append(self.new_job(message))
             except ProtocolError as exc:
-                refused_early.append(error_for(exc, req, peer.role))
+                refused_early.append(error_for(exc, message.req, peer.role))
                 continue
+            wanted.append(message.subscribe)
             refused_early.append(None)
         outcomes: list[tuple[Added, bool] | Exception] = []
         if jobs:
@@ -125,36 +98,18 @@ class ClientHandlers:
             return exc
         return added, subscribed
 
-    async def on_submit_jobs(self, peer: Peer, request: Request) -> None:
-        msg = request.message
-        bodies = msg.get("jobs")
-        if isinstance(bodies, list) and len(bodies) > MAX_BATCH:
-            raise ProtocolError(e.LIMIT_EXCEEDED, f"{len(bodies)} jobs in one submit_jobs; send at most "
-                                f"{MAX_BATCH} per frame", field="jobs", limit=MAX_BATCH)
-        if not isinstance(bodies, list) or not bodies:
-            raise ProtocolError(e.BAD_MESSAGE, f"field 'jobs' must be a list of 1 to {MAX_BATCH} jobs",
-                                field="jobs")
-        jobs = []
-        for i, body in enumerate(bodies):
-            if not isinstance(body, dict):
-                raise ProtocolError(e.BAD_MESSAGE, f"jobs[{i}] must be an object", field=f"jobs[{i}]")
-            # nested payloads are re-encoded: equal JSON, not the same bytes (docs/protocol.md)
-            jobs.append(self.new_job(body, orjson.dumps(body.get("payload", {})), f"jobs[{i}]."))
-        added, subscribed = await self._add(peer, jobs, [p.get_bool(msg, "subscribe", True)] * len(jobs))
-        peer.reply(request.req, frames.jobs_accepted(added, all(subscribed)))
+    async def on_submit_jobs(self, peer: Peer, message: m.SubmitJobs) -> None:
+        jobs = [self.new_job(body, f"jobs[{i}].") for i, body in enumerate(message.jobs)]
+        added, subscribed = await self._add(peer, jobs, [message.subscribe] * len(jobs))
+        peer.reply(message.req, frames.jobs_accepted(added, all(subscribed)))
         for a, sub in zip(added, subscribed, strict=True):
             if sub and a.status in p.FINAL_STATUSES:
                 await self.send_final(peer, a.job_id)
 
     # ---- following a job ---------------------------------------------------------------------
 
-    async def on_subscribe_job(self, peer: Peer, request: Request) -> None:
-        msg, hub = request.message, self.hub
-        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        since = p.get_opt_str(msg, "since", max_bytes=64)
-        if since is not None and not p.EVENT_ID_RE.match(since):
-            raise ProtocolError(e.BAD_MESSAGE, "field 'since' must be an event id like "
-                                "\"1718000000100-0\", as sent in 'event_id'", field="since")
+    async def on_subscribe_job(self, peer: Peer, message: m.SubscribeJob) -> None:
+        hub, job_id, since = self.hub, message.job_id, message.since
         if not hub.subscribe(peer, job_id):
             raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
                                 "subscriptions: unsubscribe some first", limit=MAX_SUBSCRIPTIONS)
@@ -170,7 +125,7 @@ class ClientHandlers:
             hub.unsubscribe(peer, job_id)
             raise
         peer.subs.buffered.pop(job_id, None)
-        peer.reply(request.req, frames.subscribed(job_id, resumed if since is not None else None))
+        peer.reply(message.req, frames.subscribed(job_id, resumed if since is not None else None))
         if since is not None and resumed:
             self._send_replay(peer, since, replay, buffered)
             self.end_if_final(peer, job_id, job)
@@ -210,10 +165,9 @@ class ClientHandlers:
             peer.send(frames.job_state(job_id, job, self.hub.dispatch.last_event_id, {"synthetic": True}))
         self.hub.unsubscribe(peer, job_id)
 
-    async def on_unsubscribe_job(self, peer: Peer, request: Request) -> None:
-        job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        self.hub.unsubscribe(peer, job_id)
-        peer.reply(request.req, frames.unsubscribed(job_id))
+    async def on_unsubscribe_job(self, peer: Peer, message: m.UnsubscribeJob) -> None:
+        self.hub.unsubscribe(peer, message.job_id)
+        peer.reply(message.req, frames.unsubscribed(message.job_id))
 
     # ---- acting on a job -------------------------------------------------------------------------
 
@@ -223,32 +177,27 @@ class ClientHandlers:
             raise JobNotFound(job_id)
         return frames.job_status(job_id, job, req, **extra)
 
-    async def on_get_job_status(self, peer: Peer, request: Request) -> None:
-        job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        peer.send(await self.job_status(job_id, request.req))
+    async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
+        peer.send(await self.job_status(message.job_id, message.req))
 
-    async def on_cancel_job(self, peer: Peer, request: Request) -> None:
-        job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        await self.store.cancel(job_id)
-        peer.send(await self.job_status(job_id, request.req))
+    async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
+        await self.store.cancel(message.job_id)
+        peer.send(await self.job_status(message.job_id, message.req))
 
-    async def on_retry_job(self, peer: Peer, request: Request) -> None:
-        msg = request.message
-        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        attempts = p.get_int(msg, "attempts", 1, 1, MAX_ATTEMPTS)
-        retry_id = p.get_opt_str(msg, "retry_id", max_bytes=MAX_JOB_ID_BYTES) or ""
+    async def on_retry_job(self, peer: Peer, message: m.RetryJob) -> None:
+        job_id = message.job_id
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
         fresh = job_id not in peer.subs.jobs and self.hub.subscribe(peer, job_id)
         retried = False
         try:
-            retried = await self.store.retry(job_id, attempts, retry_id=retry_id)
+            retried = await self.store.retry(job_id, message.attempts, retry_id=message.retry_id or "")
         finally:
             if fresh and not retried:
                 self.hub.unsubscribe(peer, job_id)
-        peer.send(await self.job_status(job_id, request.req, retried=retried))
+        peer.send(await self.job_status(job_id, message.req, retried=retried))
 
-    async def on_get_stats(self, peer: Peer, request: Request) -> None:
-        peer.send(frames.stats((await self.store.stats()).as_dict(), request.req))
+    async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
+        peer.send(frames.stats((await self.store.stats()).as_dict(), message.req))
 
 
 def check_size(value: bytes, field: str, max_frame_bytes: int) -> None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from redis.exceptions import RedisError
 
 from empfast import errors as e
-from empfast import protocol as p
 from empfast.errors import EmpfastError
 from empfast.hub import frames
+from empfast.messages import AnyMessage, MessageError, decode
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -32,14 +32,6 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_REPLACED = 4001
 CLOSE_SLOW_CONSUMER = 4002
-
-
-class Request(NamedTuple):
-    """One parsed inbound frame: the message, its exact bytes (for raw payloads) and its req id."""
-
-    message: dict[str, Any]
-    data: bytes
-    req: Any
 
 
 @dataclass(slots=True)
@@ -169,21 +161,21 @@ class Peer(WSListener):
             self.transport.send_close(WSCloseCode(close_code), reason.encode()[:120])
             self.transport.disconnect()
 
-    def answer_in_order(self, requests: list[Request], refused_early: list[bytes | None],
+    def answer_in_order(self, requests: list[AnyMessage], refused_early: list[bytes | None],
                         answers: list[dict[str, Any] | Exception]) -> None:
         """Reply to a batch in request order: a request refused before the store call has its error
         frame in `refused_early`; each of the others (None there) takes the next of `answers`, a
         reply frame or the exception that refused it."""
         pending = iter(answers)
-        for (_, _, req), early in zip(requests, refused_early, strict=True):
+        for request, early in zip(requests, refused_early, strict=True):
             if early is not None:
                 self.send(early)
                 continue
             answer = next(pending)
             if isinstance(answer, Exception):
-                self.send(error_for(answer, req, self.role))
+                self.send(error_for(answer, request.req, self.role))
             else:
-                self.reply(req, answer)
+                self.reply(request.req, answer)
 
     # ---- the inbox ----------------------------------------------------------------------------
 
@@ -199,28 +191,40 @@ class Peer(WSListener):
                 self.transport.underlying_transport.resume_reading()
 
     async def _handle_frames(self, batch: list[bytes]) -> None:
-        """Handle frames in order. A run of consecutive frames of one batchable type (a worker's
-        `complete_job`s, a client's `submit_job`s), which queue up when they come faster than one
-        round trip each, shares one store call; each frame still gets its own reply, in order."""
-        run: list[Request] = []
+        """Handle frames in order. Each is decoded and validated into its message (messages.py);
+        a refused one is answered with its error. A run of consecutive frames of one batchable type
+        (a worker's `complete_job`s, a client's `submit_job`s), which queue up when they come faster
+        than one round trip each, shares one store call; each frame still gets its own reply, in
+        order."""
+        run: list[AnyMessage] = []
         for data in batch:
-            req = None
             try:
-                message = p.parse_frame(data)
-                req = p.req_id(message)
-                kind = message["type"]
-                if run and run[0].message["type"] != kind:
+                message = decode(self.role, data)
+            except MessageError as exc:
+                await self._flush(run)
+                self.send(self._refusal(exc))
+                continue
+            try:
+                if run and type(run[0]) is not type(message):
                     await self._flush(run)
-                if self.hub.batchable(self, kind):
-                    run.append(Request(message, data, req))
+                if self.hub.batchable(self, message):
+                    run.append(message)
                     continue
-                await self.hub.handle(self, Request(message, data, req))
+                await self.hub.handle(self, message)
             except Exception as exc:
                 await self._flush(run)
-                self.send(error_for(exc, req, self.role))
+                self.send(error_for(exc, message.req, self.role))
         await self._flush(run)
 
-    async def _flush(self, run: list[Request]) -> None:
+    def _refusal(self, exc: MessageError) -> bytes:
+        """A worker must register before anything else, so an unregistered worker hears that
+        first, whatever else is wrong with the frame (as for a valid one, Hub.handle)."""
+        if self.role == "worker" and self.worker is None and exc.kind not in (None, "register_worker",
+                                                                                "ping"):
+            return frames.error(e.NOT_REGISTERED, "send register_worker first", exc.req)
+        return frames.error(exc.code, exc.message, exc.req, **exc.extra)
+
+    async def _flush(self, run: list[AnyMessage]) -> None:
         if run:
             requests = run[:]
             run.clear()

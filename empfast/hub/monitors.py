@@ -10,28 +10,26 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from empfast import protocol as p
+from empfast import messages as m
 from empfast.hub import frames
-from empfast.hub.conn import Peer, Request, StatsPushes
+from empfast.hub.conn import Peer, StatsPushes
 
 if TYPE_CHECKING:
-    from empfast.hub.server import FrameHandler, Hub
+    from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
 
-MIN_STATS_INTERVAL_S = 0.25
 TIMER_SLACK_S = 0.001  # a loop timer may fire a hair before its time
 
 
 class MonitorHandlers:
+    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.store = hub.store
         self.task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()  # wakes the stats loop early for a shorter interval
-
-    def handlers(self) -> dict[str, FrameHandler]:
-        return {"subscribe_stats": self.on_subscribe_stats, "get_workers": self.on_get_workers}
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._stats_loop())
@@ -41,17 +39,17 @@ class MonitorHandlers:
             self.task.cancel()
             await asyncio.wait([self.task], timeout=5)
 
-    async def on_subscribe_stats(self, peer: Peer, request: Request) -> None:
-        interval_s = p.get_number(request.message, "interval_s", 1.0, MIN_STATS_INTERVAL_S, 3600)
+    async def on_subscribe_stats(self, peer: Peer, message: m.SubscribeStats) -> None:
+        interval_s = message.interval_s
         counts = (await self.store.stats()).as_dict()
         now = asyncio.get_running_loop().time()
         peer.stats = StatsPushes(interval_s, frames.stats(counts), now + interval_s)
         self.hub.stats_subscribers.add(peer)
         self._subscribed.set()
-        peer.send(frames.stats(counts, request.req))
+        peer.send(frames.stats(counts, message.req))
 
-    async def on_get_workers(self, peer: Peer, request: Request) -> None:
-        peer.reply(request.req, frames.workers(await self.store.get_workers()))
+    async def on_get_workers(self, peer: Peer, message: m.GetWorkers) -> None:
+        peer.reply(message.req, frames.workers(await self.store.get_workers()))
 
     def _sleep_s(self, now: float) -> float:
         """Until the earliest monitor's next check; with none subscribed, the hub's interval."""

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from picows import (
@@ -23,20 +24,20 @@ from picows import (
 )
 
 from empfast import errors as e
-from empfast import protocol as p
+from empfast import messages as m
 from empfast.config import HubConfig
 from empfast.errors import ProtocolError
 from empfast.hub import frames
 from empfast.hub.clients import ClientHandlers
-from empfast.hub.conn import CLOSE_GOING_AWAY, Peer, Request
+from empfast.hub.conn import CLOSE_GOING_AWAY, Peer
 from empfast.hub.dispatch import Dispatcher
 from empfast.hub.monitors import MonitorHandlers
 from empfast.hub.workers import WorkerHandlers
 from empfast.limits import MAX_SUBSCRIPTIONS
 from empfast.store import Store
 
-FrameHandler = Callable[[Peer, Request], Awaitable[None]]
-BatchHandler = Callable[[Peer, list[Request]], Awaitable[None]]
+FrameHandler = Callable[[Peer, Any], Awaitable[None]]  # (the connection, its decoded message)
+BatchHandler = Callable[[Peer, list[Any]], Awaitable[None]]
 
 
 class Hub:
@@ -59,13 +60,12 @@ class Hub:
         self.worker_handlers = WorkerHandlers(self)
         self.monitor_handlers = MonitorHandlers(self)
         self.dispatch = Dispatcher(self)
-        self.handlers: dict[str, FrameHandler] = {
-            **self.clients.handlers(), **self.worker_handlers.handlers(), **self.monitor_handlers.handlers(),
-            "ping": self.on_ping,
-        }
+        # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
+        self.handlers: dict[type[m.AnyMessage], FrameHandler] = m.handler_table(
+            self.clients, self.worker_handlers, self.monitor_handlers, self)
         # consecutive frames of these types on one connection share one store call
-        self.batch_handlers: dict[str, BatchHandler] = {
-            "submit_job": self.clients.submit_batch, "complete_job": self.worker_handlers.complete_batch,
+        self.batch_handlers: dict[type[m.AnyMessage], BatchHandler] = {
+            m.SubmitJob: self.clients.submit_batch, m.CompleteJob: self.worker_handlers.complete_batch,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class Hub:
     def _route(self, request: WSUpgradeRequest) -> Peer | WSUpgradeResponseWithListener | None:
         path, _, query = request.path.decode("latin-1").partition("?")
         parts = path.strip("/").split("/")
-        if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in p.ROLE_TYPES:
+        if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in m.ROLE_TYPES:
             body = b"empfast hub: connect to /ws/client, /ws/worker or /ws/monitor\n"
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
         authorized = self._authorized(request, query)
@@ -172,21 +172,18 @@ class Hub:
 
     # ---- routing of frames -------------------------------------------------------------------
 
-    def batchable(self, peer: Peer, kind: str) -> bool:
-        """Whether a frame of this type may join a batch on this connection (its role may send it)."""
-        if kind not in self.batch_handlers or kind not in p.ROLE_TYPES[peer.role]:
-            return False
-        return peer.role != "worker" or peer.worker is not None
+    def batchable(self, peer: Peer, message: m.AnyMessage) -> bool:
+        """Whether a message may join a batch (decoding let only the role's own types through)."""
+        return type(message) in self.batch_handlers and (peer.role != "worker" or peer.worker is not None)
 
-    async def handle_batch(self, peer: Peer, requests: list[Request]) -> None:
-        await self.batch_handlers[requests[0].message["type"]](peer, requests)
+    async def handle_batch(self, peer: Peer, run: list[m.AnyMessage]) -> None:
+        await self.batch_handlers[type(run[0])](peer, run)
 
-    async def handle(self, peer: Peer, request: Request) -> None:
-        kind = request.message["type"]
-        p.check_role(peer.role, kind)
-        if peer.role == "worker" and kind not in ("register_worker", "ping") and peer.worker is None:
+    async def handle(self, peer: Peer, message: m.AnyMessage) -> None:
+        if peer.role == "worker" and peer.worker is None and not isinstance(message, (m.RegisterWorker,
+                                                                                       m.Ping)):
             raise ProtocolError(e.NOT_REGISTERED, "send register_worker first")
-        await self.handlers[kind](peer, request)
+        await self.handlers[type(message)](peer, message)
 
-    async def on_ping(self, peer: Peer, request: Request) -> None:
-        peer.reply(request.req, frames.pong())
+    async def on_ping(self, peer: Peer, message: m.Ping) -> None:
+        peer.reply(message.req, frames.pong())

@@ -9,22 +9,17 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from empfast import errors as e
+from empfast import messages as m
 from empfast import protocol as p
 from empfast.errors import LeaseLost, ProtocolError, WorkerNotFound
 from empfast.hub import frames
 from empfast.hub.clients import check_size
-from empfast.hub.conn import CLOSE_REPLACED, Peer, Request, WorkerSlots, error_for
-from empfast.limits import (
-    MAX_CONCURRENCY,
-    MAX_ERROR_CHARS,
-    MAX_JOB_ID_BYTES,
-    MAX_JOB_TYPES_PER_WORKER,
-    MAX_PROGRESS_MESSAGE_CHARS,
-)
+from empfast.hub.conn import CLOSE_REPLACED, Peer, WorkerSlots, error_for
+from empfast.limits import MAX_ERROR_CHARS, MAX_PROGRESS_MESSAGE_CHARS
 from empfast.store import ClaimedJob, Completion
 
 if TYPE_CHECKING:
-    from empfast.hub.server import FrameHandler, Hub
+    from empfast.hub.server import Hub
 
 
 def registered(peer: Peer) -> WorkerSlots:
@@ -34,17 +29,11 @@ def registered(peer: Peer) -> WorkerSlots:
 
 
 class WorkerHandlers:
+    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.store = hub.store
-
-    def handlers(self) -> dict[str, FrameHandler]:
-        return {
-            "register_worker": self.on_register_worker, "claim_job": self.on_claim_job,
-            "update_job_progress": self.on_progress, "complete_job": self.on_complete_job,
-            "fail_job": self.on_fail_job, "worker_heartbeat": self.on_heartbeat,
-            "worker_status": self.on_worker_status, "unregister_worker": self.on_unregister_worker,
-        }
 
     # ---- giving jobs out -------------------------------------------------------------------------
 
@@ -67,9 +56,8 @@ class WorkerHandlers:
 
     # ---- registration ------------------------------------------------------------------------
 
-    async def on_register_worker(self, peer: Peer, request: Request) -> None:
-        msg, hub = request.message, self.hub
-        worker_id = p.get_opt_str(msg, "worker_id")
+    async def on_register_worker(self, peer: Peer, message: m.RegisterWorker) -> None:
+        hub, worker_id = self.hub, message.worker_id
         if worker_id is not None and peer.path_id is not None and worker_id != peer.path_id:
             raise ProtocolError(e.BAD_MESSAGE, f"field 'worker_id' ({worker_id!r}) differs from the id "
                                 f"in the path ({peer.path_id!r}): give one or make them equal",
@@ -82,8 +70,7 @@ class WorkerHandlers:
         if current is not None and worker_id != current:
             raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {current!r}; open "
                                 "another connection for another worker id", field="worker_id")
-        job_types = p.get_str_list(msg, "job_types", max_items=MAX_JOB_TYPES_PER_WORKER)
-        concurrency = p.get_int(msg, "concurrency", 1, 0, MAX_CONCURRENCY)
+        job_types, concurrency = message.job_types, message.concurrency
         previous = hub.workers.get(worker_id)
         if previous is not None and previous is not peer:
             previous.close(e.REPLACED, f"worker id {worker_id!r} registered on another connection; "
@@ -98,7 +85,7 @@ class WorkerHandlers:
         # interval can never outlast a short lease
         heartbeat_s = min(hub.config.heartbeat_interval_s,
                           min(settings.lease_ms, settings.liveness_ms) / 3000)
-        peer.reply(request.req, frames.worker_registered(worker_id, heartbeat_s, settings.lease_ms / 1000,
+        peer.reply(message.req, frames.worker_registered(worker_id, heartbeat_s, settings.lease_ms / 1000,
                                                          settings.liveness_ms / 1000, list(held)))
         await self._resend_held(peer, reassigned)
         await self.fill(peer)
@@ -116,81 +103,71 @@ class WorkerHandlers:
                                           job.get("payload") or b"{}", slots.jobs[job_id])],
                         reassigned=True)
 
-    async def on_unregister_worker(self, peer: Peer, request: Request) -> None:
+    async def on_unregister_worker(self, peer: Peer, message: m.UnregisterWorker) -> None:
         slots = registered(peer)
         try:
             released = await self.store.deregister_worker(slots.worker_id)
         except WorkerNotFound:
             released = 0
-        peer.reply(request.req, frames.worker_unregistered(slots.worker_id, released))
+        peer.reply(message.req, frames.worker_unregistered(slots.worker_id, released))
         if self.hub.workers.get(slots.worker_id) is peer:
             del self.hub.workers[slots.worker_id]
         slots.jobs.clear()
         peer.close_quietly()
 
-    async def on_worker_status(self, peer: Peer, request: Request) -> None:
+    async def on_worker_status(self, peer: Peer, message: m.WorkerStatus) -> None:
         slots = registered(peer)
-        wanted = request.message.get("status")
-        if wanted not in ("idle", "draining"):
-            raise ProtocolError(e.BAD_MESSAGE, "field 'status' must be \"idle\" or \"draining\"")
-        status = await self.store.set_worker_status(slots.worker_id, wanted)
+        status = await self.store.set_worker_status(slots.worker_id, message.status)
         slots.draining = status == "draining"
-        peer.reply(request.req, frames.worker_status_ack(slots.worker_id, status))
+        peer.reply(message.req, frames.worker_status_ack(slots.worker_id, status))
         await self.fill(peer)
 
     # ---- running jobs ------------------------------------------------------------------------
 
-    async def on_claim_job(self, peer: Peer, request: Request) -> None:
+    async def on_claim_job(self, peer: Peer, message: m.ClaimJob) -> None:
         slots = registered(peer)
-        job_id = p.get_str(request.message, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        self.assign(peer, [await self.store.claim_by_id(slots.worker_id, job_id)], request.req)
+        self.assign(peer, [await self.store.claim_by_id(slots.worker_id, message.job_id)], message.req)
 
     @staticmethod
-    def _attempt(slots: WorkerSlots, msg: dict[str, Any]) -> tuple[str, int]:
-        job_id = p.get_str(msg, "job_id", max_bytes=MAX_JOB_ID_BYTES)
-        attempt = slots.jobs.get(job_id)
-        if attempt is None:
-            # a result re-sent after a reconnect names its attempt: the store answers it as a repeat
-            attempt = p.get_int(msg, "attempt", 0, 0, 1_000_000)
-        return job_id, attempt
+    def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.CompleteJob | m.FailJob) -> int:
+        # the hub's own record of the attempt it assigned; a result re-sent after a reconnect names
+        # its attempt, which the store answers as a repeat
+        attempt = slots.jobs.get(message.job_id)
+        return message.attempt if attempt is None else attempt
 
-    async def on_progress(self, peer: Peer, request: Request) -> None:
-        slots, msg = registered(peer), request.message
-        job_id, attempt = self._attempt(slots, msg)
-        progress = p.get_number(msg, "progress", -1, 0, 100)
-        message = msg.get("message") or ""
-        if not isinstance(message, str):
-            raise ProtocolError(e.BAD_MESSAGE, "field 'message' must be a string")
+    async def on_update_job_progress(self, peer: Peer, message: m.UpdateJobProgress) -> None:
+        slots, job_id = registered(peer), message.job_id
+        attempt = self._attempt(slots, message)
         try:
-            cancel = await self.store.progress(job_id, slots.worker_id, attempt, progress,
-                                               message[:MAX_PROGRESS_MESSAGE_CHARS])
+            cancel = await self.store.progress(job_id, slots.worker_id, attempt, message.progress,
+                                               message.message[:MAX_PROGRESS_MESSAGE_CHARS])
         except LeaseLost:
             slots.jobs.pop(job_id, None)
             raise
         if cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
-        if request.req is not None:
-            peer.reply(request.req, frames.job_progress_ack(job_id, cancel))
+        if message.req is not None:
+            peer.reply(message.req, frames.job_progress_ack(job_id, cancel))
 
-    async def on_complete_job(self, peer: Peer, request: Request) -> None:
-        await self.complete_batch(peer, [request])
+    async def on_complete_job(self, peer: Peer, message: m.CompleteJob) -> None:
+        await self.complete_batch(peer, [message])
 
-    async def complete_batch(self, peer: Peer, requests: list[Request]) -> None:
+    async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob]) -> None:
         """`complete_job` frames of one worker in one store call (completeJobs), which also claims
         the worker's next jobs. Replies go out in request order, each with its own outcome."""
         slots = registered(peer)
         refused_early: list[bytes | None] = []
         completions: list[Completion] = []
-        for message, data, req in requests:
+        for message in requests:
+            attempt = self._attempt(slots, message)
+            result = bytes(message.result)
             try:
-                job_id, attempt = self._attempt(slots, message)
-                result = p.raw_or_dumped(data, message, "result", b"null")
                 check_size(result, "result", self.hub.config.max_frame_bytes)
             except ProtocolError as exc:
-                refused_early.append(error_for(exc, req, peer.role))
+                refused_early.append(error_for(exc, message.req, peer.role))
                 continue
-            slots.jobs.pop(job_id, None)
-            completions.append(Completion(job_id, attempt, result))
+            slots.jobs.pop(message.job_id, None)
+            completions.append(Completion(message.job_id, attempt, result))
             refused_early.append(None)
         next_jobs: list[ClaimedJob] = []
         outcomes: list[Exception | None] = []
@@ -206,17 +183,13 @@ class WorkerHandlers:
             for completion, refusal in zip(completions, outcomes, strict=True)])
         self.assign(peer, next_jobs)
 
-    async def on_fail_job(self, peer: Peer, request: Request) -> None:
-        slots, msg = registered(peer), request.message
-        job_id, attempt = self._attempt(slots, msg)
-        error = msg.get("error")
-        if not isinstance(error, str):
-            raise ProtocolError(e.BAD_MESSAGE, "field 'error' is required and must be a string")
-        retry = p.get_bool(msg, "retry", True)
+    async def on_fail_job(self, peer: Peer, message: m.FailJob) -> None:
+        slots, job_id = registered(peer), message.job_id
+        attempt = self._attempt(slots, message)
         slots.jobs.pop(job_id, None)
-        outcome = await self.store.fail(job_id, slots.worker_id, attempt, error[:MAX_ERROR_CHARS],
-                                        retry=retry, claim_next=slots.free())
-        peer.reply(request.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))
+        outcome = await self.store.fail(job_id, slots.worker_id, attempt, message.error[:MAX_ERROR_CHARS],
+                                        retry=message.retry, claim_next=slots.free())
+        peer.reply(message.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))
         self.assign(peer, outcome.next_jobs)
 
     # ---- liveness ----------------------------------------------------------------------------
@@ -227,7 +200,7 @@ class WorkerHandlers:
             slots.jobs.pop(job_id, None)
             peer.send(frames.cancel_job(job_id, "lease_lost"))
 
-    async def on_heartbeat(self, peer: Peer, request: Request) -> None:
+    async def on_worker_heartbeat(self, peer: Peer, message: m.WorkerHeartbeat) -> None:
         slots = registered(peer)
         try:
             beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
@@ -241,6 +214,6 @@ class WorkerHandlers:
         self._drop_lost(peer, beat.lost)
         for job_id in beat.cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
-        peer.reply(request.req, frames.worker_heartbeat_ack(slots.worker_id, beat.extended, beat.lost))
+        peer.reply(message.req, frames.worker_heartbeat_ack(slots.worker_id, beat.extended, beat.lost))
         if beat.lost:
             await self.fill(peer)
