@@ -36,6 +36,8 @@ from empfast.worker import Handler, Worker
 
 log = logging.getLogger("empfast.cli")
 
+CONNECT_TIMEOUT_S = 5.0  # submit, status and retry: how long to wait for an unreachable hub
+
 
 async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOptions | None) -> None:
     """Serve until SIGINT or SIGTERM, then close connections and stop. Without Redis options the
@@ -174,7 +176,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
               """e.g. '{"seconds": 2}'""", file=sys.stderr)
         return 2
-    async with Client(hub.url, token=hub.token, connect_timeout_s=5) as client:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
@@ -235,7 +237,7 @@ def _job_table(job: dict[str, Any]) -> str:
 
 
 async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.token, connect_timeout_s=5) as client:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
         except NotRetryableError as exc:
@@ -251,7 +253,7 @@ async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
 
 
 async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.token, connect_timeout_s=5) as client:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         if args.job_id:
             try:
                 reply = await client.status(args.job_id)
@@ -312,8 +314,10 @@ async def run_worker_command(hub: HubAddress, settings: WorkerSettings,
 
 
 async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
+    # the streams of now, not the ones run_bench's defaults saw at import (a caller may redirect)
     options = {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency,
-               "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s}
+               "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s,
+               "out": sys.stdout, "progress": sys.stderr}
     if not args.embedded:
         await run_bench(hub.url, token=hub.token, **options)
         return 0
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        _run(run_demo(args.jobs, args.workers, args.concurrency, args.seed))
+        _run(run_demo(args.jobs, args.workers, args.concurrency, args.seed, out=sys.stdout,
+                      progress=sys.stderr))
         return 0
     if args.command == "serve":
         config, settings, redis = HUB.build(args), QUEUE.build(args), redis_options(args)
