@@ -296,8 +296,8 @@ def redis_options(args: argparse.Namespace) -> RedisOptions | None:
     if "url" in given:
         return RedisOptions(**given)
     if given:  # they would silently do nothing
-        raise ValueError(f"{', '.join(REDIS.flag(name) for name in given)} need --redis-url "
-                         "(EMPFAST_REDIS_URL); without it the hub runs on the embedded store")
+        raise ValueError(f"{', '.join(REDIS.flag(name) for name in given)}: no effect without "
+                         "--redis-url (EMPFAST_REDIS_URL), as the hub then runs on the embedded store")
     return None
 
 
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"empfast worker: {exc}", file=sys.stderr)
     except StartupError as exc:
         print(f"empfast serve: {exc}", file=sys.stderr)
-    except ValueError as exc:  # settings refused by config.py
+    except ValueError as exc:  # a setting refused: a bad EMPFAST_ variable, config.py, the Worker
         print(f"empfast {args.command}: {exc}", file=sys.stderr)
     except HubError as exc:
         print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)

@@ -162,25 +162,24 @@ class SettingsOptions(Generic[Settings]):
         # argparse %-formats help
         return f"{settings_field.metadata['help']} ({shown}env {variable})".replace("%", "%%")
 
-    def given(self, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def given(self, args: argparse.Namespace) -> dict[str, Any]:
         """The fields given by a flag or a variable, converted. Raises SettingError for a variable
         that cannot be converted."""
-        environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for settings_field, hint in self._fields():
             value = getattr(args, self.option_name(settings_field.name), "")
             if value == "":
-                value = self._from_environment(settings_field.name, hint, environ)
+                value = self._from_environment(settings_field.name, hint)
             if value != "":
                 values[settings_field.name] = value
         return values
 
-    def _from_environment(self, field_name: str, hint: Any, environ: Mapping[str, str]) -> Any:
+    def _from_environment(self, field_name: str, hint: Any) -> Any:
         own = (self.variable(field_name), converter_for(hint)[0])
         older = [(alias.variable, alias.converter(hint)) for alias in self.aliases
                  if alias.field_name == field_name]
         for variable, convert in (own, *older):
-            text = environ.get(variable, "")
+            text = os.environ.get(variable, "")
             if text:
                 try:
                     return convert(text)
@@ -188,6 +187,6 @@ class SettingsOptions(Generic[Settings]):
                     raise SettingError(f"{variable}: {exc}") from None
         return ""
 
-    def build(self, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    def build(self, args: argparse.Namespace) -> Settings:
         """The dataclass from flags, variables and defaults. Raises ValueError for a value it refuses."""
-        return self.settings(**self.given(args, environ))
+        return self.settings(**self.given(args))

@@ -163,7 +163,7 @@ def test_the_older_flags_and_variables_still_work(received: dict[type[Any], Any]
     (["serve", "--lease-ms", "0"], {}, "lease_ms must be positive, got 0"),
     (["serve"], {"EMPFAST_QUEUE": "a{b"}, "queue name 'a{b' is not valid"),
     (["serve", "--log-level", "loud"], {}, "invalid choice: 'loud' (expected one of debug, info"),
-    (["serve", "--redis-retries", "3"], {}, "--redis-retries need --redis-url"),
+    (["serve", "--redis-retries", "3"], {}, "--redis-retries: no effect without --redis-url"),
     (["worker", "--grace-s", "soon"], {}, "argument --grace-s: invalid float value: 'soon'"),
     (["worker"], {"EMPFAST_CONCURRENCY": "many"}, "EMPFAST_CONCURRENCY: invalid int value: 'many'"),
     (["worker", "--concurrency", "0"], {}, "concurrency must be 1 to 10000, got 0"),
