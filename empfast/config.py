@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADROOM_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -48,6 +48,14 @@ class RedisOptions:
                                              "(rediss:// only); unset: the system's")
     ssl_certfile: str | None = setting(None, "client certificate for Redis (rediss:// only)")
     ssl_keyfile: str | None = setting(None, "the client certificate's key (rediss:// only)")
+
+    def __post_init__(self) -> None:
+        for name in ("socket_timeout_s", "connect_timeout_s", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("health_check_interval_s", "retries"):  # 0: no health checks, no retries
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
     def masked_url(self) -> str:
         """The URL with its password replaced, fit for a log line or an error message."""
@@ -111,6 +119,18 @@ class HubConfig:
                                            "workers are swept")
     stats_interval_s: float = setting(1.0, "how often subscribed monitors may get fresh stats")
     events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0 to 65535, got {self.port}")
+        if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
+            raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
+                             f"{self.max_frame_bytes}")
+        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever)
+        for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
+                     "events_block_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, slots=True)
