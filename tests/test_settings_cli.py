@@ -68,6 +68,16 @@ def as_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+@pytest.fixture(autouse=True)
+def _a_clean_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No EMPFAST_ variable of the developer's shell; serve and worker in process must not replace
+    pytest's log handlers, and the worker puts --app-dir on sys.path."""
+    for name in [name for name in os.environ if name.startswith("EMPFAST_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 @pytest.fixture
 def received(monkeypatch: pytest.MonkeyPatch) -> dict[type[Any], Any]:
     """The settings objects serve or worker was started with, by class (None: RedisOptions absent)."""
@@ -82,9 +92,6 @@ def received(monkeypatch: pytest.MonkeyPatch) -> dict[type[Any], Any]:
     monkeypatch.setattr(cli, "run_hub", record_hub)
     monkeypatch.setattr(cli, "run_worker_command", record_worker)
     monkeypatch.setattr(cli, "setup_logging", lambda settings: got.update({LoggingSettings: settings}))
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the worker puts --app-dir on it
-    for name in [name for name in os.environ if name.startswith("EMPFAST_")]:
-        monkeypatch.delenv(name)
     return got
 
 
@@ -174,8 +181,6 @@ def test_the_older_flags_and_variables_still_work(received: dict[type[Any], Any]
 ])
 def test_a_bad_value_is_refused_in_one_line(args: list[str], env: dict[str, str], says: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
-    monkeypatch.setattr(sys, "path", list(sys.path))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     proc = run_in_process(*args)
@@ -195,8 +200,6 @@ def test_every_worker_setting_reaches_the_worker(monkeypatch: pytest.MonkeyPatch
             pass
 
     monkeypatch.setattr(cli, "Worker", RecordingWorker)
-    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
-    monkeypatch.setattr(sys, "path", list(sys.path))
     settings = WorkerSettings(worker_id="w-1", concurrency=3, grace_s=1.5, heartbeat_interval_s=2.0,
                               progress_interval_s=0.2, ack_timeout_s=4.0, reconnect_base_s=0.3,
                               reconnect_cap_s=5.0)
@@ -216,9 +219,8 @@ def test_worker_settings_default_as_the_worker_does() -> None:
             assert field.default == worker_defaults[field.name], field.name
 
 
-def test_a_redis_password_is_never_logged_or_printed(caplog: pytest.LogCaptureFixture,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
+def test_a_redis_password_is_masked_where_the_hub_names_redis(caplog: pytest.LogCaptureFixture) -> None:
+    """The start-up log line and the cannot-reach error name Redis by the same masked URL."""
     proc = run_in_process("serve", "--redis-url", "redis://user:hunter2@127.0.0.1:1/0", "--redis-retries",
                           "0", "--port", "0")
     assert proc.returncode == 2 and "cannot reach Redis at redis://user:***@127.0.0.1:1/0" in proc.stderr
