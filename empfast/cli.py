@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import orjson
 from redis.exceptions import RedisError
@@ -17,22 +18,33 @@ from redis.exceptions import RedisError
 from empfast.bars import Board, bar
 from empfast.benchmark import run_bench
 from empfast.client import Client, JobCancelledError, JobFailedError, NotRetryableError
-from empfast.config import HubConfig, QueueSettings, RedisOptions
+from empfast.config import (
+    HubAddress,
+    HubConfig,
+    LoggingSettings,
+    QueueSettings,
+    RedisOptions,
+    WorkerSettings,
+)
 from empfast.connection import HubError
 from empfast.demo import run_demo
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
+from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
-from empfast.worker import run_worker
+from empfast.worker import Handler, Worker
 
 log = logging.getLogger("empfast.cli")
 
+CONNECT_TIMEOUT_S = 5.0  # submit, status and retry: how long to wait for an unreachable hub
 
-async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | None) -> None:
-    """Serve until SIGINT or SIGTERM, then close connections and stop."""
-    if redis_url:
-        store = Store(redis_from_options(RedisOptions(url=redis_url)), settings)
-        where = f"Redis at {redis_url}"
+
+async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOptions | None) -> None:
+    """Serve until SIGINT or SIGTERM, then close connections and stop. Without Redis options the
+    state lives in the embedded store."""
+    if redis is not None:
+        store = Store(redis_from_options(redis), settings)
+        where = f"Redis at {redis.masked_url()}"
     else:
         store = Store.embedded(settings)
         where = "the embedded store (in this process; not durable, one process only)"
@@ -41,7 +53,7 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | N
         await hub.start()
     except RedisError as exc:
         await store.close()
-        raise StartupError(f"cannot reach Redis at {redis_url} ({exc}): start it, or fix --redis-url "
+        raise StartupError(f"cannot reach {where} ({exc}): start it, or fix --redis-url "
                            "(EMPFAST_REDIS_URL)") from None
     except OSError as exc:
         await store.close()
@@ -63,26 +75,36 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis_url: str | N
         await store.close()
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    """EMPFAST_<NAME>, or the default when it is unset or empty. Values are strings: argparse
-    converts them with the option's type, so a bad one is a usage error of the command that uses it."""
-    return os.environ.get(f"EMPFAST_{name}") or default
+HUB = SettingsOptions(HubConfig, "the hub", aliases=(Alias("heartbeat-s", "heartbeat_interval_s"),))
+QUEUE = SettingsOptions(QueueSettings, "the queue", renames={"name": "queue"}, aliases=(
+    Alias("lease-s", "lease_ms", from_seconds=True), Alias("liveness-s", "liveness_ms", from_seconds=True),
+    Alias("retry-backoff-s", "backoff_base_ms", from_seconds=True),
+    Alias("retry-backoff-cap-s", "backoff_cap_ms", from_seconds=True)))
+REDIS = SettingsOptions(RedisOptions, "Redis", prefix="redis", unset_help={
+    "url": "none: the embedded store, in this process and not durable"})
+WORKER = SettingsOptions(WorkerSettings, "the worker")
+HUB_ADDRESS = SettingsOptions(HubAddress, "the hub to connect to")
+LOGGING = SettingsOptions(LoggingSettings, "logging")
+COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
+    "serve": (HUB, QUEUE, REDIS, LOGGING),
+    "worker": (WORKER, HUB_ADDRESS, LOGGING),
+    "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "bench": (HUB_ADDRESS,),
+}
 
 
-DEFAULT_URL = "ws://127.0.0.1:8765"
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A usage error in one line: the full usage of serve is longer than a screen."""
 
-
-def _add_hub_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=_env("URL", DEFAULT_URL),
-                        help=f"the hub, ws://HOST:PORT (env EMPFAST_URL; default {DEFAULT_URL})")
-    parser.add_argument("--token", default=_env("TOKEN"), help="the hub's token (env EMPFAST_TOKEN)")
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="empfast", description=(
-        "empfast: a high-throughput job hub. The options of serve and worker, and --url and --token "
-        "of every command, can also come from the environment as EMPFAST_<OPTION> (e.g. "
-        "EMPFAST_REDIS_URL, EMPFAST_URL); a flag on the command line wins."))
+    parser = OneLineErrorParser(prog="empfast", description=(
+        "empfast: a high-throughput job hub. Every option of serve and worker, and --url and --token "
+        "of the other commands, can also come from the environment: --some-option is "
+        "EMPFAST_SOME_OPTION (e.g. EMPFAST_REDIS_URL, EMPFAST_URL); a flag on the command line wins, "
+        "and an empty variable counts as unset."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a hub, workers and a client in this process (no Redis needed)",
                           description="Start a hub on the embedded store, a few workers and a client, "
@@ -92,37 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=8, help="jobs at once per worker (default 8)")
     demo.add_argument("--seed", type=int, default=None, help="seed of the job mix, to repeat a run")
 
-    serve = sub.add_parser("serve", help="run a hub", description=(
-        "Run a hub. Every option can also come from the environment as EMPFAST_<OPTION> "
-        "(e.g. EMPFAST_REDIS_URL); a flag on the command line wins."))
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
-                       help="the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=int, default=_env("PORT", "8765"),
-                       help="the port to listen on (default 8765; 0 picks a free one)")
-    serve.add_argument("--redis-url", default=_env("REDIS_URL"),
-                       help="Redis URL; without one the hub runs on the embedded store")
-    serve.add_argument("--queue", default=_env("QUEUE", "default"),
-                       help="the queue this hub serves; its keys share the Redis hash tag {QUEUE}")
-    serve.add_argument("--token", default=_env("TOKEN"), help="require this token on every connection")
-    serve.add_argument("--lease-s", type=float, default=_env("LEASE_S", "30"),
-                       help="a job's lease: without a heartbeat or progress for this long it runs again")
-    serve.add_argument("--liveness-s", type=float, default=_env("LIVENESS_S", "30"),
-                       help="a worker silent for this long is gone and its jobs are taken back")
-    serve.add_argument("--heartbeat-s", type=float, default=_env("HEARTBEAT_S", "10"),
-                       help="the heartbeat interval told to workers, at most a third of lease and liveness")
-    serve.add_argument("--sweep-interval-s", type=float,
-                       default=_env("SWEEP_INTERVAL_S", "1"),
-                       help="how often expired leases, due delayed jobs and gone workers are swept")
-    serve.add_argument("--retry-backoff-s", type=float,
-                       default=_env("RETRY_BACKOFF_S", "1"),
-                       help="the first retry's delay, doubling each attempt, with jitter (default 1)")
-    serve.add_argument("--retry-backoff-cap-s", type=float,
-                       default=_env("RETRY_BACKOFF_CAP_S", "300"),
-                       help="the longest retry delay (default 300)")
-    serve.add_argument("--max-frame-bytes", type=int,
-                       default=_env("MAX_FRAME_BYTES", str(1 << 20)),
-                       help="the largest frame either way (default 1 MiB); payloads get 4 KiB less")
-    _add_logging(serve)
+    sub.add_parser("serve", help="run a hub", description=(
+        "Run a hub, on Redis with --redis-url, else on the embedded store. Every option can also "
+        "come from the environment as EMPFAST_<OPTION> (e.g. EMPFAST_REDIS_URL); a flag on the "
+        "command line wins."))
 
     worker = sub.add_parser("worker", help="run a worker with handlers from your code (or the built-ins)",
                             description="Run a worker. HANDLERS is MODULE:OBJECT, a dict of job type -> "
@@ -130,21 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "gives the demo handlers sleep, echo and fail. SIGTERM drains: running "
                             "jobs get --grace-s to finish, the rest are failed as retryable.")
     worker.add_argument("handlers", nargs="?", default="builtin", metavar="HANDLERS")
-    _add_hub_url(worker)
-    worker.add_argument("--worker-id", default=_env("WORKER_ID"),
-                        help="a stable id; a restarted worker with the same id gets its jobs back")
-    worker.add_argument("--concurrency", type=int, default=_env("CONCURRENCY", "1"))
-    worker.add_argument("--grace-s", type=float, default=_env("GRACE_S", "30"))
-    worker.add_argument("--app-dir", default=_env("APP_DIR", "."),
-                        help="where to import HANDLERS' module from (default: the current directory)")
-    _add_logging(worker)
 
     submit = sub.add_parser("submit", help="submit a job (and wait for it with --wait)",
                             description="Submit one job. Prints its id; with --wait, shows its progress "
                             "and prints the result. Exit code 1 when the job failed or was cancelled.")
     submit.add_argument("job_type", metavar="TYPE")
     submit.add_argument("payload", nargs="?", default="{}", metavar="JSON", help="the payload (default {})")
-    _add_hub_url(submit)
     submit.add_argument("--priority", type=int, default=0, help="-1000..1000, higher first (default 0)")
     submit.add_argument("--job-id", default=None, help="an idempotency key: the same id is one job")
     submit.add_argument("--max-attempts", type=int, default=3)
@@ -157,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "no-op handler: one job at a time (latency), a backlog (jobs/s), then a "
                            "steady offered rate (latency under load). With --embedded, start a hub "
                            "on the embedded store in this process instead (slow: fakeredis).")
-    _add_hub_url(bench)
     bench.add_argument("--embedded", action="store_true", help="run a hub on the embedded store here")
     bench.add_argument("--jobs", type=int, default=10_000, help="backlog size (default 10000)")
     bench.add_argument("--workers", type=int, default=2, help="workers (default 2)")
@@ -171,32 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
                            "cancelled again, with --attempts more attempts. Exit code 1 when the job "
                            "is in another state (nothing changes).")
     retry.add_argument("job_id", metavar="JOB_ID")
-    _add_hub_url(retry)
     retry.add_argument("--attempts", type=int, default=1, help="more attempts to give it (default 1)")
 
     status = sub.add_parser("status", help="the queue's counts, or one job's state",
                             description="Without JOB_ID: the queue's counts by status and job type. "
                             "With JOB_ID: that job's state.")
     status.add_argument("job_id", nargs="?", metavar="JOB_ID")
-    _add_hub_url(status)
     status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    for command, groups in COMMAND_SETTINGS.items():
+        for options in groups:
+            options.add_to(sub.choices[command])
     return parser
 
 
-def _add_logging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--json-logs", action="store_true", default=_env("JSON_LOGS") == "1")
-
-
-async def run_submit(args: argparse.Namespace) -> int:
+async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
     try:
         payload = orjson.loads(args.payload)
     except orjson.JSONDecodeError as exc:
         print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
               """e.g. '{"seconds": 2}'""", file=sys.stderr)
         return 2
-    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
@@ -256,8 +236,8 @@ def _job_table(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run_retry(args: argparse.Namespace) -> int:
-    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
+async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
         except NotRetryableError as exc:
@@ -272,8 +252,8 @@ async def run_retry(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_status(args: argparse.Namespace) -> int:
-    async with Client(args.url, token=args.token, connect_timeout_s=5) as client:
+async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         if args.job_id:
             try:
                 reply = await client.status(args.job_id)
@@ -303,27 +283,52 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def setup_logging(level: str, json_logs: bool) -> None:
+def setup_logging(settings: LoggingSettings) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter(
+    handler.setFormatter(JsonFormatter() if settings.json_logs else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
-async def run_bench_command(args: argparse.Namespace) -> int:
+def redis_options(args: argparse.Namespace) -> RedisOptions | None:
+    """The Redis options given, or None for the embedded store when no Redis URL is."""
+    given = REDIS.given(args)
+    if "url" in given:
+        return RedisOptions(**given)
+    if given:  # they would silently do nothing
+        raise ValueError(f"{', '.join(REDIS.flag(name) for name in given)}: no effect without "
+                         "--redis-url (EMPFAST_REDIS_URL), as the hub then runs on the embedded store")
+    return None
+
+
+async def run_worker_command(hub: HubAddress, settings: WorkerSettings,
+                             handlers: Mapping[str, Handler]) -> None:
+    """Run a worker until SIGINT/SIGTERM, then stop gracefully."""
+    worker = Worker(hub.url, handlers, token=hub.token, worker_id=settings.worker_id,
+                    concurrency=settings.concurrency, grace_s=settings.grace_s,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    progress_interval_s=settings.progress_interval_s,
+                    ack_timeout_s=settings.ack_timeout_s, reconnect_base_s=settings.reconnect_base_s,
+                    reconnect_cap_s=settings.reconnect_cap_s)
+    await worker.run()
+
+
+async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
+    # the streams of now, not the ones run_bench's defaults saw at import (a caller may redirect)
     options = {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency,
-               "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s}
+               "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s,
+               "out": sys.stdout, "progress": sys.stderr}
     if not args.embedded:
-        await run_bench(args.url, token=args.token, **options)
+        await run_bench(hub.url, token=hub.token, **options)
         return 0
     store = Store.embedded(QueueSettings(name="bench"))
-    hub = Hub(store, HubConfig(port=0))
-    await hub.start()
+    embedded_hub = Hub(store, HubConfig(port=0))
+    await embedded_hub.start()
     try:
         print("a hub on the embedded store in this process (fakeredis: about 2 ms a script)")
-        await run_bench(f"ws://127.0.0.1:{hub.port}", **options)
+        await run_bench(f"ws://127.0.0.1:{embedded_hub.port}", **options)
     finally:
-        await hub.stop()
+        await embedded_hub.stop()
         await store.close()
     return 0
 
@@ -346,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"empfast worker: {exc}", file=sys.stderr)
     except StartupError as exc:
         print(f"empfast serve: {exc}", file=sys.stderr)
-    except ValueError as exc:  # settings refused by config.py
+    except ValueError as exc:  # a setting refused: a bad EMPFAST_ variable, config.py, the Worker
         print(f"empfast {args.command}: {exc}", file=sys.stderr)
     except HubError as exc:
         print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
@@ -354,39 +359,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"empfast {args.command}: {exc or 'timed out'}; start a hub with `empfast serve`",
               file=sys.stderr)
     except OSError as exc:
-        print(f"empfast {args.command}: {exc}; is the hub running at {getattr(args, 'url', '')}? "
+        print(f"empfast {args.command}: {exc}; is the hub running at {HUB_ADDRESS.build(args).url}? "
               "start one with `empfast serve`", file=sys.stderr)
     return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        _run(run_demo(args.jobs, args.workers, args.concurrency, args.seed))
+        _run(run_demo(args.jobs, args.workers, args.concurrency, args.seed, out=sys.stdout,
+                      progress=sys.stderr))
         return 0
-    if args.command == "submit":
-        return _run(run_submit(args))
-    if args.command == "status":
-        return _run(run_status(args))
-    if args.command == "retry":
-        return _run(run_retry(args))
-    if args.command == "bench":
-        return _run(run_bench_command(args))
-    setup_logging(args.log_level, args.json_logs)
+    if args.command == "serve":
+        config, settings, redis = HUB.build(args), QUEUE.build(args), redis_options(args)
+        setup_logging(LOGGING.build(args))
+        _run(run_hub(config, settings, redis))
+        return 0
+    hub = HUB_ADDRESS.build(args)
     if args.command == "worker":
-        sys.path.insert(0, os.path.abspath(args.app_dir))  # as uvicorn's --app-dir: import user code
-        handlers = load_handlers(args.handlers)
-        _run(run_worker(args.url, handlers, worker_id=args.worker_id, concurrency=args.concurrency,
-                        token=args.token, grace_s=args.grace_s))
+        settings = WORKER.build(args)
+        setup_logging(LOGGING.build(args))
+        sys.path.insert(0, os.path.abspath(settings.app_dir))  # as uvicorn's --app-dir: import user code
+        _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
-    settings = QueueSettings(name=args.queue, lease_ms=int(args.lease_s * 1000),
-                             liveness_ms=int(args.liveness_s * 1000),
-                             backoff_base_ms=int(args.retry_backoff_s * 1000),
-                             backoff_cap_ms=int(args.retry_backoff_cap_s * 1000))
-    config = HubConfig(host=args.host, port=args.port, token=args.token,
-                       max_frame_bytes=args.max_frame_bytes, heartbeat_interval_s=args.heartbeat_s,
-                       sweep_interval_s=args.sweep_interval_s)
-    _run(run_hub(config, settings, args.redis_url))
-    return 0
+    run_command = {"submit": run_submit, "status": run_status, "retry": run_retry,
+                   "bench": run_bench_command}[args.command]
+    return _run(run_command(args, hub))
 
 
 if __name__ == "__main__":

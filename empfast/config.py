@@ -1,13 +1,24 @@
-"""Settings: plain frozen dataclasses with defaults, shared by every layer. Imports only limits."""
+"""Settings: plain frozen dataclasses with defaults, shared by every layer. Imports only limits.
+
+Each field is declared with `setting(default, help)`: its help text and unit live here, once, and
+the command line derives its flags and EMPFAST_* variables from the fields (empfast/settings_cli.py).
+So a unit belongs in the field's name (`_ms`, `_s`, `_bytes`)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADROOM_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field with its help text, for the command line and the docs."""
+    return field(default=default, metadata={"help": help})
 
 
 def check_queue_name(name: str) -> str:
@@ -23,16 +34,36 @@ def check_queue_name(name: str) -> str:
 class RedisOptions:
     """How to reach Redis. TLS comes from a rediss:// URL plus the ssl_* options."""
 
-    url: str = "redis://127.0.0.1:6379/0"
-    socket_timeout_s: float = 5.0
-    connect_timeout_s: float = 5.0
-    max_connections: int = 64
-    keepalive: bool = True
-    health_check_interval_s: float = 15.0
-    retries: int = 5
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    url: str = setting("redis://127.0.0.1:6379/0",
+                       "Redis URL, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS)")
+    socket_timeout_s: float = setting(5.0, "a Redis command that takes longer fails and is retried")
+    connect_timeout_s: float = setting(5.0, "how long connecting to Redis may take")
+    max_connections: int = setting(64, "the size of the Redis connection pool")
+    keepalive: bool = setting(True, "TCP keepalive on Redis connections")
+    health_check_interval_s: float = setting(
+        15.0, "a Redis connection idle for this long is checked with PING before use")
+    retries: int = setting(5, "how often a Redis command is retried after a connection error or "
+                              "timeout, with backoff from 50 ms up to 1 s")
+    ssl_ca_certs: str | None = setting(None, "CA bundle to check the Redis server's certificate "
+                                             "(rediss:// only); unset: the system's")
+    ssl_certfile: str | None = setting(None, "client certificate for Redis (rediss:// only)")
+    ssl_keyfile: str | None = setting(None, "the client certificate's key (rediss:// only)")
+
+    def __post_init__(self) -> None:
+        for name in ("socket_timeout_s", "connect_timeout_s", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("health_check_interval_s", "retries"):  # 0: no health checks, no retries
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+
+    def masked_url(self) -> str:
+        """The URL with its password replaced, fit for a log line or an error message."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +71,32 @@ class QueueSettings:
     """The queue's timing and retention. Retention and event-stream length are written into the
     queue's meta hash at start-up, where the scripts read them."""
 
-    name: str = "default"
-    lease_ms: int = 30_000
-    liveness_ms: int = 30_000
-    backoff_base_ms: int = 1_000
-    backoff_cap_ms: int = 300_000
-    events_maxlen: int = 10_000
-    keep_completed_ms: int = 86_400_000
-    keep_completed_max: int = 10_000
-    keep_failed_ms: int = 604_800_000
-    keep_failed_max: int = 10_000
-    sweep_limit: int = 500
+    name: str = setting("default", "the queue this hub serves; its Redis keys share the hash tag "
+                                   "{NAME}")
+    lease_ms: int = setting(30_000, "a job's lease: without a heartbeat or progress for this long "
+                                    "it runs again")
+    liveness_ms: int = setting(30_000, "a worker silent for this long is gone and its jobs are taken "
+                                       "back")
+    backoff_base_ms: int = setting(1_000, "the first retry's delay, doubling each attempt, with "
+                                          "jitter")
+    backoff_cap_ms: int = setting(300_000, "the longest retry delay")
+    events_maxlen: int = setting(10_000, "about how many job events the queue's stream keeps, for "
+                                         "subscribers that reconnect")
+    keep_completed_ms: int = setting(86_400_000, "a completed job is removed after this long")
+    keep_completed_max: int = setting(10_000, "at most this many completed jobs are kept, the "
+                                              "oldest removed first")
+    keep_failed_ms: int = setting(604_800_000, "a job failed for good (or cancelled) is removed "
+                                               "after this long")
+    keep_failed_max: int = setting(10_000, "at most this many failed or cancelled jobs are kept")
+    sweep_limit: int = setting(500, "at most this many expired leases or due delayed jobs are "
+                                    "handled per sweep")
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
-        for field in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
-                      "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        for name in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
+                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:
             raise ValueError("backoff_base_ms must be >= 0 and backoff_cap_ms >= backoff_base_ms")
 
@@ -66,13 +105,67 @@ class QueueSettings:
 class HubConfig:
     """The hub process: where it listens and how often it does its background work."""
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    hub_id: str = ""
-    token: str | None = None
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    max_outbound_bytes: int = 16 << 20  # queued for one peer that does not read: then close 4002
-    heartbeat_interval_s: float = 10.0
-    sweep_interval_s: float = 1.0
-    stats_interval_s: float = 1.0
-    events_block_ms: int = 1000
+    host: str = setting("127.0.0.1", "the address to listen on (0.0.0.0 for every interface)")
+    port: int = setting(8765, "the port to listen on (0 picks a free one)")
+    hub_id: str = setting("", "this hub's id among the hubs of a queue; unset: hub-PID-RANDOM")
+    token: str | None = setting(None, "require this token on every connection; unset: none")
+    max_frame_bytes: int = setting(DEFAULT_MAX_FRAME_BYTES,
+                                   "the largest frame either way; payloads get 4 KiB less")
+    max_outbound_bytes: int = setting(16 << 20, "a peer that does not read while this much is "
+                                                "queued for it is closed (4002)")
+    heartbeat_interval_s: float = setting(10.0, "the heartbeat interval told to workers, at most a "
+                                                "third of lease and liveness")
+    sweep_interval_s: float = setting(1.0, "how often expired leases, due delayed jobs and gone "
+                                           "workers are swept")
+    stats_interval_s: float = setting(1.0, "how often subscribed monitors may get fresh stats")
+    events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0 to 65535, got {self.port}")
+        if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
+            raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
+                             f"{self.max_frame_bytes}")
+        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever)
+        for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
+                     "events_block_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """An `empfast worker` process; the Worker constructor's keyword arguments plus where to
+    import the handlers from."""
+
+    worker_id: str | None = setting(None, "a stable id; a restarted worker with the same id gets "
+                                          "its jobs back; unset: HOST-PID-RANDOM")
+    concurrency: int = setting(1, "jobs at once")
+    grace_s: float = setting(30.0, "on SIGTERM, running jobs get this long to finish; the rest are "
+                                   "failed as retryable")
+    app_dir: str = setting(".", "where to import HANDLERS' module from")
+    heartbeat_interval_s: float | None = setting(
+        None, "send a heartbeat at least this often; unset: as often as the hub asks")
+    progress_interval_s: float = setting(0.1, "at most one progress frame per job per this long")
+    ack_timeout_s: float = setting(10.0, "an outcome the hub has not acknowledged after this long "
+                                         "is sent again")
+    reconnect_base_s: float = setting(0.1, "the first wait before reconnecting to the hub, doubling "
+                                           "each try")
+    reconnect_cap_s: float = setting(10.0, "the longest wait before reconnecting to the hub")
+
+
+@dataclass(frozen=True, slots=True)
+class HubAddress:
+    """Where the client-side commands (worker, submit, status, retry, bench) find the hub."""
+
+    url: str = setting("ws://127.0.0.1:8765", "the hub, ws://HOST:PORT")
+    token: str | None = setting(None, "the hub's token")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Logging of the long-running commands, serve and worker."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "the least severe "
+                                                                              "level logged")
+    json_logs: bool = setting(False, "one JSON object per log line")

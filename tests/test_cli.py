@@ -1,23 +1,31 @@
-"""The `empfast` command as a user runs it: real processes, a hub on the embedded store."""
+"""The `empfast` command as a user runs it: in this process through `cli.main`, and as real
+processes where the process is the point (signals, two hubs), with a hub on the embedded store."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from in_process import run_in_process
 from support import RedisServer, WSPeer, free_port
 
+from empfast import cli
 from empfast.client import Client
 
 EMPFAST = [sys.executable, "-m", "empfast"]
+
+
+@pytest.fixture(autouse=True)
+def _leave_the_test_process_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve and worker run in process would replace pytest's log handlers and grow sys.path."""
+    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 async def start_hub(port: int, *extra: str) -> asyncio.subprocess.Process:
@@ -37,11 +45,9 @@ async def stop(proc: asyncio.subprocess.Process) -> int:
 
 
 async def run(*args: str, url: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *EMPFAST, *args, "--url", url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    # in a thread: the command runs an event loop of its own
+    proc = await asyncio.wait_for(asyncio.to_thread(run_in_process, *args, "--url", url), 60)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture
@@ -90,7 +96,9 @@ async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str)
         assert await stop(worker) == 0  # SIGTERM: the worker drains and exits cleanly
 
 
-async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str) -> None:
+async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "CONNECT_TIMEOUT_S", 0.5)  # the unreachable hub below: fail sooner
     code, _, err = await run("submit", "echo", "{not json", url=hub_url)
     assert code == 2 and "not valid JSON" in err
     code, _, err = await run("status", "no-such-job", url=hub_url)
@@ -102,22 +110,23 @@ async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str) -> No
 
 
 def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
-    proc = subprocess.run([*EMPFAST, "worker", "no_such_module_xyz:HANDLERS"], capture_output=True,
-                          text=True, timeout=60)
+    proc = run_in_process("worker", "no_such_module_xyz:HANDLERS")
     assert proc.returncode == 2 and "no_such_module_xyz" in proc.stderr and "PYTHONPATH" in proc.stderr
 
 
 def test_every_command_has_help() -> None:
     for command in ("demo", "serve", "worker", "submit", "status", "retry", "bench"):
-        out = subprocess.run([*EMPFAST, command, "--help"], capture_output=True, text=True, timeout=60,
-                             check=True).stdout
+        help_run = run_in_process(command, "--help")
+        help_run.check_returncode()
+        out = help_run.stdout
         assert out.startswith("usage: empfast " + command)
 
 
-def test_demo_runs_jobs_through_a_hub_without_redis() -> None:
-    env = {**os.environ, "EMPFAST_REDIS_URL": ""}
-    out = subprocess.run([*EMPFAST, "demo", "--jobs", "120", "--workers", "2", "--seed", "7"],
-                         capture_output=True, text=True, timeout=120, check=True, env=env).stdout
+def test_demo_runs_jobs_through_a_hub_without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMPFAST_REDIS_URL", "")
+    demo = run_in_process("demo", "--jobs", "120", "--workers", "2", "--seed", "7")
+    demo.check_returncode()
+    out = demo.stdout
     assert "120 jobs in" in out and "jobs/s through the hub" in out
     found = re.search(r"completed (\d+), failed for good (\d+)", out)
     assert found is not None, out
@@ -127,15 +136,15 @@ def test_demo_runs_jobs_through_a_hub_without_redis() -> None:
 
 
 def test_a_hub_with_a_bad_setting_refuses_to_start_and_says_which() -> None:
-    proc = subprocess.run([*EMPFAST, "serve", "--lease-s", "-1", "--port", str(free_port())],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_in_process("serve", "--lease-s", "-1", "--port", str(free_port()))
     assert proc.returncode == 2 and "lease_ms must be positive" in proc.stderr
 
 
 def test_bench_measures_a_hub_of_its_own() -> None:
-    out = subprocess.run([*EMPFAST, "bench", "--embedded", "--jobs", "100", "--rounds", "10", "--rate", "40",
-                          "--duration-s", "1", "--concurrency", "8"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    bench = run_in_process("bench", "--embedded", "--jobs", "100", "--rounds", "10", "--rate", "40",
+                           "--duration-s", "1", "--concurrency", "8")
+    bench.check_returncode()
+    out = bench.stdout
     assert re.search(r"one job at a time \(10\): submit -> completed p50 [\d.]+ ms, p99 [\d.]+ ms", out), out
     assert re.search(r"backlog of 100: submit_many [\d,]+ jobs/s; drained at [\d,]+ jobs/s", out), out
     assert re.search(r"40 jobs/s offered for 1 s: \d+ jobs/s achieved", out), out
@@ -163,18 +172,16 @@ async def test_two_hub_processes_on_one_redis_act_as_one(redis_server: RedisServ
             assert await stop(hub) == 0
 
 
-def test_a_hub_that_cannot_start_says_why_in_one_line() -> None:
+def test_a_hub_that_cannot_start_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run([*EMPFAST, "serve", "--port", str(port)], capture_output=True, text=True,
-                              timeout=60)
+        proc = run_in_process("serve", "--port", str(port))
     assert proc.returncode == 2 and "choose another --port" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run([*EMPFAST, "serve", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_in_process("serve", "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
     assert proc.returncode == 2 and "cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
-    env = {**os.environ, "EMPFAST_PORT": "abc"}
-    proc = subprocess.run([*EMPFAST, "serve"], capture_output=True, text=True, timeout=60, env=env)
+    monkeypatch.setenv("EMPFAST_PORT", "abc")
+    proc = run_in_process("serve")
     assert proc.returncode == 2 and "invalid int value: 'abc'" in proc.stderr
