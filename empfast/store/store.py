@@ -1,4 +1,4 @@
-"""The store: the only code in empfast that talks to Redis.
+"""The Store: the only code in empfast that talks to Redis.
 
 Every state transition is one EVALSHA of a script from lua/ (one round trip; batch variants cost one
 round trip per batch). Payloads and results go through as the bytes/str they came in as, never
@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from redis import asyncio as aioredis
@@ -28,107 +27,29 @@ from empfast.ids import event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
+from empfast.store.records import (
+    Added,
+    CancelOutcome,
+    ClaimedJob,
+    Completion,
+    FailOutcome,
+    Heartbeat,
+    NewJob,
+    Stats,
+    SweepResult,
+    Text,
+    claimed_jobs,
+    job_from_hash,
+    stats_from_reply,
+    stream_entry,
+    text,
+)
 
 log = logging.getLogger("empfast.store")
 
-Text = str | bytes
-JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 # A script's error reply when the meta hash lacks a setting it reads (deleted under a running store,
 # e.g. by FLUSHDB): the store writes the meta hash again and retries once, as after NOSCRIPT.
 NO_CONFIG_REPLY = "ERR_NO_CONFIG"
-
-
-class NewJob(NamedTuple):
-    job_type: str
-    payload: Text = b"{}"
-    priority: int = 0
-    job_id: str | None = None
-    max_attempts: int = 3
-    delay_ms: float = 0
-
-
-class Added(NamedTuple):
-    job_id: str
-    status: str
-    created: bool
-
-
-class ClaimedJob(NamedTuple):
-    job_id: str
-    job_type: str
-    priority: int
-    payload: bytes
-    attempt: int
-
-
-class Completion(NamedTuple):
-    job_id: str
-    attempt: int
-    result: Text = b"null"
-
-
-class FailOutcome(NamedTuple):
-    status: str  # "scheduled", "pending" (retried), "failed" (final) or "cancelled"
-    run_at: int  # when a scheduled retry is due, in ms; 0 otherwise
-    next_jobs: list[ClaimedJob]
-
-    @property
-    def final(self) -> bool:
-        return self.status in ("failed", "cancelled")
-
-
-class CancelOutcome(NamedTuple):
-    status: str  # "cancelled", "cancel_requested" or the finished status
-    worker_id: str | None  # the worker to tell, when the job is running
-
-
-class Heartbeat(NamedTuple):
-    extended: int
-    lost: list[str]
-    cancel: list[str]
-
-
-class SweepResult(NamedTuple):
-    promoted: int
-    expired: int
-    workers_removed: int
-    trimmed: int
-    more: bool
-
-
-@dataclass(slots=True)
-class Stats:
-    pending: int
-    scheduled: int
-    active: int
-    completed: int
-    failed: int
-    cancelled: int
-    workers: dict[str, int]
-    by_type: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
-            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
-            "workers": self.workers, "by_type": self.by_type,
-        }
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _claimed(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
-    return [
-        ClaimedJob(_s(flat[i]), _s(flat[i + 1]), int(flat[i + 2]), flat[i + 3], int(flat[i + 4]))
-        for i in range(start, len(flat), JOB_FIELDS)
-    ]
-
-
-def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
-    entry_id, fields = entry
-    return _s(entry_id), {_s(a): b for a, b in fields.items()}
 
 
 def redis_from_options(options: RedisOptions) -> aioredis.Redis:
@@ -190,9 +111,9 @@ class Store:
         pipe.hsetnx(k.meta, "layout", LAYOUT_VERSION)
         pipe.hget(k.meta, "layout")
         _, layout = await pipe.execute()
-        if _s(layout) != LAYOUT_VERSION:
+        if text(layout) != LAYOUT_VERSION:
             raise LayoutMismatch(
-                f"queue {s.name!r} in Redis has data layout {_s(layout)!r}, but this empfast "
+                f"queue {s.name!r} in Redis has data layout {text(layout)!r}, but this empfast "
                 f"uses layout {LAYOUT_VERSION!r}: run the matching empfast version, or use "
                 "another queue name (or another Redis database) for this one"
             )
@@ -214,8 +135,8 @@ class Store:
             pipe.script_load(script.source)
         shas = await pipe.execute()
         for script, sha in zip(self.scripts.values(), shas, strict=True):
-            if _s(sha) != script.sha:
-                raise RuntimeError(f"Redis gave SHA {_s(sha)} for {script.name}, expected {script.sha}")
+            if text(sha) != script.sha:
+                raise RuntimeError(f"Redis gave SHA {text(sha)} for {script.name}, expected {script.sha}")
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.scripts[name]
@@ -252,7 +173,7 @@ class Store:
         if count == 0:
             return []
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types), args)
-        return [Added(_s(out[i]), _s(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
+        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
                       job_id: str | None = None, max_attempts: int = 3, delay_ms: float = 0,
@@ -271,8 +192,8 @@ class Store:
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             max_jobs))
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), worker_id=worker_id)
-        return _claimed(out, 2)
+            raise refusal(text(out[0]), worker_id=worker_id)
+        return claimed_jobs(out, 2)
 
     async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
                           now: int | None = None) -> ClaimedJob:
@@ -282,9 +203,9 @@ class Store:
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             job_id))
         if out[0] == b"OK":
-            return _claimed(out, 2)[0]
-        raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id,
-                      detail=_s(out[1]) if len(out) > 1 else "")
+            return claimed_jobs(out, 2)[0]
+        raise refusal(text(out[0]), job_id=job_id, worker_id=worker_id,
+                      detail=text(out[1]) if len(out) > 1 else "")
 
     async def progress(self, job_id: str, worker_id: str, attempt: int, progress: float,
                        message: str = "", *, lease_ms: int | None = None,
@@ -295,7 +216,7 @@ class Store:
             k.prefix, "" if now is None else now, job_id, worker_id, attempt, progress, message,
             lease_ms or self.settings.lease_ms))
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
+            raise refusal(text(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return out[1] == 1
 
     async def complete(self, job_id: str, worker_id: str, attempt: int, result: Text = b"null",
@@ -323,10 +244,10 @@ class Store:
         out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events,
                                                k.worker_states), args)
         outcomes: list[StoreRefusal | None] = [
-            None if code == b"OK" else refusal(_s(code), job_id=c.job_id, worker_id=worker_id,
+            None if code == b"OK" else refusal(text(code), job_id=c.job_id, worker_id=worker_id,
                                                attempt=c.attempt)
             for code, c in zip(out, completions, strict=False)]
-        return outcomes, _claimed(out, len(completions))
+        return outcomes, claimed_jobs(out, len(completions))
 
     async def fail(self, job_id: str, worker_id: str, attempt: int, error: str, *,
                    retry: bool = True, claim_next: int = 0, lease_ms: int | None = None,
@@ -342,22 +263,22 @@ class Store:
                 random.random() if jitter is None else jitter,
                 lease_ms or s.lease_ms, claim_next))
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
-        return FailOutcome(_s(out[1]), int(out[2]), _claimed(out, 4))
+            raise refusal(text(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
+        return FailOutcome(text(out[1]), int(out[2]), claimed_jobs(out, 4))
 
     async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
         k = self.keys
         out = await self._run(
             "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events),
             (k.prefix, "" if now is None else now, job_id))
-        code = _s(out[0])
+        code = text(out[0])
         if code == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
         if code == "CANCELLED":
             return CancelOutcome("cancelled", None)
         if code == "CANCEL_REQUESTED":
-            return CancelOutcome("cancel_requested", _s(out[1]))
-        return CancelOutcome(_s(out[1]), None)
+            return CancelOutcome("cancel_requested", text(out[1]))
+        return CancelOutcome(text(out[1]), None)
 
     async def retry(self, job_id: str, attempts: int = 1, *, retry_id: str = "",
                     now: int | None = None) -> bool:
@@ -367,33 +288,14 @@ class Store:
         k = self.keys
         out = await self._run("retryJob", (k.meta, k.seq, k.failed, k.cancelled, k.stats, k.events),
                               (k.prefix, "" if now is None else now, job_id, attempts, retry_id))
-        if _s(out[0]) == JobNotFound.lua_reply:
+        if text(out[0]) == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
         return out[0] == b"RETRIED"
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist."""
         raw = await self.redis.hgetall(self.keys.job(job_id))
-        if not raw:
-            return None
-        job: dict[str, Any] = {}
-        errors: dict[int, str] = {}
-        for key, value in raw.items():
-            name = _s(key)
-            if name in ("payload", "result"):
-                job[name] = value
-            elif name.startswith("error:"):
-                errors[int(name[6:])] = _s(value)
-            elif name in ("priority", "attempts", "max_attempts", "created_at", "updated_at",
-                          "run_at", "started_at", "finished_at", "lease_until"):
-                job[name] = int(value)
-            elif name == "progress":
-                job[name] = float(value)
-            else:
-                job[name] = _s(value)
-        job["errors"] = [errors[n] for n in sorted(errors)]
-        job["cancel_requested"] = job.pop("cancel", "0") == "1"
-        return job
+        return job_from_hash(raw) if raw else None
 
     # ---- workers -----------------------------------------------------------------------------
 
@@ -406,7 +308,7 @@ class Store:
             k.prefix, "" if now is None else now, worker_id, orjson.dumps(list(job_types)),
             concurrency, liveness_ms or self.settings.liveness_ms, hub_id))
         held = out[1]
-        return {_s(held[i]): int(held[i + 1]) for i in range(0, len(held), 2)}
+        return {text(held[i]): int(held[i + 1]) for i in range(0, len(held), 2)}
 
     async def heartbeat(self, worker_id: str, held: Mapping[str, int] | None = None, *,
                         lease_ms: int | None = None, now: int | None = None) -> Heartbeat:
@@ -419,8 +321,8 @@ class Store:
             args += (job_id, attempt)
         out = await self._run("heartbeat", (k.active, k.workers), args)
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), worker_id=worker_id)
-        return Heartbeat(int(out[1]), [_s(x) for x in out[2]], [_s(x) for x in out[3]])
+            raise refusal(text(out[0]), worker_id=worker_id)
+        return Heartbeat(int(out[1]), [text(x) for x in out[2]], [text(x) for x in out[3]])
 
     async def set_worker_status(self, worker_id: str, status: str, *,
                                 now: int | None = None) -> str:
@@ -429,8 +331,8 @@ class Store:
         out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events, k.worker_states), (
             k.prefix, "" if now is None else now, worker_id, status))
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), worker_id=worker_id)
-        return _s(out[1])
+            raise refusal(text(out[0]), worker_id=worker_id)
+        return text(out[1])
 
     async def deregister_worker(self, worker_id: str, *, now: int | None = None) -> int:
         """Remove a worker; the jobs it held go back to pending. Returns how many."""
@@ -440,13 +342,13 @@ class Store:
                                  k.stats, k.events),
             (k.prefix, "" if now is None else now, worker_id))
         if out[0] != b"OK":
-            raise refusal(_s(out[0]), worker_id=worker_id)
+            raise refusal(text(out[0]), worker_id=worker_id)
         return int(out[1])
 
     async def get_workers(self) -> list[dict[str, Any]]:
         """Every registered worker's record (few: one round trip for the ids, one for the records)."""
         k = self.keys
-        ids = [_s(w) for w in await self.redis.zrange(k.workers, 0, -1)]
+        ids = [text(w) for w in await self.redis.zrange(k.workers, 0, -1)]
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -458,7 +360,7 @@ class Store:
         for worker_id, record, jobs in zip(ids, raw[::2], raw[1::2], strict=True):
             if not record:
                 continue
-            w = {_s(a): _s(b) for a, b in record.items()}
+            w = {text(a): text(b) for a, b in record.items()}
             workers.append({
                 "worker_id": worker_id, "status": w.get("status", "idle"),
                 "job_types": orjson.loads(w.get("job_types", "[]")),
@@ -479,29 +381,9 @@ class Store:
 
     async def stats(self) -> Stats:
         k = self.keys
-        out = await self._run("getStats", (
+        return stats_from_reply(await self._run("getStats", (
             k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers),
-            (k.prefix,))
-        scheduled, active, completed, failed, cancelled, _workers = (int(x) for x in out[:6])
-        counters = {_s(out[6][i]): int(out[6][i + 1]) for i in range(0, len(out[6]), 2)}
-        by_type: dict[str, dict[str, int]] = {}
-        pending_total = 0
-        for i in range(0, len(out[7]), 2):
-            job_type, pending = _s(out[7][i]), int(out[7][i + 1])
-            pending_total += pending
-            by_type[job_type] = {"pending": pending}
-        worker_counts = {"idle": 0, "busy": 0, "draining": 0}
-        for name, value in counters.items():
-            kind, _, rest = name.partition(":")
-            if kind == "workers":
-                worker_counts[rest] = value
-            elif rest in by_type:
-                by_type[rest][kind] = value
-        for counts in by_type.values():
-            for kind in ("active", "added", "completed", "failed", "retried", "cancelled"):
-                counts.setdefault(kind, 0)
-        return Stats(pending_total, scheduled, active, completed, failed, cancelled,
-                     worker_counts, by_type)
+            (k.prefix,)))
 
     async def read_events(self, last_id: str = "$", *, count: int = 1000,
                           block_ms: int | None = None) -> list[tuple[str, dict[str, bytes]]]:
@@ -509,17 +391,17 @@ class Store:
         reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
         if not reply:
             return []
-        return [_event(entry) for entry in reply[0][1]]
+        return [stream_entry(entry) for entry in reply[0][1]]
 
     async def last_event_id(self) -> str:
         """The id of the newest event, so a starting hub reads only what comes after it."""
         newest = await self.redis.xrevrange(self.keys.events, count=1)
-        return _s(newest[0][0]) if newest else "0-0"
+        return text(newest[0][0]) if newest else "0-0"
 
     async def first_event_id(self) -> str | None:
         """The id of the oldest event still in the stream (None when it is empty)."""
         oldest = await self.redis.xrange(self.keys.events, count=1)
-        return _s(oldest[0][0]) if oldest else None
+        return text(oldest[0][0]) if oldest else None
 
     async def job_events_since(self, job_id: str, since: str, *,
                                scan: int = 10_000) -> tuple[list[tuple[str, dict[str, bytes]]], bool]:
@@ -531,9 +413,10 @@ class Store:
         pipe.xrange(self.keys.events, count=1)
         pipe.xrange(self.keys.events, min=f"({since}", count=scan)
         first, entries = await pipe.execute()
-        first_key = event_key(_s(first[0][0])) if first else None
+        first_key = event_key(text(first[0][0])) if first else None
         since_key = event_key(since)
         complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
-        events = [_event(e) for e in entries if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
+        events = [stream_entry(e) for e in entries
+                  if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
         return events, complete

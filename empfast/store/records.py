@@ -1,0 +1,151 @@
+"""The values the store takes and returns, and how a script's reply (or a job's hash) becomes one
+of them. No Redis calls here: store.py makes them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+Text = str | bytes
+JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
+INT_FIELDS = frozenset({"priority", "attempts", "max_attempts", "created_at", "updated_at", "run_at",
+                        "started_at", "finished_at", "lease_until"})
+
+
+class NewJob(NamedTuple):
+    job_type: str
+    payload: Text = b"{}"
+    priority: int = 0
+    job_id: str | None = None
+    max_attempts: int = 3
+    delay_ms: float = 0
+
+
+class Added(NamedTuple):
+    job_id: str
+    status: str
+    created: bool
+
+
+class ClaimedJob(NamedTuple):
+    job_id: str
+    job_type: str
+    priority: int
+    payload: bytes
+    attempt: int
+
+
+class Completion(NamedTuple):
+    job_id: str
+    attempt: int
+    result: Text = b"null"
+
+
+class FailOutcome(NamedTuple):
+    status: str  # "scheduled", "pending" (retried), "failed" (final) or "cancelled"
+    run_at: int  # when a scheduled retry is due, in ms; 0 otherwise
+    next_jobs: list[ClaimedJob]
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("failed", "cancelled")
+
+
+class CancelOutcome(NamedTuple):
+    status: str  # "cancelled", "cancel_requested" or the finished status
+    worker_id: str | None  # the worker to tell, when the job is running
+
+
+class Heartbeat(NamedTuple):
+    extended: int
+    lost: list[str]
+    cancel: list[str]
+
+
+class SweepResult(NamedTuple):
+    promoted: int
+    expired: int
+    workers_removed: int
+    trimmed: int
+    more: bool
+
+
+@dataclass(slots=True)
+class Stats:
+    pending: int
+    scheduled: int
+    active: int
+    completed: int
+    failed: int
+    cancelled: int
+    workers: dict[str, int]
+    by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
+            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+            "workers": self.workers, "by_type": self.by_type,
+        }
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def claimed_jobs(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
+    return [
+        ClaimedJob(text(flat[i]), text(flat[i + 1]), int(flat[i + 2]), flat[i + 3], int(flat[i + 4]))
+        for i in range(start, len(flat), JOB_FIELDS)
+    ]
+
+
+def stream_entry(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
+    entry_id, fields = entry
+    return text(entry_id), {text(a): b for a, b in fields.items()}
+
+
+def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """A job's hash as a dict: numbers as numbers, payload and result as raw JSON bytes, the errors
+    of every attempt as a list, and `cancel_requested`."""
+    job: dict[str, Any] = {}
+    errors: dict[int, str] = {}
+    for key, value in raw.items():
+        name = text(key)
+        if name in ("payload", "result"):
+            job[name] = value
+        elif name.startswith("error:"):
+            errors[int(name[6:])] = text(value)
+        elif name in INT_FIELDS:
+            job[name] = int(value)
+        elif name == "progress":
+            job[name] = float(value)
+        else:
+            job[name] = text(value)
+    job["errors"] = [errors[n] for n in sorted(errors)]
+    job["cancel_requested"] = job.pop("cancel", "0") == "1"
+    return job
+
+
+def stats_from_reply(out: Sequence[Any]) -> Stats:
+    """getStats' reply: the set sizes, the counters hash and each type's pending count."""
+    scheduled, active, completed, failed, cancelled, _workers = (int(x) for x in out[:6])
+    counters = {text(out[6][i]): int(out[6][i + 1]) for i in range(0, len(out[6]), 2)}
+    by_type: dict[str, dict[str, int]] = {}
+    pending_total = 0
+    for i in range(0, len(out[7]), 2):
+        job_type, pending = text(out[7][i]), int(out[7][i + 1])
+        pending_total += pending
+        by_type[job_type] = {"pending": pending}
+    worker_counts = {"idle": 0, "busy": 0, "draining": 0}
+    for name, value in counters.items():
+        kind, _, rest = name.partition(":")
+        if kind == "workers":
+            worker_counts[rest] = value
+        elif rest in by_type:
+            by_type[rest][kind] = value
+    for counts in by_type.values():
+        for kind in ("active", "added", "completed", "failed", "retried", "cancelled"):
+            counts.setdefault(kind, 0)
+    return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type)
