@@ -14,7 +14,6 @@ import re
 import secrets
 import signal
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
@@ -38,6 +37,7 @@ from empfast.worker.job import (
     no_handler,
 )
 from empfast.worker.outbox import Outbox, WorkerStats
+from empfast.worker.signals import on_stop_signals
 
 log = logging.getLogger("empfast.worker")
 
@@ -124,7 +124,7 @@ class Worker:
         signal cuts the grace period short. Raises HubError if the hub refused the worker for good
         (e.g. `replaced`: another process registered the same worker id)."""
         # installed before connecting, so a signal also ends a wait for an unreachable hub
-        remove_signal_handlers = self._install_signal_handlers()
+        remove_signal_handlers = on_stop_signals(self._on_stop_signal)
         try:
             if await self._until_stop_requested(self.start()):
                 await self._until_stop_requested(self.connection.wait_closed())
@@ -177,31 +177,14 @@ class Worker:
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            if self._stop_requested.is_set():
-                log.warning("%s again: cancelling in-flight jobs now", sig.name)
-                self._grace_cut.set()
-            else:
-                log.info("%s: stopping after in-flight jobs (up to %.0f s; again to cut short)",
-                         sig.name, self.grace_s)
-                self._stop_requested.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on this platform
-                loop.add_signal_handler(sig, on_signal, sig)
-                installed.append(sig)
-
-        def remove() -> None:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-        return remove
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested.is_set():
+            log.warning("%s again: cancelling in-flight jobs now", sig.name)
+            self._grace_cut.set()
+        else:
+            log.info("%s: stopping after in-flight jobs (up to %.0f s; again to cut short)",
+                     sig.name, self.grace_s)
+            self._stop_requested.set()
 
     async def _shutdown(self, grace_s: float) -> None:
         self._draining = True
