@@ -1,0 +1,59 @@
+"""Fixtures of the fault tests: a Cluster factory whose processes are all killed at the end, even
+when the test failed (then their logs' last lines are printed), and the figures every scenario
+counted, printed at the end of the run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import REDIS_BINARY
+
+from .harness import TALLIES, Cluster
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Cluster]]:
+    """Cluster(workdir, **settings) factory; every process of every cluster is killed at teardown."""
+    if not REDIS_BINARY:
+        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
+            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set")
+        pytest.skip("no redis-server binary on PATH: the fault tests need one")
+    made: list[Cluster] = []
+
+    def make(**settings: Any) -> Cluster:
+        workdir = tmp_path / f"cluster-{len(made)}"
+        workdir.mkdir()
+        cluster = Cluster(workdir, **settings)
+        made.append(cluster)
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            cluster.close()
+        if request.node.stash.get(_FAILED, False):
+            for cluster in made:
+                print(cluster.logs())
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TALLIES:
+        terminalreporter.section("fault tests: what clients saw")
+        for result in TALLIES:
+            terminalreporter.line(result.line())
