@@ -30,17 +30,6 @@ KEYS = QueueKeys.for_queue("default")
 JOB_TYPE = "record"
 
 
-def long_mode() -> bool:
-    """EMPFAST_LONG=1 runs the issue's long figures (50 worker kill rounds, 100,000 fuzz examples)."""
-    return os.environ.get("EMPFAST_LONG", "").lower() in {"1", "true", "yes"}
-
-
-def figure(variable: str, short: int, long: int) -> int:
-    """A count of a fault test: the variable when set, else the long or the short (CI) figure."""
-    value = os.environ.get(variable, "")
-    return int(value) if value else long if long_mode() else short
-
-
 def _wait_for(what: str, ready: Callable[[], bool], timeout_s: float,
               process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s

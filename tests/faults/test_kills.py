@@ -14,8 +14,9 @@ import random
 from collections.abc import Callable
 
 import pytest
+from figures import figure
 
-from .harness import Cluster, Follower, Proc, check, figure, hub_client, tally
+from .harness import Cluster, Follower, Proc, check, hub_client, tally
 
 pytestmark = pytest.mark.real_redis
 

@@ -1,0 +1,289 @@
+"""Property-based fuzz of the hub (issue 8, section 4): batches of frames of every inbound message
+type, valid and mutated (tests/fuzz_frames.py), sent over real sockets to a running hub. For each
+frame the answer is the one `empfast.messages.decode` says (its error code, field and req, or the
+message's normal reply, or one of the refusals the protocol lists for it); the hub answers a ping
+after every batch; at the end Redis holds exactly the jobs whose submit was accepted, each with the
+payload it was submitted with, byte for byte.
+
+On the embedded store EMPFAST_FUZZ_EXAMPLES examples (3,000 by default, 100,000 with
+EMPFAST_LONG=1), on real Redis a quarter as many. Derandomized unless EMPFAST_LONG=1, so a CI
+failure repeats; hypothesis prints the smallest failing batch."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from figures import figure, long_mode
+from fuzz_frames import WORKER_ID, batches
+from hypothesis import HealthCheck, given, settings
+from support import DISCONNECTED, RedisServer, WSPeer
+
+from empfast.config import HubConfig, QueueSettings, RedisOptions
+from empfast.hub import Hub
+from empfast.limits import payload_limit
+from empfast.messages import AnyMessage, MessageError, SubmitJob, SubmitJobs, UnregisterWorker, decode, tag_of
+from empfast.store import Store, redis_from_options
+
+MAX_FRAME_BYTES = 64 * 1024  # a small limit, so frames over it (and payloads near it) are cheap
+EXAMPLES = figure("EMPFAST_FUZZ_EXAMPLES", 3000, 100_000)
+SETTINGS = QueueSettings(name="fuzz", lease_ms=3_600_000, liveness_ms=3_600_000,
+                         keep_completed_max=10_000_000, keep_failed_max=10_000_000)
+
+# a message's normal reply, and the refusals the protocol lists for a valid one (docs/protocol.md 4)
+REPLIES: dict[str, tuple[str, frozenset[str]]] = {
+    "submit_job": ("job_accepted", frozenset({"limit_exceeded"})),
+    "submit_jobs": ("jobs_accepted", frozenset({"limit_exceeded"})),
+    "get_job_status": ("job_status", frozenset({"not_found"})),
+    "request_job_status": ("job_status", frozenset({"not_found"})),
+    "subscribe_job": ("subscribed", frozenset({"not_found"})),
+    "unsubscribe_job": ("unsubscribed", frozenset()),
+    "cancel_job": ("job_status", frozenset({"not_found"})),
+    "retry_job": ("job_status", frozenset({"not_found"})),
+    "get_stats": ("stats", frozenset()),
+    "ping": ("pong", frozenset()),
+    "register_worker": ("worker_registered", frozenset({"bad_message"})),  # another worker_id
+    "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining"})),
+    "update_job_progress": ("job_progress_ack", frozenset({"lease_lost", "not_found"})),
+    "complete_job": ("job_completed_ack", frozenset({"lease_lost", "not_found", "limit_exceeded"})),
+    "fail_job": ("job_failed_ack", frozenset({"lease_lost", "not_found"})),
+    "worker_heartbeat": ("worker_heartbeat_ack", frozenset()),
+    "worker_status": ("worker_status_ack", frozenset()),
+    "unregister_worker": ("worker_unregistered", frozenset()),
+    "subscribe_stats": ("stats", frozenset()),
+    "get_workers": ("workers", frozenset()),
+}
+# frames the hub pushes without a request; a reply of one of these types is told apart by its req
+PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
+                    "job_available", "cancel_job", "stats", "worker_status"})
+NEEDS_REQ = frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES) | {"update_job_progress"}
+# refusals a run of 1,000 examples or more must have produced
+COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
+                 "limit_exceeded", "too_large")
+STATUSES = {"scheduled", "pending", "active", "completed", "failed", "cancelled"}
+
+
+def test_the_fuzz_sees_every_message_type() -> None:
+    from empfast.messages import ALL_MESSAGES
+
+    assert set(REPLIES) == set(ALL_MESSAGES)
+
+
+@dataclass
+class Expected:
+    """What the hub must answer to one frame."""
+
+    data: bytes
+    message: AnyMessage | None = None
+    refusal: MessageError | None = None
+    too_large: bool = False
+
+    @property
+    def closes(self) -> bool:
+        return self.too_large or isinstance(self.message, UnregisterWorker)
+
+
+_reqs = itertools.count(1)
+
+
+def expect(role: str, data: bytes) -> Expected:
+    """The answer `decode` implies; a valid frame whose reply could pass for a push gets a req."""
+    if len(data) > MAX_FRAME_BYTES:
+        return Expected(data, too_large=True)
+    try:
+        message = decode(role, data)
+    except MessageError as exc:
+        return Expected(data, refusal=exc)
+    if message.req is None and tag_of(type(message)) in NEEDS_REQ:
+        data = data[:-1] + b',"req":' + str(next(_reqs)).encode() + b"}"
+        message = decode(role, data)
+    return Expected(data, message)
+
+
+@dataclass
+class Fuzz:
+    """A hub on `store`, one connection per role, and what the hub accepted."""
+
+    store: Store
+    hub: Hub | None = None
+    peers: dict[str, WSPeer] = field(default_factory=dict)
+    accepted: dict[str, bytes | None] = field(default_factory=dict)  # job id -> payload when created
+    frames: int = 0
+    answers: Counter[str] = field(default_factory=Counter)  # reply type, or error:<code>
+    valid: Counter[str] = field(default_factory=Counter)  # valid frames by type
+
+    async def start(self) -> None:
+        self.hub = Hub(self.store, HubConfig(port=0, max_frame_bytes=MAX_FRAME_BYTES, sweep_interval_s=0.5,
+                                             stats_interval_s=0.25, events_block_ms=100))
+        await self.hub.start()
+        for role in ("client", "worker", "monitor"):
+            await self.connect(role)
+
+    async def stop(self) -> None:
+        for peer in self.peers.values():
+            peer.close()
+        if self.hub is not None:
+            await self.hub.stop()
+        await self.store.close()
+
+    async def connect(self, role: str) -> None:
+        assert self.hub is not None
+        suffix = f"/{WORKER_ID}" if role == "worker" else ""
+        peer = self.peers[role] = await WSPeer.connect(f"ws://127.0.0.1:{self.hub.port}/ws/{role}{suffix}")
+        assert (await peer.next())["type"] == "welcome"
+        if role == "worker":
+            peer.send({"type": "register_worker", "job_types": ["fz"], "concurrency": 2, "req": "register"})
+            assert (await peer.until("worker_registered"))["req"] == "register"
+
+    async def exchange(self, role: str, batch: list[bytes]) -> None:
+        """Send the batch; check each answer. A frame that closes the connection (too large, an
+        unregister) ends a segment; a too large one goes alone, as the hub refuses it on arrival."""
+        segment: list[Expected] = []
+        for data in batch:
+            expected = expect(role, data)
+            if expected.too_large and segment:
+                await self.send(role, segment)
+                segment = []
+            segment.append(expected)
+            if expected.closes:
+                await self.send(role, segment)
+                segment = []
+        if segment:
+            await self.send(role, segment)
+
+    async def send(self, role: str, segment: list[Expected]) -> None:
+        peer = self.peers[role]
+        for expected in segment:
+            peer.send(expected.data)
+        self.frames += len(segment)
+        closes = segment[-1].closes
+        sentinel = f"sentinel-{next(_reqs)}"
+        if not closes:
+            peer.send({"type": "ping", "req": sentinel})
+        replies: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while True:
+                frame = await peer.next(10)
+                if frame["type"] == DISCONNECTED.decode():
+                    assert closes, f"the hub closed the {role} connection after {[e.data for e in segment]}"
+                    break
+                if frame.get("req") == sentinel:
+                    break
+                if "req" in frame or frame["type"] == "error" or frame["type"] not in PUSHES:
+                    replies.append(frame)
+        assert len(replies) == len(segment), (replies, [e.data for e in segment])
+        for expected, reply in zip(segment, replies, strict=True):
+            self.check(expected, reply)
+        if closes:
+            await self.connect(role)
+
+    def check(self, expected: Expected, reply: dict[str, Any]) -> None:
+        assert reply.get("code") != "internal", (expected.data, reply)
+        self.answers[f"error:{reply['code']}" if reply["type"] == "error" else reply["type"]] += 1
+        if expected.message is not None:
+            self.valid[tag_of(type(expected.message))] += 1
+        if expected.too_large:
+            assert (reply["type"], reply["code"], reply["limit"]) == ("error", "too_large", MAX_FRAME_BYTES)
+            return
+        if expected.refusal is not None:
+            exc = expected.refusal
+            assert (reply["type"], reply["code"]) == ("error", exc.code), (expected.data, reply)
+            assert {k: reply.get(k) for k in exc.extra} == exc.extra, (expected.data, reply)
+            assert reply.get("req") == exc.req and ("req" in reply) == (exc.req is not None)
+            return
+        message = expected.message
+        assert message is not None
+        assert ("req" in reply) == (message.req is not None) and reply.get("req") == message.req, reply
+        kind, refusals = REPLIES[tag_of(type(message))]
+        if reply["type"] == "error":
+            assert reply["code"] in refusals, (expected.data, reply)
+            if reply["code"] == "bad_message":  # register_worker naming another worker id
+                assert reply["field"] == "worker_id" and getattr(message, "worker_id", None) != WORKER_ID
+            if reply["code"] == "limit_exceeded":
+                assert len(bytes(getattr(message, "payload", b"") or getattr(message, "result", b""))) > \
+                    payload_limit(MAX_FRAME_BYTES) or isinstance(message, SubmitJobs), (expected.data, reply)
+            return
+        assert reply["type"] == kind, (expected.data, reply)
+        self.record(message, reply)
+
+    def record(self, message: AnyMessage, reply: dict[str, Any]) -> None:
+        if isinstance(message, SubmitJob):
+            self.accepted.setdefault(reply["job_id"], None)
+            if reply["created"]:
+                self.accepted[reply["job_id"]] = bytes(message.payload)
+        elif isinstance(message, SubmitJobs):
+            for job, job_id, created in zip(message.jobs, reply["job_ids"], reply["created"], strict=True):
+                self.accepted.setdefault(job_id, None)
+                if created:
+                    self.accepted[job_id] = bytes(job.payload)
+
+    async def check_store(self) -> int:
+        """Redis holds exactly the accepted jobs, each well formed with its payload as sent; and the
+        hub still answers a new connection. Returns the number of jobs."""
+        assert self.hub is not None
+        prefix = self.store.keys.job("")
+        found = {key.decode()[len(prefix):] async for key in self.store.redis.scan_iter(match=prefix + "*",
+                                                                                        count=1000)}
+        assert found == set(self.accepted), (found ^ set(self.accepted))
+        for job_id, payload in self.accepted.items():
+            status, stored = await self.store.redis.hmget(self.store.keys.job(job_id), "status", "payload")
+            assert status.decode() in STATUSES
+            assert payload is None or stored == payload, (job_id, stored, payload)
+        peer = await WSPeer.connect(f"ws://127.0.0.1:{self.hub.port}/ws/client")
+        assert (await peer.next())["type"] == "welcome"
+        peer.send({"type": "ping", "req": "still-up"})
+        assert (await peer.until("pong"))["req"] == "still-up"
+        peer.close()
+        return len(found)
+
+
+def run_fuzz(store: Store, examples: int) -> None:
+    """Run `examples` hypothesis examples against a hub on `store`, in an event loop of our own
+    (hypothesis drives a plain function; each example runs one batch in that loop)."""
+    with asyncio.Runner() as runner:
+        fuzz = Fuzz(store)
+        runner.run(fuzz.start())
+        try:
+            @settings(max_examples=examples, deadline=None, derandomize=not long_mode(), database=None,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                             HealthCheck.filter_too_much, HealthCheck.large_base_example])
+            @given(batches(MAX_FRAME_BYTES))
+            def one_batch(batch: tuple[str, list[bytes]]) -> None:
+                runner.run(fuzz.exchange(*batch))
+
+            one_batch()
+            jobs = runner.run(fuzz.check_store())
+            print(f"fuzz: {examples} examples, {fuzz.frames} frames, {len(fuzz.accepted)} jobs accepted, "
+                  f"{jobs} in Redis; answers {dict(fuzz.answers.most_common())}")
+            assert fuzz.frames >= examples
+            if examples >= 1000:  # enough for every kind of frame to have come up
+                assert set(fuzz.valid) == set(REPLIES), set(REPLIES) - set(fuzz.valid)
+                assert {f"error:{code}" for code in COVERED_CODES} <= set(fuzz.answers), fuzz.answers
+        finally:
+            runner.run(fuzz.stop())
+
+
+def test_fuzzed_frames_get_their_documented_answer_on_the_embedded_store() -> None:
+    run_fuzz(Store.embedded(SETTINGS), EXAMPLES)
+
+
+@pytest.mark.real_redis
+def test_fuzzed_frames_get_their_documented_answer_on_real_redis(redis_server: RedisServer) -> None:
+    redis_server.flush()
+    run_fuzz(Store(redis_from_options(RedisOptions(url=redis_server.url)), SETTINGS), max(1, EXAMPLES // 4))
+
+
+def test_an_expected_answer_follows_decode() -> None:
+    """The oracle itself: a refused frame expects decode's error; a frame whose reply could pass for
+    a push is given a req; a frame over the limit expects too_large."""
+    refused = expect("client", b'{"type":"submit_job","job_type":"fz","priority":5000}')
+    assert refused.refusal is not None and refused.refusal.extra == {"field": "priority"}
+    stats = expect("client", b'{"type":"get_stats"}')
+    assert stats.message is not None and stats.message.req is not None and stats.data.endswith(b"}")
+    assert expect("client", b'{"type":"ping","x":"' + b"y" * MAX_FRAME_BYTES + b'"}').too_large
+    assert orjson.loads(stats.data)["type"] == "get_stats"
