@@ -201,7 +201,9 @@ def broken_json(draw: st.DrawFn, role: str) -> bytes:
     if kind == "value":
         return draw(JSON_VALUES.map(dumps))
     if kind == "nested":
-        depth = draw(st.integers(100, 3000))
+        # far from msgspec's limit, which moves with the recursion limit (hypothesis raises it) and
+        # the stack depth at the decode, so the oracle and the hub could differ near it
+        depth = draw(st.sampled_from([50, 500, 10_000]))
         return b'{"type":"submit_job","job_type":"fz","payload":' + b"[" * depth + b"]" * depth + b"}"
     return obj(draw(valid_frame(role))) + draw(st.sampled_from([b" x", b"{}", b",", b"\x00"]))
 

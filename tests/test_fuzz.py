@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from figures import figure, long_mode
@@ -116,6 +117,7 @@ class Fuzz:
     frames: int = 0
     answers: Counter[str] = field(default_factory=Counter)  # reply type, or error:<code>
     valid: Counter[str] = field(default_factory=Counter)  # valid frames by type
+    unparsable: list[str] = field(default_factory=list)  # frames of the hub the SDKs cannot parse
 
     async def start(self) -> None:
         self.hub = Hub(self.store, HubConfig(port=0, max_frame_bytes=MAX_FRAME_BYTES, sweep_interval_s=0.5,
@@ -141,8 +143,20 @@ class Fuzz:
             assert (await peer.until("worker_registered"))["req"] == "register"
 
     async def exchange(self, role: str, batch: list[bytes]) -> None:
-        """Send the batch; check each answer. A frame that closes the connection (too large, an
-        unregister) ends a segment; a too large one goes alone, as the hub refuses it on arrival."""
+        """Send the batch and check each answer; after a failure, fresh connections, so that the
+        next example (hypothesis replays and shrinks a failing one) starts clean."""
+        try:
+            await self.exchange_checked(role, batch)
+        except BaseException:
+            for peer in self.peers.values():
+                peer.close()
+            for each in ("client", "worker", "monitor"):
+                await self.connect(each)
+            raise
+
+    async def exchange_checked(self, role: str, batch: list[bytes]) -> None:
+        """A frame that closes the connection (too large, an unregister) ends a segment; a too large
+        one goes alone, as the hub refuses it on arrival."""
         segment: list[Expected] = []
         for data in batch:
             expected = expect(role, data)
@@ -168,10 +182,15 @@ class Fuzz:
         replies: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
             while True:
-                frame = await peer.next(10)
-                if frame["type"] == DISCONNECTED.decode():
+                raw = await peer.frames.get()
+                if raw == DISCONNECTED:
                     assert closes, f"the hub closed the {role} connection after {[e.data for e in segment]}"
                     break
+                frame = msgspec.json.decode(raw)
+                try:
+                    orjson.loads(raw)  # what the SDKs parse a frame with
+                except orjson.JSONDecodeError as exc:
+                    self.unparsable.append(f"{exc}: {raw[:200]!r}")
                 if frame.get("req") == sentinel:
                     break
                 if "req" in frame or frame["type"] == "error" or frame["type"] not in PUSHES:
@@ -261,6 +280,7 @@ def run_fuzz(store: Store, examples: int) -> None:
             print(f"fuzz: {examples} examples, {fuzz.frames} frames, {len(fuzz.accepted)} jobs accepted, "
                   f"{jobs} in Redis; answers {dict(fuzz.answers.most_common())}")
             assert fuzz.frames >= examples
+            assert fuzz.unparsable == []
             if examples >= 1000:  # enough for every kind of frame to have come up
                 assert set(fuzz.valid) == set(REPLIES), set(REPLIES) - set(fuzz.valid)
                 assert {f"error:{code}" for code in COVERED_CODES} <= set(fuzz.answers), fuzz.answers
