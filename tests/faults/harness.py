@@ -96,11 +96,11 @@ class Proc:
 class Cluster:
     """Redis, hubs and workers of one test, in `workdir`."""
 
-    def __init__(self, workdir: Path, *, aof: bool = False, lease_ms: int = 1500, liveness_ms: int = 1500,
-                 sweep_interval_s: float = 0.2) -> None:
+    def __init__(self, workdir: Path, *, appendfsync: str | None = None, lease_ms: int = 1500,
+                 liveness_ms: int = 1500, sweep_interval_s: float = 0.2) -> None:
         assert REDIS_BINARY, "the fault tests need a redis-server binary"
         self.workdir = workdir
-        self.aof = aof
+        self.appendfsync = appendfsync  # "always" or "everysec": AOF on; None: no persistence
         self.lease_ms, self.liveness_ms, self.sweep_interval_s = lease_ms, liveness_ms, sweep_interval_s
         self.runs_file = workdir / "runs.log"
         self.redis_port = free_port()
@@ -127,7 +127,7 @@ class Cluster:
 
     def start_redis(self) -> None:
         """Start (or start again, on the same port and data directory) the redis-server."""
-        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+        persistence = (["--appendonly", "yes", "--appendfsync", self.appendfsync] if self.appendfsync
                        else ["--appendonly", "no"])
         args = [REDIS_BINARY, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
                 *persistence, "--dir", str(self.workdir)]
@@ -225,14 +225,17 @@ class Follower:
 
         client.connection.on_push = spy
 
-    async def submit(self, job_ids: list[str], seconds: float) -> None:
-        """Submit every id (re-sent by the SDK across dropped connections and `unavailable`); max_attempts
-        is high, so that repeated kills of its workers do not dead-letter a job."""
-        handles = await asyncio.gather(*(
-            self.client.submit(JOB_TYPE, {"seconds": seconds}, job_id=job_id, max_attempts=100)
-            for job_id in job_ids))
-        for handle in handles:
-            self.waits[handle.job_id] = asyncio.ensure_future(handle.result())
+    async def submit(self, job_ids: list[str], seconds: float, spread_s: float = 0.0) -> None:
+        """Submit every id, one after another over `spread_s` (so that a fault can land among
+        submits in flight); the SDK re-sends across dropped connections and `unavailable`.
+        max_attempts is high, so that repeated kills of its workers do not dead-letter a job."""
+
+        async def one(i: int, job_id: str) -> None:
+            await asyncio.sleep(spread_s * i / len(job_ids))
+            handle = await self.client.submit(JOB_TYPE, {"seconds": seconds}, job_id=job_id, max_attempts=100)
+            self.waits[job_id] = asyncio.ensure_future(handle.result())
+
+        await asyncio.gather(*(one(i, job_id) for i, job_id in enumerate(job_ids)))
 
     def follow(self, job_ids: list[str]) -> None:
         """Follow jobs another client submitted: subscribe and wait for each one's result."""
