@@ -15,3 +15,13 @@ def figure(variable: str, short: int, long: int) -> int:
     """A count of a fault or fuzz test: the variable when set, else the long or the short figure."""
     value = os.environ.get(variable, "")
     return int(value) if value else long if long_mode() else short
+
+
+# one line per fault scenario or fuzz run, printed at the end of a pytest run (tests/faults/conftest.py)
+SUMMARY: list[str] = []
+
+
+def summarize(line: str) -> None:
+    """Print a test's figures in its output, and keep them for the run's summary."""
+    SUMMARY.append(line)
+    print(line)

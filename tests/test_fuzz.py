@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from figures import figure, long_mode
+from figures import figure, long_mode, summarize
 from fuzz_frames import WORKER_ID, batches
 from hypothesis import HealthCheck, given, settings
 from support import DISCONNECTED, RedisServer, WSPeer
@@ -261,7 +261,7 @@ class Fuzz:
         return len(found)
 
 
-def run_fuzz(store: Store, examples: int) -> None:
+def run_fuzz(store: Store, examples: int, backend: str) -> None:
     """Run `examples` hypothesis examples against a hub on `store`, in an event loop of our own
     (hypothesis drives a plain function; each example runs one batch in that loop)."""
     with asyncio.Runner() as runner:
@@ -277,8 +277,8 @@ def run_fuzz(store: Store, examples: int) -> None:
 
             one_batch()
             jobs = runner.run(fuzz.check_store())
-            print(f"fuzz: {examples} examples, {fuzz.frames} frames, {len(fuzz.accepted)} jobs accepted, "
-                  f"{jobs} in Redis; answers {dict(fuzz.answers.most_common())}")
+            summarize(f"fuzz on {backend}: {examples} examples, {fuzz.frames} frames, {len(fuzz.accepted)} "
+                      f"jobs accepted, {jobs} in Redis; answers {dict(fuzz.answers.most_common())}")
             assert fuzz.frames >= examples
             assert fuzz.unparsable == []
             if examples >= 1000:  # enough for every kind of frame to have come up
@@ -289,13 +289,14 @@ def run_fuzz(store: Store, examples: int) -> None:
 
 
 def test_fuzzed_frames_get_their_documented_answer_on_the_embedded_store() -> None:
-    run_fuzz(Store.embedded(SETTINGS), EXAMPLES)
+    run_fuzz(Store.embedded(SETTINGS), EXAMPLES, "the embedded store")
 
 
 @pytest.mark.real_redis
 def test_fuzzed_frames_get_their_documented_answer_on_real_redis(redis_server: RedisServer) -> None:
     redis_server.flush()
-    run_fuzz(Store(redis_from_options(RedisOptions(url=redis_server.url)), SETTINGS), max(1, EXAMPLES // 4))
+    run_fuzz(Store(redis_from_options(RedisOptions(url=redis_server.url)), SETTINGS), max(1, EXAMPLES // 4),
+             "real Redis")
 
 
 def test_an_expected_answer_follows_decode() -> None:

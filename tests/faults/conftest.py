@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from figures import SUMMARY
 from support import REDIS_BINARY
 
-from .harness import TALLIES, Cluster
+from .harness import Cluster
+
+_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -21,9 +24,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call":
         item.stash[_FAILED] = report.failed
     return report
-
-
-_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TALLIES:
-        terminalreporter.section("fault tests: what clients saw")
-        for result in TALLIES:
-            terminalreporter.line(result.line())
+    if SUMMARY:
+        terminalreporter.section("fault and fuzz tests: what clients saw")
+        for line in SUMMARY:
+            terminalreporter.line(line)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from figures import summarize
 from support import REDIS_BINARY, free_port
 
 from empfast.client import Client
@@ -328,13 +329,9 @@ def hub_client(port: int) -> Client:
     return Client(url(port), request_timeout_s=60, backoff_base_s=0.05, backoff_cap_s=0.5)
 
 
-TALLIES: list[Tally] = []  # every scenario's figures, printed at the end of the run (conftest.py)
-
-
 def report(result: Tally) -> None:
-    """Keep a scenario's figures for the run's summary, and print them in the test's output."""
-    TALLIES.append(result)
-    print(result.line())
+    """Print a scenario's figures (and keep them for the run's summary), with up to 20 details."""
+    summarize(result.line())
     for detail in result.details[:20]:
         print("  ", detail)
 
