@@ -33,6 +33,7 @@ from empfast.store import Store, redis_from_options
 
 MAX_FRAME_BYTES = 64 * 1024  # a small limit, so frames over it (and payloads near it) are cheap
 EXAMPLES = figure("EMPFAST_FUZZ_EXAMPLES", 3000, 100_000)
+CHUNK = 5000  # examples per hypothesis run; the long mode's chunks each draw a random seed
 SETTINGS = QueueSettings(name="fuzz", lease_ms=3_600_000, liveness_ms=3_600_000,
                          keep_completed_max=10_000_000, keep_failed_max=10_000_000)
 
@@ -268,14 +269,17 @@ def run_fuzz(store: Store, examples: int, backend: str) -> None:
         fuzz = Fuzz(store)
         runner.run(fuzz.start())
         try:
-            @settings(max_examples=examples, deadline=None, derandomize=not long_mode(), database=None,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                             HealthCheck.filter_too_much, HealthCheck.large_base_example])
-            @given(batches(MAX_FRAME_BYTES))
-            def one_batch(batch: tuple[str, list[bytes]]) -> None:
-                runner.run(fuzz.exchange(*batch))
+            # hypothesis slows down as one test's examples pile up: a long run is chunks of CHUNK
+            for start in range(0, examples, CHUNK):
+                @settings(max_examples=min(CHUNK, examples - start), deadline=None,
+                          derandomize=not long_mode(), database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.filter_too_much, HealthCheck.large_base_example])
+                @given(batches(MAX_FRAME_BYTES))
+                def one_batch(batch: tuple[str, list[bytes]]) -> None:
+                    runner.run(fuzz.exchange(*batch))
 
-            one_batch()
+                one_batch()
             jobs = runner.run(fuzz.check_store())
             summarize(f"fuzz on {backend}: {examples} examples, {fuzz.frames} frames, {len(fuzz.accepted)} "
                       f"jobs accepted, {jobs} in Redis; answers {dict(fuzz.answers.most_common())}")
