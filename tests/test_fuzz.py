@@ -6,8 +6,9 @@ after every batch; at the end Redis holds exactly the jobs whose submit was acce
 payload it was submitted with, byte for byte.
 
 On the embedded store EMPFAST_FUZZ_EXAMPLES examples (3,000 by default, 100,000 with
-EMPFAST_LONG=1), on real Redis a quarter as many. Derandomized unless EMPFAST_LONG=1, so a CI
-failure repeats; hypothesis prints the smallest failing batch."""
+EMPFAST_LONG=1), on real Redis a quarter as many. Derandomized (a fixed seed) unless EMPFAST_LONG=1;
+the batches still vary a little from run to run, as the hub's answers steer hypothesis, so a failure
+prints the smallest failing batch and a @reproduce_failure blob to replay it."""
 
 from __future__ import annotations
 
@@ -272,7 +273,7 @@ def run_fuzz(store: Store, examples: int, backend: str) -> None:
             # hypothesis slows down as one test's examples pile up: a long run is chunks of CHUNK
             for start in range(0, examples, CHUNK):
                 @settings(max_examples=min(CHUNK, examples - start), deadline=None,
-                          derandomize=not long_mode(), database=None,
+                          derandomize=not long_mode(), database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                  HealthCheck.filter_too_much, HealthCheck.large_base_example])
                 @given(batches(MAX_FRAME_BYTES))
