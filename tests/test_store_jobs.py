@@ -214,6 +214,31 @@ async def test_stale_completion_after_reclaim_is_rejected(store: Store) -> None:
     assert saved["errors"] == ["lease expired (attempt 1)"]
 
 
+async def test_the_same_worker_given_attempt_2_cannot_report_on_attempt_1(store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=3, now=T)
+    await worker(store, "w1")
+    (first,) = await store.claim("w1", now=T)
+    # w1's lease expires while its liveness (20 s) holds; the job comes back to w1 as attempt 2
+    assert (await store.sweep(now=T + 11_000)).expired == 1
+    (second,) = await store.claim("w1", now=T + 11_000)
+    assert second.attempt == first.attempt + 1 == 2
+    for stale in (first.attempt, 0):  # 0: a frame that names no attempt, with none tracked
+        with pytest.raises(LeaseLost):
+            await store.progress("j", "w1", stale, 50, now=T + 11_100)
+        with pytest.raises(LeaseLost):
+            await store.fail("j", "w1", stale, "stale", now=T + 11_100)
+        with pytest.raises(LeaseLost):
+            await store.complete("j", "w1", stale, b'"stale"', now=T + 11_100)
+    await store.complete("j", "w1", second.attempt, b'"fresh"', now=T + 11_200)
+    # after attempt 2 completed, attempt 1 is still no repeat of it; attempt 2 again is one
+    with pytest.raises(LeaseLost):
+        await store.complete("j", "w1", first.attempt, b'"stale"', now=T + 11_300)
+    await store.complete("j", "w1", second.attempt, b'"again"', now=T + 11_300)
+    saved = await store.get_job("j")
+    assert saved is not None and saved["result"] == b'"fresh"' and saved["attempts"] == 2
+    assert (await store.stats()).by_type["a"]["completed"] == 1
+
+
 async def test_progress_extends_the_lease_and_is_validated(store: Store) -> None:
     await store.add_job("a", job_id="j", now=T)
     await worker(store)

@@ -47,6 +47,12 @@ class WorkerSlots:
     def free(self) -> int:
         return 0 if self.draining else max(0, self.concurrency - len(self.jobs))
 
+    def forget(self, job_id: str, attempt: int) -> None:
+        """Drop a held job once its attempt ended; a message about an older attempt of the same job
+        must not free the slot the newer attempt still takes."""
+        if self.jobs.get(job_id) == attempt:
+            del self.jobs[job_id]
+
     def takes_offers(self, job_type: str) -> bool:
         """A worker registered with concurrency 0 is offered jobs and claims them by id."""
         return self.concurrency == 0 and not self.draining and job_type in self.job_types

@@ -130,10 +130,10 @@ class WorkerHandlers:
 
     @staticmethod
     def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.CompleteJob | m.FailJob) -> int:
-        # the hub's own record of the attempt it assigned; a result re-sent after a reconnect names
-        # its attempt, which the store answers as a repeat
-        attempt = slots.jobs.get(message.job_id)
-        return message.attempt if attempt is None else attempt
+        # the attempt a worker names is the fencing token: the store refuses a stale one lease_lost
+        # and answers a re-sent one as a repeat; only a frame without it (0) takes the attempt this
+        # connection was assigned (0 again when there is none, which the store refuses)
+        return message.attempt or slots.jobs.get(message.job_id, 0)
 
     async def on_update_job_progress(self, peer: Peer, message: m.UpdateJobProgress) -> None:
         slots, job_id = registered(peer), message.job_id
@@ -142,7 +142,7 @@ class WorkerHandlers:
             cancel = await self.store.progress(job_id, slots.worker_id, attempt, message.progress,
                                                message.message[:MAX_PROGRESS_MESSAGE_CHARS])
         except LeaseLost:
-            slots.jobs.pop(job_id, None)
+            slots.forget(job_id, attempt)
             raise
         if cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
@@ -166,7 +166,7 @@ class WorkerHandlers:
             except ProtocolError as exc:
                 refused_early.append(error_for(exc, message.req, peer.role))
                 continue
-            slots.jobs.pop(message.job_id, None)
+            slots.forget(message.job_id, attempt)
             completions.append(Completion(message.job_id, attempt, result))
             refused_early.append(None)
         next_jobs: list[ClaimedJob] = []
@@ -186,7 +186,7 @@ class WorkerHandlers:
     async def on_fail_job(self, peer: Peer, message: m.FailJob) -> None:
         slots, job_id = registered(peer), message.job_id
         attempt = self._attempt(slots, message)
-        slots.jobs.pop(job_id, None)
+        slots.forget(job_id, attempt)
         outcome = await self.store.fail(job_id, slots.worker_id, attempt, message.error[:MAX_ERROR_CHARS],
                                         retry=message.retry, claim_next=slots.free())
         peer.reply(message.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))

@@ -1,0 +1,62 @@
+"""What a worker or client relies on when things go wrong, through a real hub with raw peers, on real
+Redis and on the embedded store: a lost attempt's result never counts, a worker that stops
+heartbeating holds up no one, bad frames are refused one by one."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from support import MakeStore, connect, register, submit
+
+from empfast.config import HubConfig
+from empfast.hub import Hub
+
+
+@contextlib.asynccontextmanager
+async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterator[Hub]:
+    """A hub on a free port whose queue has these settings (lease_ms, liveness_ms, ...)."""
+    hub = Hub(await make_store(**settings),
+              HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+async def test_a_lost_attempts_result_is_refused_and_the_newer_attempts_result_is_kept(
+        make_store: MakeStore) -> None:
+    async with started_hub(make_store, lease_ms=400, liveness_ms=5_000) as hub:
+        client = await connect(hub, "/ws/client")
+        worker = await register(hub, "w1", ["a"])
+        job_id = await submit(client, "a")
+        assert (await worker.until("job_assigned", job_id=job_id))["attempt"] == 1
+        worker.close()  # the socket drops while it holds attempt 1, and the lease runs out
+        await client.until("job_failed", job_id=job_id, final=False)
+
+        worker = await register(hub, "w1", ["a"])  # the same id again: it is given attempt 2
+        assert (await worker.until("job_assigned", job_id=job_id))["attempt"] == 2
+        worker.send({"type": "complete_job", "req": 1, "job_id": job_id, "attempt": 1, "result": "stale"})
+        refused = await worker.until_any(("error", "job_completed_ack"))
+        assert refused["type"] == "error" and refused["req"] == 1
+        assert refused["code"] == "lease_lost" and refused["job_id"] == job_id
+        worker.send({"type": "update_job_progress", "req": 2, "job_id": job_id, "attempt": 1, "progress": 9})
+        assert (await worker.until("error", req=2))["code"] == "lease_lost"
+        worker.send({"type": "fail_job", "req": 3, "job_id": job_id, "attempt": 1, "error": "stale"})
+        assert (await worker.until("error", req=3))["code"] == "lease_lost"
+
+        # the stale frames left attempt 2 alone: a frame without `attempt` still reports on it
+        worker.send({"type": "complete_job", "req": 4, "job_id": job_id, "result": "fresh"})
+        await worker.until("job_completed_ack", req=4, job_id=job_id)
+        done = await client.until("job_completed", job_id=job_id)
+        assert done["result"] == "fresh" and done["attempt"] == 2
+        worker.send({"type": "complete_job", "req": 5, "job_id": job_id, "attempt": 1, "result": "stale"})
+        assert (await worker.until("error", req=5))["code"] == "lease_lost"
+        worker.send({"type": "complete_job", "req": 6, "job_id": job_id, "attempt": 2, "result": "again"})
+        await worker.until("job_completed_ack", req=6, job_id=job_id)  # a repeat of attempt 2
+        client.send({"type": "get_job_status", "req": 7, "job_id": job_id})
+        status = await client.until("job_status", req=7)
+        assert status["result"] == "fresh" and status["attempts"] == 2
+        client.close()
+        worker.close()
