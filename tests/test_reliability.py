@@ -4,10 +4,11 @@ heartbeating holds up no one, bad frames are refused one by one."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from support import MakeStore, connect, register, submit
+from support import MakeStore, WSPeer, connect, register, submit
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
@@ -60,3 +61,40 @@ async def test_a_lost_attempts_result_is_refused_and_the_newer_attempts_result_i
         assert status["result"] == "fresh" and status["attempts"] == 2
         client.close()
         worker.close()
+
+
+async def heartbeat_every(worker: WSPeer, interval_s: float) -> None:
+    """What a healthy worker does until it is stopped (docs/protocol.md 4.2)."""
+    while True:
+        worker.send({"type": "worker_heartbeat"})
+        await asyncio.sleep(interval_s)
+
+
+async def test_a_worker_that_stops_heartbeating_holds_up_no_one_and_is_told_to_register_again(
+        make_store: MakeStore) -> None:
+    # heartbeat interval 0.5 s (a third of 1.5 s), so a worker is quiet after 1 s and gone after 1.5 s
+    async with started_hub(make_store, lease_ms=1_500, liveness_ms=1_500) as hub:
+        client = await connect(hub, "/ws/client")
+        healthy = await register(hub, "healthy", ["a"], concurrency=3)
+        beats = asyncio.create_task(heartbeat_every(healthy, 0.2))
+        quiet = await register(hub, "quiet", ["a"], concurrency=3)  # frozen from here on
+        await asyncio.sleep(1.2)
+
+        loop = asyncio.get_running_loop()
+        submitted_at = loop.time()
+        job_ids = {await submit(client, "a", subscribe=False) for _ in range(3)}
+        got = {(await healthy.until("job_assigned", wait_s=2))["job_id"] for _ in range(3)}
+        assert got == job_ids and loop.time() - submitted_at < 1.0  # no job waits on the quiet one
+
+        told = await quiet.next(wait_s=3)  # nothing before it: no job_assigned
+        assert told["type"] == "error" and told["code"] == "not_registered"
+        assert "send worker_heartbeat or register_worker" in told["error"]
+
+        quiet.send({"type": "worker_heartbeat", "req": "back"})
+        await quiet.until("worker_heartbeat_ack", req="back")
+        late = await submit(client, "a", subscribe=False)  # "healthy" is full: only "quiet" can run it
+        assert (await quiet.until("job_assigned", wait_s=2))["job_id"] == late
+        beats.cancel()
+        client.close()
+        healthy.close()
+        quiet.close()

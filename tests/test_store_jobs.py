@@ -278,7 +278,8 @@ async def test_retry_with_backoff_then_dead_letter_keeping_every_error(store: St
 
 async def test_backoff_jitter_and_cap(store: Store) -> None:
     await store.add_job("a", job_id="j", max_attempts=20, now=T)
-    await worker(store)
+    # its liveness outlasts the longest backoff (60 s) between its messages
+    await store.register_worker("w1", ["a"], 1, liveness_ms=10**9, now=T)
     (job,) = await store.claim("w1", now=T)
     out = await store.fail("j", "w1", 1, "x", jitter=0.0, now=T)
     assert out.run_at - T == 500  # jitter 0 halves the delay

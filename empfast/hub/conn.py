@@ -36,16 +36,27 @@ CLOSE_SLOW_CONSUMER = 4002
 
 @dataclass(slots=True)
 class WorkerSlots:
-    """A registered worker's state on this hub: what it runs and the jobs it holds."""
+    """A registered worker's state on this hub: what it runs, the jobs it holds, and when it was last
+    heard from (dispatch skips a worker that went quiet, docs/protocol.md 4.4)."""
 
     worker_id: str
     job_types: frozenset[str]
     concurrency: int
     draining: bool = False
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt (the lease's fencing token)
+    heard_at: float = 0.0  # loop time of its last registration or heartbeat the store accepted
+    lapsed: bool = False  # its record in Redis is gone: no dispatch until it heartbeats or registers
 
     def free(self) -> int:
         return 0 if self.draining else max(0, self.concurrency - len(self.jobs))
+
+    def heard(self, now: float) -> None:
+        self.heard_at, self.lapsed = now, False
+
+    def awake(self, now: float, quiet_after_s: float) -> bool:
+        """Whether dispatch may give it jobs: registered, and heard from within `quiet_after_s`. A
+        frozen worker's jobs would each wait out a whole lease."""
+        return not self.lapsed and now - self.heard_at <= quiet_after_s
 
     def forget(self, job_id: str, attempt: int) -> None:
         """Drop a held job once its attempt ended; a message about an older attempt of the same job
