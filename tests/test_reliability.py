@@ -98,3 +98,19 @@ async def test_a_worker_that_stops_heartbeating_holds_up_no_one_and_is_told_to_r
         client.close()
         healthy.close()
         quiet.close()
+
+
+async def test_one_bad_field_in_a_burst_of_submits_refuses_that_frame_only(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    for n in range(41):  # back to back: the hub takes them as one batch
+        client.send({"type": "submit_job", "req": n, "job_type": "a", "job_id": f"burst-{n}",
+                     "subscribe": "yes" if n == 20 else False})
+    answers = [await client.until_any(("job_accepted", "error")) for _ in range(41)]
+    assert [a["req"] for a in answers] == list(range(41))
+    refused = answers.pop(20)
+    assert refused["type"] == "error" and refused["code"] == "bad_message"
+    assert refused["field"] == "subscribe"
+    assert all(a["type"] == "job_accepted" and a["created"] for a in answers)
+    assert await hub.store.get_job("burst-20") is None
+    assert (await hub.store.stats()).pending == 40
+    client.close()
