@@ -114,3 +114,19 @@ async def test_one_bad_field_in_a_burst_of_submits_refuses_that_frame_only(hub: 
     assert await hub.store.get_job("burst-20") is None
     assert (await hub.store.stats()).pending == 40
     client.close()
+
+
+async def test_a_since_beyond_a_stream_ids_range_is_bad_message(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a")
+    too_big = str(1 << 64)  # each part of a stream id is an unsigned 64-bit number
+    for req, since in enumerate([f"{too_big}-0", f"1-{too_big}", f"{'9' * 20}-1"]):
+        client.send({"type": "subscribe_job", "req": req, "job_id": job_id, "since": since})
+        refused = await client.until_any(("error", "subscribed"))
+        assert refused["type"] == "error" and refused["req"] == req
+        assert refused["code"] == "bad_message" and refused["field"] == "since"
+        assert "Redis" not in refused["error"] and "ERR" not in refused["error"]
+    largest = f"{(1 << 64) - 1}-{(1 << 64) - 1}"
+    client.send({"type": "subscribe_job", "req": "max", "job_id": job_id, "since": largest})
+    assert (await client.until_any(("error", "subscribed")))["type"] == "subscribed"
+    client.close()
