@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
 from support import MakeStore, WSPeer, connect, register, submit
 
 from empfast.config import HubConfig
@@ -130,3 +131,30 @@ async def test_a_since_beyond_a_stream_ids_range_is_bad_message(hub: Hub) -> Non
     client.send({"type": "subscribe_job", "req": "max", "job_id": job_id, "since": largest})
     assert (await client.until_any(("error", "subscribed")))["type"] == "subscribed"
     client.close()
+
+
+@pytest.mark.parametrize(("path", "frame", "field"), [
+    ("/ws/client", rb'{"type":"submit_job","job_type":"a","job_id":"x\u0000y"}', "job_id"),
+    ("/ws/client", rb'{"type":"submit_job","job_type":"a","job_id":"x\n"}', "job_id"),
+    ("/ws/client", b'{"type":"submit_job","job_type":"a\x7f"}', "job_type"),
+    ("/ws/client", '{"type":"submit_job","job_type":"a","job_id":"x\u0085"}'.encode(), "job_id"),
+    ("/ws/client", rb'{"type":"submit_jobs","jobs":[{"job_type":"a"},{"job_type":"b\u001f"}]}',
+     "jobs[1].job_type"),
+    ("/ws/client", rb'{"type":"retry_job","job_id":"j","retry_id":"r\u0007"}', "retry_id"),
+    ("/ws/worker/w1", rb'{"type":"register_worker","job_types":["a","b\tc"]}', "job_types[1]"),
+    ("/ws/client", b'{"type":"get_stats","req":"' + b"r" * 129 + b'"}', "req"),
+    ("/ws/client", b'{"type":"get_stats","req":"' + "é".encode() * 65 + b'"}', "req"),  # 130 bytes
+], ids=["escaped-NUL", "escaped-newline", "DEL", "C1", "in-a-batch", "retry-id", "job-type-list",
+        "req-129-bytes", "req-130-bytes-in-65-chars"])
+async def test_control_characters_and_long_reqs_are_refused_through_the_socket(
+        hub: Hub, path: str, frame: bytes, field: str) -> None:
+    peer = await connect(hub, path)
+    peer.send(frame)
+    refused = await peer.until_any(("error", "stats", "job_accepted", "jobs_accepted", "worker_registered"))
+    assert refused["type"] == "error" and refused["code"] == "bad_message" and refused["field"] == field
+    assert "req" not in refused
+    peer.send({"type": "ping", "req": "r" * 128})  # the connection stays; 128 bytes is a valid req
+    assert (await peer.until("pong"))["req"] == "r" * 128
+    stats = await hub.store.stats()
+    assert stats.pending == 0 and stats.workers == {"idle": 0, "busy": 0, "draining": 0}
+    peer.close()
