@@ -9,7 +9,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from support import MakeStore, WSPeer, connect, register, submit
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from support import MakeStore, WSPeer, connect, register, submit, ws_url
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
@@ -158,3 +159,38 @@ async def test_control_characters_and_long_reqs_are_refused_through_the_socket(
     stats = await hub.store.stats()
     assert stats.pending == 0 and stats.workers == {"idle": 0, "busy": 0, "draining": 0}
     peer.close()
+
+
+async def close_code_after(hub: Hub, frame: bytes) -> int | None:
+    """The close code the hub answers a text frame with (None: it answered with a frame instead)."""
+    closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    class Listener(WSListener):
+        def on_ws_frame(self, transport: WSTransport, ws_frame: WSFrame) -> None:
+            if ws_frame.msg_type == WSMsgType.CLOSE and not closed.done():
+                closed.set_result(ws_frame.get_close_code())
+            elif (ws_frame.msg_type == WSMsgType.TEXT and b'"welcome"' not in ws_frame.get_payload_as_bytes()
+                  and not closed.done()):
+                closed.set_result(None)
+
+    transport, _ = await ws_connect(Listener, ws_url(hub, "/ws/client"))
+    transport.send(WSMsgType.TEXT, frame)
+    try:
+        async with asyncio.timeout(5):
+            return await closed
+    finally:
+        transport.disconnect()
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"type":"ping","note":"\xff"}',
+    b'{"type":"submit_job","job_type":"a","payload":{"text":"\xc3\x28"}}',  # inside a raw payload
+    b'{"type":"submit_job","job_type":"a\xed\xa0\x80"}',  # an encoded surrogate
+], ids=["stray-byte", "in-a-payload", "surrogate"])
+async def test_a_text_frame_that_is_not_utf8_is_closed_with_1007(hub: Hub, frame: bytes) -> None:
+    bystander = await connect(hub, "/ws/client")
+    assert await close_code_after(hub, frame) == 1007
+    assert await close_code_after(hub, '{"type":"ping","note":"é ✓"}'.encode()) is None
+    bystander.send({"type": "get_stats", "req": 1})
+    assert (await bystander.until("stats", req=1))["pending"] == 0
+    bystander.close()

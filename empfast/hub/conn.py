@@ -28,6 +28,7 @@ INBOX_BATCH = 256  # frames of one connection taken at once (completions among t
 INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
 # WebSocket close codes (docs/protocol.md section 2)
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_TEXT = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_REPLACED = 4001
@@ -134,6 +135,11 @@ class Peer(WSListener):
             self.close(e.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
                                     "big data in object storage and send its URL", CLOSE_TOO_BIG,
                        limit=limit)
+            return
+        if not data.isascii() and not _is_utf8(data):
+            # RFC 6455 8.1: text that is not UTF-8 fails the connection (a parser would only see it
+            # in keys and plain strings, not inside a payload kept as raw bytes)
+            self.close_quietly(CLOSE_INVALID_TEXT, "a text frame must be valid UTF-8")
             return
         self.inbox.put_nowait(data)
         if not self.reading_paused and self.inbox.qsize() >= INBOX_HIGH:
@@ -246,6 +252,14 @@ class Peer(WSListener):
             requests = run[:]
             run.clear()
             await self.hub.handle_batch(self, requests)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def error_for(exc: Exception, req: Any, role: str) -> bytes:
