@@ -178,6 +178,23 @@ async def test_a_complete_after_the_same_attempts_fail_is_refused_not_taken_as_a
     assert saved is not None and saved["status"] == "failed" and "result" not in saved
 
 
+async def test_a_fail_resent_while_a_newer_attempt_runs_is_a_repeat_that_changes_nothing(
+        store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=3, now=T)
+    await worker(store)
+    (first,) = await store.claim("w1", now=T)
+    retry_at = (await store.fail("j", "w1", first.attempt, "broke", jitter=0.0, now=T)).run_at
+    await store.sweep(now=retry_at)
+    (second,) = await store.claim("w1", now=retry_at)
+    again = await store.fail("j", "w1", first.attempt, "broke", now=retry_at + 1)  # its reply was lost
+    assert again.status == "active" and not again.final and again.next_jobs == []
+    saved = await store.get_job("j")
+    assert saved is not None and saved["status"] == "active" and saved["attempts"] == second.attempt
+    await store.complete("j", "w1", second.attempt, b'"done"', now=retry_at + 2)
+    with pytest.raises(LeaseLost):  # done_by names attempt 2 now: attempt 1's fail is no repeat of it
+        await store.fail("j", "w1", first.attempt, "broke", now=retry_at + 3)
+
+
 async def test_only_the_lease_holder_may_progress_complete_or_fail(store: Store) -> None:
     await store.add_job("a", job_id="j", now=T)
     await worker(store, "w1")
