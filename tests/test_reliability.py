@@ -92,10 +92,12 @@ async def test_a_worker_that_stops_heartbeating_holds_up_no_one_and_is_told_to_r
         assert told["type"] == "error" and told["code"] == "not_registered"
         assert "send worker_heartbeat or register_worker" in told["error"]
 
+        waiting = await submit(client, "a", subscribe=False)  # "healthy" is full: only "quiet" could
+        with pytest.raises(TimeoutError):
+            await quiet.next(wait_s=0.3)
         quiet.send({"type": "worker_heartbeat", "req": "back"})
         await quiet.until("worker_heartbeat_ack", req="back")
-        late = await submit(client, "a", subscribe=False)  # "healthy" is full: only "quiet" can run it
-        assert (await quiet.until("job_assigned", wait_s=2))["job_id"] == late
+        assert (await quiet.until("job_assigned", wait_s=1))["job_id"] == waiting
         beats.cancel()
         client.close()
         healthy.close()
