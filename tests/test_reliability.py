@@ -79,26 +79,28 @@ async def test_a_worker_that_stops_heartbeating_holds_up_no_one_and_is_told_to_r
         client = await connect(hub, "/ws/client")
         healthy = await register(hub, "healthy", ["a"], concurrency=3)
         beats = asyncio.create_task(heartbeat_every(healthy, 0.2))
-        quiet = await register(hub, "quiet", ["a"], concurrency=3)  # frozen from here on
-        await asyncio.sleep(1.2)
+        try:
+            quiet = await register(hub, "quiet", ["a"], concurrency=3)  # frozen from here on
+            await asyncio.sleep(1.2)
 
-        loop = asyncio.get_running_loop()
-        submitted_at = loop.time()
-        job_ids = {await submit(client, "a", subscribe=False) for _ in range(3)}
-        got = {(await healthy.until("job_assigned", wait_s=2))["job_id"] for _ in range(3)}
-        assert got == job_ids and loop.time() - submitted_at < 1.0  # no job waits on the quiet one
+            loop = asyncio.get_running_loop()
+            submitted_at = loop.time()
+            job_ids = {await submit(client, "a", subscribe=False) for _ in range(3)}
+            got = {(await healthy.until("job_assigned", wait_s=2))["job_id"] for _ in range(3)}
+            assert got == job_ids and loop.time() - submitted_at < 1.0  # no job waits on the quiet one
 
-        told = await quiet.next(wait_s=3)  # nothing before it: no job_assigned
-        assert told["type"] == "error" and told["code"] == "not_registered"
-        assert "send worker_heartbeat or register_worker" in told["error"]
+            told = await quiet.next(wait_s=3)  # nothing before it: no job_assigned
+            assert told["type"] == "error" and told["code"] == "not_registered"
+            assert "send worker_heartbeat or register_worker" in told["error"]
 
-        waiting = await submit(client, "a", subscribe=False)  # "healthy" is full: only "quiet" could
-        with pytest.raises(TimeoutError):
-            await quiet.next(wait_s=0.3)
-        quiet.send({"type": "worker_heartbeat", "req": "back"})
-        await quiet.until("worker_heartbeat_ack", req="back")
-        assert (await quiet.until("job_assigned", wait_s=1))["job_id"] == waiting
-        beats.cancel()
+            waiting = await submit(client, "a", subscribe=False)  # "healthy" is full: only "quiet" could
+            with pytest.raises(TimeoutError):
+                await quiet.next(wait_s=0.3)
+            quiet.send({"type": "worker_heartbeat", "req": "back"})
+            await quiet.until("worker_heartbeat_ack", req="back")
+            assert (await quiet.until("job_assigned", wait_s=1))["job_id"] == waiting
+        finally:
+            beats.cancel()
         client.close()
         healthy.close()
         quiet.close()
