@@ -106,6 +106,26 @@ async def test_a_worker_that_stops_heartbeating_holds_up_no_one_and_is_told_to_r
         quiet.close()
 
 
+async def test_a_worker_whose_record_vanished_is_told_once_and_gets_jobs_after_its_heartbeat(
+        hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["a"])
+    # as if Redis lost the record (restarted without persistence): no sweep, no gone event
+    keys = hub.store.keys
+    await hub.store.redis.delete(keys.worker("w1"))
+    await hub.store.redis.zrem(keys.workers, "w1")
+    job_id = await submit(client, "a", subscribe=False)
+    told = await worker.next()  # dispatch's claim found no worker: it says so, and assigns nothing
+    assert told["type"] == "error" and told["code"] == "not_registered" and "req" not in told
+    await asyncio.sleep(0.3)  # several sweeps, each with its safety net: no second error, no retry
+    assert worker.frames.empty()
+    worker.send({"type": "worker_heartbeat", "req": 1})
+    await worker.until("worker_heartbeat_ack", req=1)
+    assert (await worker.until("job_assigned", wait_s=2))["job_id"] == job_id
+    client.close()
+    worker.close()
+
+
 async def test_one_bad_field_in_a_burst_of_submits_refuses_that_frame_only(hub: Hub) -> None:
     client = await connect(hub, "/ws/client")
     for n in range(41):  # back to back: the hub takes them as one batch
