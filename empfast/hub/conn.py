@@ -28,6 +28,7 @@ INBOX_BATCH = 256  # frames of one connection taken at once (completions among t
 INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
 # WebSocket close codes (docs/protocol.md section 2)
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_TEXT = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_REPLACED = 4001
@@ -36,16 +37,33 @@ CLOSE_SLOW_CONSUMER = 4002
 
 @dataclass(slots=True)
 class WorkerSlots:
-    """A registered worker's state on this hub: what it runs and the jobs it holds."""
+    """A registered worker's state on this hub: what it runs, the jobs it holds, and when it was last
+    heard from (dispatch skips a worker that went quiet, docs/protocol.md 4.4)."""
 
     worker_id: str
     job_types: frozenset[str]
     concurrency: int
     draining: bool = False
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt (the lease's fencing token)
+    heard_at: float = 0.0  # loop time of its last registration or heartbeat the store accepted
+    lapsed: bool = False  # its record in Redis is gone: no dispatch until it heartbeats or registers
 
     def free(self) -> int:
         return 0 if self.draining else max(0, self.concurrency - len(self.jobs))
+
+    def heard(self, now: float) -> None:
+        self.heard_at, self.lapsed = now, False
+
+    def awake(self, now: float, quiet_after_s: float) -> bool:
+        """Whether dispatch may give it jobs: registered, and heard from within `quiet_after_s`. A
+        frozen worker's jobs would each wait out a whole lease."""
+        return not self.lapsed and now - self.heard_at <= quiet_after_s
+
+    def forget(self, job_id: str, attempt: int) -> None:
+        """Drop a held job once its attempt ended; a message about an older attempt of the same job
+        must not free the slot the newer attempt still takes."""
+        if self.jobs.get(job_id) == attempt:
+            del self.jobs[job_id]
 
     def takes_offers(self, job_type: str) -> bool:
         """A worker registered with concurrency 0 is offered jobs and claims them by id."""
@@ -117,6 +135,11 @@ class Peer(WSListener):
             self.close(e.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
                                     "big data in object storage and send its URL", CLOSE_TOO_BIG,
                        limit=limit)
+            return
+        if not data.isascii() and not _is_utf8(data):
+            # RFC 6455 8.1: text that is not UTF-8 fails the connection (a parser would only see it
+            # in keys and plain strings, not inside a payload kept as raw bytes)
+            self.close_quietly(CLOSE_INVALID_TEXT, "a text frame must be valid UTF-8")
             return
         self.inbox.put_nowait(data)
         if not self.reading_paused and self.inbox.qsize() >= INBOX_HIGH:
@@ -229,6 +252,14 @@ class Peer(WSListener):
             requests = run[:]
             run.clear()
             await self.hub.handle_batch(self, requests)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def error_for(exc: Exception, req: Any, role: str) -> bytes:

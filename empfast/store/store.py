@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import BadArgument, JobNotFound, LayoutMismatch, StoreRefusal, refusal
-from empfast.ids import event_key, new_job_id
+from empfast.ids import LAST_EVENT_KEY, event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
@@ -409,12 +409,14 @@ class Store:
         the oldest `scan` entries after `since` (an XRANGE from there; the default is the stream's
         trimmed length), so a job's later events past that window are not returned. The flag is
         False when `since` is older than the stream's first entry: trimmed events may be missing."""
+        since_key = event_key(since)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.events, count=1)
-        pipe.xrange(self.keys.events, min=f"({since}", count=scan)
-        first, entries = await pipe.execute()
+        if since_key != LAST_EVENT_KEY:  # nothing comes after it, and Redis refuses "(" of it
+            pipe.xrange(self.keys.events, min=f"({since}", count=scan)
+        first, *after = await pipe.execute()
+        entries = after[0] if after else []
         first_key = event_key(text(first[0][0])) if first else None
-        since_key = event_key(since)
         complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
         events = [stream_entry(e) for e in entries
