@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from empfast import errors as e
 from empfast.errors import EmpfastError
 from empfast.hub import frames
+from empfast.hub.auth import OPEN, Identity
 from empfast.messages import AnyMessage, MessageError, decode
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class Peer(WSListener):
         self.subs = Subscriptions()
         self.worker: WorkerSlots | None = None  # set by register_worker
         self.stats: StatsPushes | None = None  # set by subscribe_stats
+        self.identity: Identity = OPEN  # what its token allows, set by the hub's routing (auth.py)
 
     # ---- picows callbacks -------------------------------------------------------------------
 

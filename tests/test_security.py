@@ -1,0 +1,159 @@
+"""docs/security.md over real sockets: each role's tokens open only that role (admin opens all),
+lists of tokens for rotation, tokens from files, worker tokens bound to worker ids (an impostor
+cannot take a running worker's job), client scope `own`, and no token or password in logs,
+exception texts or URLs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import MakeStore, WSPeer, connect, submit, ws_url
+
+from empfast.config import HubConfig
+from empfast.hub import Hub
+
+ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
+               "admin_tokens": "a-tok"}
+TIMINGS: dict[str, Any] = {"port": 0, "sweep_interval_s": 0.05, "stats_interval_s": 0.05,
+                           "events_block_ms": 50}
+
+HubFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_hub(make_store: MakeStore) -> AsyncIterator[HubFactory]:
+    """Started hubs with these HubConfig settings, on one store."""
+    store = await make_store(lease_ms=2_000, liveness_ms=3_000)
+    started: list[Hub] = []
+
+    async def make(**settings: Any) -> Hub:
+        hub = Hub(store, HubConfig(**TIMINGS, **settings))
+        await hub.start()
+        started.append(hub)
+        return hub
+
+    yield make
+    for hub in started:
+        await hub.stop()
+
+
+async def refused(hub: Hub, path: str, headers: dict[str, str] | None = None) -> None:
+    """The connection gets `unauthorized` and is closed with 1008."""
+    peer = await WSPeer.connect(ws_url(hub, path), headers)
+    error = await peer.next()
+    assert error["type"] == "error" and error["code"] == "unauthorized", (path, error)
+    assert (await peer.next())["type"] == "<disconnected>", path
+
+
+async def ping(hub: Hub, path: str, headers: dict[str, str] | None = None) -> None:
+    """The connection is let in and answers."""
+    peer = await connect(hub, path, headers)
+    peer.send({"type": "ping", "req": 1})
+    assert (await peer.until("pong"))["req"] == 1
+    peer.close()
+
+
+# ---- tokens per role -------------------------------------------------------------------------------
+
+async def test_each_roles_token_opens_only_its_role_and_admin_opens_all(make_hub: HubFactory) -> None:
+    hub = await make_hub(**ROLE_TOKENS)
+    opens = {"c-old": {"client"}, "w-tok": {"worker"}, "m-tok": {"monitor"},
+             "a-tok": {"client", "worker", "monitor"}}
+    for token, roles in opens.items():
+        for role in ("client", "worker", "monitor"):
+            if role in roles:
+                await ping(hub, f"/ws/{role}", {"Authorization": f"Bearer {token}"})
+            else:
+                await refused(hub, f"/ws/{role}", {"Authorization": f"Bearer {token}"})
+
+
+async def test_both_tokens_of_a_list_work_so_a_token_rotates_without_downtime(make_hub: HubFactory) -> None:
+    hub = await make_hub(**ROLE_TOKENS)
+    await ping(hub, "/ws/client?token=c-old")
+    await ping(hub, "/ws/client?token=c-new")
+
+
+async def test_a_wrong_or_missing_token_is_unauthorized_and_closed(make_hub: HubFactory) -> None:
+    hub = await make_hub(**ROLE_TOKENS)
+    for path in ("/ws/client", "/ws/client?token=wrong", "/ws/worker?token=c-old", "/ws/monitor?token="):
+        await refused(hub, path)
+    await refused(hub, "/ws/client", {"Authorization": "Bearer c-old-and-more"})
+
+
+async def test_the_single_token_still_opens_every_role(make_hub: HubFactory) -> None:
+    hub = await make_hub(token="s3cret")
+    for role in ("client", "worker", "monitor"):
+        await ping(hub, f"/ws/{role}?token=s3cret")
+        await refused(hub, f"/ws/{role}?token=other")
+
+
+async def test_tokens_from_files_work(make_hub: HubFactory, tmp_path: Path) -> None:
+    (tmp_path / "clients").write_text("# rotated on 2026-12-01\nc-file-1\nc-file-2, c-file-3\n")
+    (tmp_path / "all").write_text("every-role\n")
+    hub = await make_hub(client_tokens="c-flag", client_tokens_file=str(tmp_path / "clients"),
+                         token_file=str(tmp_path / "all"))
+    for token in ("c-flag", "c-file-1", "c-file-2", "c-file-3", "every-role"):
+        await ping(hub, f"/ws/client?token={token}")
+    await ping(hub, "/ws/worker?token=every-role")
+    await refused(hub, "/ws/worker?token=c-file-1")
+    await refused(hub, "/ws/client?token=%23")
+
+
+def test_a_token_setting_that_cannot_work_is_refused_at_start(tmp_path: Path) -> None:
+    from empfast.store import Store
+
+    store = Store.embedded()
+    cases = [({"monitor_tokens": "m=x"}, "only worker tokens"),
+             ({"worker_tokens": "w|x"}, "a token may not"),
+             ({"worker_tokens": "w=*"}, "a binding is worker ids"),
+             ({"worker_tokens": "w=gpu/1"}, "a binding is worker ids"),
+             ({"client_scope": "own"}, "client_scope own needs client tokens"),
+             ({"admin_tokens_file": str(tmp_path / "missing")}, "admin_tokens_file: cannot read")]
+    for settings, says in cases:
+        with pytest.raises(ValueError, match=says) as caught:
+            Hub(store, HubConfig(**settings))
+        assert "m=x" not in str(caught.value)
+
+
+# ---- worker identity -------------------------------------------------------------------------------
+
+async def test_a_bound_worker_token_cannot_register_another_id(make_hub: HubFactory) -> None:
+    hub = await make_hub(worker_tokens="gpu-tok=gpu-*|spare")
+    worker = await connect(hub, "/ws/worker?token=gpu-tok")
+    worker.send({"type": "register_worker", "req": 1, "worker_id": "cpu-1", "job_types": ["a"]})
+    error = await worker.until("error", req=1)
+    assert error["code"] == "forbidden" and "'cpu-1'" in error["error"] and error["field"] == "worker_id"
+    assert "cpu-1" not in hub.workers
+    for worker_id in ("gpu-7", "spare"):  # the connection stays, and may register what it is bound to
+        bound = worker if worker_id == "gpu-7" else await connect(hub, "/ws/worker/spare?token=gpu-tok")
+        bound.send({"type": "register_worker", "req": 2, "worker_id": worker_id, "job_types": ["a"]})
+        assert (await bound.until("worker_registered", req=2))["worker_id"] == worker_id
+
+
+async def test_an_impostor_cannot_take_a_running_workers_id_nor_its_job(make_hub: HubFactory) -> None:
+    hub = await make_hub(worker_tokens="real-tok=gpu-1,other-tok=cpu-*", client_tokens="c")
+    real = await connect(hub, "/ws/worker/gpu-1?token=real-tok")
+    real.send({"type": "register_worker", "job_types": ["render"]})
+    await real.until("worker_registered")
+    client = await connect(hub, "/ws/client?token=c")
+    job_id = await submit(client, "render", {"secret": "payload"})
+    assigned = await real.until("job_assigned")
+
+    impostor = await connect(hub, "/ws/worker/gpu-1?token=other-tok")
+    impostor.send({"type": "register_worker", "req": 1, "job_types": ["render"]})
+    assert (await impostor.until("error", req=1))["code"] == "forbidden"
+    impostor.send({"type": "complete_job", "req": 2, "job_id": job_id, "attempt": 1, "result": "forged"})
+    assert (await impostor.until("error", req=2))["code"] == "not_registered"
+
+    real.send({"type": "complete_job", "req": 3, "job_id": job_id, "attempt": assigned["attempt"],
+               "result": "real"})
+    assert (await real.until("job_completed_ack", req=3))["job_id"] == job_id
+    done = await client.until("job_completed", job_id=job_id)
+    assert done["result"] == "real" and done["worker_id"] == "gpu-1"
+    with contextlib.suppress(TimeoutError):
+        frame = await impostor.next(wait_s=0.2)
+        assert frame["type"] != "job_assigned"
