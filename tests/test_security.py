@@ -5,15 +5,20 @@ exception texts or URLs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import MakeStore, WSPeer, connect, submit, ws_url
+from support import MakeStore, WSPeer, connect, free_port, submit, ws_url
 
+from empfast.client import Client
 from empfast.config import HubConfig
+from empfast.connection import HubError, redact
 from empfast.hub import Hub
 
 ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
@@ -157,3 +162,46 @@ async def test_an_impostor_cannot_take_a_running_workers_id_nor_its_job(make_hub
     with contextlib.suppress(TimeoutError):
         frame = await impostor.next(wait_s=0.2)
         assert frame["type"] != "job_assigned"
+
+
+# ---- no secrets in logs, exception texts or URLs ---------------------------------------------------
+
+SDK_TOKEN = "sdk-token-5f2a9c"
+
+
+async def test_the_sdk_sends_its_token_in_a_header_and_never_logs_it(
+        make_hub: HubFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    hub = await make_hub(client_tokens=SDK_TOKEN)
+    port = hub.port
+    async with Client(ws_url(hub), token=SDK_TOKEN, backoff_base_s=0.05) as client:
+        assert SDK_TOKEN not in client.connection.url
+        await hub.stop()
+        await asyncio.sleep(0.2)  # a few refused reconnects, each logged
+        back = Hub(hub.store, HubConfig(**{**TIMINGS, "port": port}, client_tokens=SDK_TOKEN))
+        await back.start()
+        try:
+            assert (await client.stats())["pending"] == 0
+            assert client.connection.connects >= 2
+        finally:
+            await back.stop()
+    assert "reconnecting to" in caplog.text
+    assert SDK_TOKEN not in caplog.text
+
+
+async def test_no_exception_text_of_the_sdk_holds_the_token(make_hub: HubFactory) -> None:
+    hub = await make_hub(client_tokens="right")
+    with pytest.raises(HubError) as refused_token:
+        async with Client(ws_url(hub), token=SDK_TOKEN):
+            pass
+    with pytest.raises(TimeoutError) as unreachable:
+        async with Client(f"ws://127.0.0.1:{free_port()}", token=SDK_TOKEN, connect_timeout_s=0.3):
+            pass
+    for caught in (refused_token, unreachable):
+        assert SDK_TOKEN not in "".join(traceback.format_exception(caught.value))
+
+
+def test_redact_masks_a_token_and_any_token_in_a_url() -> None:
+    text = f"failed: ws://h:1/ws/client?token={SDK_TOKEN}&x=1 and Bearer {SDK_TOKEN}"
+    assert redact(text, SDK_TOKEN) == "failed: ws://h:1/ws/client?token=***&x=1 and Bearer ***"
+    assert redact("ws://h:1/ws/worker?a=1&TOKEN=abc") == "ws://h:1/ws/worker?a=1&TOKEN=***"
