@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import MakeStore, WSPeer, connect, free_port, submit, ws_url
+import redis
+from in_process import run_in_process
+from support import MakeStore, RedisServer, WSPeer, connect, free_port, submit, ws_url
 
+from empfast import cli
 from empfast.client import Client
-from empfast.config import HubConfig
+from empfast.config import HubConfig, RedisOptions
 from empfast.connection import HubError, redact
 from empfast.hub import Hub
+from empfast.store import redis_from_options
 
 ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
                "admin_tokens": "a-tok"}
@@ -205,3 +209,66 @@ def test_redact_masks_a_token_and_any_token_in_a_url() -> None:
     text = f"failed: ws://h:1/ws/client?token={SDK_TOKEN}&x=1 and Bearer {SDK_TOKEN}"
     assert redact(text, SDK_TOKEN) == "failed: ws://h:1/ws/client?token=***&x=1 and Bearer ***"
     assert redact("ws://h:1/ws/worker?a=1&TOKEN=abc") == "ws://h:1/ws/worker?a=1&TOKEN=***"
+
+
+REDIS_PASSWORD = "hunter2-redis-pw"
+
+
+def test_secret_settings_stay_out_of_a_settings_objects_repr() -> None:
+    shown = repr(HubConfig(token="t-1", client_tokens="t-2", worker_tokens="t-3", monitor_tokens="t-4",
+                           admin_tokens="t-5")) + repr(RedisOptions(password=REDIS_PASSWORD))
+    assert not any(secret in shown for secret in ("t-1", "t-2", "t-3", "t-4", "t-5", REDIS_PASSWORD))
+
+
+def test_the_redis_password_from_a_file_or_variable_joins_the_url_at_connect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "redis-password"
+    secret.write_text(REDIS_PASSWORD + "\n")
+    client = redis_from_options(RedisOptions(url="redis://127.0.0.1:1/0", password_file=str(secret)))
+    assert client.connection_pool.connection_kwargs["password"] == REDIS_PASSWORD
+    monkeypatch.setenv("EMPFAST_REDIS_PASSWORD", REDIS_PASSWORD)
+    built = cli.REDIS.build(cli.build_parser().parse_args(["serve", "--redis-url", "redis://h:1/0"]))
+    assert built.resolved_password() == REDIS_PASSWORD
+    with pytest.raises(ValueError, match="give the Redis password once"):
+        RedisOptions(url="redis://:other@h:1/0", password=REDIS_PASSWORD)
+
+
+@pytest.mark.real_redis
+def test_the_redis_password_is_in_no_log_or_error_of_a_failed_start(
+        redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that wants another password, then no Redis at all: the hub cannot start."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(cli, "setup_logging", lambda settings: None)
+    secret = tmp_path / "redis-password"
+    secret.write_text(REDIS_PASSWORD)
+    with redis.Redis(port=redis_server.port) as admin:
+        admin.config_set("requirepass", "the-right-one")
+    try:
+        for url in (redis_server.url, "redis://127.0.0.1:1/0"):
+            proc = run_in_process("serve", "--redis-url", url, "--redis-password-file", str(secret),
+                                  "--redis-retries", "0", "--port", "0")
+            assert proc.returncode == 2 and "cannot reach Redis" in proc.stderr, proc.stderr
+            assert REDIS_PASSWORD not in proc.stderr
+        monkeypatch.setenv("EMPFAST_REDIS_PASSWORD", REDIS_PASSWORD)
+        proc = run_in_process("serve", "--redis-url", redis_server.url, "--redis-retries", "0", "--port", "0")
+        assert proc.returncode == 2, proc.stderr
+    finally:
+        with redis.Redis(port=redis_server.port, password="the-right-one") as admin:
+            admin.config_set("requirepass", "")
+    assert REDIS_PASSWORD not in proc.stderr + caplog.text
+
+
+async def test_the_command_line_reads_its_token_from_a_file(make_hub: HubFactory, tmp_path: Path) -> None:
+    hub = await make_hub(client_tokens=SDK_TOKEN)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text(SDK_TOKEN + "\n")
+    bad.write_text("not-it\n")
+    for token_file, code in ((good, 0), (bad, 2)):
+        proc = await asyncio.to_thread(run_in_process, "status", "--url", ws_url(hub), "--token-file",
+                                       str(token_file))
+        assert proc.returncode == code, proc.stderr
+    assert "unauthorized" in proc.stderr and "not-it" not in proc.stderr
+    missing = await asyncio.to_thread(run_in_process, "status", "--url", ws_url(hub), "--token-file",
+                                      str(tmp_path / "missing"))
+    assert missing.returncode == 2 and "token_file: cannot read" in missing.stderr

@@ -55,6 +55,9 @@ NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 def redis_from_options(options: RedisOptions) -> aioredis.Redis:
     """A redis-py asyncio client (hiredis parser when installed) that reconnects on its own."""
     extra: dict[str, Any] = {}
+    password = options.resolved_password()
+    if password is not None:  # kept out of the URL, which is shown in logs and errors
+        extra["password"] = password
     if options.url.startswith("rediss://"):
         extra.update(ssl_ca_certs=options.ssl_ca_certs, ssl_certfile=options.ssl_certfile,
                      ssl_keyfile=options.ssl_keyfile)
