@@ -23,7 +23,7 @@ from empfast.client import Client
 from empfast.config import HubConfig, RedisOptions
 from empfast.connection import HubError, redact
 from empfast.hub import Hub
-from empfast.store import redis_from_options
+from empfast.store import Added, NewJob, Store, redis_from_options
 
 ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
                "admin_tokens": "a-tok"}
@@ -272,3 +272,96 @@ async def test_the_command_line_reads_its_token_from_a_file(make_hub: HubFactory
     missing = await asyncio.to_thread(run_in_process, "status", "--url", ws_url(hub), "--token-file",
                                       str(tmp_path / "missing"))
     assert missing.returncode == 2 and "token_file: cannot read" in missing.stderr
+
+
+# ---- client scope ----------------------------------------------------------------------------------
+
+SCOPED = {"client_tokens": "alice,bob,acme-1=acme,acme-2=acme", "admin_tokens": "root",
+          "client_scope": "own"}
+
+
+async def answer(peer: WSPeer, message: dict[str, Any]) -> dict[str, Any]:
+    """The reply (or error) to one request."""
+    peer.send({**message, "req": message["type"]})
+    return await peer.until_any(("job_status", "subscribed", "job_accepted", "error"))
+
+
+async def test_with_scope_own_another_client_gets_not_found_and_the_submitter_can_act(
+        make_hub: HubFactory) -> None:
+    hub = await make_hub(**SCOPED)
+    alice = await connect(hub, "/ws/client?token=alice")
+    bob = await connect(hub, "/ws/client?token=bob")
+    job_id = await submit(alice, "render", {"for": "alice"}, job_id="alices-job", delay_s=60)
+    missing = await answer(bob, {"type": "get_job_status", "job_id": "never-added"})
+    requests = [{"type": "get_job_status", "job_id": job_id}, {"type": "subscribe_job", "job_id": job_id},
+                {"type": "cancel_job", "job_id": job_id}, {"type": "retry_job", "job_id": job_id}]
+    for request in requests:
+        error = await answer(bob, request)
+        assert error["type"] == "error" and error["code"] == "not_found", (request, error)
+        # the same answer as for a job that does not exist: nothing tells that it does
+        assert error["error"] == missing["error"].replace("never-added", job_id)
+
+    assert (await answer(alice, requests[0]))["status"] == "scheduled"
+    assert (await answer(alice, requests[1]))["type"] == "subscribed"
+    assert (await answer(alice, requests[2]))["status"] == "cancelled"
+    assert (await answer(alice, requests[3]))["retried"] is True
+    root = await connect(hub, "/ws/client?token=root")
+    assert (await answer(root, requests[0]))["job_id"] == job_id
+    monitor = await connect(hub, "/ws/monitor?token=root")
+    assert (await answer(monitor, requests[0]))["job_id"] == job_id
+
+
+async def test_with_scope_own_a_taken_job_id_is_refused_and_its_events_never_reach_another(
+        make_hub: HubFactory) -> None:
+    hub = await make_hub(**SCOPED)
+    alice = await connect(hub, "/ws/client?token=alice")
+    bob = await connect(hub, "/ws/client?token=bob")
+    job_id = await submit(alice, "render", {"for": "alice"}, job_id="alices-job", delay_s=60)
+    refused_submit = await answer(bob, {"type": "submit_job", "job_type": "render", "job_id": job_id})
+    assert refused_submit["code"] == "forbidden" and refused_submit["field"] == "job_id"
+    bob.send({"type": "submit_jobs", "req": "batch", "jobs": [{"job_type": "a"}, {"job_type": "a",
+                                                                                  "job_id": job_id}]})
+    batch = await bob.until("error", req="batch")
+    assert batch["code"] == "forbidden" and batch["field"] == "jobs[1].job_id"
+    alice.send({"type": "cancel_job", "job_id": job_id})
+    # one fan-out sends an event to every subscriber at once: bob's copy would come before his pong
+    await alice.until("job_cancelled", job_id=job_id)
+    bob.send({"type": "ping", "req": "after"})
+    while (frame := await bob.next())["type"] != "pong":
+        assert frame.get("job_id") != job_id, frame
+
+
+async def test_with_scope_own_clients_of_one_tenant_share_their_jobs(make_hub: HubFactory) -> None:
+    hub = await make_hub(**SCOPED)
+    first = await connect(hub, "/ws/client?token=acme-1")
+    second = await connect(hub, "/ws/client?token=acme-2")
+    job_id = await submit(first, "render", delay_s=60)
+    assert (await answer(second, {"type": "get_job_status", "job_id": job_id}))["status"] == "scheduled"
+    alice = await connect(hub, "/ws/client?token=alice")
+    assert (await answer(alice, {"type": "get_job_status", "job_id": job_id}))["code"] == "not_found"
+
+
+async def test_the_sdk_submitter_sees_its_own_job_through_to_its_result(make_hub: HubFactory) -> None:
+    hub = await make_hub(**SCOPED, worker_tokens="w")
+    worker = await connect(hub, "/ws/worker/w1?token=w")
+    worker.send({"type": "register_worker", "job_types": ["echo"]})
+    await worker.until("worker_registered")
+    async with Client(ws_url(hub), token="alice") as client:
+        handle = await client.submit("echo", {"n": 1})
+        assigned = await worker.until("job_assigned")
+        worker.send({"type": "complete_job", "job_id": handle.job_id, "attempt": assigned["attempt"],
+                     "result": {"n": 2}})
+        assert await handle.result(timeout=5) == {"n": 2}
+        assert (await client.status(handle.job_id))["status"] == "completed"
+
+
+async def test_the_store_keeps_a_jobs_owner_and_says_when_an_id_is_anothers(store: Store) -> None:
+    (added,) = await store.add_jobs([NewJob("a", job_id="j1")], owner="owner-1")
+    assert added.created and not added.foreign
+    assert (await store.get_job("j1") or {})["owner"] == "owner-1"
+    assert (await store.add_jobs([NewJob("a", job_id="j1")], owner="owner-1"))[0].foreign is False
+    (again,) = await store.add_jobs([NewJob("a", job_id="j1")], owner="owner-2")
+    assert again == Added("j1", "pending", created=False, foreign=True)
+    (unowned,) = await store.add_jobs([NewJob("a", job_id="j1")])  # the hub without auth
+    assert unowned.created is False and unowned.foreign is False
+    assert (await store.get_job("j1") or {})["owner"] == "owner-1"
