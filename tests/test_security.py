@@ -55,6 +55,8 @@ async def refused(hub: Hub, path: str, headers: dict[str, str] | None = None) ->
     peer = await WSPeer.connect(ws_url(hub, path), headers)
     error = await peer.next()
     assert error["type"] == "error" and error["code"] == "unauthorized", (path, error)
+    role = path.split("?")[0].split("/")[2]
+    assert f"wrong token for the {role} role" in error["error"]  # a token of another role says which
     assert (await peer.next())["type"] == "<disconnected>", path
 
 

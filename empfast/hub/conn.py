@@ -94,8 +94,8 @@ class Peer(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         if not self.authorized:
-            self.close(e.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
-                                       "'Authorization: Bearer ...' header", CLOSE_POLICY)
+            self.close(e.UNAUTHORIZED, f"missing or wrong token for the {self.role} role: connect with an "
+                                       "'Authorization: Bearer ...' header or ?token=...", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.hub.attach(self)
