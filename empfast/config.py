@@ -150,7 +150,7 @@ class HubConfig:
     events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
     # auth (docs/security.md): each *_tokens is a list separated by commas; a *_file holds more, one
     # or more a line; a flag shows in `ps`, so prefer the variables or the files
-    token_file: str | None = setting(None, "read the token for every role from this file")
+    token_file: str | None = setting(None, "read tokens for every role from this file")
     client_tokens: str | None = setting(None, "tokens that open the client role, TOKEN or "
                                               "TOKEN=TENANT, comma-separated", secret=True)
     client_tokens_file: str | None = setting(None, "read more client tokens from this file")

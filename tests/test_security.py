@@ -122,7 +122,8 @@ def test_a_token_setting_that_cannot_work_is_refused_at_start(tmp_path: Path) ->
              ({"worker_tokens": "w|x"}, "a token may not"),
              ({"worker_tokens": "w=*"}, "a binding is worker ids"),
              ({"worker_tokens": "w=gpu/1"}, "a binding is worker ids"),
-             ({"client_scope": "own"}, "client_scope own needs client tokens"),
+             ({"client_scope": "own"}, "client_scope own needs client_tokens"),
+             ({"client_scope": "own", "token": "t", "admin_tokens": "a"}, "client_scope own needs"),
              ({"admin_tokens_file": str(tmp_path / "missing")}, "admin_tokens_file: cannot read")]
     for settings, says in cases:
         with pytest.raises(ValueError, match=says) as caught:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from empfast.config import HubConfig
+from empfast.messages import ROLE_TYPES
 from empfast.protocol import WORKER_ID_RE
 
-ROLES = ("client", "worker", "monitor")
+ROLES = tuple(ROLE_TYPES)  # client, worker, monitor
 OWNER_HASH_CHARS = 16  # 64 bits of SHA-256: no collision between the tokens of one deployment
 FORBIDDEN_IN_TOKEN = frozenset(",=|*") | frozenset(" \t\r\n")
 
@@ -89,9 +90,11 @@ class Auth:
                     bindings[token] = merge(bindings[token], binding) if token in bindings else binding
                 elif bound_to:
                     tenants[token] = tenant_name(name, bound_to, tenants.get(token))
-        if config.client_scope == "own" and not any("client" in roles for roles in roles_of.values()):
-            raise ValueError("client_scope own needs client tokens (client_tokens, or token): it tells "
-                             "clients apart by the token they present")
+        if config.client_scope == "own" and not any("client" in roles and "admin" not in roles
+                                                    for roles in roles_of.values()):
+            # admin tokens (and the single token) see every job: own would restrict nobody
+            raise ValueError("client_scope own needs client_tokens: it tells clients apart by the "
+                             "token they present")
         entries = []
         for token, roles in roles_of.items():
             admin = "admin" in roles
