@@ -20,7 +20,7 @@ from urllib.parse import quote
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from empfast.errors import FATAL_CODES
+from empfast.errors import FATAL_CODES, FORBIDDEN
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import splice
 
@@ -29,6 +29,10 @@ log = logging.getLogger("empfast.connection")
 # all, and every byte received; its level is floored at DEBUG so that no logging setup shows a token
 SOCKET_LOG = logging.getLogger("empfast.connection.socket")
 SOCKET_LOG.setLevel(logging.DEBUG)
+
+# the refusals of a connect or of the SDK's restore that a reconnect as is cannot change: besides
+# the fatal codes, `forbidden` (a worker token bound to other worker ids, docs/security.md)
+RESTORE_REFUSED_FOR_GOOD = FATAL_CODES | {FORBIDDEN}
 
 Push = Callable[[dict[str, Any], bytes], None]
 Hook = Callable[[], Awaitable[None]]
@@ -313,7 +317,7 @@ class Connection:
                 log.info("connection to the hub at %s failed or dropped (%s)", self.shown_url,
                          redact(str(exc), self._token))
             except HubError as exc:
-                if exc.code in FATAL_CODES:
+                if exc.code in RESTORE_REFUSED_FOR_GOOD:
                     self.fatal = exc
                 else:
                     log.warning("the hub refused the connection: %s", redact(str(exc), self._token))

@@ -24,6 +24,7 @@ from empfast.config import HubConfig, RedisOptions
 from empfast.connection import HubError, redact
 from empfast.hub import Hub
 from empfast.store import Added, NewJob, Store, redis_from_options
+from empfast.worker import Job, Worker
 
 ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
                "admin_tokens": "a-tok"}
@@ -169,6 +170,21 @@ async def test_an_impostor_cannot_take_a_running_workers_id_nor_its_job(make_hub
     with contextlib.suppress(TimeoutError):
         frame = await impostor.next(wait_s=0.2)
         assert frame["type"] != "job_assigned"
+
+
+async def test_a_worker_whose_token_is_bound_to_other_ids_stops_with_forbidden(make_hub: HubFactory) -> None:
+    """Reconnecting as is cannot help, as for a wrong token: the worker stops instead of retrying."""
+    hub = await make_hub(worker_tokens="gpu-tok=gpu-*")
+    worker = Worker(ws_url(hub), {"a": echo}, worker_id="cpu-1", token="gpu-tok", reconnect_base_s=0.01)
+    with pytest.raises(HubError) as refused_worker:
+        async with asyncio.timeout(5):
+            await worker.start()
+    assert refused_worker.value.code == "forbidden" and "'cpu-1'" in str(refused_worker.value)
+    await worker.connection.close()
+
+
+async def echo(job: Job) -> Any:
+    return job.payload
 
 
 # ---- no secrets in logs, exception texts or URLs ---------------------------------------------------
