@@ -25,10 +25,6 @@ from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import splice
 
 log = logging.getLogger("empfast.connection")
-# picows's own trace (level 9, below DEBUG) writes the upgrade request, Authorization header and
-# all, and every byte received; its level is floored at DEBUG so that no logging setup shows a token
-SOCKET_LOG = logging.getLogger("empfast.connection.socket")
-SOCKET_LOG.setLevel(logging.DEBUG)
 
 # the refusals of a connect or of the SDK's restore that a reconnect as is cannot change: besides
 # the fatal codes, `forbidden` (a worker token bound to other worker ids, docs/security.md)
@@ -276,8 +272,7 @@ class Connection:
         self.transport, _ = await ws_connect(
             Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
             max_frame_size=self.max_frame_bytes * 4 + 1024, enable_auto_ping=True,
-            auto_ping_idle_timeout=10, auto_ping_reply_timeout=10, extra_headers=self._headers,
-            logger_name=SOCKET_LOG)
+            auto_ping_idle_timeout=10, auto_ping_reply_timeout=10, extra_headers=self._headers)
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             done, _ = await asyncio.wait({self._welcome, lost}, timeout=self.connect_timeout_s,
