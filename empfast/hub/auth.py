@@ -49,6 +49,8 @@ class Identity:
 
 # auth off: every connection may do everything, as one anonymous owner
 OPEN = Identity(frozenset(ROLES), admin=True, owner="")
+# a refused connection (closed at once with 1008): nothing
+NOBODY = Identity(frozenset(), admin=False, owner="", worker_ids=WorkerIds(frozenset(), ()))
 
 
 def owner_of(token: str) -> str:
@@ -62,10 +64,6 @@ class Auth:
     def __init__(self, entries: list[tuple[bytes, Identity]]) -> None:
         # (SHA-256 of the token, its identity): equal-length digests compare in constant time
         self.entries = entries
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.entries)
 
     @classmethod
     def from_config(cls, config: HubConfig) -> Auth:

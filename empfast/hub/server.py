@@ -27,7 +27,7 @@ from empfast import messages as m
 from empfast.config import HubConfig
 from empfast.errors import ProtocolError
 from empfast.hub import frames
-from empfast.hub.auth import OPEN, Auth, Identity
+from empfast.hub.auth import NOBODY, Auth, Identity
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, Peer
 from empfast.hub.dispatch import Dispatcher
@@ -122,13 +122,11 @@ class Hub:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
         identity = self._authorized(request, query, parts[1])
         peer = Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, identity is not None)
-        peer.identity = identity or OPEN
+        peer.identity = identity or NOBODY
         return peer
 
     def _authorized(self, request: WSUpgradeRequest, query: str, role: str) -> Identity | None:
         """The identity of the token presented, or None when it does not open this role."""
-        if not self.auth.enabled:
-            return OPEN
         given = parse_qs(query).get("token", [""])[0]
         header = request.headers.get("authorization", "")
         if not given and header.lower().startswith("bearer "):
