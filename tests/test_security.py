@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from in_process import run_in_process
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from support import MakeStore, RedisServer, WSPeer, connect, free_port, submit, ws_url
 
 from empfast import cli
@@ -52,13 +54,27 @@ async def make_hub(make_store: MakeStore) -> AsyncIterator[HubFactory]:
 
 
 async def refused(hub: Hub, path: str, headers: dict[str, str] | None = None) -> None:
-    """The connection gets `unauthorized` and is closed with 1008."""
-    peer = await WSPeer.connect(ws_url(hub, path), headers)
-    error = await peer.next()
+    """The connection gets `unauthorized` naming the role, then a close frame with 1008."""
+    frames: list[bytes] = []
+    close_codes: asyncio.Queue[int] = asyncio.Queue()
+
+    class Listener(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                frames.append(frame.get_payload_as_bytes())
+            elif frame.msg_type == WSMsgType.CLOSE:
+                close_codes.put_nowait(int(frame.get_close_code()))
+
+    transport, _ = await ws_connect(Listener, ws_url(hub, path), extra_headers=headers)
+    try:
+        async with asyncio.timeout(5):
+            assert await close_codes.get() == 1008, path
+    finally:
+        transport.disconnect()
+    (error,) = [orjson.loads(frame) for frame in frames]
     assert error["type"] == "error" and error["code"] == "unauthorized", (path, error)
     role = path.split("?")[0].split("/")[2]
     assert f"wrong token for the {role} role" in error["error"]  # a token of another role says which
-    assert (await peer.next())["type"] == "<disconnected>", path
 
 
 async def ping(hub: Hub, path: str, headers: dict[str, str] | None = None) -> None:
