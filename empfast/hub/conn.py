@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from empfast import errors as e
 from empfast.errors import EmpfastError
 from empfast.hub import frames
+from empfast.hub.auth import OPEN, Identity
 from empfast.messages import AnyMessage, MessageError, decode
 
 if TYPE_CHECKING:
@@ -104,14 +105,15 @@ class Peer(WSListener):
         self.subs = Subscriptions()
         self.worker: WorkerSlots | None = None  # set by register_worker
         self.stats: StatsPushes | None = None  # set by subscribe_stats
+        self.identity: Identity = OPEN  # what its token allows, set by the hub's routing (auth.py)
 
     # ---- picows callbacks -------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         if not self.authorized:
-            self.close(e.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
-                                       "'Authorization: Bearer ...' header", CLOSE_POLICY)
+            self.close(e.UNAUTHORIZED, f"missing or wrong token for the {self.role} role: connect with an "
+                                       "'Authorization: Bearer ...' header or ?token=...", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.hub.attach(self)

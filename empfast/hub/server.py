@@ -7,7 +7,6 @@ dispatch.py.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import uuid
 from collections import defaultdict
@@ -28,6 +27,7 @@ from empfast import messages as m
 from empfast.config import HubConfig
 from empfast.errors import ProtocolError
 from empfast.hub import frames
+from empfast.hub.auth import NOBODY, Auth, Identity
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, Peer
 from empfast.hub.dispatch import Dispatcher
@@ -48,6 +48,7 @@ class Hub:
         self.store = store
         self.config = config or HubConfig()
         self.hub_id = self.config.hub_id or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.auth = Auth.from_config(self.config)  # the tokens of each role, read once
         self.peers: set[Peer] = set()
         self.workers: dict[str, Peer] = {}  # worker id -> its connection to this hub
         self.monitors: set[Peer] = set()
@@ -119,18 +120,18 @@ class Hub:
         if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in m.ROLE_TYPES:
             body = b"empfast hub: connect to /ws/client, /ws/worker or /ws/monitor\n"
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
-        authorized = self._authorized(request, query)
-        return Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, authorized)
+        identity = self._authorized(request, query, parts[1])
+        peer = Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, identity is not None)
+        peer.identity = identity or NOBODY
+        return peer
 
-    def _authorized(self, request: WSUpgradeRequest, query: str) -> bool:
-        expected = self.config.token
-        if expected is None:
-            return True
+    def _authorized(self, request: WSUpgradeRequest, query: str, role: str) -> Identity | None:
+        """The identity of the token presented, or None when it does not open this role."""
         given = parse_qs(query).get("token", [""])[0]
         header = request.headers.get("authorization", "")
         if not given and header.lower().startswith("bearer "):
             given = header[7:].strip()
-        return hmac.compare_digest(given.encode(), expected.encode())
+        return self.auth.identify(given, role)
 
     def attach(self, peer: Peer) -> None:
         self.peers.add(peer)

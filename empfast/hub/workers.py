@@ -115,6 +115,11 @@ class WorkerHandlers:
         if not p.WORKER_ID_RE.match(worker_id):
             raise ProtocolError(e.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
                                 "[A-Za-z0-9._:@-]", field="worker_id")
+        if not peer.identity.may_register(worker_id):
+            # before the replacement below: a token bound to other ids can never take over a worker
+            raise ProtocolError(e.FORBIDDEN, f"this connection's token may not register worker id "
+                                f"{worker_id!r} (it is bound to {peer.identity.worker_ids})",
+                                field="worker_id")
         if current is not None and worker_id != current:
             raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {current!r}; open "
                                 "another connection for another worker id", field="worker_id")

@@ -55,6 +55,9 @@ NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 def redis_from_options(options: RedisOptions) -> aioredis.Redis:
     """A redis-py asyncio client (hiredis parser when installed) that reconnects on its own."""
     extra: dict[str, Any] = {}
+    password = options.resolved_password()
+    if password is not None:  # kept out of the URL, which is shown in logs and errors
+        extra["password"] = password
     if options.url.startswith("rediss://"):
         extra.update(ssl_ca_certs=options.ssl_ca_certs, ssl_certfile=options.ssl_certfile,
                      ssl_keyfile=options.ssl_keyfile)
@@ -160,8 +163,11 @@ class Store:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None) -> list[Added]:
-        """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch."""
+    async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None,
+                       owner: str = "") -> list[Added]:
+        """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch.
+        `owner` (a hash of the submitter's token) is stored with each job added; an existing job
+        with another owner comes back `foreign`."""
         k = self.keys
         args: list[Any] = [k.prefix, "" if now is None else now, 0]
         count = 0
@@ -172,8 +178,11 @@ class Store:
         args[2] = count
         if count == 0:
             return []
+        if owner:
+            args.append(owner)
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types), args)
-        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
+        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2)
+                for i in range(1, len(out), 3)]
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
                       job_id: str | None = None, max_attempts: int = 3, delay_ms: float = 0,
