@@ -119,6 +119,24 @@ class HubConfig:
                                            "workers are swept")
     stats_interval_s: float = setting(1.0, "how often subscribed monitors may get fresh stats")
     events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
+    max_inbound_bytes: int = setting(16 << 20, "a connection with this many bytes received but not yet "
+                                               "handled is not read from until the hub catches up")
+    max_inbound_total_bytes: int = setting(256 << 20, "the same over all connections: past it, each "
+                                                      "connection that sends waits until the hub "
+                                                      "catches up")
+    max_connections: int = setting(10_000, "connections at once; more are refused with HTTP 503 (fewer "
+                                           "when the process's descriptor limit is lower)")
+    ping_interval_s: float = setting(20.0, "a connection silent for this long is pinged, and closed "
+                                           "(1001) when no pong comes within as long again")
+    max_subscriptions: int = setting(100_000, "job subscriptions of one connection; more: "
+                                              "limit_exceeded")
+    max_frames_per_s: float = setting(20_000.0, "frames one connection may send per second, on average; "
+                                                "a frame over it is refused (limit_exceeded), not handled")
+    max_frame_burst: int = setting(20_000, "frames one connection may send at once beyond "
+                                           "max_frames_per_s")
+    socket_receive_bytes: int = setting(256 << 10, "each connection's kernel receive buffer (the kernel "
+                                                   "doubles it): what the hub reads at once, and how far "
+                                                   "a connection can go over max_inbound_bytes")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,9 +144,12 @@ class HubConfig:
         if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
             raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
                              f"{self.max_frame_bytes}")
-        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever)
+        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever); a limit of
+        # 0 would refuse every connection or frame
         for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
-                     "events_block_ms"):
+                     "events_block_ms", "max_inbound_bytes", "max_inbound_total_bytes", "max_connections",
+                     "ping_interval_s", "max_subscriptions", "max_frames_per_s", "max_frame_burst",
+                     "socket_receive_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

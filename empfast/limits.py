@@ -20,7 +20,6 @@ DEFAULT_MAX_FRAME_BYTES = 1 << 20
 # room for the frame built around a payload or result: each may be the frame limit minus this
 FRAME_HEADROOM_BYTES = 4096
 MAX_BATCH = 1000  # jobs in one submit_jobs frame; jobs claimed in one script call
-MAX_SUBSCRIPTIONS = 100_000  # job subscriptions of one connection
 MAX_JOB_TYPES_PER_WORKER = 100
 
 # ---- job and worker values -------------------------------------------------------------------
