@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADROOM_BYTES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JOB_TYPES, FRAME_HEADROOM_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -90,11 +90,15 @@ class QueueSettings:
     keep_failed_max: int = setting(10_000, "at most this many failed or cancelled jobs are kept")
     sweep_limit: int = setting(500, "at most this many expired leases or due delayed jobs are "
                                     "handled per sweep")
+    max_job_types: int = setting(DEFAULT_MAX_JOB_TYPES, "distinct job types the queue takes; a job of "
+                                                        "a new type past it is refused (types are never "
+                                                        "forgotten)")
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
         for name in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
-                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit"):
+                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit",
+                     "max_job_types"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:

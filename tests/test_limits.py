@@ -20,19 +20,22 @@ import pytest
 from support import MakeStore, WSPeer, connect, submit
 
 from empfast.config import HubConfig
+from empfast.errors import TooManyJobTypes
 from empfast.hub import Hub
-from empfast.store import Store
+from empfast.store import NewJob, Store
 
 MakeHub = Callable[..., Awaitable[Hub]]
 
 
 @pytest.fixture
 async def make_hub(make_store: MakeStore) -> AsyncIterator[MakeHub]:
-    """Started hubs with these HubConfig settings, on each backend."""
+    """Started hubs with these settings, on each backend."""
     made: list[Hub] = []
 
-    async def make(**config: Any) -> Hub:
-        hub = Hub(await make_store(), HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50, **config))
+    async def make(queue: dict[str, Any] | None = None, **config: Any) -> Hub:
+        """`queue`: QueueSettings overrides; the rest are HubConfig's."""
+        store = await make_store(**(queue or {}))
+        hub = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50, **config))
         await hub.start()
         made.append(hub)
         return hub
@@ -258,3 +261,49 @@ def test_the_hub_raises_its_descriptor_limit_for_its_connections(tmp_path: Path)
                          check=True)
     raised, limit = map(int, out.stdout.split())
     assert raised >= 3000 and limit == 3000
+
+
+# ---- job types ---------------------------------------------------------------------------------
+
+async def test_a_new_job_type_past_the_bound_is_refused_and_changes_nothing(make_store: MakeStore) -> None:
+    store = await make_store(max_job_types=2)
+    await store.add_jobs([NewJob("a", job_id="a1"), NewJob("b", job_id="b1")])
+    with pytest.raises(TooManyJobTypes, match=r"2 job types already \(max_job_types\)") as refused:
+        await store.add_jobs([NewJob("a", job_id="a2"), NewJob("c", job_id="c1")])
+    assert refused.value.code == "limit_exceeded" and refused.value.limit == 2
+    assert await store.get_job("a2") is None and await store.get_job("c1") is None
+    await store.add_jobs([NewJob("b", job_id="b2"), NewJob("a", job_id="a3")])  # known types still go
+    assert (await store.stats()).pending == 4
+
+
+async def test_a_client_hears_which_limit_refused_a_new_job_type(make_hub: MakeHub) -> None:
+    hub = await make_hub(queue={"max_job_types": 1})
+    client = await connect(hub, "/ws/client")
+    await submit(client, "known")
+    # consecutive frames share one store call: the refused one does not take the others with it
+    for req, job_type in enumerate(("known", "new", "known")):
+        client.send({"type": "submit_job", "job_type": job_type, "req": req})
+    answers = [await client.until_any(("job_accepted", "error")) for _ in range(3)]
+    assert [a["type"] for a in answers] == ["job_accepted", "error", "job_accepted"]
+    refusal = answers[1]
+    assert refusal["code"] == "limit_exceeded" and refusal["limit"] == 1 and refusal["req"] == 1
+    assert "max_job_types" in refusal["error"]
+
+
+async def test_the_safety_net_reads_only_the_pending_counts_of_hungry_workers_types(
+        make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    worker = await connect(hub, "/ws/worker/w1")
+    worker.send({"type": "register_worker", "job_types": ["a"], "concurrency": 1})
+    await worker.until("worker_registered")
+
+    async def no_full_stats() -> None:
+        raise AssertionError("the safety net read the stats of every job type")
+
+    hub.store.stats = no_full_stats  # type: ignore[method-assign,assignment]
+    # this hub hears of no new job: only the safety net can dispatch now
+    hub.dispatch._on_event = lambda *args: None  # type: ignore[method-assign]
+    await hub.store.add_jobs([NewJob("other", job_id=f"o{i}") for i in range(3)])
+    await hub.store.add_job("a", job_id="for-w1")
+    assert (await worker.until("job_assigned"))["job_id"] == "for-w1"
+    assert await hub.store.pending_counts(["a", "other", "none"]) == {"other": 3}
