@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import resource
+import socket
 import subprocess
 import sys
 import textwrap
@@ -170,13 +171,17 @@ async def test_subscriptions_per_connection_are_a_setting(make_hub: MakeHub) -> 
 
 # ---- connections -------------------------------------------------------------------------------
 
+def upgrade_request(path: str = "/ws/client") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 async def raw_upgrade(hub: Hub, path: str = "/ws/client") -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
                                                                    bytes]:
     """A plain TCP socket that asks for a WebSocket upgrade; the HTTP response head and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    writer.write(upgrade_request(path))
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
     return reader, writer, head
@@ -261,6 +266,53 @@ def test_the_hub_raises_its_descriptor_limit_for_its_connections(tmp_path: Path)
                          check=True)
     raised, limit = map(int, out.stdout.split())
     assert raised >= 3000 and limit == 3000
+
+
+def test_a_hub_out_of_descriptors_neither_spins_nor_floods_its_log_and_recovers(tmp_path: Path) -> None:
+    """A hub in a process of its own with 300 descriptors (uvloop, as `empfast serve` runs), and
+    more plain TCP connections than it can accept; then they close and a WebSocket upgrade works."""
+    script = tmp_path / "out_of_descriptors.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, resource, sys
+        import uvloop
+        from empfast.config import HubConfig
+        from empfast.hub import Hub
+        from empfast.store import Store
+
+        async def main() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+            hub = Hub(Store.embedded(), HubConfig(port=0))
+            await hub.start()
+            print(hub.port, flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            await hub.stop()
+
+        uvloop.run(main())
+    """))
+    hub = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert hub.stdout is not None and hub.stdin is not None
+        port = int(hub.stdout.readline())
+        flood: list[socket.socket] = []
+        for _ in range(400):
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=3))
+            except OSError:
+                break  # the listen backlog is full
+        time.sleep(1)
+        for sock in flood:
+            sock.close()
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(upgrade_request())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+        hub.stdin.write("stop\n")
+        hub.stdin.flush()
+        _, errors = hub.communicate(timeout=20)
+    finally:
+        hub.kill()
+    assert "Traceback" not in errors, errors[:2000]
 
 
 # ---- job types ---------------------------------------------------------------------------------

@@ -89,10 +89,13 @@ class Hub:
         self.connection_limit = min(cfg.max_connections, raise_descriptor_limit(cfg.max_connections)
                                     - DESCRIPTOR_RESERVE)
         # picows pings a connection silent for ping_interval_s and closes it (1001) when no pong
-        # comes within as long again: a peer gone mid-frame, or without a FIN, is not kept for ever
+        # comes within as long again: a peer gone mid-frame, or without a FIN, is not kept for ever.
+        # The loop's own server, not aiofastnet's: out of descriptors, aiofastnet 1.2's accept
+        # handler fails (socket.remove_reader) and runs again at once, a traceback each time, while
+        # the loop's backs off
         self.server = await ws_create_server(
             self._route, cfg.host, cfg.port, max_frame_size=cfg.max_frame_bytes * 4 + 1024,
-            websocket_handshake_timeout=5, enable_auto_ping=True,
+            websocket_handshake_timeout=5, enable_auto_ping=True, use_aiofastnet=False,
             auto_ping_idle_timeout=cfg.ping_interval_s, auto_ping_reply_timeout=cfg.ping_interval_s)
         for sock in self.server.sockets:
             # inherited by each accepted connection: a fixed receive buffer bounds what one read
