@@ -23,6 +23,7 @@ from support import MakeStore, WSPeer, connect, submit
 from empfast.config import HubConfig
 from empfast.errors import TooManyJobTypes
 from empfast.hub import Hub
+from empfast.hub.server import raise_descriptor_limit
 from empfast.messages import MessageError, decode
 from empfast.store import NewJob, Store
 
@@ -267,6 +268,17 @@ def test_the_hub_raises_its_descriptor_limit_for_its_connections(tmp_path: Path)
                          check=True)
     raised, limit = map(int, out.stdout.split())
     assert raised >= 3000 and limit == 3000
+
+
+def test_an_unlimited_descriptor_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: unlimited)
+
+    def lower(which: int, limits: tuple[int, int]) -> None:
+        raise AssertionError(f"the hub would set the descriptor limit to {limits}")
+
+    monkeypatch.setattr(resource, "setrlimit", lower)
+    assert raise_descriptor_limit(3000) >= 3000
 
 
 def test_a_hub_out_of_descriptors_neither_spins_nor_floods_its_log_and_recovers(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ class Hub:
         self.server: asyncio.Server | None = None
         self.connections = 0  # open WebSocket connections, authorized or not
         self.connection_limit = self.config.max_connections  # lowered at start by the descriptor limit
+        self.descriptor_reserve = DESCRIPTOR_RESERVE
         self.inbox_bytes = 0  # received from every connection and not yet handled
         self.reading_paused: set[Peer] = set()  # connections the hub stopped reading from
         self.peer_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
@@ -86,8 +87,9 @@ class Hub:
         await self.store.start()
         await self.dispatch.prepare()
         cfg = self.config
-        self.connection_limit = min(cfg.max_connections, raise_descriptor_limit(cfg.max_connections)
-                                    - DESCRIPTOR_RESERVE)
+        descriptors = raise_descriptor_limit(cfg.max_connections)
+        self.descriptor_reserve = min(DESCRIPTOR_RESERVE, descriptors // 2)  # half of very few
+        self.connection_limit = min(cfg.max_connections, descriptors - self.descriptor_reserve)
         # picows pings a connection silent for ping_interval_s and closes it (1001) when no pong
         # comes within as long again: a peer gone mid-frame, or without a FIN, is not kept for ever.
         # The loop's own server, not aiofastnet's: out of descriptors, aiofastnet 1.2's accept
@@ -110,7 +112,7 @@ class Hub:
         """How many connections the started hub takes, and why: for its start-up log line."""
         return (f"up to {self.connection_limit} connections (max_connections {self.config.max_connections}; "
                 f"descriptor limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} minus "
-                f"{DESCRIPTOR_RESERVE} kept for Redis and files)")
+                f"{self.descriptor_reserve} kept for Redis and files)")
 
     @property
     def port(self) -> int:
@@ -236,10 +238,12 @@ class Hub:
 
 def raise_descriptor_limit(max_connections: int) -> int:
     """Raise the process's soft limit on open descriptors towards what `max_connections` needs,
-    up to the hard limit (a hub at the limit cannot accept, and its event loop spins on the
-    failing accept); the soft limit after."""
+    up to the hard limit (a hub at the limit accepts nothing, not even to refuse); the descriptors
+    the process may have open after (unlimited counts as what it needs)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections + DESCRIPTOR_RESERVE
+    if soft == resource.RLIM_INFINITY:
+        return wanted
     if hard != resource.RLIM_INFINITY:
         wanted = min(wanted, hard)
     if wanted > soft:
