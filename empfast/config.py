@@ -156,6 +156,10 @@ class HubConfig:
                      "socket_receive_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_inbound_total_bytes < self.max_inbound_bytes:
+            # else one busy connection would stop the hub reading from every other
+            raise ValueError(f"max_inbound_total_bytes ({self.max_inbound_total_bytes}) must be at least "
+                             f"max_inbound_bytes ({self.max_inbound_bytes}): raise it, or lower the other")
 
 
 @dataclass(frozen=True, slots=True)

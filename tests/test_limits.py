@@ -133,6 +133,12 @@ async def test_flooding_peers_together_queue_at_most_the_hub_budget(make_hub: Ma
     assert hub.inbox_bytes == 0 and not hub.reading_paused
 
 
+def test_a_hub_budget_below_one_connections_budget_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"max_inbound_total_bytes \(1048576\) must be at least "
+                                         r"max_inbound_bytes \(2097152\)"):
+        HubConfig(max_inbound_bytes=2 << 20, max_inbound_total_bytes=1 << 20)
+
+
 # ---- rate and subscriptions --------------------------------------------------------------------
 
 async def test_frames_over_the_rate_are_refused_in_order_and_not_handled(make_hub: MakeHub) -> None:
