@@ -314,12 +314,12 @@ def test_a_hub_out_of_descriptors_neither_spins_nor_floods_its_log_and_recovers(
         assert hub.stdout is not None and hub.stdin is not None
         port = int(hub.stdout.readline())
         flood: list[socket.socket] = []
-        for _ in range(400):
+        for _ in range(350):
             try:
                 flood.append(socket.create_connection(("127.0.0.1", port), timeout=3))
             except OSError:
                 break  # the listen backlog is full
-        time.sleep(1)
+        time.sleep(0.5)
         for sock in flood:
             sock.close()
         time.sleep(0.5)
