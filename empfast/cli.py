@@ -59,8 +59,8 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
         await store.close()
         raise StartupError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): is "
                            "another hub running there? choose another --port") from None
-    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s",
-             hub.hub_id, config.host, hub.port, settings.name, where)
+    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s; it takes %s",
+             hub.hub_id, config.host, hub.port, settings.name, where, hub.capacity())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

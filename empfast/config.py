@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADROOM_BYTES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JOB_TYPES, FRAME_HEADROOM_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -118,11 +118,15 @@ class QueueSettings:
     keep_failed_max: int = setting(10_000, "at most this many failed or cancelled jobs are kept")
     sweep_limit: int = setting(500, "at most this many expired leases or due delayed jobs are "
                                     "handled per sweep")
+    max_job_types: int = setting(DEFAULT_MAX_JOB_TYPES, "distinct job types the queue takes; a job of "
+                                                        "a new type past it is refused (types are never "
+                                                        "forgotten)")
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
         for name in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
-                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit"):
+                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit",
+                     "max_job_types"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:
@@ -166,6 +170,24 @@ class HubConfig:
     client_scope: Literal["all", "own"] = setting("all", "which jobs a client may see, follow, cancel "
                                                          "and retry: all, or only its own token's "
                                                          "(or tenant's)")
+    max_inbound_bytes: int = setting(16 << 20, "a connection with this many bytes received but not yet "
+                                               "handled is not read from until the hub catches up")
+    max_inbound_total_bytes: int = setting(256 << 20, "the same over all connections: past it, each "
+                                                      "connection that sends waits until the hub "
+                                                      "catches up")
+    max_connections: int = setting(10_000, "connections at once; more are refused with HTTP 503 (fewer "
+                                           "when the process's descriptor limit is lower)")
+    ping_interval_s: float = setting(20.0, "a connection silent for this long is pinged, and closed "
+                                           "(1001) when no pong comes within as long again")
+    max_subscriptions: int = setting(100_000, "job subscriptions of one connection; more: "
+                                              "limit_exceeded")
+    max_frames_per_s: float = setting(20_000.0, "frames one connection may send per second, on average; "
+                                                "a frame over it is refused (limit_exceeded), not handled")
+    max_frame_burst: int = setting(20_000, "frames one connection may send at once beyond "
+                                           "max_frames_per_s")
+    socket_receive_bytes: int = setting(256 << 10, "each connection's kernel receive buffer (the kernel "
+                                                   "doubles it): what the hub reads at once, and how far "
+                                                   "a connection can go over max_inbound_bytes")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -173,13 +195,20 @@ class HubConfig:
         if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
             raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
                              f"{self.max_frame_bytes}")
-        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever)
+        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever); a limit of
+        # 0 would refuse every connection or frame
         for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
-                     "events_block_ms"):
+                     "events_block_ms", "max_inbound_bytes", "max_inbound_total_bytes", "max_connections",
+                     "ping_interval_s", "max_subscriptions", "max_frames_per_s", "max_frame_burst",
+                     "socket_receive_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.client_scope not in ("all", "own"):
             raise ValueError(f"client_scope must be all or own, got {self.client_scope!r}")
+        if self.max_inbound_total_bytes < self.max_inbound_bytes:
+            # else one busy connection would stop the hub reading from every other
+            raise ValueError(f"max_inbound_total_bytes ({self.max_inbound_total_bytes}) must be at least "
+                             f"max_inbound_bytes ({self.max_inbound_bytes}): raise it, or lower the other")
 
 
 @dataclass(frozen=True, slots=True)

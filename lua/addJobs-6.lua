@@ -2,9 +2,11 @@
   Add one job or a batch of jobs. Idempotent on the job id: an id that exists already returns the
   existing job's status with created = 0; it is never duplicated and never overwritten (also when
   the same id appears twice in one batch). Every job is validated before anything is written, so a
-  bad batch changes nothing. A job with a delay goes to the scheduled set, the others to their
-  type's pending set. A job records the owner it was submitted by, when one is given (a short hash
-  of the submitting token, never the token: docs/security.md), and never changes it.
+  bad batch changes nothing. The queue takes at most max_job_types distinct types: a job of a new
+  type past it refuses the batch (stats, which read every type, stay bounded). A job with a delay
+  goes to the scheduled set, the others to their type's pending set. A job records the owner it was
+  submitted by, when one is given (a short hash of the submitting token, never the token:
+  docs/security.md), and never changes it.
 
   Input:
     KEYS[1] meta hash
@@ -29,6 +31,8 @@
     created: 1 added; 0 it existed already; 2 it existed already with another owner than the one
     given (or none), which the hub may refuse to reveal (client scope own)
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
+    error reply "ERR_TOO_MANY_TYPES <max_job_types>" when a job's type is new and the queue has
+      max_job_types types already (nothing written)
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
@@ -63,6 +67,8 @@ if cfg.err then
 end
 
 local jobs = {}
+local knownTypes = {}  -- type -> true once it is in the types set or counted as new
+local typeCount = nil  -- the types set's size plus the new types of this batch, once one is new
 for i = 1, n do
   local base = 3 + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
@@ -83,6 +89,15 @@ for i = 1, n do
   -- delay ~= delay is true only for NaN
   if not delay or delay ~= delay or delay < 0 or delay > cfg.max_delay_ms then
     return bad(i, 'delay must be a number of ms from 0 to ' .. cfg.max_delay_ms)
+  end
+  if not knownTypes[jobType] then
+    if rcall('SISMEMBER', typesKey, jobType) == 0 then
+      typeCount = (typeCount or rcall('SCARD', typesKey)) + 1
+      if typeCount > cfg.max_job_types then
+        return redis.error_reply('ERR_TOO_MANY_TYPES ' .. cfg.max_job_types)
+      end
+    end
+    knownTypes[jobType] = true
   end
   jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay)}
 end

@@ -15,7 +15,7 @@ from empfast.errors import BadArgument, JobNotFound, ProtocolError
 from empfast.hub import frames
 from empfast.hub.conn import Peer, error_for
 from empfast.ids import event_key, new_job_id
-from empfast.limits import MAX_SUBSCRIPTIONS, payload_limit
+from empfast.limits import payload_limit
 from empfast.store import Added, NewJob
 
 if TYPE_CHECKING:
@@ -155,8 +155,9 @@ class ClientHandlers:
     async def on_subscribe_job(self, peer: Peer, message: m.SubscribeJob) -> None:
         hub, job_id, since = self.hub, message.job_id, message.since
         if not hub.subscribe(peer, job_id):
-            raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
-                                "subscriptions: unsubscribe some first", limit=MAX_SUBSCRIPTIONS)
+            limit = hub.config.max_subscriptions
+            raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {limit} subscriptions "
+                                "(max_subscriptions): unsubscribe some first", limit=limit)
         # live events are buffered until we know what the replay (or the job's state) covers
         buffered = peer.subs.buffered[job_id] = []
         try:

@@ -234,14 +234,14 @@ class Dispatcher:
     async def _safety_net(self) -> None:
         """Claim for local workers with free slots whose types have pending jobs. Dispatch is
         driven by events; this covers what no event announced to this hub (jobs back from an
-        expired lease, a reader that fell behind), at the cost of one stats read a tick."""
+        expired lease, a reader that fell behind), at the cost of one read a tick of the pending
+        counts of the hungry workers' types only (so not growing with the queue's types)."""
         dispatchable = self.hub.worker_handlers.dispatchable
         hungry = {t for peer in self.hub.workers.values()
                   if peer.worker is not None and dispatchable(peer) for t in peer.worker.job_types}
         if not hungry:
             return
-        by_type = (await self.store.stats()).by_type
-        waiting = Counter({t: by_type[t]["pending"] for t in hungry if by_type.get(t, {}).get("pending")})
+        waiting = Counter(await self.store.pending_counts(sorted(hungry)))
         if waiting:
             self.request_wake(waiting)
 
