@@ -8,10 +8,16 @@ group, with the cost per job for the batch calls."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import pytest
 import uvloop
@@ -25,7 +31,7 @@ TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from support import RedisServer, running_redis_server  # noqa: E402
+from support import RedisServer, free_port, running_redis_server  # noqa: E402
 
 # Leases and worker liveness far longer than any benchmark, so nothing lapses mid-run.
 BENCH_SETTINGS = QueueSettings(name="bench", lease_ms=600_000, liveness_ms=600_000)
@@ -49,6 +55,42 @@ RESULTS = pytest.StashKey[list[Result]]()
 def redis_server() -> Iterator[RedisServer]:
     with running_redis_server("the store benchmarks need a real Redis") as server:
         yield server
+
+
+class ServedHub(NamedTuple):
+    url: str
+    pid: int
+
+
+@pytest.fixture
+def served_hub(redis_server: RedisServer) -> Iterator[ServedHub]:
+    """`empfast serve` on the bench's Redis (flushed first), as a user runs it."""
+    redis_server.flush()
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
+             "--queue", "bench", "--lease-s", "600", "--log-level", "warning"],
+            stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
+        try:
+            _wait_listening(port, proc, log)
+            yield ServedHub(f"ws://127.0.0.1:{port}", proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
 
 
 def _fresh_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[asyncio.AbstractEventLoop]:
@@ -115,9 +157,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             if r.jobs_per_call else ""
         tr.write_line(f"{r.group:<15} {r.name:<38} {r.mean * 1e6:9.1f} {r.median * 1e6:9.1f} "
                       f"{1 / r.mean:8.0f} {ratio} {per_job}".rstrip())
-    extras = [r for r in results if any(k.endswith(("_ms", "_per_s")) for k in r.extra)]
+    units = ("_ms", "_per_s", "_mb")
+    extras = [r for r in results if any(k.endswith(units) for k in r.extra)]
     if extras:
         tr.write_sep("-", "distributions and rates (extra_info)")
         for r in extras:
-            figures = "  ".join(f"{k} {v}" for k, v in r.extra.items() if k.endswith(("_ms", "_per_s")))
+            figures = "  ".join(f"{k} {v}" for k, v in r.extra.items() if k.endswith(units))
             tr.write_line(f"{r.name:<42} {figures}")

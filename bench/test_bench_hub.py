@@ -12,19 +12,11 @@ Run: python -m pytest bench --benchmark-only
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from conftest import ServedHub
 from pytest_benchmark.fixture import BenchmarkFixture
-from support import RedisServer, free_port
 
 from empfast import benchmark as load
 from empfast.client import Client
@@ -42,34 +34,8 @@ STEADY_S = 4.0
 
 
 @pytest.fixture
-def hub_url(redis_server: RedisServer) -> Iterator[str]:
-    """`empfast serve` on the bench's Redis (flushed first), as a user runs it."""
-    redis_server.flush()
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
-             "--queue", "bench", "--lease-s", "600", "--log-level", "warning"],
-            stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
-        try:
-            _wait_listening(port, proc, log)
-            yield f"ws://127.0.0.1:{port}"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
+def hub_url(served_hub: ServedHub) -> str:
+    return served_hub.url
 
 
 def _record(benchmark: BenchmarkFixture, latencies: load.Latencies) -> None:

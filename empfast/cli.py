@@ -59,8 +59,8 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
         await store.close()
         raise StartupError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): is "
                            "another hub running there? choose another --port") from None
-    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s",
-             hub.hub_id, config.host, hub.port, settings.name, where)
+    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s; it takes %s",
+             hub.hub_id, config.host, hub.port, settings.name, where, hub.capacity())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -176,7 +176,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
               """e.g. '{"seconds": 2}'""", file=sys.stderr)
         return 2
-    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
+    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
@@ -237,7 +237,7 @@ def _job_table(job: dict[str, Any]) -> str:
 
 
 async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
+    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
         except NotRetryableError as exc:
@@ -253,7 +253,7 @@ async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
 
 
 async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.token, connect_timeout_s=CONNECT_TIMEOUT_S) as client:
+    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
         if args.job_id:
             try:
                 reply = await client.status(args.job_id)
@@ -304,7 +304,7 @@ def redis_options(args: argparse.Namespace) -> RedisOptions | None:
 async def run_worker_command(hub: HubAddress, settings: WorkerSettings,
                              handlers: Mapping[str, Handler]) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop gracefully."""
-    worker = Worker(hub.url, handlers, token=hub.token, worker_id=settings.worker_id,
+    worker = Worker(hub.url, handlers, token=hub.resolved_token(), worker_id=settings.worker_id,
                     concurrency=settings.concurrency, grace_s=settings.grace_s,
                     heartbeat_interval_s=settings.heartbeat_interval_s,
                     progress_interval_s=settings.progress_interval_s,
@@ -319,7 +319,7 @@ async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
                "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s,
                "out": sys.stdout, "progress": sys.stderr}
     if not args.embedded:
-        await run_bench(hub.url, token=hub.token, **options)
+        await run_bench(hub.url, token=hub.resolved_token(), **options)
         return 0
     store = Store.embedded(QueueSettings(name="bench"))
     embedded_hub = Hub(store, HubConfig(port=0))

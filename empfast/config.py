@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADROOM_BYTES
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JOB_TYPES, FRAME_HEADROOM_BYTES
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with its help text, for the command line and the docs."""
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    """A dataclass field with its help text, for the command line and the docs. A secret (a token,
+    a password) is left out of the dataclass's repr, so a logged settings object never shows it."""
+    return field(default=default, metadata={"help": help}, repr=not secret)
 
 
 def check_queue_name(name: str) -> str:
@@ -28,6 +30,18 @@ def check_queue_name(name: str) -> str:
             f"queue name {name!r} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"
         )
     return name
+
+
+def read_secret_file(path: str, setting_name: str) -> str:
+    """A token or password kept in a file (a Docker or Kubernetes secret): its first line. Raises
+    ValueError naming the setting and the file, never its content."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"{setting_name}: cannot read {path!r} ({exc.strerror or exc})") from None
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{setting_name}: {path!r} is empty; its first line is the secret")
+    return lines[0].strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,11 @@ class RedisOptions:
                                              "(rediss:// only); unset: the system's")
     ssl_certfile: str | None = setting(None, "client certificate for Redis (rediss:// only)")
     ssl_keyfile: str | None = setting(None, "the client certificate's key (rediss:// only)")
+    password: str | None = setting(None, "the Redis password, used with a URL that has none (a flag "
+                                         "shows in `ps`: prefer the variable or password_file)",
+                                   secret=True)
+    password_file: str | None = setting(None, "read the Redis password from this file (its first "
+                                              "line), for a URL that has none")
 
     def __post_init__(self) -> None:
         for name in ("socket_timeout_s", "connect_timeout_s", "max_connections"):
@@ -56,6 +75,15 @@ class RedisOptions:
         for name in ("health_check_interval_s", "retries"):  # 0: no health checks, no retries
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if (self.password is not None) + (self.password_file is not None) + (
+                urlsplit(self.url).password is not None) > 1:
+            raise ValueError("give the Redis password once: in the URL, as password, or as password_file")
+
+    def resolved_password(self) -> str | None:
+        """The password of `password` or `password_file`, merged into the URL's at connect time;
+        None when the URL has its own (or there is none)."""
+        return self.password if self.password_file is None else read_secret_file(self.password_file,
+                                                                                   "password_file")
 
     def masked_url(self) -> str:
         """The URL with its password replaced, fit for a log line or an error message."""
@@ -90,11 +118,15 @@ class QueueSettings:
     keep_failed_max: int = setting(10_000, "at most this many failed or cancelled jobs are kept")
     sweep_limit: int = setting(500, "at most this many expired leases or due delayed jobs are "
                                     "handled per sweep")
+    max_job_types: int = setting(DEFAULT_MAX_JOB_TYPES, "distinct job types the queue takes; a job of "
+                                                        "a new type past it is refused (types are never "
+                                                        "forgotten)")
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
         for name in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
-                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit"):
+                     "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit",
+                     "max_job_types"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:
@@ -108,7 +140,8 @@ class HubConfig:
     host: str = setting("127.0.0.1", "the address to listen on (0.0.0.0 for every interface)")
     port: int = setting(8765, "the port to listen on (0 picks a free one)")
     hub_id: str = setting("", "this hub's id among the hubs of a queue; unset: hub-PID-RANDOM")
-    token: str | None = setting(None, "require this token on every connection; unset: none")
+    token: str | None = setting(None, "require this token on every connection, for every role; "
+                                      "unset (and no *_tokens): none", secret=True)
     max_frame_bytes: int = setting(DEFAULT_MAX_FRAME_BYTES,
                                    "the largest frame either way; payloads get 4 KiB less")
     max_outbound_bytes: int = setting(16 << 20, "a peer that does not read while this much is "
@@ -119,6 +152,42 @@ class HubConfig:
                                            "workers are swept")
     stats_interval_s: float = setting(1.0, "how often subscribed monitors may get fresh stats")
     events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
+    # auth (docs/security.md): each *_tokens is a list separated by commas; a *_file holds more, one
+    # or more a line; a flag shows in `ps`, so prefer the variables or the files
+    token_file: str | None = setting(None, "read tokens for every role from this file")
+    client_tokens: str | None = setting(None, "tokens that open the client role, TOKEN or "
+                                              "TOKEN=TENANT, comma-separated", secret=True)
+    client_tokens_file: str | None = setting(None, "read more client tokens from this file")
+    worker_tokens: str | None = setting(None, "tokens that open the worker role, TOKEN or TOKEN=ID|"
+                                              "PREFIX*|... (the worker ids it may register)", secret=True)
+    worker_tokens_file: str | None = setting(None, "read more worker tokens from this file")
+    monitor_tokens: str | None = setting(None, "tokens that open the monitor role, comma-separated",
+                                         secret=True)
+    monitor_tokens_file: str | None = setting(None, "read more monitor tokens from this file")
+    admin_tokens: str | None = setting(None, "tokens that open every role and every job, "
+                                             "comma-separated", secret=True)
+    admin_tokens_file: str | None = setting(None, "read more admin tokens from this file")
+    client_scope: Literal["all", "own"] = setting("all", "which jobs a client may see, follow, cancel "
+                                                         "and retry: all, or only its own token's "
+                                                         "(or tenant's)")
+    max_inbound_bytes: int = setting(16 << 20, "a connection with this many bytes received but not yet "
+                                               "handled is not read from until the hub catches up")
+    max_inbound_total_bytes: int = setting(256 << 20, "the same over all connections: past it, each "
+                                                      "connection that sends waits until the hub "
+                                                      "catches up")
+    max_connections: int = setting(10_000, "connections at once; more are refused with HTTP 503 (fewer "
+                                           "when the process's descriptor limit is lower)")
+    ping_interval_s: float = setting(20.0, "a connection silent for this long is pinged, and closed "
+                                           "(1001) when no pong comes within as long again")
+    max_subscriptions: int = setting(100_000, "job subscriptions of one connection; more: "
+                                              "limit_exceeded")
+    max_frames_per_s: float = setting(20_000.0, "frames one connection may send per second, on average; "
+                                                "a frame over it is refused (limit_exceeded), not handled")
+    max_frame_burst: int = setting(20_000, "frames one connection may send at once beyond "
+                                           "max_frames_per_s")
+    socket_receive_bytes: int = setting(256 << 10, "each connection's kernel receive buffer (the kernel "
+                                                   "doubles it): what the hub reads at once, and how far "
+                                                   "a connection can go over max_inbound_bytes")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,11 +195,20 @@ class HubConfig:
         if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
             raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
                              f"{self.max_frame_bytes}")
-        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever)
+        # a sleep or an XREAD BLOCK of 0 or less would spin (or, for XREAD, block for ever); a limit of
+        # 0 would refuse every connection or frame
         for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
-                     "events_block_ms"):
+                     "events_block_ms", "max_inbound_bytes", "max_inbound_total_bytes", "max_connections",
+                     "ping_interval_s", "max_subscriptions", "max_frames_per_s", "max_frame_burst",
+                     "socket_receive_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.client_scope not in ("all", "own"):
+            raise ValueError(f"client_scope must be all or own, got {self.client_scope!r}")
+        if self.max_inbound_total_bytes < self.max_inbound_bytes:
+            # else one busy connection would stop the hub reading from every other
+            raise ValueError(f"max_inbound_total_bytes ({self.max_inbound_total_bytes}) must be at least "
+                             f"max_inbound_bytes ({self.max_inbound_bytes}): raise it, or lower the other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +237,17 @@ class HubAddress:
     """Where the client-side commands (worker, submit, status, retry, bench) find the hub."""
 
     url: str = setting("ws://127.0.0.1:8765", "the hub, ws://HOST:PORT")
-    token: str | None = setting(None, "the hub's token")
+    token: str | None = setting(None, "the hub's token (a flag shows in `ps`: prefer the variable or "
+                                      "token_file)", secret=True)
+    token_file: str | None = setting(None, "read the hub's token from this file")
+
+    def __post_init__(self) -> None:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give the hub's token once: token or token_file")
+
+    def resolved_token(self) -> str | None:
+        """The token to send: `token`, or the first line of `token_file`."""
+        return self.token if self.token_file is None else read_secret_file(self.token_file, "token_file")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ import asyncio
 import itertools
 import logging
 import random
+import re
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -18,11 +20,15 @@ from urllib.parse import quote
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from empfast.errors import FATAL_CODES
+from empfast.errors import FATAL_CODES, FORBIDDEN
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import splice
 
 log = logging.getLogger("empfast.connection")
+
+# the refusals of a connect or of the SDK's restore that a reconnect as is cannot change: besides
+# the fatal codes, `forbidden` (a worker token bound to other worker ids, docs/security.md)
+RESTORE_REFUSED_FOR_GOOD = FATAL_CODES | {FORBIDDEN}
 
 Push = Callable[[dict[str, Any], bytes], None]
 Hook = Callable[[], Awaitable[None]]
@@ -50,14 +56,25 @@ class ConnectionClosed(Exception):
     """The connection was closed for good (close() was called, or the hub refused us)."""
 
 
-def endpoint(url: str, role: str, peer_id: str | None = None, token: str | None = None) -> str:
-    """The WebSocket URL of a role's endpoint on a hub given as ws://host:port (a path is kept)."""
+def endpoint(url: str, role: str, peer_id: str | None = None) -> str:
+    """The WebSocket URL of a role's endpoint on a hub given as ws://host:port (a path is kept).
+    It never holds the token: Connection sends that in a header, so it is in no URL or log."""
     base = url.rstrip("/")
     if not base.endswith(f"/ws/{role}"):
         base = f"{base}/ws/{role}"
     if peer_id:
         base = f"{base}/{quote(peer_id, safe='')}"
-    return f"{base}?token={quote(token, safe='')}" if token else base
+    return base
+
+
+TOKEN_IN_URL_RE = re.compile(r"(?i)([?&]token=)[^&#\s]*")
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """Text fit for a log line or an exception: the token, and any `token=` of a URL, as ***."""
+    if token:
+        text = text.replace(token, "***")
+    return TOKEN_IN_URL_RE.sub(r"\1***", text)
 
 
 def backoff_delays(base_s: float, cap_s: float) -> itertools.chain[float]:
@@ -79,8 +96,13 @@ class Connection:
 
     def __init__(self, url: str, *, on_push: Push, on_connected: Hook | None = None,
                  backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
-                 connect_timeout_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+                 connect_timeout_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 token: str | None = None) -> None:
         self.url = url
+        self.shown_url = redact(url, token)  # for logs: a token given in the URL is masked
+        # in a header, never the URL: URLs end up in logs and proxies' access logs
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._token = token
         self.on_push = on_push
         self.on_connected = on_connected
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
@@ -250,7 +272,7 @@ class Connection:
         self.transport, _ = await ws_connect(
             Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
             max_frame_size=self.max_frame_bytes * 4 + 1024, enable_auto_ping=True,
-            auto_ping_idle_timeout=10, auto_ping_reply_timeout=10)
+            auto_ping_idle_timeout=10, auto_ping_reply_timeout=10, extra_headers=self._headers)
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             done, _ = await asyncio.wait({self._welcome, lost}, timeout=self.connect_timeout_s,
@@ -287,15 +309,18 @@ class Connection:
             try:
                 await self._session()
             except (TimeoutError, OSError, Disconnected) as exc:
-                log.info("connection to the hub at %s failed or dropped (%s)", self.url, exc)
+                log.info("connection to the hub at %s failed or dropped (%s)", self.shown_url,
+                         redact(str(exc), self._token))
             except HubError as exc:
-                if exc.code in FATAL_CODES:
+                if exc.code in RESTORE_REFUSED_FOR_GOOD:
                     self.fatal = exc
                 else:
-                    log.warning("the hub refused the connection: %s", exc)
-            except Exception:
-                # a bug in the SDK's on_connected hook must not end reconnection for good
-                log.exception("restoring the session with the hub at %s failed", self.url)
+                    log.warning("the hub refused the connection: %s", redact(str(exc), self._token))
+            except Exception as exc:
+                # a bug in the SDK's on_connected hook must not end reconnection for good; the
+                # traceback's text is redacted, not the exception (the caller may need it as is)
+                log.error("restoring the session with the hub at %s failed: %s", self.shown_url,
+                          redact("".join(traceback.format_exception(exc)), self._token))
             if self.fatal is not None:
                 log.error("the hub refused this connection for good: %s", self.fatal)
                 self._resolve_first(self.fatal)
@@ -309,7 +334,7 @@ class Connection:
             if self.sessions > sessions:
                 delays = backoff_delays(self.backoff_base_s, self.backoff_cap_s)
             delay = next(delays)
-            log.info("reconnecting to %s in %.2f s", self.url, delay)
+            log.info("reconnecting to %s in %.2f s", self.shown_url, delay)
             await asyncio.sleep(delay)
 
     def _resolve_first(self, exc: Exception | None) -> None:

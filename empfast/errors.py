@@ -70,6 +70,22 @@ class BadArgument(StoreRefusal):
     lua_reply = "ERR_BAD_ARG"
 
 
+class TooManyJobTypes(BadArgument):
+    """A job of a type the queue has never seen, when it has `max_job_types` types already
+    (QueueSettings). Scripts raise it as an error reply `ERR_TOO_MANY_TYPES <limit>`."""
+
+    code = LIMIT_EXCEEDED
+    lua_reply = "ERR_TOO_MANY_TYPES"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the queue has {limit} job types already (max_job_types), and a job type is "
+                         "never forgotten: use one of its types, or raise --max-job-types")
+        self.limit = limit
+
+    def wire_extra(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
 class JobNotFound(StoreRefusal):
     code = NOT_FOUND
     lua_reply = "NOT_FOUND"

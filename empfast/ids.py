@@ -10,6 +10,11 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+# each of the two numbers of a Redis stream id is unsigned 64-bit; Redis refuses a larger one
+MAX_EVENT_ID_PART = (1 << 64) - 1
+LAST_EVENT_KEY = (MAX_EVENT_ID_PART, MAX_EVENT_ID_PART)
+
+
 def event_key(event_id: object) -> tuple[int, int] | None:
     """An event id ("<ms>-<seq>", a Redis stream id) as a pair that orders like the stream; None when
     it is not one (e.g. the "" of older hubs)."""

@@ -29,6 +29,7 @@ import orjson
 from msgspec import Meta, Raw, Struct
 
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
+from empfast.ids import MAX_EVENT_ID_PART
 from empfast.limits import (
     MAX_ATTEMPT_NUMBER,
     MAX_ATTEMPTS,
@@ -287,6 +288,8 @@ def decode(role: str, data: bytes) -> AnyMessage:
     # string is printable ASCII, so the Metas' character counts were byte counts
     if escapes or not data.isascii() or _DEL in data:
         _check_texts(message)
+    if type(message) is SubscribeJob and message.since is not None:
+        _check_since(message.since, message.req)
     key = RAW_FIELDS.get(type(message))
     if key is not None and _given_twice(data, key, getattr(message, key), escapes):
         raise MessageError(BAD_MESSAGE, f"field {key!r} is given twice: give it once", message.req,
@@ -315,6 +318,14 @@ def _check_texts(message: AnyMessage) -> None:
         if why:
             raise MessageError(BAD_MESSAGE, f"field {field!r} {why}", req, tag_of(type(message)),
                                field=field)
+
+
+def _check_since(since: str, req: Any) -> None:
+    """The pattern bounds each number of the id to 20 digits, which reach past 2^64 - 1."""
+    if any(int(part) > MAX_EVENT_ID_PART for part in since.split("-")):
+        raise MessageError(BAD_MESSAGE, "field 'since' must be an event id '<ms>-<seq>' whose numbers are "
+                                        f"at most {MAX_EVENT_ID_PART}", req, tag_of(SubscribeJob),
+                           field="since")
 
 
 def _bad_json(exc: BaseException) -> MessageError:

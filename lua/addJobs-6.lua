@@ -2,8 +2,11 @@
   Add one job or a batch of jobs. Idempotent on the job id: an id that exists already returns the
   existing job's status with created = 0; it is never duplicated and never overwritten (also when
   the same id appears twice in one batch). Every job is validated before anything is written, so a
-  bad batch changes nothing. A job with a delay goes to the scheduled set, the others to their
-  type's pending set.
+  bad batch changes nothing. The queue takes at most max_job_types distinct types: a job of a new
+  type past it refuses the batch (stats, which read every type, stay bounded). A job with a delay
+  goes to the scheduled set, the others to their type's pending set. A job records the owner it was
+  submitted by, when one is given (a short hash of the submitting token, never the token:
+  docs/security.md), and never changes it.
 
   Input:
     KEYS[1] meta hash
@@ -21,10 +24,15 @@
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
       max_attempts (integer 1..max_attempts), delay_ms (number 0..max_delay_ms)
     (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
+    then, optionally, one more: the owner of every job of the call ("" or absent: none)
 
   Output:
     {"OK", id1, status1, created1, id2, status2, created2, ...}
+    created: 1 added; 0 it existed already; 2 it existed already with another owner than the one
+    given (or none), which the hub may refuse to reveal (client scope own)
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
+    error reply "ERR_TOO_MANY_TYPES <max_job_types>" when a job's type is new and the queue has
+      max_job_types types already (nothing written)
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
@@ -49,15 +57,18 @@ local function isInteger(value, low, high)
   return value ~= nil and value == math.floor(value) and value >= low and value <= high
 end
 
-if not n or n < 0 or #ARGV ~= 3 + n * FIELDS then
-  return redis.error_reply('ERR_BAD_ARG expected ' .. tostring(n) .. ' jobs of 6 values')
+if not n or n < 0 or (#ARGV ~= 3 + n * FIELDS and #ARGV ~= 4 + n * FIELDS) then
+  return redis.error_reply('ERR_BAD_ARG expected ' .. tostring(n) .. ' jobs of 6 values, then an optional owner')
 end
+local owner = ARGV[4 + n * FIELDS] or ''
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
   return cfg
 end
 
 local jobs = {}
+local knownTypes = {}  -- type -> true once it is in the types set or counted as new
+local typeCount = nil  -- the types set's size plus the new types of this batch, once one is new
 for i = 1, n do
   local base = 3 + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
@@ -79,6 +90,15 @@ for i = 1, n do
   if not delay or delay ~= delay or delay < 0 or delay > cfg.max_delay_ms then
     return bad(i, 'delay must be a number of ms from 0 to ' .. cfg.max_delay_ms)
   end
+  if not knownTypes[jobType] then
+    if rcall('SISMEMBER', typesKey, jobType) == 0 then
+      typeCount = (typeCount or rcall('SCARD', typesKey)) + 1
+      if typeCount > cfg.max_job_types then
+        return redis.error_reply('ERR_TOO_MANY_TYPES ' .. cfg.max_job_types)
+      end
+    end
+    knownTypes[jobType] = true
+  end
   jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay)}
 end
 
@@ -91,10 +111,14 @@ for i = 1, n do
   if existing then
     out[#out + 1] = id
     out[#out + 1] = existing
-    out[#out + 1] = 0
+    -- HGET of a missing field is false, never equal to a given owner
+    out[#out + 1] = (owner ~= '' and rcall('HGET', jobKey, 'owner') ~= owner) and 2 or 0
   else
     rcall('HSET', jobKey, 'id', id, 'type', jobType, 'payload', payload, 'priority', priority,
       'max_attempts', maxAttempts, 'attempts', 0, 'created_at', now)
+    if owner ~= '' then
+      rcall('HSET', jobKey, 'owner', owner)
+    end
     local status
     if delay > 0 then
       status = 'scheduled'

@@ -44,7 +44,7 @@ if cfg.err then
 end
 local now = getTime(ARGV[2])
 
-if not isWorkerLive(prefix, workersKey, workerId) then
+if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
 local w = rcall('HMGET', prefix .. 'worker:' .. workerId, 'job_types', 'status')

@@ -41,7 +41,7 @@ if cfg.err then
 end
 local now = getTime(ARGV[2])
 
-if not isWorkerLive(prefix, workersKey, workerId) then
+if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
 local jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)

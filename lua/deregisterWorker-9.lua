@@ -39,7 +39,7 @@ if cfg.err then
   return cfg
 end
 local now = getTime(ARGV[2])
-if not isWorkerLive(prefix, workersKey, workerId) then
+if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
 return {'OK', removeWorker(prefix, activeKey, workersKey, seqKey, failedKey, cancelledKey, statesKey,

@@ -279,9 +279,12 @@ async def test_an_idle_worker_that_does_not_heartbeat_is_dropped_as_section_4_2_
         worker = await register(h, "idle-1", ["resize"])
         gone = await monitor.until("worker_status", status="gone", wait_s=3)
         assert gone["worker_id"] == "idle-1"
+        told = await worker.next()  # no close: an error that says to register again, once
+        assert told["type"] == "error" and told["code"] == "not_registered" and "req" not in told
+        assert "send worker_heartbeat or register_worker" in told["error"]
         client = await connect(h, "/ws/client")
         job_id = await submit(client, "resize", subscribe=False)
-        with pytest.raises(TimeoutError):  # no error, no close, no job
+        with pytest.raises(TimeoutError):  # no job
             await worker.next(wait_s=0.5)
         worker.send({"type": "claim_job", "req": 1, "job_id": job_id})
         assert (await worker.until("error", req=1))["code"] == "not_registered"

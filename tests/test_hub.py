@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from support import MakeStore, connect, register, submit
 
@@ -111,7 +113,10 @@ async def test_a_vanished_workers_job_reruns_and_its_late_result_is_refused(hub:
     job_id = await submit(client, "a")
     assert (await hung.until("job_assigned"))["job_id"] == job_id
     healthy = await register(hub, "healthy", ["a"])
-    # "hung" keeps its socket open but sends no heartbeat: its lease (2 s) expires
+    # "hung" keeps its socket open but sends no heartbeat: its lease (2 s) expires; "healthy"
+    # heartbeats, as every worker must (dispatch skips a worker quiet for two intervals)
+    await asyncio.sleep(1.0)
+    healthy.send({"type": "worker_heartbeat"})
     again = await healthy.until("job_assigned", wait_s=10)
     assert again["job_id"] == job_id and again["attempt"] == 2
     failed = await client.until("job_failed")

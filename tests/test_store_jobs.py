@@ -178,6 +178,23 @@ async def test_a_complete_after_the_same_attempts_fail_is_refused_not_taken_as_a
     assert saved is not None and saved["status"] == "failed" and "result" not in saved
 
 
+async def test_a_fail_resent_while_a_newer_attempt_runs_is_a_repeat_that_changes_nothing(
+        store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=3, now=T)
+    await worker(store)
+    (first,) = await store.claim("w1", now=T)
+    retry_at = (await store.fail("j", "w1", first.attempt, "broke", jitter=0.0, now=T)).run_at
+    await store.sweep(now=retry_at)
+    (second,) = await store.claim("w1", now=retry_at)
+    again = await store.fail("j", "w1", first.attempt, "broke", now=retry_at + 1)  # its reply was lost
+    assert again.status == "active" and not again.final and again.next_jobs == []
+    saved = await store.get_job("j")
+    assert saved is not None and saved["status"] == "active" and saved["attempts"] == second.attempt
+    await store.complete("j", "w1", second.attempt, b'"done"', now=retry_at + 2)
+    with pytest.raises(LeaseLost):  # done_by names attempt 2 now: attempt 1's fail is no repeat of it
+        await store.fail("j", "w1", first.attempt, "broke", now=retry_at + 3)
+
+
 async def test_only_the_lease_holder_may_progress_complete_or_fail(store: Store) -> None:
     await store.add_job("a", job_id="j", now=T)
     await worker(store, "w1")
@@ -212,6 +229,31 @@ async def test_stale_completion_after_reclaim_is_rejected(store: Store) -> None:
     saved = await store.get_job("j")
     assert saved is not None and saved["result"] == b'"fresh"'
     assert saved["errors"] == ["lease expired (attempt 1)"]
+
+
+async def test_the_same_worker_given_attempt_2_cannot_report_on_attempt_1(store: Store) -> None:
+    await store.add_job("a", job_id="j", max_attempts=3, now=T)
+    await worker(store, "w1")
+    (first,) = await store.claim("w1", now=T)
+    # w1's lease expires while its liveness (20 s) holds; the job comes back to w1 as attempt 2
+    assert (await store.sweep(now=T + 11_000)).expired == 1
+    (second,) = await store.claim("w1", now=T + 11_000)
+    assert second.attempt == first.attempt + 1 == 2
+    for stale in (first.attempt, 0):  # 0: a frame that names no attempt, with none tracked
+        with pytest.raises(LeaseLost):
+            await store.progress("j", "w1", stale, 50, now=T + 11_100)
+        with pytest.raises(LeaseLost):
+            await store.fail("j", "w1", stale, "stale", now=T + 11_100)
+        with pytest.raises(LeaseLost):
+            await store.complete("j", "w1", stale, b'"stale"', now=T + 11_100)
+    await store.complete("j", "w1", second.attempt, b'"fresh"', now=T + 11_200)
+    # after attempt 2 completed, attempt 1 is still no repeat of it; attempt 2 again is one
+    with pytest.raises(LeaseLost):
+        await store.complete("j", "w1", first.attempt, b'"stale"', now=T + 11_300)
+    await store.complete("j", "w1", second.attempt, b'"again"', now=T + 11_300)
+    saved = await store.get_job("j")
+    assert saved is not None and saved["result"] == b'"fresh"' and saved["attempts"] == 2
+    assert (await store.stats()).by_type["a"]["completed"] == 1
 
 
 async def test_progress_extends_the_lease_and_is_validated(store: Store) -> None:
@@ -253,7 +295,8 @@ async def test_retry_with_backoff_then_dead_letter_keeping_every_error(store: St
 
 async def test_backoff_jitter_and_cap(store: Store) -> None:
     await store.add_job("a", job_id="j", max_attempts=20, now=T)
-    await worker(store)
+    # its liveness outlasts the longest backoff (60 s) between its messages
+    await store.register_worker("w1", ["a"], 1, liveness_ms=10**9, now=T)
     (job,) = await store.claim("w1", now=T)
     out = await store.fail("j", "w1", 1, "x", jitter=0.0, now=T)
     assert out.run_at - T == 500  # jitter 0 halves the delay

@@ -61,6 +61,23 @@ async def test_heartbeat_of_an_unknown_worker_says_register_again(store: Store) 
         await store.heartbeat("ghost", now=T)
 
 
+async def test_a_worker_past_its_liveness_gets_no_jobs_even_before_the_sweep_removes_it(
+        store: Store) -> None:
+    await store.add_jobs([NewJob("a", job_id="held"), NewJob("a", job_id="j")], now=T)
+    await store.register_worker("w1", ["a"], 2, liveness_ms=10_000, now=T)
+    (held,) = await store.claim("w1", now=T)
+    lapsed = T + 10_000  # its liveness deadline; no sweep has run
+    with pytest.raises(WorkerNotFound):
+        await store.claim("w1", now=lapsed)
+    with pytest.raises(WorkerNotFound):
+        await store.claim_by_id("w1", "j", now=lapsed)
+    with pytest.raises(WorkerNotFound):
+        await store.heartbeat("w1", now=lapsed)
+    # registering again before the sweep keeps what it still holds, and it takes jobs again
+    assert await store.register_worker("w1", ["a"], 2, now=lapsed) == {held.job_id: held.attempt}
+    assert [job.job_id for job in await store.claim("w1", now=lapsed)] == ["j"]
+
+
 async def test_a_dead_workers_jobs_run_elsewhere_and_the_attempt_counts(store: Store) -> None:
     await store.add_job("a", job_id="j", max_attempts=2, now=T)
     await store.register_worker("dies", ["a"], 1, now=T)

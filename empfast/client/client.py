@@ -55,8 +55,8 @@ class Client:
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.connection = Connection(
-            endpoint(url, "client", client_id, token), on_push=self._on_push,
-            on_connected=self._on_connected, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
+            endpoint(url, "client", client_id), on_push=self._on_push, on_connected=self._on_connected,
+            backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, token=token)
         # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
         # then dropped on arrival) instead of piling up in a long-lived client
         self._watches: weakref.WeakValueDictionary[str, Watch] = weakref.WeakValueDictionary()

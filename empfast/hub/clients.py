@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from empfast import errors as e
 from empfast import messages as m
 from empfast import protocol as p
@@ -13,7 +15,7 @@ from empfast.errors import BadArgument, JobNotFound, ProtocolError
 from empfast.hub import frames
 from empfast.hub.conn import Peer, error_for
 from empfast.ids import event_key, new_job_id
-from empfast.limits import MAX_SUBSCRIPTIONS, payload_limit
+from empfast.limits import payload_limit
 from empfast.store import Added, NewJob
 
 if TYPE_CHECKING:
@@ -39,17 +41,52 @@ class ClientHandlers:
 
     async def _add(self, peer: Peer, jobs: list[NewJob],
                    subscribe: list[bool]) -> tuple[list[Added], list[bool]]:
-        """Add jobs, with the submitter subscribed before the store call so it misses no event."""
+        """Add jobs, with the submitter subscribed before the store call so it misses no event.
+        Under client scope `own`, those events wait until the job is known to be the submitter's:
+        an id that exists already may be another owner's job."""
+        scoped = self.scoped(peer)
         subscribed = [wanted and self.hub.subscribe(peer, job.job_id or "")
                       for job, wanted in zip(jobs, subscribe, strict=True)]
+        if scoped:
+            for job, sub in zip(jobs, subscribed, strict=True):
+                if sub:
+                    peer.subs.buffered[job.job_id or ""] = []
         try:
-            added = await self.store.add_jobs(jobs)
+            added = await self.store.add_jobs(jobs, owner=peer.identity.owner)
         except BaseException:
             for job, sub in zip(jobs, subscribed, strict=True):
                 if sub:
                     self.hub.unsubscribe(peer, job.job_id or "")
             raise
+        if scoped:
+            subscribed = [sub and self._release(peer, one)
+                          for one, sub in zip(added, subscribed, strict=True)]
         return added, subscribed
+
+    def _release(self, peer: Peer, added: Added) -> bool:
+        """The events held back during a scoped submit: sent if the job is the submitter's (True),
+        dropped with the subscription if it is another owner's."""
+        held = peer.subs.buffered.pop(added.job_id, [])
+        if added.foreign:
+            self.hub.unsubscribe(peer, added.job_id)
+            return False
+        for _, frame in held:
+            peer.send(frame)
+        if any(p.is_final_event(orjson.loads(frame)) for _, frame in held):
+            self.hub.unsubscribe(peer, added.job_id)
+        return True
+
+    def scoped(self, peer: Peer) -> bool:
+        """Whether this connection sees only its own jobs (client scope own; monitors and admin
+        tokens see every job)."""
+        return self.hub.config.client_scope == "own" and peer.role == "client" and not peer.identity.admin
+
+    def check_visible(self, peer: Peer, job_id: str, job: dict[str, Any] | None) -> dict[str, Any]:
+        """The job, if this connection may see it; another owner's job is `not_found`, as a job
+        that does not exist, so its existence is not revealed."""
+        if job is None or (self.scoped(peer) and job.get("owner") != peer.identity.owner):
+            raise JobNotFound(job_id)
+        return job
 
     async def on_submit_job(self, peer: Peer, message: m.SubmitJob) -> None:
         await self.submit_batch(peer, [message])
@@ -84,6 +121,9 @@ class ClientHandlers:
                 answers.append(outcome)
                 continue
             added, subscribed = outcome
+            if added.foreign and self.scoped(peer):
+                answers.append(taken(added.job_id))
+                continue
             answers.append(frames.job_accepted(added, subscribed))
             if subscribed and added.status in p.FINAL_STATUSES:
                 finished.append(added.job_id)
@@ -101,6 +141,10 @@ class ClientHandlers:
     async def on_submit_jobs(self, peer: Peer, message: m.SubmitJobs) -> None:
         jobs = [self.new_job(body, f"jobs[{i}].") for i, body in enumerate(message.jobs)]
         added, subscribed = await self._add(peer, jobs, [message.subscribe] * len(jobs))
+        if self.scoped(peer):
+            for i, one in enumerate(added):
+                if one.foreign:
+                    raise taken(one.job_id, f"jobs[{i}].job_id")
         peer.reply(message.req, frames.jobs_accepted(added, all(subscribed)))
         for a, sub in zip(added, subscribed, strict=True):
             if sub and a.status in p.FINAL_STATUSES:
@@ -111,14 +155,13 @@ class ClientHandlers:
     async def on_subscribe_job(self, peer: Peer, message: m.SubscribeJob) -> None:
         hub, job_id, since = self.hub, message.job_id, message.since
         if not hub.subscribe(peer, job_id):
-            raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {MAX_SUBSCRIPTIONS} "
-                                "subscriptions: unsubscribe some first", limit=MAX_SUBSCRIPTIONS)
+            limit = hub.config.max_subscriptions
+            raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {limit} subscriptions "
+                                "(max_subscriptions): unsubscribe some first", limit=limit)
         # live events are buffered until we know what the replay (or the job's state) covers
         buffered = peer.subs.buffered[job_id] = []
         try:
-            job = await self.store.get_job(job_id)
-            if job is None:
-                raise JobNotFound(job_id)
+            job = self.check_visible(peer, job_id, await self.store.get_job(job_id))
             replay, resumed = ([], True) if since is None else await self.store.job_events_since(job_id,
                                                                                                since)
         except BaseException:
@@ -171,21 +214,23 @@ class ClientHandlers:
 
     # ---- acting on a job -------------------------------------------------------------------------
 
-    async def job_status(self, job_id: str, req: Any, **extra: Any) -> bytes:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
+    async def job_status(self, peer: Peer, job_id: str, req: Any, **extra: Any) -> bytes:
+        job = self.check_visible(peer, job_id, await self.store.get_job(job_id))
         return frames.job_status(job_id, job, req, **extra)
 
     async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
-        peer.send(await self.job_status(message.job_id, message.req))
+        peer.send(await self.job_status(peer, message.job_id, message.req))
 
     async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
+        if self.scoped(peer):  # checked before acting: the owner of a job never changes
+            self.check_visible(peer, message.job_id, await self.store.get_job(message.job_id))
         await self.store.cancel(message.job_id)
-        peer.send(await self.job_status(message.job_id, message.req))
+        peer.send(await self.job_status(peer, message.job_id, message.req))
 
     async def on_retry_job(self, peer: Peer, message: m.RetryJob) -> None:
         job_id = message.job_id
+        if self.scoped(peer):
+            self.check_visible(peer, job_id, await self.store.get_job(job_id))
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
         fresh = job_id not in peer.subs.jobs and self.hub.subscribe(peer, job_id)
         retried = False
@@ -194,10 +239,16 @@ class ClientHandlers:
         finally:
             if fresh and not retried:
                 self.hub.unsubscribe(peer, job_id)
-        peer.send(await self.job_status(job_id, message.req, retried=retried))
+        peer.send(await self.job_status(peer, job_id, message.req, retried=retried))
 
     async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
         peer.send(frames.stats((await self.store.stats()).as_dict(), message.req))
+
+
+def taken(job_id: str, field: str = "job_id") -> ProtocolError:
+    """A submit whose job id is another owner's job (client scope own): nothing was changed."""
+    return ProtocolError(e.FORBIDDEN, f"job id {job_id!r} cannot be used by this client: choose another "
+                         "(or leave job_id out)", field=field, job_id=job_id)
 
 
 def check_size(value: bytes, field: str, max_frame_bytes: int) -> None:

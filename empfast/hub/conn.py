@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from empfast import errors as e
 from empfast.errors import EmpfastError
 from empfast.hub import frames
+from empfast.hub.auth import OPEN, Identity
 from empfast.messages import AnyMessage, MessageError, decode
 
 if TYPE_CHECKING:
@@ -26,8 +28,11 @@ log = logging.getLogger("empfast.hub")
 
 INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
 INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
+# Bytes are bounded by HubConfig.max_inbound_bytes (per connection) and max_inbound_total_bytes (the
+# hub); reading resumes below half of each, so a sender at the budget is not paused on every frame.
 # WebSocket close codes (docs/protocol.md section 2)
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_TEXT = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_REPLACED = 4001
@@ -36,16 +41,33 @@ CLOSE_SLOW_CONSUMER = 4002
 
 @dataclass(slots=True)
 class WorkerSlots:
-    """A registered worker's state on this hub: what it runs and the jobs it holds."""
+    """A registered worker's state on this hub: what it runs, the jobs it holds, and when it was last
+    heard from (dispatch skips a worker that went quiet, docs/protocol.md 4.4)."""
 
     worker_id: str
     job_types: frozenset[str]
     concurrency: int
     draining: bool = False
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt (the lease's fencing token)
+    heard_at: float = 0.0  # loop time of its last registration or heartbeat the store accepted
+    lapsed: bool = False  # its record in Redis is gone: no dispatch until it heartbeats or registers
 
     def free(self) -> int:
         return 0 if self.draining else max(0, self.concurrency - len(self.jobs))
+
+    def heard(self, now: float) -> None:
+        self.heard_at, self.lapsed = now, False
+
+    def awake(self, now: float, quiet_after_s: float) -> bool:
+        """Whether dispatch may give it jobs: registered, and heard from within `quiet_after_s`. A
+        frozen worker's jobs would each wait out a whole lease."""
+        return not self.lapsed and now - self.heard_at <= quiet_after_s
+
+    def forget(self, job_id: str, attempt: int) -> None:
+        """Drop a held job once its attempt ended; a message about an older attempt of the same job
+        must not free the slot the newer attempt still takes."""
+        if self.jobs.get(job_id) == attempt:
+            del self.jobs[job_id]
 
     def takes_offers(self, job_type: str) -> bool:
         """A worker registered with concurrency 0 is offered jobs and claims them by id."""
@@ -71,6 +93,16 @@ class StatsPushes:
     next_at: float
 
 
+class OverRate:
+    """A frame that came over the connection's rate (HubConfig.max_frames_per_s): it keeps its
+    place in the inbox, so its refusal is answered in order, but it is not handled."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class Peer(WSListener):
     """One WebSocket connection (a client, worker or monitor). Callbacks stay synchronous and short;
     frames are handled in order by one task per connection, so a worker's progress never overtakes
@@ -79,21 +111,27 @@ class Peer(WSListener):
     def __init__(self, hub: Hub, role: str, path_id: str | None, authorized: bool) -> None:
         self.hub, self.role, self.path_id, self.authorized = hub, role, path_id, authorized
         self.transport: WSTransport | None = None
-        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.inbox: asyncio.Queue[bytes | OverRate] = asyncio.Queue()
+        self.inbox_bytes = 0  # received and not yet handled: queued, or in the batch being handled
         self.task: asyncio.Task[None] | None = None
         self.closed = False
         self.reading_paused = False
+        # the rate's token bucket: a full burst to start with
+        self.tokens = float(hub.config.max_frame_burst)
+        self.tokens_at = time.monotonic()
         self.subs = Subscriptions()
         self.worker: WorkerSlots | None = None  # set by register_worker
         self.stats: StatsPushes | None = None  # set by subscribe_stats
+        self.identity: Identity = OPEN  # what its token allows, set by the hub's routing (auth.py)
 
     # ---- picows callbacks -------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        self.hub.connections += 1
         if not self.authorized:
-            self.close(e.UNAUTHORIZED, "missing or wrong token: connect with ?token=... or an "
-                                       "'Authorization: Bearer ...' header", CLOSE_POLICY)
+            self.close(e.UNAUTHORIZED, f"missing or wrong token for the {self.role} role: connect with an "
+                                       "'Authorization: Bearer ...' header or ?token=...", CLOSE_POLICY)
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.hub.attach(self)
@@ -118,18 +156,57 @@ class Peer(WSListener):
                                     "big data in object storage and send its URL", CLOSE_TOO_BIG,
                        limit=limit)
             return
-        self.inbox.put_nowait(data)
-        if not self.reading_paused and self.inbox.qsize() >= INBOX_HIGH:
+        if not data.isascii() and not _is_utf8(data):
+            # RFC 6455 8.1: text that is not UTF-8 fails the connection (a parser would only see it
+            # in keys and plain strings, not inside a payload kept as raw bytes)
+            self.close_quietly(CLOSE_INVALID_TEXT, "a text frame must be valid UTF-8")
+            return
+        self.inbox.put_nowait(data if self._take_token() else OverRate(data))
+        self.inbox_bytes += len(data)
+        hub = self.hub
+        hub.inbox_bytes += len(data)
+        if not self.reading_paused and (self.inbox.qsize() >= INBOX_HIGH
+                                        or self.inbox_bytes >= hub.config.max_inbound_bytes
+                                        or hub.inbox_bytes >= hub.config.max_inbound_total_bytes):
             # a peer that sends faster than its frames are handled waits in its own TCP window
-            # instead of growing the hub's memory
+            # instead of growing the hub's memory (frames picows has already read still arrive)
             self.reading_paused = True
+            hub.reading_paused.add(self)
             transport.underlying_transport.pause_reading()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
+        self.hub.connections -= 1
         if self.task:
             self.task.cancel()
+        # a closed connection's frames are dropped: they no longer count against the hub's budget
+        self.hub.inbox_released(self.inbox_bytes)
+        self.inbox_bytes = 0
         self.hub.detach(self)
+
+    def _take_token(self) -> bool:
+        """One frame's worth from the rate's token bucket; False when the connection is over it."""
+        config = self.hub.config
+        now = time.monotonic()
+        self.tokens = min(float(config.max_frame_burst),
+                          self.tokens + (now - self.tokens_at) * config.max_frames_per_s)
+        self.tokens_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def resume_if_caught_up(self) -> None:
+        """Read again once this connection, and the hub as a whole, are under half their budgets."""
+        hub, transport = self.hub, self.transport
+        if (not self.reading_paused or self.inbox.qsize() > INBOX_HIGH // 4
+                or self.inbox_bytes > hub.config.max_inbound_bytes // 2
+                or hub.inbox_bytes > hub.config.max_inbound_total_bytes // 2):
+            return
+        self.reading_paused = False
+        hub.reading_paused.discard(self)
+        if transport is not None and not transport.is_disconnected:
+            transport.underlying_transport.resume_reading()
 
     # ---- sending ----------------------------------------------------------------------------
 
@@ -185,12 +262,16 @@ class Peer(WSListener):
             batch = [await self.inbox.get()]
             while len(batch) < INBOX_BATCH and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
-            await self._handle_frames(batch)
-            if self.reading_paused and self.inbox.qsize() <= INBOX_HIGH // 4 and self.transport is not None:
-                self.reading_paused = False
-                self.transport.underlying_transport.resume_reading()
+            size = sum(len(data) if type(data) is bytes else len(data.data) for data in batch)
+            try:
+                await self._handle_frames(batch)
+            finally:
+                if not self.closed:  # else on_ws_disconnected released them all
+                    self.inbox_bytes -= size
+                    self.hub.inbox_released(size)
+            self.resume_if_caught_up()
 
-    async def _handle_frames(self, batch: list[bytes]) -> None:
+    async def _handle_frames(self, batch: list[bytes | OverRate]) -> None:
         """Handle frames in order. Each is decoded and validated into its message (messages.py);
         a refused one is answered with its error. A run of consecutive frames of one batchable type
         (a worker's `complete_job`s, a client's `submit_job`s), which queue up when they come faster
@@ -198,6 +279,10 @@ class Peer(WSListener):
         order."""
         run: list[AnyMessage] = []
         for data in batch:
+            if type(data) is OverRate:
+                await self._flush(run)
+                self.send(self._over_rate(data.data))
+                continue
             try:
                 message = decode(self.role, data)
             except MessageError as exc:
@@ -224,11 +309,32 @@ class Peer(WSListener):
             return frames.error(e.NOT_REGISTERED, "send register_worker first", exc.req)
         return frames.error(exc.code, exc.message, exc.req, **exc.extra)
 
+    def _over_rate(self, data: bytes) -> bytes:
+        """The refusal of a frame over the rate; it echoes the frame's `req` when it has a valid one
+        (decoding is cheap next to handling, which is what the rate limit saves)."""
+        try:
+            req = decode(self.role, data).req
+        except MessageError as exc:
+            req = exc.req
+        config = self.hub.config
+        return frames.error(e.LIMIT_EXCEEDED, f"this connection sends more than max_frames_per_s "
+                            f"({config.max_frames_per_s:g} frames/s, bursts of {config.max_frame_burst}): "
+                            "this frame was not handled; send it again later, more slowly", req,
+                            limit=config.max_frames_per_s)
+
     async def _flush(self, run: list[AnyMessage]) -> None:
         if run:
             requests = run[:]
             run.clear()
             await self.hub.handle_batch(self, requests)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def error_for(exc: Exception, req: Any, role: str) -> bytes:

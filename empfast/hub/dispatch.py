@@ -128,6 +128,8 @@ class Dispatcher:
             peer.send(frame)
         other_hub = f.get("hub", b"").decode()
         local = hub.workers.get(worker_id)
+        if status == "gone" and local is not None:
+            hub.worker_handlers.record_gone(local)
         if status == "registered" and other_hub and other_hub != hub.hub_id and local is not None:
             # one connection per worker id, across hubs: the newer registration wins
             del hub.workers[worker_id]
@@ -170,10 +172,10 @@ class Dispatcher:
         among them and starting with a different worker each time, so that the first worker to
         register does not take every new job while the others idle."""
         self._wake_turn += 1
-        fill = self.hub.worker_handlers.fill
+        handlers = self.hub.worker_handlers
         for job_type, count in wanted.items():
             eligible = [peer for peer in self.hub.workers.values() if peer.worker is not None
-                        and job_type in peer.worker.job_types and peer.worker.free()]
+                        and job_type in peer.worker.job_types and handlers.dispatchable(peer)]
             if not eligible:
                 continue
             turn = self._wake_turn % len(eligible)
@@ -181,10 +183,10 @@ class Dispatcher:
             for peer in eligible[turn:] + eligible[:turn]:
                 if count <= 0:
                     break
-                if peer.worker is None or not peer.worker.free():
+                if peer.worker is None or not handlers.dispatchable(peer):
                     continue
                 try:
-                    count -= await fill(peer, min(share, count))
+                    count -= await handlers.fill(peer, min(share, count))
                 except EmpfastError as exc:  # this worker only: the others still get their share
                     log.warning("could not claim for worker %s: %s", peer.worker.worker_id, exc)
 
@@ -232,13 +234,14 @@ class Dispatcher:
     async def _safety_net(self) -> None:
         """Claim for local workers with free slots whose types have pending jobs. Dispatch is
         driven by events; this covers what no event announced to this hub (jobs back from an
-        expired lease, a reader that fell behind), at the cost of one stats read a tick."""
+        expired lease, a reader that fell behind), at the cost of one read a tick of the pending
+        counts of the hungry workers' types only (so not growing with the queue's types)."""
+        dispatchable = self.hub.worker_handlers.dispatchable
         hungry = {t for peer in self.hub.workers.values()
-                  if peer.worker is not None and peer.worker.free() for t in peer.worker.job_types}
+                  if peer.worker is not None and dispatchable(peer) for t in peer.worker.job_types}
         if not hungry:
             return
-        by_type = (await self.store.stats()).by_type
-        waiting = Counter({t: by_type[t]["pending"] for t in hungry if by_type.get(t, {}).get("pending")})
+        waiting = Counter(await self.store.pending_counts(sorted(hungry)))
         if waiting:
             self.request_wake(waiting)
 

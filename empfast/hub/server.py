@@ -7,8 +7,10 @@ dispatch.py.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import logging
 import os
+import resource
+import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -28,13 +30,19 @@ from empfast import messages as m
 from empfast.config import HubConfig
 from empfast.errors import ProtocolError
 from empfast.hub import frames
+from empfast.hub.auth import NOBODY, Auth, Identity
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, Peer
 from empfast.hub.dispatch import Dispatcher
 from empfast.hub.monitors import MonitorHandlers
 from empfast.hub.workers import WorkerHandlers
-from empfast.limits import MAX_SUBSCRIPTIONS
 from empfast.store import Store
+
+log = logging.getLogger("empfast.hub")
+
+# descriptors kept for what is not a peer's connection: the listening socket, the Redis pool (64
+# by default), log files, and connections accepted only to be refused with 503
+DESCRIPTOR_RESERVE = 256
 
 FrameHandler = Callable[[Peer, Any], Awaitable[None]]  # (the connection, its decoded message)
 BatchHandler = Callable[[Peer, list[Any]], Awaitable[None]]
@@ -48,12 +56,18 @@ class Hub:
         self.store = store
         self.config = config or HubConfig()
         self.hub_id = self.config.hub_id or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.auth = Auth.from_config(self.config)  # the tokens of each role, read once
         self.peers: set[Peer] = set()
         self.workers: dict[str, Peer] = {}  # worker id -> its connection to this hub
         self.monitors: set[Peer] = set()
         self.stats_subscribers: set[Peer] = set()
         self.subscribers: defaultdict[str, set[Peer]] = defaultdict(set)  # job id -> who follows it
         self.server: asyncio.Server | None = None
+        self.connections = 0  # open WebSocket connections, authorized or not
+        self.connection_limit = self.config.max_connections  # lowered at start by the descriptor limit
+        self.descriptor_reserve = DESCRIPTOR_RESERVE
+        self.inbox_bytes = 0  # received from every connection and not yet handled
+        self.reading_paused: set[Peer] = set()  # connections the hub stopped reading from
         self.peer_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
         self.running = False
         self.clients = ClientHandlers(self)
@@ -74,12 +88,32 @@ class Hub:
         await self.store.start()
         await self.dispatch.prepare()
         cfg = self.config
+        descriptors = raise_descriptor_limit(cfg.max_connections)
+        self.descriptor_reserve = min(DESCRIPTOR_RESERVE, descriptors // 2)  # half of very few
+        self.connection_limit = min(cfg.max_connections, descriptors - self.descriptor_reserve)
+        # picows pings a connection silent for ping_interval_s and closes it (1001) when no pong
+        # comes within as long again: a peer gone mid-frame, or without a FIN, is not kept for ever.
+        # The loop's own server, not aiofastnet's: out of descriptors, aiofastnet 1.2's accept
+        # handler fails (socket.remove_reader) and runs again at once, a traceback each time, while
+        # the loop's backs off
         self.server = await ws_create_server(
             self._route, cfg.host, cfg.port, max_frame_size=cfg.max_frame_bytes * 4 + 1024,
-            websocket_handshake_timeout=5)
+            websocket_handshake_timeout=5, enable_auto_ping=True, use_aiofastnet=False,
+            auto_ping_idle_timeout=cfg.ping_interval_s, auto_ping_reply_timeout=cfg.ping_interval_s)
+        for sock in self.server.sockets:
+            # inherited by each accepted connection: a fixed receive buffer bounds what one read
+            # brings, so a connection the hub pauses can go over its budget by about one buffer
+            # (with the kernel's autotuning, a flood grew reads to megabytes)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cfg.socket_receive_bytes)
         self.running = True
         self.dispatch.start()
         self.monitor_handlers.start()
+
+    def capacity(self) -> str:
+        """How many connections the started hub takes, and why: for its start-up log line."""
+        return (f"up to {self.connection_limit} connections (max_connections {self.config.max_connections}; "
+                f"descriptor limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} minus "
+                f"{self.descriptor_reserve} kept for Redis and files)")
 
     @property
     def port(self) -> int:
@@ -119,18 +153,31 @@ class Hub:
         if len(parts) not in (2, 3) or parts[0] != "ws" or parts[1] not in m.ROLE_TYPES:
             body = b"empfast hub: connect to /ws/client, /ws/worker or /ws/monitor\n"
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(404, body), None)
-        authorized = self._authorized(request, query)
-        return Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, authorized)
+        if self.connections >= self.connection_limit:
+            # refused before the upgrade, so a full hub costs one short HTTP answer, not a socket
+            body = (f"empfast hub: full ({self.connection_limit} connections, max_connections); "
+                    "try again later or another hub\n").encode()
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(503, body), None)
+        identity = self._authorized(request, query, parts[1])
+        peer = Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, identity is not None)
+        peer.identity = identity or NOBODY
+        return peer
 
-    def _authorized(self, request: WSUpgradeRequest, query: str) -> bool:
-        expected = self.config.token
-        if expected is None:
-            return True
+    def _authorized(self, request: WSUpgradeRequest, query: str, role: str) -> Identity | None:
+        """The identity of the token presented, or None when it does not open this role."""
         given = parse_qs(query).get("token", [""])[0]
         header = request.headers.get("authorization", "")
         if not given and header.lower().startswith("bearer "):
             given = header[7:].strip()
-        return hmac.compare_digest(given.encode(), expected.encode())
+        return self.auth.identify(given, role)
+
+    def inbox_released(self, size: int) -> None:
+        """Frames of `size` bytes were handled (or dropped with their connection): connections
+        paused for the hub's budget read again once it is under half."""
+        self.inbox_bytes -= size
+        if self.reading_paused and self.inbox_bytes <= self.config.max_inbound_total_bytes // 2:
+            for peer in list(self.reading_paused):
+                peer.resume_if_caught_up()
 
     def attach(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -142,6 +189,7 @@ class Hub:
 
     def detach(self, peer: Peer) -> None:
         self.peers.discard(peer)
+        self.reading_paused.discard(peer)
         self.monitors.discard(peer)
         self.stats_subscribers.discard(peer)
         for job_id in list(peer.subs.jobs):
@@ -155,7 +203,7 @@ class Hub:
 
     def subscribe(self, peer: Peer, job_id: str) -> bool:
         """Subscribe unless the connection is at its limit; False when it is."""
-        if job_id not in peer.subs.jobs and len(peer.subs.jobs) >= MAX_SUBSCRIPTIONS:
+        if job_id not in peer.subs.jobs and len(peer.subs.jobs) >= self.config.max_subscriptions:
             return False
         peer.subs.jobs.add(job_id)
         self.subscribers[job_id].add(peer)
@@ -187,3 +235,22 @@ class Hub:
 
     async def on_ping(self, peer: Peer, message: m.Ping) -> None:
         peer.reply(message.req, frames.pong())
+
+
+def raise_descriptor_limit(max_connections: int) -> int:
+    """Raise the process's soft limit on open descriptors towards what `max_connections` needs,
+    up to the hard limit (a hub at the limit accepts nothing, not even to refuse); the descriptors
+    the process may have open after (unlimited counts as what it needs)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + DESCRIPTOR_RESERVE
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the descriptor limit from %d to %d: %s", soft, wanted, exc)
+    return soft

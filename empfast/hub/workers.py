@@ -5,6 +5,7 @@ a worker's free slots.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ from empfast.store import ClaimedJob, Completion
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
+
+
+# a worker not heard from for this many heartbeat intervals gets no jobs from dispatch: it missed a
+# heartbeat and is late for the next, so it is likely frozen (its liveness is at least 3 intervals)
+QUIET_AFTER_HEARTBEATS = 2
 
 
 def registered(peer: Peer) -> WorkerSlots:
@@ -50,9 +56,51 @@ class WorkerHandlers:
         free = slots.free() if most is None else min(most, slots.free())
         if free <= 0:
             return 0
-        jobs = await self.store.claim(slots.worker_id, free)
+        try:
+            jobs = await self.store.claim(slots.worker_id, free)
+        except WorkerNotFound:
+            self.lapse(peer)
+            return 0
         self.assign(peer, jobs)
         return len(jobs)
+
+    # ---- who gets jobs -----------------------------------------------------------------------
+
+    def heartbeat_interval_s(self) -> float:
+        """The interval worker_registered asks for: the hub's setting, but at most a third of the
+        shorter of lease and liveness (docs/protocol.md 4.2), so it never outlasts a short lease."""
+        settings = self.store.settings
+        return min(self.hub.config.heartbeat_interval_s, min(settings.lease_ms, settings.liveness_ms) / 3000)
+
+    def dispatchable(self, peer: Peer) -> int:
+        """The free slots dispatch may fill: none for a worker not heard from within two heartbeat
+        intervals (frozen, or not heartbeating), whose jobs would each wait out a lease, nor for one
+        whose record lapsed (docs/protocol.md 4.4)."""
+        slots = peer.worker
+        return slots.free() if slots is not None and self._awake(slots) else 0
+
+    def _awake(self, slots: WorkerSlots) -> bool:
+        return slots.awake(asyncio.get_running_loop().time(),
+                           QUIET_AFTER_HEARTBEATS * self.heartbeat_interval_s())
+
+    def record_gone(self, peer: Peer) -> None:
+        """The sweep removed the record of a worker connected here. One heard from since then
+        registered again (the event is older than its heartbeat); any other is told."""
+        slots = peer.worker
+        if slots is not None and not self._awake(slots):
+            self.lapse(peer)
+
+    def lapse(self, peer: Peer) -> None:
+        """The worker's record in Redis is gone (missed heartbeats): no dispatch to it until it
+        heartbeats or registers, and it is told so once (docs/protocol.md 4.2)."""
+        slots = registered(peer)
+        if slots.lapsed:
+            return
+        slots.lapsed = True
+        liveness_s = self.store.settings.liveness_ms / 1000
+        peer.send(frames.error(e.NOT_REGISTERED, f"worker {slots.worker_id!r} is no longer registered: "
+                               f"it sent no heartbeat for {liveness_s:g} s and its jobs were taken back; "
+                               "send worker_heartbeat or register_worker to register again"))
 
     # ---- registration ------------------------------------------------------------------------
 
@@ -67,6 +115,11 @@ class WorkerHandlers:
         if not p.WORKER_ID_RE.match(worker_id):
             raise ProtocolError(e.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
                                 "[A-Za-z0-9._:@-]", field="worker_id")
+        if not peer.identity.may_register(worker_id):
+            # before the replacement below: a token bound to other ids can never take over a worker
+            raise ProtocolError(e.FORBIDDEN, f"this connection's token may not register worker id "
+                                f"{worker_id!r} (it is bound to {peer.identity.worker_ids})",
+                                field="worker_id")
         if current is not None and worker_id != current:
             raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {current!r}; open "
                                 "another connection for another worker id", field="worker_id")
@@ -78,15 +131,13 @@ class WorkerHandlers:
         held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=hub.hub_id)
         known = peer.worker.jobs if peer.worker is not None else {}
         reassigned = [job_id for job_id in held if job_id not in known]
-        peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held)
+        peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held,
+                                  heard_at=asyncio.get_running_loop().time())
         hub.workers[worker_id] = peer
         settings = self.store.settings
-        # a third of the shorter of lease and liveness (docs/protocol.md 4.2), so a configured
-        # interval can never outlast a short lease
-        heartbeat_s = min(hub.config.heartbeat_interval_s,
-                          min(settings.lease_ms, settings.liveness_ms) / 3000)
-        peer.reply(message.req, frames.worker_registered(worker_id, heartbeat_s, settings.lease_ms / 1000,
-                                                         settings.liveness_ms / 1000, list(held)))
+        peer.reply(message.req, frames.worker_registered(
+            worker_id, self.heartbeat_interval_s(), settings.lease_ms / 1000, settings.liveness_ms / 1000,
+            list(held)))
         await self._resend_held(peer, reassigned)
         await self.fill(peer)
 
@@ -130,10 +181,10 @@ class WorkerHandlers:
 
     @staticmethod
     def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.CompleteJob | m.FailJob) -> int:
-        # the hub's own record of the attempt it assigned; a result re-sent after a reconnect names
-        # its attempt, which the store answers as a repeat
-        attempt = slots.jobs.get(message.job_id)
-        return message.attempt if attempt is None else attempt
+        # the attempt a worker names is the fencing token: the store refuses a stale one lease_lost
+        # and answers a re-sent one as a repeat; only a frame without it (0) takes the attempt this
+        # connection was assigned (0 again when there is none, which the store refuses)
+        return message.attempt or slots.jobs.get(message.job_id, 0)
 
     async def on_update_job_progress(self, peer: Peer, message: m.UpdateJobProgress) -> None:
         slots, job_id = registered(peer), message.job_id
@@ -142,7 +193,7 @@ class WorkerHandlers:
             cancel = await self.store.progress(job_id, slots.worker_id, attempt, message.progress,
                                                message.message[:MAX_PROGRESS_MESSAGE_CHARS])
         except LeaseLost:
-            slots.jobs.pop(job_id, None)
+            slots.forget(job_id, attempt)
             raise
         if cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
@@ -166,7 +217,7 @@ class WorkerHandlers:
             except ProtocolError as exc:
                 refused_early.append(error_for(exc, message.req, peer.role))
                 continue
-            slots.jobs.pop(message.job_id, None)
+            slots.forget(message.job_id, attempt)
             completions.append(Completion(message.job_id, attempt, result))
             refused_early.append(None)
         next_jobs: list[ClaimedJob] = []
@@ -186,7 +237,7 @@ class WorkerHandlers:
     async def on_fail_job(self, peer: Peer, message: m.FailJob) -> None:
         slots, job_id = registered(peer), message.job_id
         attempt = self._attempt(slots, message)
-        slots.jobs.pop(job_id, None)
+        slots.forget(job_id, attempt)
         outcome = await self.store.fail(job_id, slots.worker_id, attempt, message.error[:MAX_ERROR_CHARS],
                                         retry=message.retry, claim_next=slots.free())
         peer.reply(message.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))
@@ -202,6 +253,7 @@ class WorkerHandlers:
 
     async def on_worker_heartbeat(self, peer: Peer, message: m.WorkerHeartbeat) -> None:
         slots = registered(peer)
+        missed_dispatch = not self._awake(slots)
         try:
             beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
         except WorkerNotFound:
@@ -211,9 +263,10 @@ class WorkerHandlers:
                                                     slots.concurrency, hub_id=self.hub.hub_id)
             self._drop_lost(peer, [job_id for job_id in slots.jobs if job_id not in held])
             beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
+        slots.heard(asyncio.get_running_loop().time())
         self._drop_lost(peer, beat.lost)
         for job_id in beat.cancel:
             peer.send(frames.cancel_job(job_id, "cancelled"))
         peer.reply(message.req, frames.worker_heartbeat_ack(slots.worker_id, beat.extended, beat.lost))
-        if beat.lost:
+        if beat.lost or missed_dispatch:  # slots freed, or new jobs went by while it was quiet
             await self.fill(peer)

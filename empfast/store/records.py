@@ -26,6 +26,7 @@ class Added(NamedTuple):
     job_id: str
     status: str
     created: bool
+    foreign: bool = False  # it existed already, submitted by another owner (docs/security.md)
 
 
 class ClaimedJob(NamedTuple):

@@ -22,8 +22,15 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empfast.config import QueueSettings, RedisOptions
-from empfast.errors import BadArgument, JobNotFound, LayoutMismatch, StoreRefusal, refusal
-from empfast.ids import event_key, new_job_id
+from empfast.errors import (
+    BadArgument,
+    JobNotFound,
+    LayoutMismatch,
+    StoreRefusal,
+    TooManyJobTypes,
+    refusal,
+)
+from empfast.ids import LAST_EVENT_KEY, event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
@@ -55,6 +62,9 @@ NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 def redis_from_options(options: RedisOptions) -> aioredis.Redis:
     """A redis-py asyncio client (hiredis parser when installed) that reconnects on its own."""
     extra: dict[str, Any] = {}
+    password = options.resolved_password()
+    if password is not None:  # kept out of the URL, which is shown in logs and errors
+        extra["password"] = password
     if options.url.startswith("rediss://"):
         extra.update(ssl_ca_certs=options.ssl_ca_certs, ssl_certfile=options.ssl_certfile,
                      ssl_keyfile=options.ssl_keyfile)
@@ -124,6 +134,7 @@ class Store:
             "keep_completed_max": s.keep_completed_max,
             "keep_failed_ms": s.keep_failed_ms,
             "keep_failed_max": s.keep_failed_max,
+            "max_job_types": s.max_job_types,
             **LUA_LIMITS,
         })
         await self._load_scripts()
@@ -154,14 +165,19 @@ class Store:
             return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
         except ResponseError as exc:
             text = str(exc)
+            if text.startswith(TooManyJobTypes.lua_reply + " "):
+                raise TooManyJobTypes(int(text.split()[1])) from None
             if text.startswith(BadArgument.lua_reply + " "):
                 raise BadArgument(text.removeprefix(BadArgument.lua_reply + " ")) from None
             raise
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None) -> list[Added]:
-        """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch."""
+    async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None,
+                       owner: str = "") -> list[Added]:
+        """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch.
+        `owner` (a hash of the submitter's token) is stored with each job added; an existing job
+        with another owner comes back `foreign`."""
         k = self.keys
         args: list[Any] = [k.prefix, "" if now is None else now, 0]
         count = 0
@@ -172,8 +188,11 @@ class Store:
         args[2] = count
         if count == 0:
             return []
+        if owner:
+            args.append(owner)
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types), args)
-        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1) for i in range(1, len(out), 3)]
+        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2)
+                for i in range(1, len(out), 3)]
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
                       job_id: str | None = None, max_attempts: int = 3, delay_ms: float = 0,
@@ -385,6 +404,16 @@ class Store:
             k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers),
             (k.prefix,)))
 
+    async def pending_counts(self, job_types: Iterable[str]) -> dict[str, int]:
+        """How many jobs of each of these types are pending (types with none are left out), in one
+        round trip whose cost grows with the types asked for, not with the queue's types."""
+        wanted = list(job_types)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_type in wanted:
+            pipe.zcard(self.keys.pending(job_type))
+        counts = await pipe.execute() if wanted else []
+        return {job_type: count for job_type, count in zip(wanted, counts, strict=True) if count}
+
     async def read_events(self, last_id: str = "$", *, count: int = 1000,
                           block_ms: int | None = None) -> list[tuple[str, dict[str, bytes]]]:
         """Events after last_id ("$": only new ones), oldest first."""
@@ -409,12 +438,14 @@ class Store:
         the oldest `scan` entries after `since` (an XRANGE from there; the default is the stream's
         trimmed length), so a job's later events past that window are not returned. The flag is
         False when `since` is older than the stream's first entry: trimmed events may be missing."""
+        since_key = event_key(since)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.events, count=1)
-        pipe.xrange(self.keys.events, min=f"({since}", count=scan)
-        first, entries = await pipe.execute()
+        if since_key != LAST_EVENT_KEY:  # nothing comes after it, and Redis refuses "(" of it
+            pipe.xrange(self.keys.events, min=f"({since}", count=scan)
+        first, *after = await pipe.execute()
+        entries = after[0] if after else []
         first_key = event_key(text(first[0][0])) if first else None
-        since_key = event_key(since)
         complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
         events = [stream_entry(e) for e in entries

@@ -72,8 +72,8 @@ class Worker:
             self.handlers[job_type] = check_handler(job_type, handler)
         self.stats = WorkerStats()
         self.connection = Connection(
-            endpoint(url, "worker", token=token), on_push=self._on_push, on_connected=self._on_connected,
-            backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s)
+            endpoint(url, "worker"), on_push=self._on_push, on_connected=self._on_connected,
+            backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s, token=token)
         self._runs: dict[str, Run] = {}
         # job id -> a newer attempt assigned while the lost run of that job was still stopping
         self._next_attempt: dict[str, dict[str, Any]] = {}

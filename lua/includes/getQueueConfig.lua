@@ -9,7 +9,7 @@
 local function getQueueConfig(metaKey)
   local fields = {'events_maxlen', 'keep_completed_ms', 'keep_completed_max', 'keep_failed_ms',
     'keep_failed_max', 'max_job_id_bytes', 'max_job_type_bytes', 'max_worker_id_bytes',
-    'max_priority', 'max_attempts', 'max_delay_ms', 'max_concurrency', 'max_claim'}
+    'max_priority', 'max_attempts', 'max_delay_ms', 'max_concurrency', 'max_claim', 'max_job_types'}
   local values = rcall('HMGET', metaKey, unpack(fields))
   local cfg = {}
   for i, name in ipairs(fields) do

@@ -4,7 +4,7 @@
 ]]
 --- @include "isWorkerLive"
 local function touchWorker(prefix, workersKey, workerId, now)
-  if not isWorkerLive(prefix, workersKey, workerId) then
+  if not isWorkerLive(prefix, workersKey, workerId, now) then
     return false
   end
   local workerKey = prefix .. 'worker:' .. workerId
