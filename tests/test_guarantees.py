@@ -28,9 +28,6 @@ async def hub_with(make_store: MakeStore, **settings: object) -> AsyncIterator[H
         await hub.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 8: the hub sent a complete_job naming attempt 1 to the store as the attempt it tracks (2), "
-    "so a stale result was stored; fixed on branch fencing"))
 async def test_a_stale_attempt_is_refused_and_every_subscriber_sees_the_newer_attempts_result(
         make_store: MakeStore) -> None:
     """The same worker, given the job again as attempt 2 after its lease on attempt 1 ran out, sends
@@ -86,9 +83,8 @@ async def test_a_payload_the_hub_accepts_is_one_the_sdks_can_parse(hub: Hub) -> 
     assert answer["type"] == "error" and answer["code"] in {"bad_json", "bad_message", "limit_exceeded"}
 
 
-# tests that docs/guarantees.md names, which arrive with another branch (the lead empties this after
-# merging it)
-ON_OTHER_BRANCHES = {"tests/test_security.py", "tests/test_reliability.py"}
+# tests that docs/guarantees.md names, which arrive with another branch (none since main has them all)
+ON_OTHER_BRANCHES: set[str] = set()
 
 
 def test_every_test_docs_guarantees_names_exists() -> None:
