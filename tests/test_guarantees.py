@@ -95,3 +95,18 @@ def test_every_test_docs_guarantees_names_exists() -> None:
     missing = [f"{path}::{name}" for path, name in named if path not in ON_OTHER_BRANCHES
                and not re.search(rf"^(async )?def {name}\(", (root / path).read_text(), re.MULTILINE)]
     assert missing == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 8: the hub accepts a payload or result holding a number beyond a double (1e400), which the "
+    "SDKs' orjson refuses: the worker drops the job_assigned, clients the job_completed; found by the "
+    "long fuzz; not fixed yet"))
+async def test_a_payload_with_a_number_the_sdks_cannot_read_is_refused(hub: Hub) -> None:
+    """A job every worker SDK can read: a payload holding 1e400 (out of a double's range) is refused."""
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(b"[1e400]")
+    client = await connect(hub, "/ws/client")
+    client.send(b'{"type":"submit_job","job_type":"t","req":1,"payload":[1e400]}')
+    answer = await client.until_any(("error", "job_accepted"))
+    client.close()
+    assert answer["type"] == "error" and answer["code"] in {"bad_json", "bad_message"}
