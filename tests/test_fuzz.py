@@ -7,8 +7,7 @@ payload it was submitted with, byte for byte.
 
 On the embedded store EMPFAST_FUZZ_EXAMPLES examples (3,000 by default, 100,000 with
 EMPFAST_LONG=1), on real Redis a quarter as many. Derandomized (a fixed seed) unless EMPFAST_LONG=1;
-the batches still vary a little from run to run, as the hub's answers steer hypothesis, so a failure
-prints the smallest failing batch and a @reproduce_failure blob to replay it."""
+a failure prints the smallest failing batch and a @reproduce_failure blob to replay it."""
 
 from __future__ import annotations
 
