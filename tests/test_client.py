@@ -266,8 +266,9 @@ async def test_waiting_longer_than_the_timeout_raises_timeout_error(hub: Hub) ->
 
 
 async def test_events_missed_while_disconnected_arrive_once_and_in_order(hub: Hub) -> None:
-    # a 0.5-1 s backoff keeps the client away while the worker reports
-    async with Client(ws_url(hub), backoff_base_s=1.0) as client:
+    # a 1.5-3 s backoff keeps the client away while the worker reports, also on a loaded machine
+    # (with 0.5-1 s it could be back before the last report, failing the `not connected` check)
+    async with Client(ws_url(hub), backoff_base_s=3.0) as client:
         worker = await register(hub, "w1", ["a"])
         handle = await client.submit("a")
         job_id = handle.job_id
