@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 import redis
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from empfast.config import HubConfig
 from empfast.hub import Hub
 from empfast.store import Store
 
@@ -181,3 +182,16 @@ async def submit(client: WSPeer, job_type: str, payload: Any = None, **fields: o
         message["payload"] = payload
     client.send(message)
     return (await client.until("job_accepted"))["job_id"]
+
+
+@contextlib.asynccontextmanager
+async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterator[Hub]:
+    """A hub on a free port whose queue has these settings (lease_ms, liveness_ms, ...), with fast
+    background loops, stopped at the end."""
+    hub = Hub(await make_store(**settings),
+              HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()

@@ -3,29 +3,15 @@ peers, on real Redis and on the embedded store."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
-from support import MakeStore, connect, register, submit
+from support import MakeStore, connect, register, started_hub, submit
 
-from empfast.config import HubConfig
 from empfast.hub import Hub
-
-
-@contextlib.asynccontextmanager
-async def hub_with(make_store: MakeStore, **settings: object) -> AsyncIterator[Hub]:
-    hub = Hub(await make_store(**settings),
-              HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 async def test_a_stale_attempt_is_refused_and_every_subscriber_sees_the_newer_attempts_result(
@@ -33,7 +19,7 @@ async def test_a_stale_attempt_is_refused_and_every_subscriber_sees_the_newer_at
     """The same worker, given the job again as attempt 2 after its lease on attempt 1 ran out, sends
     attempt 1's result: lease_lost; attempt 2's result is stored, and it is what the submitter and a
     monitor see, once each."""
-    async with hub_with(make_store, lease_ms=400, liveness_ms=10_000) as hub:
+    async with started_hub(make_store, lease_ms=400, liveness_ms=10_000) as hub:
         client = await connect(hub, "/ws/client")
         monitor = await connect(hub, "/ws/monitor")
         worker = await register(hub, "w1", ["t"])

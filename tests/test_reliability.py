@@ -5,27 +5,12 @@ heartbeating holds up no one, bad frames are refused one by one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
-from support import MakeStore, WSPeer, connect, register, submit, ws_url
+from support import MakeStore, WSPeer, connect, register, started_hub, submit, ws_url
 
-from empfast.config import HubConfig
 from empfast.hub import Hub
-
-
-@contextlib.asynccontextmanager
-async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterator[Hub]:
-    """A hub on a free port whose queue has these settings (lease_ms, liveness_ms, ...)."""
-    hub = Hub(await make_store(**settings),
-              HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 async def test_a_lost_attempts_result_is_refused_and_the_newer_attempts_result_is_kept(
