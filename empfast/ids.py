@@ -1,7 +1,12 @@
-"""Identifiers shared by the store, the hub and the SDKs: job ids and event ids. A leaf module."""
+"""Identifiers shared by the store, the hub and the SDKs: job ids, event ids and default worker ids.
+A leaf module."""
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import socket
 import uuid
 
 
@@ -25,3 +30,9 @@ def event_key(event_id: object) -> tuple[int, int] | None:
         return int(ms), int(seq or 0)
     except ValueError:
         return None
+
+
+def default_worker_id() -> str:
+    """host-pid-random: stable for one Worker object, unique across processes on one host."""
+    host = re.sub(r"[^A-Za-z0-9._:@-]", "-", socket.gethostname())[:64] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -1,7 +1,8 @@
 """The store: the only code in empfast that talks to Redis, an async API over the Lua scripts.
 
-- store.py: the Store (start-up, one EVALSHA per transition) and the Redis client it makes
+- store.py: the Store (start-up, one EVALSHA per transition)
 - records.py: the values it takes and returns, read from the scripts' replies
+- redis_client.py: the redis-py client made from RedisOptions
 """
 
 from empfast.store.records import (
@@ -15,7 +16,8 @@ from empfast.store.records import (
     Stats,
     SweepResult,
 )
-from empfast.store.store import Store, redis_from_options
+from empfast.store.redis_client import redis_from_options
+from empfast.store.store import Store
 
 __all__ = ["Added", "CancelOutcome", "ClaimedJob", "Completion", "FailOutcome", "Heartbeat", "NewJob",
            "Stats", "Store", "SweepResult", "redis_from_options"]

@@ -16,9 +16,10 @@ twice, across reconnects and shutdown. docs/protocol.md (sections 4.2, 4.4, 5 an
 - outbox.py: outcomes kept and re-sent until the hub acknowledges them
 """
 
+from empfast.ids import default_worker_id
 from empfast.worker.job import Handler, Job, NonRetryableError, check_handler
 from empfast.worker.outbox import WorkerStats
-from empfast.worker.worker import Worker, default_worker_id, run_worker
+from empfast.worker.worker import Worker, run_worker
 
 __all__ = ["Handler", "Job", "NonRetryableError", "Worker", "WorkerStats", "check_handler",
            "default_worker_id", "run_worker"]

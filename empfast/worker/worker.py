@@ -9,11 +9,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import re
-import secrets
 import signal
-import socket
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 from picows import WSTransport
 
 from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
+from empfast.ids import default_worker_id
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES, MAX_CONCURRENCY, payload_limit
 from empfast.protocol import WORKER_ID_RE
 from empfast.worker.job import (
@@ -40,12 +37,6 @@ from empfast.worker.outbox import Outbox, WorkerStats
 from empfast.worker.signals import on_stop_signals
 
 log = logging.getLogger("empfast.worker")
-
-def default_worker_id() -> str:
-    """host-pid-random: stable for one Worker object, unique across processes on one host."""
-    host = re.sub(r"[^A-Za-z0-9._:@-]", "-", socket.gethostname())[:64] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
-
 
 class Worker:
     """A worker process's connection to the hub and the jobs it runs. Use `await run()` (until
