@@ -31,6 +31,7 @@ INBOX_HIGH = 2048  # frames queued on one connection before the hub stops readin
 # Bytes are bounded by HubConfig.max_inbound_bytes (per connection) and max_inbound_total_bytes (the
 # hub); reading resumes below half of each, so a sender at the budget is not paused on every frame.
 # WebSocket close codes (docs/protocol.md section 2)
+NOT_REGISTERED_YET = "send register_worker first"
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_TEXT = 1007
 CLOSE_POLICY = 1008
@@ -301,12 +302,14 @@ class Peer(WSListener):
                 self.send(error_for(exc, message.req, self.role))
         await self._flush(run)
 
+    def must_register_first(self, kind: str | None) -> bool:
+        """A worker may send only register_worker and ping before it has registered; that answer
+        comes before any other, for a valid frame (Hub.handle) or a refused one (_refusal)."""
+        return self.role == "worker" and self.worker is None and kind not in (None, "register_worker", "ping")
+
     def _refusal(self, exc: MessageError) -> bytes:
-        """A worker must register before anything else, so an unregistered worker hears that
-        first, whatever else is wrong with the frame (as for a valid one, Hub.handle)."""
-        if self.role == "worker" and self.worker is None and exc.kind not in (None, "register_worker",
-                                                                                "ping"):
-            return frames.error(e.NOT_REGISTERED, "send register_worker first", exc.req)
+        if self.must_register_first(exc.kind):
+            return frames.error(e.NOT_REGISTERED, NOT_REGISTERED_YET, exc.req)
         return frames.error(exc.code, exc.message, exc.req, **exc.extra)
 
     def _over_rate(self, data: bytes) -> bytes:

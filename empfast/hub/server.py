@@ -32,7 +32,7 @@ from empfast.errors import ProtocolError
 from empfast.hub import frames
 from empfast.hub.auth import NOBODY, Auth, Identity
 from empfast.hub.clients import ClientHandlers
-from empfast.hub.conn import CLOSE_GOING_AWAY, Peer
+from empfast.hub.conn import CLOSE_GOING_AWAY, NOT_REGISTERED_YET, Peer
 from empfast.hub.dispatch import Dispatcher
 from empfast.hub.monitors import MonitorHandlers
 from empfast.hub.workers import WorkerHandlers
@@ -228,9 +228,8 @@ class Hub:
         await self.batch_handlers[type(run[0])](peer, run)
 
     async def handle(self, peer: Peer, message: m.AnyMessage) -> None:
-        if peer.role == "worker" and peer.worker is None and not isinstance(message, (m.RegisterWorker,
-                                                                                       m.Ping)):
-            raise ProtocolError(e.NOT_REGISTERED, "send register_worker first")
+        if peer.must_register_first(m.tag_of(type(message))):
+            raise ProtocolError(e.NOT_REGISTERED, NOT_REGISTERED_YET)
         await self.handlers[type(message)](peer, message)
 
     async def on_ping(self, peer: Peer, message: m.Ping) -> None:
