@@ -12,6 +12,9 @@ MAX_JOB_ID_BYTES = 256
 MAX_JOB_TYPE_BYTES = 128
 MAX_WORKER_ID_BYTES = 128
 MAX_REQ_BYTES = 128  # a request id that is a string; echoed back in the reply
+# nesting of a payload or result: orjson, the SDKs' parser, reads 1,024 levels, and the frame
+# that carries the value is one of them
+MAX_VALUE_DEPTH = 1023
 MAX_PROGRESS_MESSAGE_CHARS = 4096  # a progress message, truncated beyond
 MAX_ERROR_CHARS = 16_384  # a failure's error text, truncated beyond
 

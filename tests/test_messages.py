@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from empfast import errors as e
 from empfast import messages as m
 from empfast.errors import ProtocolError
-from empfast.limits import MAX_BATCH
+from empfast.limits import MAX_BATCH, MAX_VALUE_DEPTH
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 SECTION_ROLES = {"4.1": "client", "4.2": "worker", "4.3": "monitor"}
@@ -364,3 +365,38 @@ CHANGED: dict[tuple[str, bytes], tuple[Any, Any]] = {
 @pytest.mark.parametrize(("role", "frame"), list(CHANGED))
 def test_the_answers_that_changed_are_the_documented_ones(role: str, frame: bytes) -> None:
     assert now(role, frame) == CHANGED[role, frame][1]
+
+
+FILLER = b'"' + b"x" * 5000 + b'"'  # past the size below which every value is parsed whole
+READABILITY = [
+    (b"[1e400]", False), (b"[-2E+308]", False), (b"[1e0000400]", False), (b"[1" + b"0" * 400 + b"]", False),
+    (b"[1" + b"0" * 309 + b".5]", False), (b"[1" + b"0" * 250 + b"e99]", False),
+    (b"[1e308, -1.7e308, 1e-400, 1e99]", True), (b"[1" + b"0" * 250 + b"]", True),
+    (b"[1" + b"0" * 208 + b"e99]", True),
+    (b'["1e400 and E+0999 are text here", "' + b"9" * 400 + b'"]', True),
+    (b"[0." + b"0" * 400 + b"1]", True),
+]
+
+
+@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
+@pytest.mark.parametrize(("value", "readable"), READABILITY, ids=range(len(READABILITY)))
+def test_a_value_is_refused_exactly_when_the_sdks_parser_cannot_read_it(value: bytes, readable: bool,
+                                                                       long: bool) -> None:
+    """check_readable agrees with orjson (the SDKs' parser) on numbers at the edge of a double,
+    also for a long value, where it parses only what a scan finds suspect."""
+    if long:
+        value = b"[" + value + b"," + FILLER + b"]"
+        assert sys.getrecursionlimit() <= MAX_VALUE_DEPTH  # so the scan decides what is parsed
+    try:
+        orjson.loads(value)
+        truth = True
+    except orjson.JSONDecodeError:
+        truth = False
+    assert truth == readable
+    if readable:
+        m.check_readable(value, "payload")
+    else:
+        with pytest.raises(ProtocolError) as refused:
+            m.check_readable(value, "result")
+        assert (refused.value.code, refused.value.extra.get("field")) == (e.BAD_MESSAGE, "result")
+        assert "fit a double" in str(refused.value)

@@ -34,7 +34,7 @@ class ClientHandlers:
     def new_job(self, body: m.JobBody, where: str = "") -> NewJob:
         """A job to add; `where` prefixes the field name of an error inside a batch ("jobs[2].")."""
         payload = bytes(body.payload)
-        check_size(payload, where + "payload", self.hub.config.max_frame_bytes)
+        check_value(payload, where + "payload", self.hub.config.max_frame_bytes)
         return NewJob(job_type=body.job_type, payload=payload, priority=body.priority,
                       job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
                       delay_ms=body.delay_s * 1000)
@@ -251,9 +251,11 @@ def taken(job_id: str, field: str = "job_id") -> ProtocolError:
                          "(or leave job_id out)", field=field, job_id=job_id)
 
 
-def check_size(value: bytes, field: str, max_frame_bytes: int) -> None:
-    """Payloads and results leave room for the frame built around them (docs/protocol.md 8)."""
+def check_value(value: bytes, field: str, max_frame_bytes: int) -> None:
+    """A payload or result fits the frames built around it (docs/protocol.md 8), and every SDK can
+    read it (section 3): the size first, so an oversized value is refused without being parsed."""
     cap = payload_limit(max_frame_bytes)
     if len(value) > cap:
         raise ProtocolError(e.LIMIT_EXCEEDED, f"the {field} is {len(value)} bytes, over the limit "
                             f"of {cap}: keep big data elsewhere and send its URL", field=field, limit=cap)
+    m.check_readable(value, field)

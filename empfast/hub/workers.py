@@ -14,7 +14,7 @@ from empfast import messages as m
 from empfast import protocol as p
 from empfast.errors import LeaseLost, ProtocolError, WorkerNotFound
 from empfast.hub import frames
-from empfast.hub.clients import check_size
+from empfast.hub.clients import check_value
 from empfast.hub.conn import CLOSE_REPLACED, Peer, WorkerSlots, error_for
 from empfast.limits import MAX_ERROR_CHARS, MAX_PROGRESS_MESSAGE_CHARS
 from empfast.store import ClaimedJob, Completion
@@ -213,7 +213,7 @@ class WorkerHandlers:
             attempt = self._attempt(slots, message)
             result = bytes(message.result)
             try:
-                check_size(result, "result", self.hub.config.max_frame_bytes)
+                check_value(result, "result", self.hub.config.max_frame_bytes)
             except ProtocolError as exc:
                 refused_early.append(error_for(exc, message.req, peer.role))
                 continue
