@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from support import MakeStore, RedisServer, T
 
 from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import LayoutMismatch
+from empfast.scripts import Script
 from empfast.store import Store, redis_from_options
 
 
@@ -63,17 +65,13 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     """Each script's KEYS, and the prefix it builds per-job and per-worker keys from, share the
     queue's hash tag, so every script runs on Redis Cluster. Every script is called once."""
     calls: list[tuple[str, list[str], str]] = []
-    by_sha = {s.sha: s for s in store.scripts.values()}
-    evalsha = store.redis.evalsha
+    evalsha = store._evalsha  # the one place every script call goes through
 
-    async def recording(sha: str, num_keys: int, *keys_and_args: Any) -> Any:
-        script = by_sha[sha]
-        assert num_keys == script.num_keys
-        keys = [str(k) for k in keys_and_args[:num_keys]]
-        calls.append((script.name, keys, str(keys_and_args[num_keys])))
-        return await evalsha(sha, num_keys, *keys_and_args)
+    async def recording(script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        calls.append((script.name, [str(k) for k in keys], str(args[0])))
+        return await evalsha(script, keys, args)
 
-    monkeypatch.setattr(store.redis, "evalsha", recording)
+    monkeypatch.setattr(store, "_evalsha", recording)
     await store.add_job("a", job_id="j", now=T)
     await store.register_worker("w1", ["a"], 2, now=T)
     (job,) = await store.claim("w1", now=T)

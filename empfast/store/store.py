@@ -30,6 +30,7 @@ from empfast.ids import LAST_EVENT_KEY, event_key, new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
+from empfast.store.pipelined import PipelinedConnection, command
 from empfast.store.records import (
     Added,
     CancelOutcome,
@@ -65,6 +66,10 @@ class Store:
         self.keys = QueueKeys.for_queue(self.settings.name)
         self.scripts: dict[str, Script] = load_scripts()
         self.scripts_version = scripts_version(self.scripts)
+        # the scripts run on a connection of their own, auto-pipelined (pipelined.py says why);
+        # None on the embedded store, where they go through fakeredis
+        self.script_connection = PipelinedConnection.like(redis)
+        self._script_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
         self._started = False
 
     @classmethod
@@ -83,6 +88,8 @@ class Store:
         return cls(fakeredis.FakeAsyncRedis(), settings)
 
     async def close(self) -> None:
+        if self.script_connection is not None:
+            await self.script_connection.close()
         await self.redis.aclose()
 
     # ---- start-up ----------------------------------------------------------------------------
@@ -123,11 +130,23 @@ class Store:
             if text(sha) != script.sha:
                 raise RuntimeError(f"Redis gave SHA {text(sha)} for {script.name}, expected {script.sha}")
 
+    async def _evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        connection = self.script_connection
+        if connection is None:
+            return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+        head = self._script_heads.get((script.sha, tuple(keys)))
+        if head is None:  # EVALSHA, the sha, the key count and the keys: the same on every call
+            head = b"".join(command("EVALSHA", script.sha, script.num_keys, *keys)[1:])
+            self._script_heads[script.sha, tuple(keys)] = head
+        parts = command(*args)
+        parts[0] = b"*%d\r\n" % (3 + len(keys) + len(args)) + head
+        return await connection.call(parts)
+
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.scripts[name]
         try:
             try:
-                return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+                return await self._evalsha(script, keys, args)
             except NoScriptError:
                 # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
                 log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
@@ -136,7 +155,7 @@ class Store:
                     raise
                 log.warning("the queue's meta hash lost its settings (%s); writing them again", exc)
             await self.start()
-            return await self.redis.evalsha(script.sha, script.num_keys, *keys, *args)
+            return await self._evalsha(script, keys, args)
         except ResponseError as exc:
             text = str(exc)
             if text.startswith(TooManyJobTypes.lua_reply + " "):

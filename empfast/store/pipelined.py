@@ -1,0 +1,264 @@
+"""The connection the store runs its Lua scripts on: one socket, auto-pipelined.
+
+Every EVALSHA issued in one event-loop turn goes out in one write; replies are parsed by hiredis (in
+C) and handed to their callers in order. Why not redis-py for this path: its asyncio client spends
+about 160 us of Python per call (a task and a timer per command, RESP encoded in Python, a pool
+checkout; ../shared measurements, and bench/test_bench_store.py here), which a busy hub pays for
+every batch of jobs; this connection costs under 10 us a call and lets Redis read many calls per
+read. redis-py stays for everything else the store does (start-up, reads, the blocking XREAD).
+
+What it does about failures:
+- a call in flight when the connection breaks or times out fails with ConnectionError or
+  TimeoutError and is never sent again: the caller decides (a script may have run; the hub answers
+  `unavailable` and the SDKs re-send, which the scripts' idempotence makes safe);
+- the next call connects again (AUTH, SELECT, TLS as the URL and options say);
+- a reply slower than the command timeout closes the connection (one timer for the connection,
+  not one per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis import asyncio as aioredis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Arg = bytes | str | int | float
+
+
+def _bulk(value: Arg) -> bytes:
+    """One RESP bulk-string header and body; big bytes values are appended, not copied, by the caller."""
+    if type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode()
+    if type(value) is int:
+        return b"%d" % value
+    if type(value) is float:
+        return repr(value).encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a Redis argument must be bytes, str, int or float, not {type(value).__name__}")
+
+
+def command(*args: Arg) -> list[bytes]:
+    """The RESP parts of one command (joined by the connection when it writes)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        body = _bulk(arg)
+        parts += (b"$%d\r\n" % len(body), body, b"\r\n")
+    return parts
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: PipelinedConnection) -> None:
+        self.owner = owner
+        self.reader = hiredis.Reader(replyError=ResponseError, protocolError=InvalidResponse)
+        self.transport: asyncio.Transport | None = None
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.error: Exception | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiting = self.waiting
+        try:
+            while (reply := self.reader.gets()) is not False:
+                future = waiting.popleft()
+                if future.done():  # its caller was cancelled: the reply is dropped
+                    continue
+                if type(reply) is ResponseError:
+                    future.set_exception(NoScriptError(str(reply)) if str(reply).startswith("NOSCRIPT")
+                                         else reply)
+                else:
+                    future.set_result(reply)
+        except InvalidResponse as exc:
+            self.abort(RedisConnectionError(f"Redis sent a reply that is not RESP: {exc}"))
+        self.owner.last_reply = time.monotonic()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = exc or "by Redis"
+        self.fail(self.error or RedisConnectionError(f"the Redis connection was closed ({why})"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def abort(self, error: Exception) -> None:
+        self.error = error
+        if self.transport is not None:
+            self.transport.abort()
+        self.fail(error)
+
+    def fail(self, error: Exception) -> None:
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class PipelinedConnection:
+    """One auto-pipelined connection to Redis (see the module's docstring)."""
+
+    def __init__(self, *, host: str | None = None, port: int = 6379, path: str | None = None, db: int = 0,
+                 username: str | None = None, password: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None, connect_timeout_s: float = 5.0,
+                 command_timeout_s: float = 5.0, retry: Retry | None = None) -> None:
+        self.host, self.port, self.path, self.db = host, port, path, db
+        self.username, self.password, self.ssl_context = username, password, ssl_context
+        self.connect_timeout_s, self.command_timeout_s = connect_timeout_s, command_timeout_s
+        self.retry = retry
+        self.writes = 0  # socket writes so far: tests and benchmarks count the batching
+        self.last_reply = 0.0
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def like(cls, client: aioredis.Redis) -> PipelinedConnection | None:
+        """A connection to the server a redis-py client talks to, as redis-py parsed its URL and
+        options; None for a client that is not on a socket (fakeredis, the embedded store)."""
+        pool = client.connection_pool
+        if pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
+            return None
+        kwargs = pool.connection_kwargs
+        context = None
+        if pool.connection_class is SSLConnection:
+            context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
+            if kwargs.get("ssl_certfile"):
+                context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"))
+        return cls(host=kwargs.get("host"), port=int(kwargs.get("port", 6379)), path=kwargs.get("path"),
+                   db=int(kwargs.get("db", 0)), username=kwargs.get("username"),
+                   password=kwargs.get("password"), ssl_context=context,
+                   connect_timeout_s=kwargs.get("socket_connect_timeout") or 5.0,
+                   command_timeout_s=kwargs.get("socket_timeout") or 5.0, retry=kwargs.get("retry"))
+
+    async def call(self, parts: Sequence[bytes]) -> Any:
+        """Send one command (the parts of `command()`), batched with the others of this loop turn,
+        and return its reply; an error reply raises ResponseError (NoScriptError for NOSCRIPT).
+        A broken connection or a timeout is retried as the redis-py client's Retry says (the
+        store's `retries` option): every empfast script is safe to run twice (docs/data-model.md)."""
+        try:
+            return await self._send(parts)
+        except (RedisConnectionError, RedisTimeoutError):
+            if self.retry is None:
+                raise
+
+        async def send_again() -> Any:
+            return await self._send(parts)
+
+        async def ignore(error: Exception) -> None:
+            pass
+
+        return await self.retry.call_with_retry(send_again, ignore)
+
+    async def _send(self, parts: Sequence[bytes]) -> Any:
+        protocol = self._protocol
+        if protocol is None or not protocol.usable:
+            protocol = await self._connect()
+        future = asyncio.get_running_loop().create_future()
+        if not protocol.waiting:  # the reply clock starts now, not at the last reply of long ago
+            self.last_reply = time.monotonic()
+        protocol.waiting.append(future)
+        self._outbox += parts
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data, self._outbox = b"".join(self._outbox), []
+        protocol = self._protocol
+        if protocol is None or not protocol.usable:
+            return  # its futures were failed when the connection was lost
+        protocol.transport.write(data)
+        self.writes += 1
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout_s, self._check,
+                                                                   protocol)
+
+    def _check(self, protocol: _Protocol) -> None:
+        """While replies are awaited, a timer: no reply for a command timeout breaks the connection,
+        failing its calls with TimeoutError."""
+        self._watchdog = None
+        if protocol is not self._protocol or not protocol.waiting:
+            return
+        quiet = time.monotonic() - self.last_reply
+        if quiet >= self.command_timeout_s:
+            protocol.abort(RedisTimeoutError(f"Redis sent no reply for {self.command_timeout_s} s"))
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout_s - quiet, self._check,
+                                                               protocol)
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            protocol = self._protocol
+            if protocol is not None and protocol.usable:
+                return protocol
+            self._outbox = []  # parts of calls whose futures failed with the old connection
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    if self.path:
+                        _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self.path)
+                    else:
+                        _, protocol = await loop.create_connection(lambda: _Protocol(self), self.host,
+                                                                   self.port, ssl=self.ssl_context)
+                    await self._handshake(protocol)
+            except (OSError, TimeoutError) as exc:
+                self._protocol = None
+                where = self.path or f"{self.host}:{self.port}"
+                raise RedisConnectionError(f"cannot connect to Redis at {where}: {exc}") from exc
+            except BaseException:
+                if protocol is not None and protocol.transport is not None:
+                    protocol.transport.abort()
+                self._protocol = None
+                raise
+            return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        """AUTH and SELECT, written before the connection is handed out, so no call of another
+        caller can come before them on the wire; their replies are awaited after."""
+        steps: list[bytes] = []
+        if self.password is not None:
+            steps += command("AUTH", *([self.username] if self.username else []), self.password)
+        if self.db:
+            steps += command("SELECT", self.db)
+        assert protocol.transport is not None
+        replies = [asyncio.get_running_loop().create_future() for _ in range(bool(self.password is not None)
+                                                                              + bool(self.db))]
+        protocol.waiting.extend(replies)
+        if steps:
+            protocol.transport.write(b"".join(steps))
+        self._protocol = protocol
+        for reply in replies:
+            await reply
+
+    async def close(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            await protocol.closed
