@@ -126,9 +126,10 @@ def test_pushes_to_workers() -> None:
     assert sent(frames.cancel_job(doc["job_id"], doc["reason"])) == doc
 
 
-def _entry(**fields: Any) -> dict[str, bytes]:
-    """An events-stream entry as the store reads it: every value bytes."""
-    return {k: v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items() if v is not None}
+def _entry(**fields: Any) -> dict[bytes, bytes]:
+    """An events-stream entry as the store reads it: every name and value bytes."""
+    return {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()
+            if v is not None}
 
 
 def test_job_events_from_stream_entries() -> None:

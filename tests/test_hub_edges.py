@@ -401,7 +401,7 @@ async def test_a_hub_whose_reader_fell_behind_a_trimmed_stream_tells_its_subscri
         reader_failed.set()
         raise RedisConnectionError("the test cut the reader off")
 
-    monkeypatch.setattr(hub.store, "read_events", cut_off)
+    monkeypatch.setattr(hub.store, "read_event_entries", cut_off)
     async with asyncio.timeout(5):
         await reader_failed.wait()  # the read in flight has ended: the reader now sees nothing
     other = await connect(hub, "/ws/client")

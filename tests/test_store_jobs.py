@@ -382,12 +382,12 @@ async def test_events_stream_records_each_transition(store: Store) -> None:
     (job,) = await store.claim("w1", now=T)
     await store.progress("j", "w1", job.attempt, 50, "half", now=T)
     await store.complete("j", "w1", job.attempt, b'{"ok":true}', now=T)
-    events = [(f["ev"], f.get("id")) for _, f in await store.read_events("0")]
+    events = [(f[b"ev"], f.get(b"id")) for _, f in await store.read_events("0")]
     assert events == [
         (b"added", b"j"), (b"worker", b"w1"), (b"assigned", b"j"), (b"progress", b"j"),
         (b"completed", b"j")]
     completed = (await store.read_events("0"))[-1][1]
-    assert completed["result"] == b'{"ok":true}' and completed["attempt"] == b"1"
+    assert completed[b"result"] == b'{"ok":true}' and completed[b"attempt"] == b"1"
 
 
 async def test_finished_jobs_are_trimmed_to_their_retention(make_store: MakeStore) -> None:

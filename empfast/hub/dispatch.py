@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from empfast import errors as e
 from empfast.errors import EmpfastError
 from empfast.hub import frames
-from empfast.hub.conn import CLOSE_REPLACED
+from empfast.hub.conn import CLOSE_REPLACED, Peer
 from empfast.ids import event_key
+from empfast.store import EventFields, event_fields
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -63,13 +64,13 @@ class Dispatcher:
                     self.reader_interrupted = True
                 if self.reader_interrupted:
                     await self._check_reader_gap()
-                events = await self.store.read_events(self.last_event_id, count=1000,
-                                                      block_ms=hub.config.events_block_ms)
+                entries = await self.store.read_event_entries(self.last_event_id, count=1000,
+                                                              block_ms=hub.config.events_block_ms)
                 last_read = loop.time()
                 wake: Counter[str] = Counter()
-                for event_id, fields in events:
-                    self.last_event_id = event_id
-                    self._on_event(event_id, fields, wake)
+                for entry_id, flat in entries:
+                    self.last_event_id = entry_id.decode()
+                    self._on_event(self.last_event_id, flat, wake)
                 if wake:
                     self.request_wake(wake)
             except asyncio.CancelledError:
@@ -81,31 +82,37 @@ class Dispatcher:
                 self.reader_interrupted = True
                 await asyncio.sleep(1)
 
-    def _on_event(self, event_id: str, f: dict[str, bytes], wake: Counter[str]) -> None:
-        ev = f["ev"]
+    def _on_event(self, event_id: str, flat: list[bytes], wake: Counter[str]) -> None:
+        """One entry of the stream, its fields flat: b"ev" and b"id" come first in every entry, so
+        most entries (an assignment, a completion that nobody follows) are routed without a dict."""
+        ev = flat[1]
         if ev == b"worker":
-            self._on_worker_event(event_id, f)
+            self._on_worker_event(event_id, event_fields(flat))
             return
-        job_id = f["id"].decode()
+        job_id = flat[3].decode()
+        f = None
         if ev in (b"added", b"pending"):
-            job_type = f["type"].decode()
-            if f.get("status", b"pending") == b"pending":
+            f = event_fields(flat)
+            if f.get(b"status", b"pending") == b"pending":
+                job_type = f[b"type"].decode()
                 wake[job_type] += 1
-                self._offer(job_id, job_type, int(f.get("priority", b"0")))
-        elif ev == b"failed" and f.get("final") == b"0" and "run_at" not in f:
-            wake[f["type"].decode()] += 1  # retried at once: pending again
+                self._offer(job_id, job_type, int(f.get(b"priority", b"0")))
+        elif ev == b"failed":
+            f = event_fields(flat)
+            if f.get(b"final") == b"0" and b"run_at" not in f:
+                wake[f[b"type"].decode()] += 1  # retried at once: pending again
         elif ev == b"cancel_requested":
-            worker = self.hub.workers.get(f["worker"].decode())
+            f = event_fields(flat)
+            worker = self.hub.workers.get(f[b"worker"].decode())
             if worker is not None and worker.worker is not None and job_id in worker.worker.jobs:
                 worker.send(frames.cancel_job(job_id, "cancelled"))
-        self._fan_out(job_id, event_id, f)
+        subs = self.hub.subscribers.get(job_id)
+        if subs or self.hub.monitors:
+            self._fan_out(job_id, event_id, f or event_fields(flat), subs)
 
-    def _fan_out(self, job_id: str, event_id: str, f: dict[str, bytes]) -> None:
+    def _fan_out(self, job_id: str, event_id: str, f: EventFields, subs: set[Peer] | None) -> None:
         """A job event to its subscribers and the monitors; a final event ends the subscriptions."""
         hub = self.hub
-        subs = hub.subscribers.get(job_id)
-        if not subs and not hub.monitors:
-            return
         frame = frames.job_event(event_id, f)
         # a monitor that also subscribed to the job gets each event once
         targets = hub.monitors.union(subs) if subs and hub.monitors else (subs or hub.monitors)
@@ -120,13 +127,13 @@ class Dispatcher:
                 if job_id not in peer.subs.buffered:  # a subscribe in progress ends it itself
                     hub.unsubscribe(peer, job_id)
 
-    def _on_worker_event(self, event_id: str, f: dict[str, bytes]) -> None:
+    def _on_worker_event(self, event_id: str, f: EventFields) -> None:
         hub = self.hub
-        worker_id, status = f["id"].decode(), f["status"].decode()
+        worker_id, status = f[b"id"].decode(), f[b"status"].decode()
         frame = frames.worker_status(worker_id, status, event_id)
         for peer in hub.monitors:
             peer.send(frame)
-        other_hub = f.get("hub", b"").decode()
+        other_hub = f.get(b"hub", b"").decode()
         local = hub.workers.get(worker_id)
         if status == "gone" and local is not None:
             hub.worker_handlers.record_gone(local)

@@ -13,7 +13,7 @@ import orjson
 from empfast.protocol import PROTOCOL_VERSION, splice
 
 if TYPE_CHECKING:
-    from empfast.store import Added, ClaimedJob
+    from empfast.store import Added, ClaimedJob, EventFields
 
 
 def reply(frame: dict[str, Any], req: Any) -> bytes:
@@ -145,40 +145,40 @@ def job_available(job_id: str, job_type: str, priority: int) -> bytes:
 
 # ---- events ----------------------------------------------------------------------------------------
 
-def job_event(event_id: str, f: dict[str, bytes]) -> bytes:
+def job_event(event_id: str, f: EventFields) -> bytes:
     """The frame subscribers and monitors get for one job entry of the events stream."""
-    ev, job_id = f["ev"], f["id"].decode()
+    ev, job_id = f[b"ev"], f[b"id"].decode()
     if ev == b"completed":
         return splice({"type": "job_completed", "job_id": job_id, "event_id": event_id,
-                       "worker_id": f["worker"].decode(), "attempt": int(f["attempt"])},
-                      "result", f["result"])
+                       "worker_id": f[b"worker"].decode(), "attempt": int(f[b"attempt"])},
+                      "result", f[b"result"])
     frame: dict[str, Any] = {"job_id": job_id, "event_id": event_id}
     if ev == b"failed":
-        final = f["final"] == b"1"
-        frame.update(type="job_failed", error=f["error"].decode(), final=final, attempt=int(f["attempt"]))
+        final = f[b"final"] == b"1"
+        frame.update(type="job_failed", error=f[b"error"].decode(), final=final, attempt=int(f[b"attempt"]))
         if not final:  # retried: now, or after a backoff
-            frame["status"] = "scheduled" if "run_at" in f else "pending"
-            if "run_at" in f:
-                frame["retry_at"] = int(f["run_at"])
+            frame["status"] = "scheduled" if b"run_at" in f else "pending"
+            if b"run_at" in f:
+                frame["retry_at"] = int(f[b"run_at"])
     elif ev == b"cancelled":
         frame["type"] = "job_cancelled"
     elif ev == b"progress":
-        frame.update(type="job_update", status="active", progress=float(f["progress"]),
-                     message=f["message"].decode())
+        frame.update(type="job_update", status="active", progress=float(f[b"progress"]),
+                     message=f[b"message"].decode())
     elif ev == b"assigned":
-        frame.update(type="job_update", status="active", worker_id=f["worker"].decode(),
-                     attempt=int(f["attempt"]))
+        frame.update(type="job_update", status="active", worker_id=f[b"worker"].decode(),
+                     attempt=int(f[b"attempt"]))
     elif ev == b"cancel_requested":
         frame.update(type="job_update", status="active", cancel_requested=True)
     else:  # added, pending
-        frame.update(type="job_update", status=(f.get("status") or b"pending").decode())
+        frame.update(type="job_update", status=(f.get(b"status") or b"pending").decode())
     return orjson.dumps(frame)
 
 
-def is_final_entry(f: dict[str, bytes]) -> bool:
+def is_final_entry(f: EventFields) -> bool:
     """Whether an events-stream entry ends its job (no event of the job follows it)."""
-    ev = f["ev"]
-    return ev in (b"completed", b"cancelled") or (ev == b"failed" and f.get("final") == b"1")
+    ev = f[b"ev"]
+    return ev in (b"completed", b"cancelled") or (ev == b"failed" and f.get(b"final") == b"1")
 
 
 def job_state(job_id: str, job: dict[str, Any], event_id: str, flag: dict[str, bool]) -> bytes:

@@ -3,6 +3,7 @@
 - store.py: the Store (start-up, one EVALSHA per transition)
 - records.py: the values it takes and returns, read from the scripts' replies
 - redis_client.py: the redis-py client made from RedisOptions
+- pipelined.py: the auto-pipelined connection the scripts and the events reader run on
 """
 
 from empfast.store.records import (
@@ -10,14 +11,17 @@ from empfast.store.records import (
     CancelOutcome,
     ClaimedJob,
     Completion,
+    EventEntry,
+    EventFields,
     FailOutcome,
     Heartbeat,
     NewJob,
     Stats,
     SweepResult,
+    event_fields,
 )
 from empfast.store.redis_client import redis_from_options
 from empfast.store.store import Store
 
-__all__ = ["Added", "CancelOutcome", "ClaimedJob", "Completion", "FailOutcome", "Heartbeat", "NewJob",
-           "Stats", "Store", "SweepResult", "redis_from_options"]
+__all__ = ["Added", "CancelOutcome", "ClaimedJob", "Completion", "EventEntry", "EventFields", "FailOutcome",
+           "Heartbeat", "NewJob", "Stats", "Store", "SweepResult", "event_fields", "redis_from_options"]

@@ -102,9 +102,18 @@ def claimed_jobs(flat: Sequence[Any], start: int) -> list[ClaimedJob]:
     ]
 
 
-def stream_entry(entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, dict[str, bytes]]:
-    entry_id, fields = entry
-    return text(entry_id), {text(a): b for a, b in fields.items()}
+EventFields = dict[bytes, bytes]  # one entry of the events stream: b"ev", b"id", then its own fields
+EventEntry = tuple[bytes, list[bytes]]  # an entry as Redis sends it: its id, its fields flat
+
+
+def event_fields(flat: list[bytes]) -> EventFields:
+    """The fields of an entry sent flat (field, value, field, value, ...) as a dict, in C."""
+    values = iter(flat)
+    return dict(zip(values, values, strict=True))
+
+
+def stream_entry(entry: EventEntry) -> tuple[str, EventFields]:
+    return text(entry[0]), event_fields(entry[1])
 
 
 def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from empfast.store.records import (
     CancelOutcome,
     ClaimedJob,
     Completion,
+    EventEntry,
+    EventFields,
     FailOutcome,
     Heartbeat,
     NewJob,
@@ -70,6 +72,7 @@ class Store:
         # None on the embedded store, where they go through fakeredis
         self.script_connection = PipelinedConnection.like(redis)
         self._script_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._events_connection: PipelinedConnection | None = None
         self._started = False
 
     @classmethod
@@ -88,8 +91,9 @@ class Store:
         return cls(fakeredis.FakeAsyncRedis(), settings)
 
     async def close(self) -> None:
-        if self.script_connection is not None:
-            await self.script_connection.close()
+        for connection in (self.script_connection, self._events_connection):
+            if connection is not None:
+                await connection.close()
         await self.redis.aclose()
 
     # ---- start-up ----------------------------------------------------------------------------
@@ -407,13 +411,32 @@ class Store:
         counts = await pipe.execute() if wanted else []
         return {job_type: count for job_type, count in zip(wanted, counts, strict=True) if count}
 
+    async def read_event_entries(self, last_id: str = "$", *, count: int = 1000,
+                                 block_ms: int | None = None) -> list[EventEntry]:
+        """Events after last_id ("$": only new ones), oldest first, as Redis sends them: each
+        entry's id and its fields flat, parsed in C. The events reader routes most entries by two
+        fields at fixed places (b"ev" first, then b"id": every script writes them so) and makes
+        a dict of an entry only when someone gets it."""
+        if self.script_connection is None:  # the embedded store: redis-py's dicts, made flat
+            reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
+            return [(entry_id, [x for pair in fields.items() for x in pair])
+                    for entry_id, fields in reply[0][1]] if reply else []
+        if self._events_connection is None:  # a blocking read holds its connection: one of its own
+            self._events_connection = PipelinedConnection.like(self.redis)
+            assert self._events_connection is not None
+        connection = self._events_connection
+        connection.command_timeout_s = self.script_connection.command_timeout_s + (block_ms or 0) / 1000
+        args: tuple[str | int, ...] = ("XREAD", "COUNT", count)
+        if block_ms is not None:
+            args += ("BLOCK", block_ms)
+        reply = await connection.call(command(*args, "STREAMS", self.keys.events, last_id))
+        return reply[0][1] if reply else []
+
     async def read_events(self, last_id: str = "$", *, count: int = 1000,
-                          block_ms: int | None = None) -> list[tuple[str, dict[str, bytes]]]:
-        """Events after last_id ("$": only new ones), oldest first."""
-        reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
-        if not reply:
-            return []
-        return [stream_entry(entry) for entry in reply[0][1]]
+                          block_ms: int | None = None) -> list[tuple[str, EventFields]]:
+        """Events after last_id ("$": only new ones), oldest first, each as its id and a dict."""
+        return [stream_entry(entry)
+                for entry in await self.read_event_entries(last_id, count=count, block_ms=block_ms)]
 
     async def last_event_id(self) -> str:
         """The id of the newest event, so a starting hub reads only what comes after it."""
@@ -426,7 +449,7 @@ class Store:
         return text(oldest[0][0]) if oldest else None
 
     async def job_events_since(self, job_id: str, since: str, *,
-                               scan: int = 10_000) -> tuple[list[tuple[str, dict[str, bytes]]], bool]:
+                               scan: int = 10_000) -> tuple[list[tuple[str, EventFields]], bool]:
         """Events of one job after `since` (for a client that resumes), in one round trip. It scans
         the oldest `scan` entries after `since` (an XRANGE from there; the default is the stream's
         trimmed length), so a job's later events past that window are not returned. The flag is
@@ -441,6 +464,6 @@ class Store:
         first_key = event_key(text(first[0][0])) if first else None
         complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
-        events = [stream_entry(e) for e in entries
-                  if e[1].get(b"id") == wanted and e[1].get(b"ev") != b"worker"]
+        events = [(text(entry_id), fields) for entry_id, fields in entries
+                  if fields.get(b"id") == wanted and fields.get(b"ev") != b"worker"]
         return events, complete
