@@ -42,7 +42,9 @@ local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
---- @include "includes/enqueuePending"
+--- @include "includes/pendingScore"
+--- @include "includes/countStat"
+--- @include "includes/flushStats"
 
 local metaKey, seqKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix = ARGV[1]
@@ -68,6 +70,7 @@ end
 
 local jobs = {}
 local knownTypes = {}  -- type -> true once it is in the types set or counted as new
+local newTypes = {}  -- the types of this batch not yet in the types set
 local typeCount = nil  -- the types set's size plus the new types of this batch, once one is new
 for i = 1, n do
   local base = 3 + (i - 1) * FIELDS
@@ -96,14 +99,19 @@ for i = 1, n do
       if typeCount > cfg.max_job_types then
         return redis.error_reply('ERR_TOO_MANY_TYPES ' .. cfg.max_job_types)
       end
+      newTypes[jobType] = true
     end
     knownTypes[jobType] = true
   end
   jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay)}
 end
 
+-- Per batch, not per job: the sequence numbers (n taken at once: FIFO holds, unused ones are
+-- harmless gaps), the added counters and the types set.
 local now = getTime(ARGV[2])
 local out = {'OK'}
+local counts = {}
+local seq = nil
 for i = 1, n do
   local id, jobType, payload, priority, maxAttempts, delay = unpack(jobs[i])
   local jobKey = prefix .. 'job:' .. id
@@ -114,22 +122,26 @@ for i = 1, n do
     -- HGET of a missing field is false, never equal to a given owner
     out[#out + 1] = (owner ~= '' and rcall('HGET', jobKey, 'owner') ~= owner) and 2 or 0
   else
-    rcall('HSET', jobKey, 'id', id, 'type', jobType, 'payload', payload, 'priority', priority,
-      'max_attempts', maxAttempts, 'attempts', 0, 'created_at', now)
-    if owner ~= '' then
-      rcall('HSET', jobKey, 'owner', owner)
-    end
-    local status
+    local status = 'pending'
+    local fields = {'id', id, 'type', jobType, 'payload', payload, 'priority', priority,
+      'max_attempts', maxAttempts, 'attempts', 0, 'created_at', now, 'updated_at', now}
     if delay > 0 then
       status = 'scheduled'
       rcall('ZADD', scheduledKey, now + delay, id)
-      rcall('HSET', jobKey, 'status', status, 'run_at', now + delay, 'updated_at', now)
+      fields[#fields + 1] = 'run_at'
+      fields[#fields + 1] = now + delay
     else
-      status = 'pending'
-      enqueuePending(prefix, seqKey, cfg, jobKey, id, jobType, priority, now)
+      seq = (seq or rcall('INCRBY', seqKey, n) - n) + 1
+      rcall('ZADD', prefix .. 'pending:' .. jobType, pendingScore(cfg, priority, seq), id)
     end
-    rcall('SADD', typesKey, jobType)
-    rcall('HINCRBY', statsKey, 'added:' .. jobType, 1)
+    fields[#fields + 1] = 'status'
+    fields[#fields + 1] = status
+    if owner ~= '' then
+      fields[#fields + 1] = 'owner'
+      fields[#fields + 1] = owner
+    end
+    rcall('HSET', jobKey, unpack(fields))
+    countStat(counts, 'added:' .. jobType, 1)
     emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'added', 'id', id, 'type', jobType,
       'status', status, 'priority', priority)
     out[#out + 1] = id
@@ -137,4 +149,10 @@ for i = 1, n do
     out[#out + 1] = 1
   end
 end
+for jobType in pairs(newTypes) do
+  if counts['added:' .. jobType] then
+    rcall('SADD', typesKey, jobType)
+  end
+end
+flushStats(statsKey, counts)
 return out

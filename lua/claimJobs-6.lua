@@ -32,6 +32,7 @@ local rcall = redis.call
 --- @include "includes/isWorkerLive"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
+--- @include "includes/flushStats"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -44,7 +45,9 @@ local now = getTime(ARGV[2])
 if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
-local jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+local counts = {}  -- the stats counters of this call, written once (countStat)
+local jobs = claimForWorker(prefix, activeKey, counts, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+flushStats(statsKey, counts)
 if #jobs > 0 then
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end

@@ -43,9 +43,12 @@ local rcall = redis.call
 --- @include "includes/isRepeat"
 --- @include "includes/endLease"
 --- @include "includes/trimFinished"
+--- @include "includes/trimSet"
 --- @include "includes/touchWorker"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
+--- @include "includes/countStat"
+--- @include "includes/flushStats"
 
 local metaKey, activeKey, completedKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local statsKey, eventsKey, statesKey = KEYS[5], KEYS[6], KEYS[7]
@@ -60,21 +63,23 @@ if cfg.err then
 end
 local now = getTime(ARGV[2])
 
+local counts = {}  -- the stats counters of this call, written once at the end (countStat)
+
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
   local doneBy = workerId .. '/' .. attempt
-  local refused = checkLease(jobKey, workerId, attempt)
+  local refused, jobType = checkLease(jobKey, workerId, attempt)
   if refused then
     if isRepeat(jobKey, doneBy, true) then
       return 'OK'
     end
     return refused
   end
-  local jobType = endLease(prefix, activeKey, statsKey, jobKey, jobId)
+  endLease(prefix, activeKey, counts, jobKey, jobId, jobType, workerId)
   rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', 100, 'done_by', doneBy,
     'finished_at', now, 'updated_at', now)
-  rcall('HINCRBY', statsKey, 'completed:' .. jobType, 1)
-  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keep_completed_ms, cfg.keep_completed_max)
+  countStat(counts, 'completed:' .. jobType, 1)
+  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keep_completed_ms, cfg.keep_completed_max, 0)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'completed', 'id', jobId, 'result', result,
     'worker', workerId, 'attempt', attempt)
   return 'OK'
@@ -85,11 +90,13 @@ for i = 1, count do
   local base = 6 + 3 * (i - 1)
   out[i] = completeOne(ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
 end
+trimSet(prefix, completedKey, cfg.keep_completed_max, 4 * count)  -- once for the batch
 if touchWorker(prefix, workersKey, workerId, now) then
-  local jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+  local jobs = claimForWorker(prefix, activeKey, counts, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
   for _, value in ipairs(jobs) do
     out[#out + 1] = value
   end
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
+flushStats(statsKey, counts)
 return out

@@ -1,15 +1,15 @@
 --[[
   Function to check that a message about a job comes from its current lease holder: the job is
-  active, held by this worker, at this attempt. Returns false, or a status word to answer with:
-  NOT_FOUND when the job does not exist, LEASE_LOST otherwise.
+  active, held by this worker, at this attempt. Returns false and the job's type, or a status word
+  to answer with: NOT_FOUND when the job does not exist, LEASE_LOST otherwise.
 ]]
 local function checkLease(jobKey, workerId, attempt)
-  local f = rcall('HMGET', jobKey, 'status', 'worker', 'attempts')
+  local f = rcall('HMGET', jobKey, 'status', 'worker', 'attempts', 'type')
   if not f[1] then
     return 'NOT_FOUND'
   end
   if f[1] ~= 'active' or f[2] ~= workerId or f[3] ~= attempt then
     return 'LEASE_LOST'
   end
-  return false
+  return false, f[4]
 end

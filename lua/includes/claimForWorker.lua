@@ -3,9 +3,10 @@
   more than its free slots (concurrency minus the jobs it holds). The best job is the lowest score
   among the heads of the pending sets of the worker's job types: O(types * log n). A draining worker
   gets nothing. Returns a flat list of the five fields of each claimed job (see activateJob).
+  `stats`: see countStat.
 ]]
 --- @include "activateJob"
-local function claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+local function claimForWorker(prefix, activeKey, stats, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
   local claimed = {}
   if maxJobs <= 0 then
     return claimed
@@ -24,6 +25,16 @@ local function claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, worke
   for _, jobType in ipairs(cjson.decode(w[1])) do
     pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
   end
+  if #pendingKeys == 1 then  -- one type: its best n jobs in one call
+    local popped = rcall('ZPOPMIN', pendingKeys[1], n)
+    for i = 1, #popped, 2 do
+      local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, popped[i], workerId, now, leaseMs)
+      for j = 1, 5 do
+        claimed[#claimed + 1] = job[j]
+      end
+    end
+    return claimed
+  end
   for _ = 1, n do
     local bestId, bestScore, bestKey
     for _, key in ipairs(pendingKeys) do
@@ -39,7 +50,7 @@ local function claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, worke
       break
     end
     rcall('ZREM', bestKey, bestId)
-    local job = activateJob(prefix, activeKey, statsKey, eventsKey, cfg, bestId, workerId, now, leaseMs)
+    local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, bestId, workerId, now, leaseMs)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
     end

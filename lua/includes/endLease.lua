@@ -1,14 +1,14 @@
 --[[
   Function to take an active job off its lease: out of the active set, out of its worker's job set,
-  and one fewer active job of its type. Returns the job's type.
+  and one fewer active job of its type. The caller has read the job's type and worker (with the
+  lease check, or the status), so this reads nothing. `stats`: see countStat.
 ]]
-local function endLease(prefix, activeKey, statsKey, jobKey, jobId)
-  local f = rcall('HMGET', jobKey, 'type', 'worker')
+--- @include "countStat"
+local function endLease(prefix, activeKey, stats, jobKey, jobId, jobType, workerId)
   rcall('ZREM', activeKey, jobId)
-  if f[2] then
-    rcall('SREM', prefix .. 'worker:' .. f[2] .. ':jobs', jobId)
+  if workerId then
+    rcall('SREM', prefix .. 'worker:' .. workerId .. ':jobs', jobId)
   end
-  rcall('HINCRBY', statsKey, 'active:' .. f[1], -1)
+  countStat(stats, 'active:' .. jobType, -1)
   rcall('HDEL', jobKey, 'lease_until')
-  return f[1]
 end

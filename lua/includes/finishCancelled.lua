@@ -6,6 +6,6 @@
 local function finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now)
   rcall('HSET', jobKey, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
   rcall('HINCRBY', statsKey, 'cancelled:' .. jobType, 1)
-  trimFinished(prefix, cancelledKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max)
+  trimFinished(prefix, cancelledKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max, 4)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancelled', 'id', jobId)
 end

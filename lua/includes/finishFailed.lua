@@ -7,7 +7,7 @@
 local function finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now)
   rcall('HSET', jobKey, 'status', 'failed', 'finished_at', now, 'updated_at', now)
   rcall('HINCRBY', statsKey, 'failed:' .. jobType, 1)
-  trimFinished(prefix, failedKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max)
+  trimFinished(prefix, failedKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max, 4)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'failed', 'id', jobId, 'type', jobType,
     'error', err, 'final', 1, 'attempt', attempt)
 end

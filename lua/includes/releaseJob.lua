@@ -9,12 +9,13 @@
 local function releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
                           jobId, reason, now)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'attempts')
+  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker')
   if f[1] ~= 'active' then
     rcall('ZREM', activeKey, jobId)
     return f[1] or 'missing'
   end
-  local jobType = endLease(prefix, activeKey, statsKey, jobKey, jobId)
+  local jobType = f[3]
+  endLease(prefix, activeKey, statsKey, jobKey, jobId, jobType, f[4])
   local attempt = tonumber(f[2])
   local err = reason .. ' (attempt ' .. attempt .. ')'
   return (failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey,
