@@ -124,6 +124,8 @@ class Peer(WSListener):
         self.worker: WorkerSlots | None = None  # set by register_worker
         self.stats: StatsPushes | None = None  # set by subscribe_stats
         self.identity: Identity = OPEN  # what its token allows, set by the hub's routing (auth.py)
+        self._outgoing: list[bytes] = []  # frames of this loop turn, headers and data (send)
+        self.writes = 0  # socket writes so far: tests count the batching
 
     # ---- picows callbacks -------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Peer(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind == WSMsgType.CLOSE:
+            self.flush()
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
@@ -212,10 +215,33 @@ class Peer(WSListener):
     # ---- sending ----------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Queue one text frame. The frames of one event-loop turn go out in one socket write (a
+        batch of assignments and acks, a fan-out), framed here: a server's frames are unmasked,
+        so the frame is a 2- to 10-byte header and the data."""
         transport = self.transport
         if transport is None or transport.is_disconnected:
             return
-        transport.send(WSMsgType.TEXT, data)
+        outgoing = self._outgoing
+        if not outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        size = len(data)
+        outgoing.append(bytes((0x81, size)) if size < 126 else
+                        b"\x81\x7e" + size.to_bytes(2, "big") if size < 65536 else
+                        b"\x81\x7f" + size.to_bytes(8, "big"))
+        outgoing.append(data)
+
+    def flush(self) -> None:
+        """Write the queued frames; before a close frame, or at the end of the loop turn."""
+        outgoing = self._outgoing
+        if not outgoing:
+            return
+        data = b"".join(outgoing)
+        outgoing.clear()
+        transport = self.transport
+        if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
+            return
+        transport.underlying_transport.write(data)
+        self.writes += 1
         # a peer that stops reading must not grow the hub's memory without bound
         limit = self.hub.config.max_outbound_bytes
         if transport.underlying_transport.get_write_buffer_size() > limit:
@@ -235,6 +261,7 @@ class Peer(WSListener):
         self.close_quietly(close_code, message)
 
     def close_quietly(self, close_code: int = WSCloseCode.OK, reason: str = "") -> None:
+        self.flush()
         if self.transport is not None:
             self.transport.send_close(WSCloseCode(close_code), reason.encode()[:120])
             self.transport.disconnect()

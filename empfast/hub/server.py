@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from picows import (
-    WSCloseCode,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
@@ -127,9 +126,8 @@ class Hub:
         await self.dispatch.stop()
         await self.monitor_handlers.stop()
         transports = [peer.transport for peer in self.peers if peer.transport is not None]
-        for transport in transports:
-            transport.send_close(WSCloseCode(CLOSE_GOING_AWAY), b"hub shutting down")
-            transport.disconnect()
+        for peer in list(self.peers):
+            peer.close_quietly(CLOSE_GOING_AWAY, "hub shutting down")
         # no store call may still be running when the caller closes the store
         for task in self.peer_tasks:
             task.cancel()
