@@ -31,6 +31,8 @@ ROWS = (
     Row("Redis commands, mixed", "mixed", "redis_commands_per_job", "per job", False),
     Row("hub CPU, drain", "drain", "hub_cpu_us_per_job", "us/job", False),
     Row("load process CPU, drain", "drain", "load_cpu_us_per_job", "us/job", False),
+    Row("all processes' CPU, drain", "drain", "all_cpu_us_per_job", "us/job", False),
+    Row("all processes' CPU, mixed", "mixed", "all_cpu_us_per_job", "us/job", False),
 )
 LABELS = {"empfast-sdk": "empfast SDK", "empfast-protocol": "empfast protocol", "bullmq": "BullMQ"}
 RATIO_LABELS = {"empfast-sdk": "SDK/BullMQ", "empfast-protocol": "protocol/BullMQ"}

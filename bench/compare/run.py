@@ -106,12 +106,17 @@ def summarise(workload: str, result: dict[str, Any], usage: Usage) -> dict[str, 
         figures.update(p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
                        max_ms=latencies[-1] if latencies else None)
     figures["redis_cpu_us_per_job"] = usage.redis_cpu_s * 1e6 / measured
+    figures["redis_script_wall_us_per_job"] = usage.script_s * 1e6 / measured
     figures["redis_commands_per_job"] = usage.total_commands / measured
     figures["redis_scripts_per_job"] = usage.script_calls / measured
     figures["redis_cpu_pct"] = 100 * usage.redis_cpu_s / usage.wall_s
+    all_cpu_s: float | None = usage.redis_cpu_s
     for process, cpu_s in usage.process_cpu_s.items():
         figures[f"{process}_cpu_us_per_job"] = None if cpu_s is None else cpu_s * 1e6 / measured
         figures[f"{process}_cpu_pct"] = None if cpu_s is None else 100 * cpu_s / usage.wall_s
+        all_cpu_s = None if cpu_s is None or all_cpu_s is None else all_cpu_s + cpu_s
+    # the whole system's cost: BullMQ has no hub, empfast pays for one
+    figures["all_cpu_us_per_job"] = None if all_cpu_s is None else all_cpu_s * 1e6 / measured
     return {"figures": figures, "jobs_measured": measured, "ran": result["ran"],
             "complete": result["ran"] == measured, "wall_s": usage.wall_s,
             "redis_commands": usage.commands, "result": result}
