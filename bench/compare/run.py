@@ -146,10 +146,13 @@ def run_peer(peer: Peer, server: peers.RedisServer, options: Options, modules: P
         if peer.needs_hub:
             hub = stack.enter_context(served_hub(server.url))
             hub_url, pids["hub"] = hub.url, hub.pid
+            # the pid is there to attach a profiler (py-spy record -p PID) during a workload
+            log(f"{peer.name}: empfast serve at {hub.url}, pid {hub.pid}")
         load_process = LoadProcess(peer.command(hub_url=hub_url, redis_port=server.port, modules=modules,
                                                 load_args=options.load_args()))
         stack.callback(load_process.kill)
         pids["load"] = load_process.pid
+        log(f"{peer.name}: load process pid {load_process.pid}")
         meter = Meter(server.port, pids)
         stack.callback(meter.close)
         hello = load_process.expect("hello")
