@@ -62,6 +62,8 @@ def print_report(run: Mapping[str, Any], out: TextIO) -> None:
           f"payload, one worker at concurrency {options['concurrency']}, batches of {options['batch']}; "
           f"latency over {options['latency_rounds']:,} jobs after {options['warmup']} warm-up; "
           f"Redis {run['redis_version']}, {run['cpus']} CPUs", file=out)
+    if options["repeat"] > 1:
+        print(f"each figure is the median of {options['repeat']} rounds, the peers taking turns", file=out)
     header = [f"{'':<31}", f"{'unit':<8}", *(f"{LABELS[n]:>17}" for n in names),
               *(f"{RATIO_LABELS[n]:>16}" for n in ratios), "  better"]
     print("".join(header), file=out)

@@ -3,7 +3,7 @@ workloads for each peer, one table with the ratios. See bench/README.md, "Compar
 
     python -m bench.compare [--jobs 20000] [--latency-rounds 1000] [--warmup 100] [--concurrency 50]
                             [--batch 500] [--only empfast|bullmq|empfast-sdk|empfast-protocol]
-                            [--json OUT]
+                            [--repeat 1] [--json OUT]
 
 Peers, each with its own load process (so the load does not share an event loop with the hub):
 empfast through its Python SDKs (sdk_load.py), empfast through a minimal client of the documented
@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class Options:
     json_out: Path | None
     timeout_s: float
     cache_dir: Path
+    repeat: int = 1
 
     @property
     def peers(self) -> list[Peer]:
@@ -66,7 +68,8 @@ class Options:
 
     def as_dict(self) -> dict[str, Any]:
         return {"jobs": self.jobs, "latency_rounds": self.latency_rounds, "warmup": self.warmup,
-                "concurrency": self.concurrency, "batch": self.batch, "only": self.only}
+                "concurrency": self.concurrency, "batch": self.batch, "only": self.only,
+                "repeat": self.repeat}
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -79,16 +82,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--batch", type=int, default=500,
                         help="jobs per enqueue batch (addBulk, submit_jobs)")
     parser.add_argument("--only", choices=sorted(ONLY), help="run these peers only")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every peer, taking turns; the table shows each figure's median")
     parser.add_argument("--json", type=Path, dest="json_out", help="write every figure to this file")
     parser.add_argument("--timeout-s", type=float, default=600, help="give up on a workload after this")
     parser.add_argument("--cache-dir", type=Path, default=peers.default_cache_dir(),
                         help="where npm installs BullMQ (default $EMPFAST_BENCH_CACHE or "
                              "~/.cache/empfast-bench)")
     args = parser.parse_args(argv)
-    if min(args.jobs, args.latency_rounds, args.concurrency, args.batch) < 1 or args.warmup < 0:
+    if min(args.jobs, args.latency_rounds, args.concurrency, args.batch, args.repeat) < 1 or args.warmup < 0:
         parser.error("sizes must be positive")
     return Options(args.jobs, args.latency_rounds, args.warmup, args.concurrency, args.batch, args.only,
-                   args.json_out, args.timeout_s, args.cache_dir)
+                   args.json_out, args.timeout_s, args.cache_dir, args.repeat)
 
 
 def summarise(workload: str, result: dict[str, Any], usage: Usage) -> dict[str, Any]:
@@ -168,6 +173,24 @@ def run_peer(peer: Peer, server: peers.RedisServer, options: Options, modules: P
     return {"version": hello.get("version"), "workloads": workloads}
 
 
+def median_workloads(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One peer's rounds as one: the median of each figure and command count, the fewest jobs run."""
+    merged = {}
+    for workload, first in runs[0]["workloads"].items():
+        summaries = [r["workloads"][workload] for r in runs]
+        figures = {}
+        for name in first["figures"]:
+            values = [s["figures"][name] for s in summaries if s["figures"][name] is not None]
+            figures[name] = statistics.median(values) if values else None
+        commands = {name: statistics.median(s["redis_commands"].get(name, 0) for s in summaries)
+                    for name in first["redis_commands"]}
+        merged[workload] = {**first, "figures": figures, "redis_commands": commands,
+                            "ran": min(s["ran"] for s in summaries),
+                            "complete": all(s["complete"] for s in summaries),
+                            "result": summaries[-1]["result"]}
+    return merged
+
+
 def run(options: Options) -> dict[str, Any]:
     wanted = options.peers
     modules = None
@@ -181,10 +204,15 @@ def run(options: Options) -> dict[str, Any]:
         with redis.Redis(port=server.port) as client:
             redis_version = client.info("server")["redis_version"]
         log(f"redis-server {redis_version} on port {server.port}; peers: {', '.join(p.name for p in wanted)}")
-        results = {}
-        for peer in wanted:
-            log(f"{peer.name}: starting")
-            results[peer.name] = run_peer(peer, server, options, modules)
+        rounds: dict[str, list[dict[str, Any]]] = {p.name: [] for p in wanted}
+        # peers take turns, round after round, so that a burst of other work on the machine
+        # falls on one round of each rather than on all of one peer's
+        for number in range(1, options.repeat + 1):
+            for peer in wanted:
+                log(f"{peer.name}: round {number} of {options.repeat}")
+                rounds[peer.name].append(run_peer(peer, server, options, modules))
+    results = {name: {"version": runs[0]["version"], "workloads": median_workloads(runs),
+                      "rounds": [r["workloads"] for r in runs]} for name, runs in rounds.items()}
     return {"options": options.as_dict(), "payload_bytes": len(PAYLOAD_JSON), "redis_version": redis_version,
             "cpus": os.cpu_count(), "machine": platform.platform(), "peers": results}
 
