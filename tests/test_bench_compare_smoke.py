@@ -42,8 +42,8 @@ def test_every_peer_runs_every_job_of_every_workload(redis_server: RedisServer, 
     figures = tmp_path / "compare.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench.compare", "--jobs", str(JOBS), "--latency-rounds", str(LATENCY_ROUNDS),
-         "--warmup", str(WARMUP), "--json", str(figures)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+         "--warmup", str(WARMUP), "--json", str(figures), "--timeout-s", "60"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
 
     outcome = json.loads(figures.read_text())

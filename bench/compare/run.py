@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class Options:
     repeat: int = 1
 
     @property
-    def peers(self) -> list[Peer]:
+    def selected_peers(self) -> list[Peer]:
         wanted = ONLY[self.only] if self.only else tuple(p.name for p in PEERS)
         return [p for p in PEERS if p.name in wanted]
 
@@ -192,7 +193,7 @@ def median_workloads(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(options: Options) -> dict[str, Any]:
-    wanted = options.peers
+    wanted = options.selected_peers
     modules = None
     if any(not p.needs_hub for p in wanted):
         missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
@@ -219,6 +220,8 @@ def run(options: Options) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
+    # SIGTERM unwinds like an error, so the redis-server, hubs and load processes are stopped too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         outcome = run(options)
     except RuntimeError as exc:
