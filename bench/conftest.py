@@ -8,6 +8,7 @@ group, with the cost per job for the batch calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -66,11 +67,19 @@ class ServedHub(NamedTuple):
 def served_hub(redis_server: RedisServer) -> Iterator[ServedHub]:
     """`empfast serve` on the bench's Redis (flushed first), as a user runs it."""
     redis_server.flush()
+    with serving_hub(redis_server) as hub:
+        yield hub
+
+
+@contextlib.contextmanager
+def serving_hub(redis_server: RedisServer, *options: str) -> Iterator[ServedHub]:
+    """`empfast serve` on queue "bench" of the bench's Redis (not flushed here), with these extra
+    options (e.g. a retention setting), stopped at the end."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
-             "--queue", "bench", "--lease-s", "600", "--log-level", "warning"],
+             "--queue", "bench", "--lease-s", "600", "--log-level", "warning", *options],
             stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
         try:
             _wait_listening(port, proc, log)
