@@ -166,10 +166,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             if r.jobs_per_call else ""
         tr.write_line(f"{r.group:<15} {r.name:<38} {r.mean * 1e6:9.1f} {r.median * 1e6:9.1f} "
                       f"{1 / r.mean:8.0f} {ratio} {per_job}".rstrip())
-    units = ("_ms", "_per_s", "_mb")
+    units = ("_ms", "_per_s", "_mb", "_kib", "_per_job", "_pct")
     extras = [r for r in results if any(k.endswith(units) for k in r.extra)]
     if extras:
         tr.write_sep("-", "distributions and rates (extra_info)")
         for r in extras:
             figures = "  ".join(f"{k} {v}" for k, v in r.extra.items() if k.endswith(units))
             tr.write_line(f"{r.name:<42} {figures}")
+    targeted = [r for r in results if "issue_target" in r.extra]
+    if targeted:
+        tr.write_sep("-", "against issue 9's targets (reported, not asserted)")
+        for r in targeted:
+            tr.write_line(f"{r.name:<42} target: {r.extra['issue_target']:<40} measured: "
+                          f"{r.extra.get('issue_measured', 'n/a')}")
