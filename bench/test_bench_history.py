@@ -99,6 +99,19 @@ def cpu_of(server: RedisServer, hub_pid: int) -> tuple[float, float]:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), cpu_s(hub_pid)
 
 
+def reset_command_stats(server: RedisServer) -> None:
+    with redis.Redis(port=server.port) as client:
+        client.config_resetstat()
+
+
+def commands_run(server: RedisServer) -> int:
+    """Commands the server ran since reset_command_stats (in scripts and out), but the bench's INFO."""
+    with redis.Redis(port=server.port) as client:
+        stats = client.info("commandstats")
+    bench_own = ("cmdstat_info", "cmdstat_config|resetstat")
+    return sum(int(v["calls"]) for name, v in stats.items() if name not in bench_own)
+
+
 def redis_used_mb(server: RedisServer) -> float:
     with redis.Redis(port=server.port) as client:
         return int(client.info("memory")["used_memory"]) / (1 << 20)
@@ -138,6 +151,8 @@ def test_drain_with_history(benchmark: BenchmarkFixture, redis_server: RedisServ
             rounds = iter(range(ROUNDS))
             servers = {"empty": (redis_server, empty_hub.pid), "history": (history_server, history_hub.pid)}
             cpu_before = {side: cpu_of(server, pid) for side, (server, pid) in servers.items()}
+            for server, _pid in servers.values():
+                reset_command_stats(server)
 
             def setup() -> tuple[tuple[list[Worker], load.Countdown], dict[str, Any]]:
                 n = next(rounds)
@@ -150,6 +165,7 @@ def test_drain_with_history(benchmark: BenchmarkFixture, redis_server: RedisServ
                 benchmark.pedantic(lambda workers, countdown: _drain(run, workers, countdown), setup=setup,
                                    rounds=ROUNDS, iterations=1)
                 cpu_after = {side: cpu_of(server, pid) for side, (server, pid) in servers.items()}
+                calls = {side: commands_run(server) for side, (server, _pid) in servers.items()}
                 empty_stats, history_stats = run(empty_client.stats()), run(history_client.stats())
             finally:
                 run(empty_client.close())
@@ -174,6 +190,9 @@ def test_drain_with_history(benchmark: BenchmarkFixture, redis_server: RedisServ
         "empty_redis_cpu_us_per_job": round(redis_us["empty"], 1),
         "history_redis_cpu_us_per_job": round(redis_us["history"], 1),
         "history_redis_cpu_more_pct": round(redis_cpu_more_pct, 1),
+        # the same work per job on both sides, or a path that grows with the history
+        "empty_commands_per_job": round(calls["empty"] / jobs, 2),
+        "history_commands_per_job": round(calls["history"] / jobs, 2),
         "empty_hub_cpu_us_per_job": round(hub_us["empty"], 1),
         "history_hub_cpu_us_per_job": round(hub_us["history"], 1)})
     benchmark.extra_info.update({
