@@ -21,6 +21,7 @@ Run: python -m pytest bench/test_bench_fanout.py --benchmark-only
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -79,8 +80,7 @@ def test_progress_reaches_every_subscriber(benchmark: BenchmarkFixture, patient_
     crowd = run(Crowd.start(patient_hub.url, subscribers, JOB_ID))
     last_ms: list[float] = []
     first_ms: list[float] = []
-    received: list[int] = []
-    rounds = iter(range(1_000_000))
+    rounds = itertools.count()
 
     async def one_round() -> None:
         n = next(rounds)
@@ -89,7 +89,6 @@ def test_progress_reaches_every_subscriber(benchmark: BenchmarkFixture, patient_
         reports = await crowd.all_have(f"r{n}")
         last_ms.append((max(r.last_ns for r in reports) - sent_ns) / 1e6)
         first_ms.append((min(r.first_ns for r in reports) - sent_ns) / 1e6)
-        received.append(subscribers)  # all_have returned: every subscriber had this round's event
 
     try:
         benchmark.group = "fanout-latency"
@@ -98,7 +97,8 @@ def test_progress_reaches_every_subscriber(benchmark: BenchmarkFixture, patient_
         run(crowd.close())
         worker.close()
     measured = last_ms[WARMUP:]
-    assert len(measured) == ROUNDS and all(n == subscribers for n in received)
+    # all_have returns only once every subscriber had the round's event, or raises
+    assert len(measured) == ROUNDS
     ordered = sorted(measured)
     p50, p99 = percentile(ordered, 50), percentile(ordered, 99)
     benchmark.extra_info.update({
@@ -120,7 +120,7 @@ def test_frames_to_monitors(benchmark: BenchmarkFixture, patient_hub: ServedHub,
     crowd = run(Crowd.start(patient_hub.url, monitors, path="/ws/monitor"))
     rates: list[float] = []
     delivered: list[int] = []
-    bursts = iter(range(1_000))
+    bursts = itertools.count()
 
     async def one_burst() -> None:
         b = next(bursts)
