@@ -201,24 +201,32 @@ class OwnQueueHub:
     url: str
     queue: str
     pid: int
+    token: str  # made up for this hub alone
 
 
 @contextlib.asynccontextmanager
 async def own_queue_hub(redis: RedisOptions, variables: Mapping[str, str]) -> AsyncIterator[OwnQueueHub]:
     """`empfast serve` in a child process on loopback, on a fresh queue `bench-<12 hex>` of that
     Redis; at the end the hub is stopped and every key of the queue deleted. `variables` reach the
-    child's environment (its Redis options as EMPFAST_REDIS_*, so no password shows in `ps`)."""
+    child's environment (its Redis options as EMPFAST_REDIS_*, so no password shows in `ps`).
+
+    The hub takes one token made up here, for every role, and none of the user's: their tokens
+    (EMPFAST_TOKEN, EMPFAST_CLIENT_TOKENS...) are for their hubs, and the bench's peers would not
+    know which to send; the made-up one keeps other local users off the bench's port."""
     queue = f"{BENCH_QUEUE_PREFIX}{secrets.token_hex(6)}"
+    token = secrets.token_urlsafe(24)
+    environment = {name: value for name, value in os.environ.items()
+                   if not (name.startswith("EMPFAST_") and "TOKEN" in name)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "empfast", "serve", "--host", "127.0.0.1", "--port", "0", "--queue", queue,
         "--log-level", "info", stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **variables, "EMPFAST_JSON_LOGS": ""})
+        env={**environment, **variables, "EMPFAST_JSON_LOGS": "", "EMPFAST_TOKEN": token})
     log_reader: asyncio.Future[None] | None = None
     try:
         url = await _listening_url(proc)
         assert proc.stderr is not None
         log_reader = asyncio.ensure_future(_read_to_end(proc.stderr))  # a full pipe would stall the hub
-        yield OwnQueueHub(url, queue, proc.pid)
+        yield OwnQueueHub(url, queue, proc.pid, token)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

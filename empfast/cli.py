@@ -352,7 +352,7 @@ async def _bench_on_own_queue(redis: RedisOptions, variables: dict[str, str], op
         async with own_queue_hub(redis, variables) as hub:
             print(f"a hub of the bench's own (pid {hub.pid}) on the fresh queue {hub.queue!r} of Redis at "
                   f"{redis.masked_url()}; the queue is deleted afterwards")
-            await run_bench(hub.url, **options)
+            await run_bench(hub.url, token=hub.token, **options)
     except OwnHubFailed as exc:
         print(f"empfast bench: {exc}", file=sys.stderr)
         return 2

@@ -60,7 +60,10 @@ def other_keys(server: RedisServer) -> list[str]:
 
 
 async def test_bench_with_a_redis_url_runs_on_a_queue_of_its_own_and_deletes_it(
-        redis_server: RedisServer) -> None:
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the user's own hub token: the bench's hub takes a token of its own, which its peers send
+    monkeypatch.setenv("EMPFAST_TOKEN", "the-users-hub-token")
+    monkeypatch.setenv("EMPFAST_CLIENT_TOKENS", "another-users-token")
     redis_server.flush()
     store = await users_queue(redis_server)
     await store.close()
