@@ -166,7 +166,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             if r.jobs_per_call else ""
         tr.write_line(f"{r.group:<15} {r.name:<38} {r.mean * 1e6:9.1f} {r.median * 1e6:9.1f} "
                       f"{1 / r.mean:8.0f} {ratio} {per_job}".rstrip())
-    units = ("_ms", "_per_s", "_mb", "_kib", "_per_job", "_pct")
+    units = ("_ms", "_per_s", "_mb", "_kib", "_per_job", "_pct", "_us")
     extras = [r for r in results if any(k.endswith(units) for k in r.extra)]
     if extras:
         tr.write_sep("-", "distributions and rates (extra_info)")

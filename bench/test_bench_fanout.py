@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import ServedHub, serving_hub
 from crowd import Crowd, raise_descriptor_limit
+from procfs import cpu_s
 from pytest_benchmark.fixture import BenchmarkFixture
 from support import RedisServer, WSPeer
 
@@ -92,7 +93,9 @@ def test_progress_reaches_every_subscriber(benchmark: BenchmarkFixture, patient_
 
     try:
         benchmark.group = "fanout-latency"
+        hub_cpu_before = cpu_s(patient_hub.pid)
         benchmark.pedantic(lambda: run(one_round()), rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+        hub_cpu_us = (cpu_s(patient_hub.pid) - hub_cpu_before) * 1e6
     finally:
         run(crowd.close())
         worker.close()
@@ -105,7 +108,9 @@ def test_progress_reaches_every_subscriber(benchmark: BenchmarkFixture, patient_
         "subscribers": subscribers, "rounds": ROUNDS, "every_subscriber_received": True,
         "last_subscriber_p50_ms": round(p50, 3), "last_subscriber_p99_ms": round(p99, 3),
         "last_subscriber_max_ms": round(ordered[-1], 3),
-        "first_subscriber_p50_ms": round(percentile(sorted(first_ms[WARMUP:]), 50), 3)})
+        "first_subscriber_p50_ms": round(percentile(sorted(first_ms[WARMUP:]), 50), 3),
+        # the whole round in the hub: the progressJob call, the stream read, then one send per subscriber
+        "hub_cpu_per_event_us": round(hub_cpu_us / len(last_ms), 1)})
     if subscribers == TARGET_SUBSCRIBERS:
         benchmark.extra_info["issue_target"] = f"all {TARGET_SUBSCRIBERS} within {TARGET_MS:g} ms"
         benchmark.extra_info["issue_measured"] = f"last one p50 {p50:.1f} ms, p99 {p99:.1f} ms"
@@ -137,7 +142,9 @@ def test_frames_to_monitors(benchmark: BenchmarkFixture, patient_hub: ServedHub,
 
     try:
         benchmark.group = "fanout-monitors"
+        hub_cpu_before = cpu_s(patient_hub.pid)
         benchmark.pedantic(lambda: run(one_burst()), rounds=MONITOR_BURSTS, iterations=1)
+        hub_cpu_us = (cpu_s(patient_hub.pid) - hub_cpu_before) * 1e6
     finally:
         run(crowd.close())
         worker.close()
@@ -146,4 +153,6 @@ def test_frames_to_monitors(benchmark: BenchmarkFixture, patient_hub: ServedHub,
     benchmark.extra_info.update({
         "monitors": monitors, "events_per_burst": events, "frames_per_burst": events * monitors,
         "monitor_frames_per_s": round(sorted(rates)[len(rates) // 2]),
-        "progress_events_per_s": round(sorted(rates)[len(rates) // 2] / monitors)})
+        "progress_events_per_s": round(sorted(rates)[len(rates) // 2] / monitors),
+        # with many monitors nearly all of it is the sends; with one, the progress calls
+        "hub_cpu_per_frame_us": round(hub_cpu_us / sum(delivered), 2)})
