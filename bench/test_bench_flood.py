@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import orjson
 from conftest import ServedHub
+from procfs import rss_mb
 from pytest_benchmark.fixture import BenchmarkFixture
 from support import WSPeer
 
 CONNECTIONS = 16
 FRAMES = 64
 PAYLOAD_BYTES = (1 << 20) - 8192  # under the default frame limit with the frame around it
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 async def _flood(url: str, pid: int) -> dict[str, float]:

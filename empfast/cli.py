@@ -16,7 +16,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from empfast.bars import Board, bar
-from empfast.benchmark import run_bench
+from empfast.benchmark import JOB_TYPE, OwnHubFailed, own_queue_hub, refuse_a_queue_in_use, run_bench
 from empfast.client import Client, JobCancelledError, JobFailedError, NotRetryableError
 from empfast.config import (
     HubAddress,
@@ -82,13 +82,16 @@ QUEUE = SettingsOptions(QueueSettings, "the queue", renames={"name": "queue"}, a
     Alias("retry-backoff-cap-s", "backoff_cap_ms", from_seconds=True)))
 REDIS = SettingsOptions(RedisOptions, "Redis", prefix="redis", unset_help={
     "url": "none: the embedded store, in this process and not durable"})
+BENCH_REDIS = SettingsOptions(RedisOptions, "Redis, for a hub of the bench's own on a fresh queue",
+                              prefix="redis", unset_help={"url": "none: measure the hub at --url"})
 WORKER = SettingsOptions(WorkerSettings, "the worker")
 HUB_ADDRESS = SettingsOptions(HubAddress, "the hub to connect to")
 LOGGING = SettingsOptions(LoggingSettings, "logging")
 COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "serve": (HUB, QUEUE, REDIS, LOGGING),
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
-    "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "bench": (HUB_ADDRESS,),
+    "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,),
+    "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
 
@@ -139,10 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
 
     bench = sub.add_parser("bench", help="measure a hub: latency, backlog drain and a steady rate",
-                           description="Measure the hub at --url with in-process SDK workers running a "
-                           "no-op handler: one job at a time (latency), a backlog (jobs/s), then a "
-                           "steady offered rate (latency under load). With --embedded, start a hub "
-                           "on the embedded store in this process instead (slow: fakeredis).")
+                           description="Measure a hub with in-process SDK workers running a no-op "
+                           "handler: one job at a time (latency), a backlog (jobs/s), then a steady "
+                           "offered rate (latency under load). The bench adds thousands of jobs, so it "
+                           "never shares a queue with yours: with --redis-url (or EMPFAST_REDIS_URL) "
+                           "it starts a hub of its own (`empfast serve`, loopback) on a fresh queue "
+                           "bench-<random> of that Redis and deletes that queue afterwards; without "
+                           "it, it measures the hub at --url, whose one queue it cannot change, and "
+                           "refuses (exit code 2) unless that queue holds no job; its jobs then stay "
+                           "there. With --embedded, it starts a hub on the embedded store in this "
+                           "process instead (slow: fakeredis).")
     bench.add_argument("--embedded", action="store_true", help="run a hub on the embedded store here")
     bench.add_argument("--jobs", type=int, default=10_000, help="backlog size (default 10000)")
     bench.add_argument("--workers", type=int, default=2, help="workers (default 2)")
@@ -318,8 +327,13 @@ async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
     options = {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency,
                "rounds": args.rounds, "rate": args.rate, "duration_s": args.duration_s,
                "out": sys.stdout, "progress": sys.stderr}
+    redis = BENCH_REDIS.given(args)
+    if "url" in redis and not args.embedded:
+        return await _bench_on_own_queue(RedisOptions(**redis), _as_variables(redis), options)
     if not args.embedded:
+        await refuse_a_queue_in_use(hub.url, hub.resolved_token())
         await run_bench(hub.url, token=hub.resolved_token(), **options)
+        print(f"the bench's jobs (type {JOB_TYPE}) stay in the queue behind {hub.url}", file=sys.stderr)
         return 0
     store = Store.embedded(QueueSettings(name="bench"))
     embedded_hub = Hub(store, HubConfig(port=0))
@@ -331,6 +345,27 @@ async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
         await embedded_hub.stop()
         await store.close()
     return 0
+
+
+async def _bench_on_own_queue(redis: RedisOptions, variables: dict[str, str], options: dict[str, Any]) -> int:
+    try:
+        async with own_queue_hub(redis, variables) as hub:
+            print(f"a hub of the bench's own (pid {hub.pid}) on the fresh queue {hub.queue!r} of Redis at "
+                  f"{redis.masked_url()}; the queue is deleted afterwards")
+            await run_bench(hub.url, token=hub.token, **options)
+    except OwnHubFailed as exc:
+        print(f"empfast bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"queue {hub.queue!r} deleted")
+    return 0
+
+
+def _as_variables(redis: dict[str, Any]) -> dict[str, str]:
+    """The Redis options given to bench, as the EMPFAST_REDIS_* variables its hub reads (not flags:
+    a password in a flag would show in `ps`)."""
+    def text(value: Any) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return {BENCH_REDIS.variable(name): text(value) for name, value in redis.items() if value is not None}
 
 
 def _run(coro: Any) -> Any:
