@@ -90,3 +90,26 @@ def test_splice_adds_a_raw_member() -> None:
 def test_error_frame_echoes_req() -> None:
     assert orjson.loads(frames.error(e.NOT_FOUND, "no job", req=7)) == {
         "type": "error", "code": "not_found", "error": "no job", "req": 7}
+
+
+def test_job_ids_are_32_hex_digits_unique_in_a_process_and_across_a_fork() -> None:
+    """Ids the hub or the client SDK makes (no uuid4 per id): a counter after a random prefix that
+    a forked child draws again, so a parent and its child never make the same id."""
+    import os
+    import re
+
+    from empfast.ids import new_job_id
+
+    ours = [new_job_id() for _ in range(10_000)]
+    assert len(set(ours)) == len(ours) and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ours)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next ids, back through the pipe
+        os.write(write, " ".join(new_job_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split()
+    os.waitpid(child, 0)
+    mine = [new_job_id() for _ in range(100)]
+    assert len(theirs) == 100 and not set(theirs) & set(mine + ours)

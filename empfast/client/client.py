@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -32,7 +31,7 @@ from empfast.connection import (
     endpoint,
 )
 from empfast.errors import TRANSIENT_CODES
-from empfast.ids import event_key
+from empfast.ids import event_key, new_job_id
 from empfast.limits import MAX_BATCH
 from empfast.protocol import JOB_EVENT_TYPES
 
@@ -115,7 +114,7 @@ class Client:
         handle says `created=False`. Without one, a random id is made here, so the submit is
         repeated safely after a dropped connection."""
         spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or new_job_id()
         body, raw = job_body(spec, job_id)
         message: dict[str, Any] = {"type": "submit_job", **body}
         # the watch exists before the frame leaves: the hub subscribes us before it adds the job,
@@ -149,7 +148,7 @@ class Client:
         if not 0 < batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}, got {batch_size}")
         specs = [as_spec(job, i) for i, job in enumerate(jobs)]
-        ids = [spec.job_id or uuid.uuid4().hex for spec in specs]
+        ids = [spec.job_id or new_job_id() for spec in specs]
         encoded = [job_bytes(spec, job_id) for spec, job_id in zip(specs, ids, strict=True)]
         for start in range(0, len(encoded), batch_size):
             batch = b"[" + b",".join(encoded[start:start + batch_size]) + b"]"
@@ -179,7 +178,7 @@ class Client:
         try:
             # the retry id makes a re-send after a lost reply a repeat, not a refusal
             reply = await self._call({"type": "retry_job", "job_id": job_id, "attempts": attempts,
-                                      "retry_id": uuid.uuid4().hex})
+                                      "retry_id": new_job_id()})
         except BaseException:
             self._restore_watch(job_id, watch, old)
             raise
