@@ -216,3 +216,27 @@ async def test_the_frames_of_one_loop_turn_go_out_in_one_socket_write(hub: Hub) 
     assert all(u["status"] == "pending" for u in updates)
     assert peer.writes - writes < len(frames) // 2, (peer.writes - writes)
     client.close()
+
+
+async def test_a_workers_pipelined_completions_are_answered_in_the_order_sent(hub: Hub) -> None:
+    """Completion batches of one worker may be in flight together (Peer._flush): every frame is
+    still answered in the order it was sent, a ping behind them included, and each job completes."""
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["t"], concurrency=40)
+    ids = [await submit(client, "t") for _ in range(40)]
+    assigned = {}
+    while len(assigned) < len(ids):
+        frame = await worker.until("job_assigned")
+        assigned[frame["job_id"]] = frame["attempt"]
+    for burst in (ids[:20], ids[20:]):  # two bursts, so the second can arrive while the first is in flight
+        for job_id in burst:
+            worker.send({"type": "complete_job", "req": ids.index(job_id), "job_id": job_id,
+                         "attempt": assigned[job_id], "result": job_id})
+        await asyncio.sleep(0)
+    worker.send({"type": "ping", "req": "last"})
+    replies = [await worker.until_any(("job_completed_ack", "pong", "error")) for _ in range(len(ids) + 1)]
+    assert [r["req"] for r in replies] == [*range(len(ids)), "last"]
+    assert all(r["type"] == "job_completed_ack" for r in replies[:-1])
+    assert (await hub.store.stats()).completed == len(ids)
+    client.close()
+    worker.close()

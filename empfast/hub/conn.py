@@ -7,6 +7,7 @@ subscriber's job subscriptions, a monitor's stats pushes). Frames are handled by
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ log = logging.getLogger("empfast.hub")
 
 INBOX_BATCH = 256  # frames of one connection taken at once (completions among them share a call)
 INBOX_HIGH = 2048  # frames queued on one connection before the hub stops reading from it
+# batches of one connection whose store call may be in flight at once (see Peer._flush)
+MAX_IN_FLIGHT = 4
 # Bytes are bounded by HubConfig.max_inbound_bytes (per connection) and max_inbound_total_bytes (the
 # hub); reading resumes below half of each, so a sender at the budget is not paused on every frame.
 # WebSocket close codes (docs/protocol.md section 2)
@@ -125,6 +128,7 @@ class Peer(WSListener):
         self.stats: StatsPushes | None = None  # set by subscribe_stats
         self.identity: Identity = OPEN  # what its token allows, set by the hub's routing (auth.py)
         self._outgoing: list[bytes] = []  # frames of this loop turn, headers and data (send)
+        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()  # see _flush
         self.writes = 0  # socket writes so far: tests count the batching
 
     # ---- picows callbacks -------------------------------------------------------------------
@@ -183,6 +187,8 @@ class Peer(WSListener):
         self.hub.connections -= 1
         if self.task:
             self.task.cancel()
+        for batch in self._in_flight:
+            batch.cancel()
         # a closed connection's frames are dropped: they no longer count against the hub's budget
         self.hub.inbox_released(self.inbox_bytes)
         self.inbox_bytes = 0
@@ -323,11 +329,12 @@ class Peer(WSListener):
                 if self.hub.batchable(self, message):
                     run.append(message)
                     continue
+                await self._flush(run)  # a batch still in flight answers before this message
                 await self.hub.handle(self, message)
             except Exception as exc:
                 await self._flush(run)
                 self.send(error_for(exc, message.req, self.role))
-        await self._flush(run)
+        await self._flush(run, settle=False)
 
     def must_register_first(self, kind: str | None) -> bool:
         """A worker may send only register_worker and ping before it has registered; that answer
@@ -352,11 +359,37 @@ class Peer(WSListener):
                             "this frame was not handled; send it again later, more slowly", req,
                             limit=config.max_frames_per_s)
 
-    async def _flush(self, run: list[AnyMessage]) -> None:
+    async def _flush(self, run: list[AnyMessage], *, settle: bool = True) -> None:
+        """Handle a run of batchable messages. A worker's completions are pipelined: their batch
+        is handed to a task and the next frames are read while its store call is in flight, up to
+        MAX_IN_FLIGHT batches. Their calls reach Redis in order on the store's one script
+        connection, and the replies come back in that order, so each batch answers before the next
+        one; the one await of complete_batch keeps it so. Anything else first waits for them all
+        (`settle`), so its answer never overtakes theirs."""
         if run:
             requests = run[:]
             run.clear()
-            await self.hub.handle_batch(self, requests)
+            if self.hub.pipelined(requests[0]):
+                task = asyncio.get_running_loop().create_task(self.hub.handle_batch(self, requests))
+                self._in_flight.append(task)
+                self.hub.peer_tasks.add(task)  # the hub's stop waits for it, as for the connection's
+                task.add_done_callback(self._batch_done)
+                if len(self._in_flight) >= MAX_IN_FLIGHT:
+                    await self._in_flight.popleft()
+            else:
+                await self._settle()
+                await self.hub.handle_batch(self, requests)
+        if settle:
+            await self._settle()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self.hub.peer_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and task not in self._in_flight:
+            log.error("a %s batch failed after its connection closed", self.role, exc_info=task.exception())
+
+    async def _settle(self) -> None:
+        while self._in_flight:
+            await self._in_flight.popleft()
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -222,6 +222,11 @@ class Hub:
         """Whether a message may join a batch (decoding let only the role's own types through)."""
         return type(message) in self.batch_handlers and (peer.role != "worker" or peer.worker is not None)
 
+    def pipelined(self, message: m.AnyMessage) -> bool:
+        """Whether a batch of this message may be in flight while the connection reads on: a
+        worker's completions, whose handler awaits one store call (Peer._flush)."""
+        return type(message) is m.CompleteJob
+
     async def handle_batch(self, peer: Peer, run: list[m.AnyMessage]) -> None:
         await self.batch_handlers[type(run[0])](peer, run)
 
