@@ -42,7 +42,6 @@ local rcall = redis.call
 --- @include "includes/checkLease"
 --- @include "includes/isRepeat"
 --- @include "includes/endLease"
---- @include "includes/trimFinished"
 --- @include "includes/trimSet"
 --- @include "includes/touchWorker"
 --- @include "includes/claimForWorker"
@@ -75,11 +74,13 @@ local function completeOne(jobId, attempt, result)
     end
     return refused
   end
-  endLease(prefix, activeKey, counts, jobKey, jobId, jobType, workerId)
+  endLease(prefix, activeKey, counts, jobId, jobType, workerId)
   rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', 100, 'done_by', doneBy,
     'finished_at', now, 'updated_at', now)
   countStat(counts, 'completed:' .. jobType, 1)
-  trimFinished(prefix, completedKey, jobKey, jobId, now, cfg.keep_completed_ms, cfg.keep_completed_max, 0)
+  -- no PEXPIRE per job: the sweep removes completed jobs older than keep_completed_ms (in slices),
+  -- and trimSet keeps the set within keep_completed_max once per batch
+  rcall('ZADD', completedKey, now, jobId)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'completed', 'id', jobId, 'result', result,
     'worker', workerId, 'attempt', attempt)
   return 'OK'

@@ -76,7 +76,7 @@ if refused then
   end
   return {refused}
 end
-endLease(prefix, activeKey, statsKey, jobKey, jobId, jobType, workerId)
+endLease(prefix, activeKey, statsKey, jobId, jobType, workerId)
 rcall('HSET', jobKey, 'done_by', doneBy)
 local backoff = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(attempt) - 1))
 local runAt = now + math.floor(backoff * (0.5 + tonumber(ARGV[10]) / 2))

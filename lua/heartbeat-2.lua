@@ -41,7 +41,6 @@ for _, jobId in ipairs(rcall('SMEMBERS', jobsKey)) do
   local f = rcall('HMGET', jobKey, 'status', 'worker', 'cancel')
   if f[1] == 'active' and f[2] == workerId then
     rcall('ZADD', activeKey, deadline, jobId)
-    rcall('HSET', jobKey, 'lease_until', deadline)
     extended = extended + 1
     if f[3] == '1' then
       cancels[#cancels + 1] = jobId

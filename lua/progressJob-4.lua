@@ -51,7 +51,7 @@ if refused then
 end
 local now = getTime(ARGV[2])
 local deadline = now + tonumber(ARGV[8])
-rcall('HSET', jobKey, 'progress', ARGV[6], 'message', ARGV[7], 'lease_until', deadline, 'updated_at', now)
+rcall('HSET', jobKey, 'progress', ARGV[6], 'message', ARGV[7], 'updated_at', now)
 rcall('ZADD', activeKey, deadline, jobId)
 touchWorker(prefix, workersKey, workerId, now)
 emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'progress', 'id', jobId,

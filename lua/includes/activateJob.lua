@@ -11,8 +11,8 @@ local function activateJob(prefix, activeKey, stats, eventsKey, cfg, jobId, work
   local f = rcall('HMGET', jobKey, 'type', 'priority', 'payload', 'attempts')
   local attempt = tonumber(f[4]) + 1
   local deadline = now + leaseMs
-  rcall('HSET', jobKey, 'attempts', attempt, 'status', 'active', 'worker', workerId, 'lease_until', deadline,
-    'started_at', now, 'updated_at', now, 'progress', 0, 'message', '')
+  rcall('HSET', jobKey, 'attempts', attempt, 'status', 'active', 'worker', workerId, 'started_at', now,
+    'updated_at', now, 'progress', 0, 'message', '')
   rcall('ZADD', activeKey, deadline, jobId)
   rcall('SADD', prefix .. 'worker:' .. workerId .. ':jobs', jobId)
   countStat(stats, 'active:' .. f[1], 1)

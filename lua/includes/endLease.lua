@@ -1,14 +1,14 @@
 --[[
   Function to take an active job off its lease: out of the active set, out of its worker's job set,
   and one fewer active job of its type. The caller has read the job's type and worker (with the
-  lease check, or the status), so this reads nothing. `stats`: see countStat.
+  lease check, or the status), so this reads nothing. `stats`: see countStat. The lease's deadline
+  is only the job's score in the active set, so nothing in the job hash changes here.
 ]]
 --- @include "countStat"
-local function endLease(prefix, activeKey, stats, jobKey, jobId, jobType, workerId)
+local function endLease(prefix, activeKey, stats, jobId, jobType, workerId)
   rcall('ZREM', activeKey, jobId)
   if workerId then
     rcall('SREM', prefix .. 'worker:' .. workerId .. ':jobs', jobId)
   end
   countStat(stats, 'active:' .. jobType, -1)
-  rcall('HDEL', jobKey, 'lease_until')
 end

@@ -15,7 +15,7 @@ local function releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, st
     return f[1] or 'missing'
   end
   local jobType = f[3]
-  endLease(prefix, activeKey, statsKey, jobKey, jobId, jobType, f[4])
+  endLease(prefix, activeKey, statsKey, jobId, jobType, f[4])
   local attempt = tonumber(f[2])
   local err = reason .. ' (attempt ' .. attempt .. ')'
   return (failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey,
