@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WSPeer, submit, ws_url
+from support import MakeStore, WSPeer, started_hub, submit, ws_url
 
 from empfast.connection import HubError
 from empfast.handlers import HandlerSpecError, load_handlers
@@ -497,3 +497,27 @@ async def test_a_newer_attempt_assigned_while_the_lost_run_is_stopping_still_run
     done = await client.until("job_completed", job_id=job_id, wait_s=10)
     assert done["result"] == "attempt 2" and done["attempt"] == 2
     assert cleanup_done.is_set() and attempts == [1, 2]
+
+
+async def test_a_worker_told_it_is_not_registered_heartbeats_at_once_and_gets_the_job(
+        make_store: MakeStore) -> None:
+    """The hub says not_registered when the worker's record is gone (Redis lost it): the SDK
+    heartbeats at once, so the waiting job runs now, not one heartbeat interval (here 10 s) later."""
+    async def echo(job: Job) -> Any:
+        return job.payload
+
+    async with started_hub(make_store, lease_ms=30_000, liveness_ms=60_000) as hub:
+        client = await WSPeer.connect(f"{ws_url(hub)}/ws/client")
+        worker = Worker(ws_url(hub), {"a": echo}, worker_id="w1", heartbeat_interval_s=10.0)
+        await worker.start()
+        try:
+            keys = hub.store.keys
+            await hub.store.redis.delete(keys.worker("w1"))  # as if Redis lost the record
+            await hub.store.redis.zrem(keys.workers, "w1")
+            started = time.monotonic()
+            job_id = await submit(client, "a", {"n": 1})
+            done = await client.until("job_completed", job_id=job_id, wait_s=15)
+            assert done["result"] == {"n": 1} and time.monotonic() - started < 3
+        finally:
+            await worker.stop(grace_s=0)
+            client.close()

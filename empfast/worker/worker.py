@@ -302,6 +302,12 @@ class Worker:
         if code == "lease_lost" and isinstance(job_id, str):
             # the answer to a progress frame: the job runs elsewhere now
             self._on_cancel(job_id, "lease_lost")
+        elif code == "not_registered" and self._registered():
+            # our record lapsed (or Redis lost it): a heartbeat registers us again with the same
+            # values (docs/protocol.md 4.5), now rather than one interval from now
+            log.warning("the hub no longer knows worker %s; sending a heartbeat to register again",
+                        self.worker_id)
+            self.connection.send({"type": "worker_heartbeat"})
         elif code in ("replaced", "unauthorized"):
             log.error("the hub refused worker %s for good: %s", self.worker_id, frame.get("error"))
         else:
