@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 import pytest
 import uvloop
@@ -27,12 +21,13 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from empfast.config import QueueSettings, RedisOptions
 from empfast.store import Store, redis_from_options
 
-# RedisServer and running_redis_server live in tests/support.py: reuse them, do not copy them.
+# RedisServer, running_redis_server and empfast_serve live in tests/support.py: reuse them, do not
+# copy them.
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from support import RedisServer, free_port, running_redis_server  # noqa: E402
+from support import RedisServer, ServedHub, empfast_serve, running_redis_server  # noqa: E402
 
 # Leases and worker liveness far longer than any benchmark, so nothing lapses mid-run.
 BENCH_SETTINGS = QueueSettings(name="bench", lease_ms=600_000, liveness_ms=600_000)
@@ -58,11 +53,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-class ServedHub(NamedTuple):
-    url: str
-    pid: int
-
-
 @pytest.fixture
 def served_hub(redis_server: RedisServer) -> Iterator[ServedHub]:
     """`empfast serve` on the bench's Redis (flushed first), as a user runs it."""
@@ -75,31 +65,8 @@ def served_hub(redis_server: RedisServer) -> Iterator[ServedHub]:
 def serving_hub(redis_server: RedisServer, *options: str) -> Iterator[ServedHub]:
     """`empfast serve` on queue "bench" of the bench's Redis (not flushed here), with these extra
     options (e.g. a retention setting), stopped at the end."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_server.url,
-             "--queue", "bench", "--lease-s", "600", "--log-level", "warning", *options],
-            stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""})
-        try:
-            _wait_listening(port, proc, log)
-            yield ServedHub(f"ws://127.0.0.1:{port}", proc.pid)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
+    with empfast_serve(redis_server.url, "bench", "--lease-s", "600", *options) as hub:
+        yield hub
 
 
 def _fresh_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[asyncio.AbstractEventLoop]:

@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -153,6 +155,43 @@ def running_redis_server(purpose: str) -> Iterator[RedisServer]:
         finally:
             server.stop()
 
+
+
+class ServedHub(NamedTuple):
+    """An `empfast serve` process: its address and pid (for /proc readings and profilers)."""
+
+    url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def empfast_serve(redis_url: str, queue: str, *options: str, cwd: Path | None = None) -> Iterator[ServedHub]:
+    """`empfast serve` in its own process on a free loopback port, as a user runs it, until it
+    listens; stopped with SIGTERM at the end. Its log is kept to explain an early exit."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_url,
+             "--queue", queue, "--log-level", "warning", *options],
+            stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""}, cwd=cwd)
+        try:
+            deadline = time.monotonic() + 20
+            while not _listening(port):
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
+                time.sleep(0.05)
+            yield ServedHub(f"ws://127.0.0.1:{port}", proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ws_url(hub: Hub, path: str = "") -> str:

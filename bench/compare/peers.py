@@ -9,28 +9,24 @@ import json
 import os
 import queue
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 COMPARE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = COMPARE_DIR.parent.parent
 
-# RedisServer, running_redis_server and free_port live in tests/support.py: reuse them, as
+# RedisServer, running_redis_server and empfast_serve live in tests/support.py: reuse them, as
 # bench/conftest.py does, do not copy them.
 TESTS_DIR = REPO_ROOT / "tests"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from support import REDIS_BINARY, RedisServer, free_port, running_redis_server  # noqa: E402
+from support import REDIS_BINARY, RedisServer, ServedHub, empfast_serve, running_redis_server  # noqa: E402
 
 BULLMQ_VERSION = "6.7.0"
 # Since v6 ioredis is an optional peer dependency of bullmq, so it is installed by name: the version
@@ -104,40 +100,11 @@ def private_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@dataclass
-class Hub:
-    url: str
-    pid: int
-
-
 @contextlib.contextmanager
-def served_hub(redis_url: str) -> Iterator[Hub]:
-    """`empfast serve` in its own process, as a user runs it (and as bench/conftest.py's served_hub)."""
-    port = free_port()
-    with tempfile.TemporaryFile() as hub_log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_url,
-             "--queue", QUEUE, "--log-level", "warning"],
-            stderr=hub_log, env={**os.environ, "EMPFAST_JSON_LOGS": ""}, cwd=REPO_ROOT)
-        try:
-            _wait_listening(port, proc, hub_log)
-            yield Hub(f"ws://127.0.0.1:{port}", proc.pid)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], hub_log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            hub_log.seek(0)
-            raise RuntimeError(f"empfast serve exited: {hub_log.read().decode()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"empfast serve did not listen on port {port} within 20 s")
+def served_hub(redis_url: str) -> Iterator[ServedHub]:
+    """`empfast serve` in its own process, as a user runs it (tests/support.py's empfast_serve)."""
+    with empfast_serve(redis_url, QUEUE, cwd=REPO_ROOT) as hub:
+        yield hub
 
 
 class LoadProcess:
