@@ -25,17 +25,14 @@ local function claimForWorker(prefix, activeKey, stats, eventsKey, cfg, workerId
   for _, jobType in ipairs(cjson.decode(w[1])) do
     pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
   end
+  local ids = {}
   if #pendingKeys == 1 then  -- one type: its best n jobs in one call
     local popped = rcall('ZPOPMIN', pendingKeys[1], n)
     for i = 1, #popped, 2 do
-      local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, popped[i], workerId, now, leaseMs)
-      for j = 1, 5 do
-        claimed[#claimed + 1] = job[j]
-      end
+      ids[#ids + 1] = popped[i]
     end
-    return claimed
   end
-  for _ = 1, n do
+  while #pendingKeys > 1 and #ids < n do  -- several: the best head among them, n times
     local bestId, bestScore, bestKey
     for _, key in ipairs(pendingKeys) do
       local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -50,7 +47,10 @@ local function claimForWorker(prefix, activeKey, stats, eventsKey, cfg, workerId
       break
     end
     rcall('ZREM', bestKey, bestId)
-    local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, bestId, workerId, now, leaseMs)
+    ids[#ids + 1] = bestId
+  end
+  for _, jobId in ipairs(ids) do
+    local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, jobId, workerId, now, leaseMs)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
     end
