@@ -115,6 +115,7 @@ class Connection:
         self.sessions = 0  # of those, the ones that came up with the SDK's state restored
         self._req_ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.loop: asyncio.AbstractEventLoop  # set by start()
         self._closing = False
         self._ended = asyncio.Event()  # close() was called, or the hub refused us for good
         self._lost: asyncio.Event = asyncio.Event()
@@ -126,7 +127,8 @@ class Connection:
     async def start(self) -> None:
         """Connect (retrying with backoff) and keep the connection up in the background. Raises
         only when the first connection is refused for good (e.g. a wrong token)."""
-        loop = asyncio.get_running_loop()
+        # the loop, kept: asyncio.get_running_loop() makes a getpid() system call on Python 3.11
+        self.loop = loop = asyncio.get_running_loop()
         self._first = loop.create_future()
         self._task = loop.create_task(self._keep_connected())
         await asyncio.shield(self._first)
@@ -189,7 +191,7 @@ class Connection:
 
     async def _request_now(self, message: dict[str, Any], raw: tuple[str, bytes] | None) -> dict[str, Any]:
         req = next(self._req_ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self._pending[req] = future
         head = {**message, "req": req}
         data = splice(head, *raw) if raw is not None else orjson.dumps(head)

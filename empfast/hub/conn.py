@@ -114,6 +114,8 @@ class Peer(WSListener):
 
     def __init__(self, hub: Hub, role: str, path_id: str | None, authorized: bool) -> None:
         self.hub, self.role, self.path_id, self.authorized = hub, role, path_id, authorized
+        # the loop, kept: asyncio.get_running_loop() makes a getpid() system call on Python 3.11
+        self.loop = asyncio.get_running_loop()
         self.transport: WSTransport | None = None
         self.inbox: asyncio.Queue[bytes | OverRate] = asyncio.Queue()
         self.inbox_bytes = 0  # received and not yet handled: queued, or in the batch being handled
@@ -229,7 +231,7 @@ class Peer(WSListener):
             return
         outgoing = self._outgoing
         if not outgoing:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         size = len(data)
         outgoing.append(bytes((0x81, size)) if size < 126 else
                         b"\x81\x7e" + size.to_bytes(2, "big") if size < 65536 else
@@ -370,7 +372,7 @@ class Peer(WSListener):
             requests = run[:]
             run.clear()
             if self.hub.pipelined(requests[0]):
-                task = asyncio.get_running_loop().create_task(self.hub.handle_batch(self, requests))
+                task = self.loop.create_task(self.hub.handle_batch(self, requests))
                 self._in_flight.append(task)
                 self.hub.peer_tasks.add(task)  # the hub's stop waits for it, as for the connection's
                 task.add_done_callback(self._batch_done)

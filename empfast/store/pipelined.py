@@ -66,7 +66,9 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader(replyError=ResponseError, protocolError=InvalidResponse)
         self.transport: asyncio.Transport | None = None
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.closed = asyncio.get_running_loop().create_future()
+        # the loop, kept: asyncio.get_running_loop() makes a getpid() system call on Python 3.11
+        self.loop = asyncio.get_running_loop()
+        self.closed = self.loop.create_future()
         self.error: Exception | None = None
 
     @property
@@ -173,14 +175,14 @@ class PipelinedConnection:
         protocol = self._protocol
         if protocol is None or not protocol.usable:
             protocol = await self._connect()
-        future = asyncio.get_running_loop().create_future()
+        future = protocol.loop.create_future()
         if not protocol.waiting:  # the reply clock starts now, not at the last reply of long ago
             self.last_reply = time.monotonic()
         protocol.waiting.append(future)
         self._outbox += parts
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            protocol.loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:

@@ -348,7 +348,7 @@ class Worker:
         self._runs[job_id] = run
         self.stats.in_flight += 1
         self._idle.clear()
-        run.task = asyncio.get_running_loop().create_task(self._run_job(run), name=f"job-{job_id}")
+        run.task = self.connection.loop.create_task(self._run_job(run), name=f"job-{job_id}")
 
     def _on_cancel(self, job_id: object, reason: object) -> None:
         run = self._runs.get(job_id) if isinstance(job_id, str) else None
@@ -407,7 +407,7 @@ class Worker:
         return payload_limit(int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
+        task = self.connection.loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
