@@ -14,6 +14,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from empfast.store import ClaimedJob, NewJob, Store
+from empfast.store.pipelined import command
 
 JOB_TYPE = "bench"
 PAYLOAD = b'{"to":"someone@example.com","template":"welcome","n":42}'
@@ -117,15 +118,17 @@ def test_add_batch_100(benchmark: BenchmarkFixture, bench_store: Store,
 @pytest.mark.parametrize("group", [CLAIM_GROUP, ADD_GROUP])
 def test_raw_evalsha_noop(benchmark: BenchmarkFixture, bench_store: Store,
                           bench_loop: asyncio.AbstractEventLoop, group: str) -> None:
-    """The floor: EVALSHA of `return 1` through the store's own client and loop, i.e. one round
-    trip plus client and event-loop overhead and no script work. Run once per group so each group's
-    table has its floor to compare with."""
+    """The floor: EVALSHA of `return 1` through the connection the store's scripts run on
+    (store/pipelined.py) and its loop, i.e. one round trip plus client and event-loop overhead and
+    no script work. Run once per group so each group's table has its floor to compare with."""
     run = bench_loop.run_until_complete
-    redis = bench_store.redis
-    sha = run(redis.script_load("return 1"))
+    sha = run(bench_store.redis.script_load("return 1"))
+    connection = bench_store.script_connection
+    assert connection is not None  # a real redis-server: the scripts' own connection
+    call = command("EVALSHA", sha, 0)
 
     async def noop() -> None:
-        assert await redis.evalsha(sha, 0) == 1
+        assert await connection.call(call) == 1
 
     benchmark.group = group
     benchmark.pedantic(lambda: run(noop()), rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
