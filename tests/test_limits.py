@@ -154,10 +154,41 @@ async def test_frames_over_the_rate_are_refused_in_order_and_not_handled(make_hu
     refusal = answers[3]
     assert refusal["code"] == "limit_exceeded" and refusal["limit"] == 2
     assert "max_frames_per_s" in refusal["error"]
+    assert 0 < refusal["retry_after_s"] <= 0.5  # a token comes back every 0.5 s
     assert await hub.store.get_job("over-rate") is None
     await asyncio.sleep(0.6)  # a token comes back every 0.5 s
     client.send({"type": "ping", "req": 6})
     assert (await client.next())["type"] == "pong"
+
+
+async def test_a_worker_sdk_sends_an_outcome_refused_for_the_rate_again_and_none_is_lost(
+        make_hub: MakeHub) -> None:
+    """A worker's completions over the connection's frame rate are refused (not handled) with
+    `retry_after_s`; the SDK sends each again then, so every job completes once and none runs twice."""
+    from empfast.worker import Job, Worker
+
+    hub = await make_hub(max_frames_per_s=20, max_frame_burst=5)
+    runs: list[str] = []
+
+    async def record(job: Job) -> str:
+        runs.append(job.job_id)
+        return job.job_id
+
+    client = await connect(hub, "/ws/client")
+    ids = [f"j{i}" for i in range(15)]
+    client.send({"type": "submit_jobs", "req": 1, "jobs": [{"job_type": "a", "job_id": i} for i in ids],
+                 "subscribe": True})
+    worker = Worker(f"ws://127.0.0.1:{hub.port}", {"a": record}, worker_id="w1", concurrency=15,
+                    ack_timeout_s=10)
+    await worker.start()
+    try:
+        completed = {(await client.until("job_completed", wait_s=15))["job_id"] for _ in ids}
+        await worker.wait_idle()  # every outcome acknowledged
+        assert completed == set(ids) and sorted(runs) == sorted(ids) and worker.stats.dropped == 0
+        assert worker.stats.completed == len(ids)
+    finally:
+        await worker.stop(grace_s=0)
+        client.close()
 
 
 async def test_subscriptions_per_connection_are_a_setting(make_hub: MakeHub) -> None:

@@ -356,10 +356,12 @@ class Peer(WSListener):
         except MessageError as exc:
             req = exc.req
         config = self.hub.config
+        # when the bucket will hold a whole token again: a peer may send the frame again then
+        retry_after_s = round(max(1.0 - self.tokens, 0.0) / config.max_frames_per_s, 3) or 0.001
         return frames.error(e.LIMIT_EXCEEDED, f"this connection sends more than max_frames_per_s "
                             f"({config.max_frames_per_s:g} frames/s, bursts of {config.max_frame_burst}): "
-                            "this frame was not handled; send it again later, more slowly", req,
-                            limit=config.max_frames_per_s)
+                            f"this frame was not handled; send it again in {retry_after_s:g} s or later, "
+                            "more slowly", req, limit=config.max_frames_per_s, retry_after_s=retry_after_s)
 
     async def _flush(self, run: list[AnyMessage], *, settle: bool = True) -> None:
         """Handle a run of batchable messages. A worker's completions are pipelined: their batch

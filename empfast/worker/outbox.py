@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, backoff_delays
-from empfast.errors import TRANSIENT_CODES
+from empfast.errors import LIMIT_EXCEEDED, TRANSIENT_CODES
 from empfast.worker.job import Outcome
 
 log = logging.getLogger("empfast.worker")
@@ -83,6 +83,11 @@ class Outbox:
                 except HubError as exc:
                     if exc.code in TRANSIENT_CODES:
                         await asyncio.sleep(next(pauses))
+                        continue
+                    retry_after_s = exc.frame.get("retry_after_s")
+                    if exc.code == LIMIT_EXCEEDED and isinstance(retry_after_s, int | float):
+                        # over the connection's frame rate: not handled, so sent again when allowed
+                        await asyncio.sleep(max(float(retry_after_s), next(pauses)))
                         continue
                     log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
                                 job_id, outcome.attempt, exc)
