@@ -434,3 +434,34 @@ def test_refusing_a_1_mib_frame_costs_about_a_millisecond_of_cpu(frame: bytes) -
             decode("client", frame)
         spent.append(time.process_time() - started)
     assert sorted(spent)[len(spent) // 2] < 0.025
+
+
+async def test_a_refused_completion_is_answered_after_the_completions_before_it(make_hub: MakeHub) -> None:
+    """Pipelined completion batches (Peer._flush): a batch whose only frame is refused before any
+    store call (a result over the limit) still answers after the batch before it, in flight. Found
+    by the long fuzz: the refusal overtook the earlier frames' acks."""
+    hub = await make_hub(max_frame_bytes=65_536)
+    client = await connect(hub, "/ws/client")
+    worker = await connect(hub, "/ws/worker")
+    worker.send({"type": "register_worker", "worker_id": "w1", "job_types": ["a"], "concurrency": 20,
+                 "req": "r"})
+    await worker.until("worker_registered")
+    ids = [await submit(client, "a") for _ in range(20)]
+    assigned = {}
+    while len(assigned) < len(ids):
+        frame = await worker.until("job_assigned")
+        assigned[frame["job_id"]] = frame["attempt"]
+    too_big = "x" * 63_000  # over the payload limit (the frame limit less 4 KiB), under the frame limit
+    for round_ in range(5):
+        done, refused = ids[4 * round_:4 * round_ + 3], ids[4 * round_ + 3]
+        for job_id in done:
+            worker.send({"type": "complete_job", "req": f"{job_id}-ok", "job_id": job_id,
+                         "attempt": assigned[job_id], "result": 1})
+        await asyncio.sleep(0)  # the next frame in a batch of its own, while these are in flight
+        worker.send({"type": "complete_job", "req": f"{refused}-big", "job_id": refused,
+                     "attempt": assigned[refused], "result": too_big})
+        answers = [await worker.until_any(("job_completed_ack", "error")) for _ in range(4)]
+        assert [a["req"] for a in answers] == [f"{j}-ok" for j in done] + [f"{refused}-big"], answers
+        assert answers[-1]["code"] == "limit_exceeded"
+    client.close()
+    worker.close()

@@ -367,14 +367,16 @@ class Peer(WSListener):
         """Handle a run of batchable messages. A worker's completions are pipelined: their batch
         is handed to a task and the next frames are read while its store call is in flight, up to
         MAX_IN_FLIGHT batches. Their calls reach Redis in order on the store's one script
-        connection, and the replies come back in that order, so each batch answers before the next
-        one; the one await of complete_batch keeps it so. Anything else first waits for them all
-        (`settle`), so its answer never overtakes theirs."""
+        connection, and each batch answers only after the one before it has (a batch whose frames
+        were all refused before any store call would otherwise answer first: found by the long
+        fuzz). Anything else first waits for them all (`settle`), so its answer never overtakes
+        theirs."""
         if run:
             requests = run[:]
             run.clear()
             if self.hub.pipelined(requests[0]):
-                task = self.loop.create_task(self.hub.handle_batch(self, requests))
+                before = self._in_flight[-1] if self._in_flight else None
+                task = self.loop.create_task(self.hub.handle_pipelined(self, requests, before))
                 self._in_flight.append(task)
                 self.hub.peer_tasks.add(task)  # the hub's stop waits for it, as for the connection's
                 task.add_done_callback(self._batch_done)

@@ -224,8 +224,13 @@ class Hub:
 
     def pipelined(self, message: m.AnyMessage) -> bool:
         """Whether a batch of this message may be in flight while the connection reads on: a
-        worker's completions, whose handler awaits one store call (Peer._flush)."""
+        worker's completions (Peer._flush, handle_pipelined)."""
         return type(message) is m.CompleteJob
+
+    async def handle_pipelined(self, peer: Peer, run: list[m.AnyMessage],
+                               after: asyncio.Future[None] | None) -> None:
+        """A pipelined batch, which answers only after `after`, the batch before it, has answered."""
+        await self.worker_handlers.complete_batch(peer, run, after=after)  # type: ignore[arg-type]
 
     async def handle_batch(self, peer: Peer, run: list[m.AnyMessage]) -> None:
         await self.batch_handlers[type(run[0])](peer, run)

@@ -203,9 +203,11 @@ class WorkerHandlers:
     async def on_complete_job(self, peer: Peer, message: m.CompleteJob) -> None:
         await self.complete_batch(peer, [message])
 
-    async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob]) -> None:
+    async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob],
+                             after: asyncio.Future[None] | None = None) -> None:
         """`complete_job` frames of one worker in one store call (completeJobs), which also claims
-        the worker's next jobs. Replies go out in request order, each with its own outcome."""
+        the worker's next jobs. Replies go out in request order, each with its own outcome, and
+        only once `after` (the connection's batch before this one, when pipelined) has answered."""
         slots = registered(peer)
         refused_early: list[bytes | None] = []
         completions: list[Completion] = []
@@ -229,6 +231,8 @@ class WorkerHandlers:
                 outcomes = list(refused)
             except Exception as exc:
                 outcomes = [exc] * len(completions)
+        if after is not None and not after.done():
+            await asyncio.wait([after])  # its answers first, whatever it raised
         peer.answer_in_order(requests, refused_early, [
             refusal or frames.job_completed_ack(completion.job_id)
             for completion, refusal in zip(completions, outcomes, strict=True)])
