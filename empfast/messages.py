@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -43,7 +42,6 @@ from empfast.limits import (
     MAX_PRIORITY,
     MAX_REQ_BYTES,
     MAX_STATS_INTERVAL_S,
-    MAX_VALUE_DEPTH,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
@@ -297,34 +295,6 @@ def decode(role: str, data: bytes) -> AnyMessage:
         raise MessageError(BAD_MESSAGE, f"field {key!r} is given twice: give it once", message.req,
                            tag_of(type(message)), field=key)
     return message
-
-
-def check_readable(value: bytes, field: str) -> None:
-    """A payload or result every SDK can read inside the frame that carries it; else ProtocolError.
-
-    msgspec's skip of a Raw value checks the syntax only: a number beyond a double (`1e400`)
-    passes, and nesting as deep as its recursion guard allows. orjson is the SDKs' parser: a value
-    it reads one level down (every frame splices it in as a top-level member) is one they read. Its
-    full parse costs about 6 ns a byte, so a long value is parsed only when it could fail: when
-    msgspec's guard (the recursion limit) lets nesting reach the SDKs' limit, or when a number could
-    be out of range: its exponent has 3 digits or more, or, with at most 2, it has 210 digits or
-    more before the point (a run of 209 digits is enough to look closer)."""
-    if len(value) >= _CHEAP_BYTES and sys.getrecursionlimit() <= MAX_VALUE_DEPTH:
-        shape = value.translate(_DIGITS_AS_ZERO)
-        if not any(mark in shape for mark in _BIG_NUMBER_MARKS):
-            return
-    try:
-        orjson.loads(value if len(value) < 2 * MAX_VALUE_DEPTH else b"[" + value + b"]")
-    except orjson.JSONDecodeError as exc:
-        why = str(exc).split(": line ", 1)[0]
-        raise ProtocolError(BAD_MESSAGE, f"field {field!r} cannot be read by a standard JSON parser ({why}): "
-                                         "numbers must fit a double and nesting must stay within "
-                                         f"{MAX_VALUE_DEPTH:,} levels", field=field) from None
-
-
-_CHEAP_BYTES = 4096  # below, orjson's parse costs less than the scan that could skip it
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
-_BIG_NUMBER_MARKS = (b"e000", b"e+000", b"0" * 209)
 
 
 def _check_texts(message: AnyMessage) -> None:

@@ -1,15 +1,20 @@
 """The wire protocol's shared vocabulary: its version, which statuses and events are final, the
-id patterns, and the raw-JSON splicing that lets payloads and results cross the hub as the exact
-text they arrived as. What each inbound message looks like is declared in messages.py;
+id patterns, the raw-JSON splicing that lets payloads and results cross the hub as the exact
+text they arrived as, and the check that such a text is one every SDK can read. What each
+inbound message looks like is declared in messages.py;
 docs/protocol.md is the contract. No I/O here.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import orjson
+
+from empfast.errors import BAD_MESSAGE, ProtocolError
+from empfast.limits import MAX_VALUE_DEPTH
 
 PROTOCOL_VERSION = 1
 
@@ -31,3 +36,31 @@ def is_final_event(frame: dict[str, Any]) -> bool:
 def splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:
     """A frame of `head` plus one member whose value is raw JSON text, added without parsing it."""
     return orjson.dumps(head)[:-1] + b',"' + key.encode() + b'":' + raw + b"}"
+
+
+def check_readable(value: bytes, field: str) -> None:
+    """A payload or result every SDK can read inside the frame that carries it; else ProtocolError.
+
+    msgspec's skip of a Raw value checks the syntax only: a number beyond a double (`1e400`)
+    passes, and nesting as deep as its recursion guard allows. orjson is the SDKs' parser: a value
+    it reads one level down (every frame splices it in as a top-level member) is one they read. Its
+    full parse costs about 6 ns a byte, so a long value is parsed only when it could fail: when
+    msgspec's guard (the recursion limit) lets nesting reach the SDKs' limit, or when a number could
+    be out of range: its exponent has 3 digits or more, or, with at most 2, it has 210 digits or
+    more before the point (a run of 209 digits is enough to look closer)."""
+    if len(value) >= _CHEAP_BYTES and sys.getrecursionlimit() <= MAX_VALUE_DEPTH:
+        shape = value.translate(_DIGITS_AS_ZERO)
+        if not any(mark in shape for mark in _BIG_NUMBER_MARKS):
+            return
+    try:
+        orjson.loads(value if len(value) < 2 * MAX_VALUE_DEPTH else b"[" + value + b"]")
+    except orjson.JSONDecodeError as exc:
+        why = str(exc).split(": line ", 1)[0]
+        raise ProtocolError(BAD_MESSAGE, f"field {field!r} cannot be read by a standard JSON parser ({why}): "
+                                         "numbers must fit a double and nesting must stay within "
+                                         f"{MAX_VALUE_DEPTH:,} levels", field=field) from None
+
+
+_CHEAP_BYTES = 4096  # below, orjson's parse costs less than the scan that could skip it
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+_BIG_NUMBER_MARKS = (b"e000", b"e+000", b"0" * 209)

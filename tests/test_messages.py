@@ -16,6 +16,7 @@ import pytest
 
 from empfast import errors as e
 from empfast import messages as m
+from empfast import protocol as p
 from empfast.errors import ProtocolError
 from empfast.limits import MAX_BATCH, MAX_VALUE_DEPTH
 
@@ -382,7 +383,7 @@ READABILITY = [
 @pytest.mark.parametrize(("value", "readable"), READABILITY, ids=range(len(READABILITY)))
 def test_a_value_is_refused_exactly_when_the_sdks_parser_cannot_read_it(value: bytes, readable: bool,
                                                                        long: bool) -> None:
-    """check_readable agrees with orjson (the SDKs' parser) on numbers at the edge of a double,
+    """protocol.check_readable agrees with orjson (the SDKs' parser) on numbers at the edge of a double,
     also for a long value, where it parses only what a scan finds suspect."""
     if long:
         value = b"[" + value + b"," + FILLER + b"]"
@@ -394,9 +395,9 @@ def test_a_value_is_refused_exactly_when_the_sdks_parser_cannot_read_it(value: b
         truth = False
     assert truth == readable
     if readable:
-        m.check_readable(value, "payload")
+        p.check_readable(value, "payload")
     else:
         with pytest.raises(ProtocolError) as refused:
-            m.check_readable(value, "result")
+            p.check_readable(value, "result")
         assert (refused.value.code, refused.value.extra.get("field")) == (e.BAD_MESSAGE, "result")
         assert "fit a double" in str(refused.value)

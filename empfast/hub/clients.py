@@ -258,4 +258,4 @@ def check_value(value: bytes, field: str, max_frame_bytes: int) -> None:
     if len(value) > cap:
         raise ProtocolError(e.LIMIT_EXCEEDED, f"the {field} is {len(value)} bytes, over the limit "
                             f"of {cap}: keep big data elsewhere and send its URL", field=field, limit=cap)
-    m.check_readable(value, field)
+    p.check_readable(value, field)

@@ -1,6 +1,7 @@
 """The store: the only code in empfast that talks to Redis, an async API over the Lua scripts.
 
 - store.py: the Store (start-up, one EVALSHA per transition)
+- events.py: reading the events stream (a mixin of the Store)
 - records.py: the values it takes and returns, read from the scripts' replies
 - redis_client.py: the redis-py client made from RedisOptions
 - pipelined.py: the auto-pipelined connection the scripts and the events reader run on
