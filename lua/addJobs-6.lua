@@ -36,12 +36,12 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    added (type, status, priority) for each job created
+    added (type, status, priority) for the jobs created, in one entry (emitJobEvents)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
---- @include "includes/emitEvent"
+--- @include "includes/emitJobEvents"
 --- @include "includes/pendingScore"
 --- @include "includes/countStat"
 --- @include "includes/flushStats"
@@ -109,8 +109,10 @@ end
 -- Per batch, not per job: the sequence numbers (n taken at once: FIFO holds, unused ones are
 -- harmless gaps), the added counters and the types set.
 local now = getTime(ARGV[2])
+local nowText = tostring(now)  -- numbers go to Redis as text made once: Redis formats each Lua number
 local out = {'OK'}
 local counts = {}
+local added = {}  -- the events of the batch, one stream entry (emitJobEvents)
 local seq = nil
 for i = 1, n do
   local id, jobType, payload, priority, maxAttempts, delay = unpack(jobs[i])
@@ -123,13 +125,15 @@ for i = 1, n do
     out[#out + 1] = (owner ~= '' and rcall('HGET', jobKey, 'owner') ~= owner) and 2 or 0
   else
     local status = 'pending'
-    local fields = {'id', id, 'type', jobType, 'payload', payload, 'priority', priority,
-      'max_attempts', maxAttempts, 'attempts', 0, 'created_at', now, 'updated_at', now}
+    local priorityText = tostring(priority)
+    local fields = {'id', id, 'type', jobType, 'payload', payload, 'priority', priorityText,
+      'max_attempts', tostring(maxAttempts), 'attempts', '0', 'created_at', nowText, 'updated_at', nowText}
     if delay > 0 then
       status = 'scheduled'
-      rcall('ZADD', scheduledKey, now + delay, id)
+      local runAt = tostring(now + delay)
+      rcall('ZADD', scheduledKey, runAt, id)
       fields[#fields + 1] = 'run_at'
-      fields[#fields + 1] = now + delay
+      fields[#fields + 1] = runAt
     else
       seq = (seq or rcall('INCRBY', seqKey, n) - n) + 1
       rcall('ZADD', prefix .. 'pending:' .. jobType, pendingScore(cfg, priority, seq), id)
@@ -142,8 +146,9 @@ for i = 1, n do
     end
     rcall('HSET', jobKey, unpack(fields))
     countStat(counts, 'added:' .. jobType, 1)
-    emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'added', 'id', id, 'type', jobType,
-      'status', status, 'priority', priority)
+    local e = #added
+    added[e + 1], added[e + 2], added[e + 3], added[e + 4] = 'id', id, 'type', jobType
+    added[e + 5], added[e + 6], added[e + 7], added[e + 8] = 'status', status, 'priority', priorityText
     out[#out + 1] = id
     out[#out + 1] = status
     out[#out + 1] = 1
@@ -154,5 +159,6 @@ for jobType in pairs(newTypes) do
     rcall('SADD', typesKey, jobType)
   end
 end
+emitJobEvents(eventsKey, cfg.events_maxlen, 'added', added, 8)
 flushStats(statsKey, counts)
 return out

@@ -35,6 +35,7 @@ local rcall = redis.call
 --- @include "includes/isWorkerLive"
 --- @include "includes/activateJob"
 --- @include "includes/refreshWorkerState"
+--- @include "includes/emitJobEvents"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, workerId, leaseMs, jobId = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -69,6 +70,8 @@ if not runs then
   return {'WRONG_TYPE', f[2]}
 end
 rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
-local job = activateJob(prefix, activeKey, statsKey, eventsKey, cfg, jobId, workerId, now, leaseMs)
+local assigned = {}
+local job = activateJob(prefix, activeKey, statsKey, assigned, jobId, workerId, tostring(now), tostring(now + leaseMs))
+emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
 refreshWorkerState(prefix, statesKey, statsKey, workerId)
 return {'OK', 1, unpack(job)}

@@ -24,7 +24,7 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    assigned (type, worker, attempt) for each claimed job
+    assigned (type, worker, attempt) for each claimed job, all in one entry
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -33,6 +33,7 @@ local rcall = redis.call
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
 --- @include "includes/flushStats"
+--- @include "includes/emitJobEvents"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -46,7 +47,9 @@ if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
 local counts = {}  -- the stats counters of this call, written once (countStat)
-local jobs = claimForWorker(prefix, activeKey, counts, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+local assigned = {}  -- their events, one stream entry (emitJobEvents)
+local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, workerId, now, leaseMs, maxJobs)
+emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
 flushStats(statsKey, counts)
 if #jobs > 0 then
   refreshWorkerState(prefix, statesKey, statsKey, workerId)

@@ -33,12 +33,13 @@
     error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
-    completed (result, worker, attempt) for each completion; assigned for each next job
+    completed (result, worker, attempt) for the completions, then assigned for the next jobs: one
+    entry each (emitJobEvents)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
---- @include "includes/emitEvent"
+--- @include "includes/emitJobEvents"
 --- @include "includes/checkLease"
 --- @include "includes/isRepeat"
 --- @include "includes/endLease"
@@ -63,6 +64,10 @@ end
 local now = getTime(ARGV[2])
 
 local counts = {}  -- the stats counters of this call, written once at the end (countStat)
+-- the events of this call, one stream entry per kind (emitJobEvents)
+local completed, assigned = {}, {}
+-- text, so Redis formats no number for each job
+local nowText = tostring(now)
 
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
@@ -75,14 +80,15 @@ local function completeOne(jobId, attempt, result)
     return refused
   end
   endLease(prefix, activeKey, counts, jobId, jobType, workerId)
-  rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', 100, 'done_by', doneBy,
-    'finished_at', now, 'updated_at', now)
+  rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', '100', 'done_by', doneBy,
+    'finished_at', nowText, 'updated_at', nowText)
   countStat(counts, 'completed:' .. jobType, 1)
   -- no PEXPIRE per job: the sweep removes completed jobs older than keep_completed_ms (in slices),
   -- and trimSet keeps the set within keep_completed_max once per batch
-  rcall('ZADD', completedKey, now, jobId)
-  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'completed', 'id', jobId, 'result', result,
-    'worker', workerId, 'attempt', attempt)
+  rcall('ZADD', completedKey, nowText, jobId)
+  local n = #completed
+  completed[n + 1], completed[n + 2], completed[n + 3], completed[n + 4] = 'id', jobId, 'result', result
+  completed[n + 5], completed[n + 6], completed[n + 7], completed[n + 8] = 'worker', workerId, 'attempt', attempt
   return 'OK'
 end
 
@@ -92,11 +98,13 @@ for i = 1, count do
   out[i] = completeOne(ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
 end
 trimSet(prefix, completedKey, cfg.keep_completed_max, 4 * count)  -- once for the batch
+emitJobEvents(eventsKey, cfg.events_maxlen, 'completed', completed, 8)
 if touchWorker(prefix, workersKey, workerId, now) then
-  local jobs = claimForWorker(prefix, activeKey, counts, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+  local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, workerId, now, leaseMs, maxJobs)
   for _, value in ipairs(jobs) do
     out[#out + 1] = value
   end
+  emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
 flushStats(statsKey, counts)

@@ -42,7 +42,7 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    failed (error, final 0 with run_at, or final 1) or cancelled; assigned for each next job
+    failed (error, final 0 with run_at, or final 1) or cancelled; assigned for the next jobs (one entry)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -54,6 +54,7 @@ local rcall = redis.call
 --- @include "includes/touchWorker"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
+--- @include "includes/emitJobEvents"
 
 local metaKey, activeKey, scheduledKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local workersKey, seqKey, statesKey, statsKey, eventsKey = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -85,7 +86,9 @@ status, runAt = failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKe
   cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now)
 local jobs = {}
 if touchWorker(prefix, workersKey, workerId, now) then
-  jobs = claimForWorker(prefix, activeKey, statsKey, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+  local assigned = {}
+  jobs = claimForWorker(prefix, activeKey, statsKey, assigned, cfg, workerId, now, leaseMs, maxJobs)
+  emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
 return {'OK', status, runAt, #jobs / 5, unpack(jobs)}

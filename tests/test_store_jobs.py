@@ -9,7 +9,7 @@ import pytest
 from support import MakeStore, T
 
 from empfast.errors import BadArgument, JobNotFound, LeaseLost, NotPending, WrongJobType
-from empfast.store import Completion, NewJob, Store
+from empfast.store import Completion, NewJob, Store, entry_events
 
 
 async def worker(store: Store, worker_id: str = "w1", job_types: tuple[str, ...] = ("a",),
@@ -388,6 +388,43 @@ async def test_events_stream_records_each_transition(store: Store) -> None:
         (b"completed", b"j")]
     completed = (await store.read_events("0"))[-1][1]
     assert completed[b"result"] == b'{"ok":true}' and completed[b"attempt"] == b"1"
+
+
+async def test_a_batch_writes_one_entry_per_kind_and_each_job_keeps_its_own_events(store: Store) -> None:
+    """addJobs, a claim and completeJobs write their jobs' events of one kind as one stream entry
+    (the Redis cost of events per batch, not per job); readers still get one event per job, and a
+    client resuming from an event id inside such an entry gets its job's later events only."""
+    ids = [f"j{n}" for n in range(4)]
+    await store.add_jobs([NewJob("a", b"{}", job_id=i) for i in ids], now=T)
+    await worker(store, concurrency=4)
+    held = await store.claim("w1", 4, now=T)
+    outcomes, _ = await store.complete_many(
+        "w1", [Completion(j.job_id, j.attempt, f'"r{j.job_id}"'.encode()) for j in held], now=T + 1)
+    assert outcomes == [None] * 4
+    events = await store.read_events("0")
+    kinds = [(f[b"ev"], f[b"id"]) for _, f in events if f[b"ev"] != b"worker"]
+    assert kinds == [(ev, i.encode()) for ev in (b"added", b"assigned", b"completed") for i in ids]
+    entry_ids = {ev: {event_id for event_id, f in events if f[b"ev"] == ev}
+                 for ev in (b"added", b"assigned", b"completed")}
+    assert all(len(one) == 1 for one in entry_ids.values()), entry_ids  # one entry per kind
+    done = {f[b"id"]: f for _, f in events if f[b"ev"] == b"completed"}
+    assert done[b"j2"][b"result"] == b'"rj2"' and done[b"j2"][b"worker"] == b"w1"
+    (added_id,) = entry_ids[b"added"]
+    replay, complete = await store.job_events_since("j2", added_id)
+    assert complete
+    assert [(f[b"ev"], f[b"id"]) for _, f in replay] == [(b"assigned", b"j2"), (b"completed", b"j2")]
+    assert replay[-1][1][b"result"] == b'"rj2"'
+
+
+def test_an_entry_splits_into_its_jobs_events_at_field_names_only() -> None:
+    one = [b"ev", b"progress", b"id", b"j1", b"progress", b"40", b"message", b"id"]
+    assert entry_events(one) == [one]
+    # a job type, a result or a worker id that reads "id" is a value, never the start of a group
+    batch = [b"ev", b"assigned", b"id", b"id", b"type", b"id", b"worker", b"w", b"attempt", b"1",
+             b"id", b"k", b"type", b"t", b"worker", b"id", b"attempt", b"2"]
+    assert entry_events(batch) == [
+        [b"ev", b"assigned", b"id", b"id", b"type", b"id", b"worker", b"w", b"attempt", b"1"],
+        [b"ev", b"assigned", b"id", b"k", b"type", b"t", b"worker", b"id", b"attempt", b"2"]]
 
 
 async def test_finished_jobs_are_trimmed_to_their_retention(make_store: MakeStore) -> None:

@@ -16,7 +16,7 @@ from empfast.errors import EmpfastError
 from empfast.hub import frames
 from empfast.hub.conn import CLOSE_REPLACED, Peer
 from empfast.ids import event_key
-from empfast.store import EventFields, event_fields
+from empfast.store import EventFields, entry_events, event_fields
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -70,7 +70,8 @@ class Dispatcher:
                 wake: Counter[str] = Counter()
                 for entry_id, flat in entries:
                     self.last_event_id = entry_id.decode()
-                    self._on_event(self.last_event_id, flat, wake)
+                    for event in entry_events(flat):
+                        self._on_event(self.last_event_id, event, wake)
                 if wake:
                     self.request_wake(wake)
             except asyncio.CancelledError:

@@ -19,10 +19,12 @@ from empfast.store.records import (
     NewJob,
     Stats,
     SweepResult,
+    entry_events,
     event_fields,
 )
 from empfast.store.redis_client import redis_from_options
 from empfast.store.store import Store
 
 __all__ = ["Added", "CancelOutcome", "ClaimedJob", "Completion", "EventEntry", "EventFields", "FailOutcome",
-           "Heartbeat", "NewJob", "Stats", "Store", "SweepResult", "event_fields", "redis_from_options"]
+           "Heartbeat", "NewJob", "Stats", "Store", "SweepResult", "entry_events", "event_fields",
+           "redis_from_options"]

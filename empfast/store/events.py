@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from empfast.ids import LAST_EVENT_KEY, event_key
 from empfast.store.pipelined import PipelinedConnection, command
-from empfast.store.records import EventEntry, EventFields, stream_entry, text
+from empfast.store.records import EventEntry, EventFields, entry_events, event_fields, stream_events, text
 
 if TYPE_CHECKING:
     from redis import asyncio as aioredis
@@ -21,32 +21,44 @@ class EventReads:
     script_connection: PipelinedConnection | None
     _events_connection: PipelinedConnection | None
 
+    # Entries may hold several jobs' events whose field names repeat (records.entry_events), which
+    # redis-py's dicts would merge: the store's client hands stream replies over as Redis sends them.
+    STREAM_COMMANDS = ("XRANGE", "XREVRANGE", "XREAD")
+
+    def _read_streams_flat(self) -> None:
+        for name in self.STREAM_COMMANDS:
+            self.redis.response_callbacks.pop(name, None)
+
     async def read_event_entries(self, last_id: str = "$", *, count: int = 1000,
                                  block_ms: int | None = None) -> list[EventEntry]:
-        """Events after last_id ("$": only new ones), oldest first, as Redis sends them: each
-        entry's id and its fields flat, parsed in C. The events reader routes most entries by two
-        fields at fixed places (b"ev" first, then b"id": every script writes them so) and makes
-        a dict of an entry only when someone gets it."""
-        if self.script_connection is None:  # the embedded store: redis-py's dicts, made flat
-            reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
-            return [(entry_id, [x for pair in fields.items() for x in pair])
-                    for entry_id, fields in reply[0][1]] if reply else []
+        """Entries after last_id ("$": only new ones), oldest first, as Redis sends them: each
+        entry's id and its fields flat, parsed in C. The events reader routes most events by two
+        fields at fixed places (b"ev" first, then b"id": every script writes them so) and makes a
+        dict of an event only when someone gets it. An entry may hold several events
+        (records.entry_events)."""
+        args: tuple[str | int, ...] = ("XREAD", "COUNT", count)
+        if block_ms is not None:
+            args += ("BLOCK", block_ms)
+        args += ("STREAMS", self.keys.events, last_id)
+        if self.script_connection is None:  # the embedded store: through fakeredis
+            reply = await self.redis.execute_command(*args)
+            if isinstance(reply, dict):  # fakeredis answers XREAD as a map
+                return list(reply.get(self.keys.events.encode(), []))
+            return reply[0][1] if reply else []
         if self._events_connection is None:  # a blocking read holds its connection: one of its own
             self._events_connection = PipelinedConnection.like(self.redis)
             assert self._events_connection is not None
         connection = self._events_connection
         connection.command_timeout_s = self.script_connection.command_timeout_s + (block_ms or 0) / 1000
-        args: tuple[str | int, ...] = ("XREAD", "COUNT", count)
-        if block_ms is not None:
-            args += ("BLOCK", block_ms)
-        reply = await connection.call(command(*args, "STREAMS", self.keys.events, last_id))
+        reply = await connection.call(command(*args))
         return reply[0][1] if reply else []
 
     async def read_events(self, last_id: str = "$", *, count: int = 1000,
                           block_ms: int | None = None) -> list[tuple[str, EventFields]]:
-        """Events after last_id ("$": only new ones), oldest first, each as its id and a dict."""
-        return [stream_entry(entry)
-                for entry in await self.read_event_entries(last_id, count=count, block_ms=block_ms)]
+        """Events after last_id ("$": only new ones), oldest first, each as its entry's id and a
+        dict (the events of one entry share its id)."""
+        entries = await self.read_event_entries(last_id, count=count, block_ms=block_ms)
+        return [event for entry in entries for event in stream_events(entry)]
 
     async def last_event_id(self) -> str:
         """The id of the newest event, so a starting hub reads only what comes after it."""
@@ -74,6 +86,10 @@ class EventReads:
         first_key = event_key(text(first[0][0])) if first else None
         complete = first_key is None or since_key is None or first_key <= since_key
         wanted = job_id.encode()
-        events = [(text(entry_id), fields) for entry_id, fields in entries
-                  if fields.get(b"id") == wanted and fields.get(b"ev") != b"worker"]
+        events = []
+        for entry_id, flat in entries:
+            if flat[1] == b"worker" or wanted not in flat:  # most entries: a cheap test in C first
+                continue
+            events.extend((text(entry_id), event_fields(one)) for one in entry_events(flat)
+                          if one[3] == wanted)
         return events, complete

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 Text = str | bytes
@@ -112,8 +113,24 @@ def event_fields(flat: list[bytes]) -> EventFields:
     return dict(zip(values, values, strict=True))
 
 
-def stream_entry(entry: EventEntry) -> tuple[str, EventFields]:
-    return text(entry[0]), event_fields(entry[1])
+def entry_events(flat: list[bytes]) -> list[list[bytes]]:
+    """The events of one entry sent flat, each flat as an entry of its own (b"ev", kind, b"id", id,
+    its fields). A script that moves many jobs writes their events of one kind as one entry: b"ev",
+    kind, then each job's group of fields, every group starting with b"id" (docs/data-model.md,
+    "Events"); any other entry is one event. Field names sit at the even places, so a value that
+    happens to read b"id" is never taken for the start of a group."""
+    starts = [i for i in range(4, len(flat), 2) if flat[i] == b"id"]
+    if not starts:
+        return [flat]
+    head = flat[:2]
+    bounds = [2, *starts, len(flat)]
+    return [head + flat[begin:end] for begin, end in pairwise(bounds)]
+
+
+def stream_events(entry: EventEntry) -> list[tuple[str, EventFields]]:
+    """One entry as its events: each with the entry's id and its fields as a dict."""
+    entry_id = text(entry[0])
+    return [(entry_id, event_fields(flat)) for flat in entry_events(entry[1])]
 
 
 def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:

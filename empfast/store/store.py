@@ -62,6 +62,7 @@ class Store(EventReads):
 
     def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
         self.redis = redis
+        self._read_streams_flat()
         self.settings = settings or QueueSettings()
         self.keys = QueueKeys.for_queue(self.settings.name)
         self.scripts: dict[str, Script] = load_scripts()

@@ -2,11 +2,11 @@
   Function to claim up to maxJobs (at most max_claim) of the best pending jobs for a worker, never
   more than its free slots (concurrency minus the jobs it holds). The best job is the lowest score
   among the heads of the pending sets of the worker's job types: O(types * log n). A draining worker
-  gets nothing. Returns a flat list of the five fields of each claimed job (see activateJob).
-  `stats`: see countStat.
+  gets nothing. Returns a flat list of the five fields of each claimed job (see activateJob); their
+  `assigned` events join `events` for the caller to write (emitJobEvents). `stats`: see countStat.
 ]]
 --- @include "activateJob"
-local function claimForWorker(prefix, activeKey, stats, eventsKey, cfg, workerId, now, leaseMs, maxJobs)
+local function claimForWorker(prefix, activeKey, stats, events, cfg, workerId, now, leaseMs, maxJobs)
   local claimed = {}
   if maxJobs <= 0 then
     return claimed
@@ -49,8 +49,9 @@ local function claimForWorker(prefix, activeKey, stats, eventsKey, cfg, workerId
     rcall('ZREM', bestKey, bestId)
     ids[#ids + 1] = bestId
   end
+  local nowText, deadline = tostring(now), tostring(now + leaseMs)
   for _, jobId in ipairs(ids) do
-    local job = activateJob(prefix, activeKey, stats, eventsKey, cfg, jobId, workerId, now, leaseMs)
+    local job = activateJob(prefix, activeKey, stats, events, jobId, workerId, nowText, deadline)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
     end
