@@ -22,7 +22,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from empfast.errors import FATAL_CODES, FORBIDDEN
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES
-from empfast.protocol import splice
+from empfast.protocol import frame_header, masked_data, splice
 
 log = logging.getLogger("empfast.connection")
 
@@ -114,6 +114,8 @@ class Connection:
         self.connects = 0  # sockets opened
         self.sessions = 0  # of those, the ones that came up with the SDK's state restored
         self._req_ids = itertools.count(1)
+        self._outgoing: list[bytes] = []  # frames of this loop turn, written at its end (send)
+        self.writes = 0  # socket writes of frames so far: tests count the batching
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.loop: asyncio.AbstractEventLoop  # set by start()
         self._closing = False
@@ -137,6 +139,7 @@ class Connection:
         self._closing = True
         self._ended.set()
         if self.transport is not None:
+            self._flush()  # what was sent goes before the close frame
             self.transport.send_close()
             self.transport.disconnect()
         if self._task is not None:
@@ -155,13 +158,30 @@ class Connection:
         return self.transport is not None and not self.transport.is_disconnected
 
     def send(self, message: dict[str, Any] | bytes) -> bool:
-        """Send now if connected; False when the frame was dropped."""
+        """Queue one frame if connected (False when it was dropped). The frames of one event-loop
+        turn (a worker's outcomes, a client's requests) go out in one socket write at its end,
+        masked here as a client's frames must be: one system call for many frames."""
         if not self.connected:
             return False
-        assert self.transport is not None
         data = message if isinstance(message, bytes) else orjson.dumps(message)
-        self.transport.send(WSMsgType.TEXT, data)
+        outgoing = self._outgoing
+        if not outgoing:
+            self.loop.call_soon(self._flush)
+        mask_key = random.randbytes(4)
+        outgoing.append(frame_header(len(data), mask_key))
+        outgoing.append(masked_data(data, mask_key))
         return True
+
+    def _flush(self) -> None:
+        """Write the queued frames (a drop discards them: _on_lost)."""
+        if not self._outgoing:
+            return
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected and not transport.is_close_frame_sent:
+            transport.underlying_transport.write(data)
+            self.writes += 1
 
     async def request(self, message: dict[str, Any], *, raw: tuple[str, bytes] | None = None,
                       timeout_s: float | None = 30.0, wait_connected: bool = True) -> dict[str, Any]:
@@ -246,6 +266,7 @@ class Connection:
 
     def _on_lost(self) -> None:
         self.ready.clear()
+        self._outgoing.clear()  # frames for the connection that dropped; outcomes are re-sent
         self._fail_pending(Disconnected("the connection to the hub dropped before the reply"))
         self._lost.set()
 

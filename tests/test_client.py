@@ -88,6 +88,23 @@ async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
         worker.close()
 
 
+async def test_the_requests_of_one_loop_turn_go_out_masked_in_one_socket_write(hub: Hub) -> None:
+    """Frames an SDK sends in one event-loop turn share a socket write (docs/performance.md), each
+    masked as RFC 6455 requires of a client; payloads at every frame-header size (7-bit, 16-bit and
+    64-bit lengths) reach the worker byte for byte."""
+    async with Client(ws_url(hub)) as client:
+        sizes = [0, 1, 2, 3, 4, 5, 100, 117, 118, 119, 120, 65_520, 65_530, 70_000]
+        worker = await register(hub, "w1", ["raw"], concurrency=len(sizes))
+        payloads = [b'"' + b"x" * size + b'"' for size in sizes]
+        writes = client.connection.writes
+        await asyncio.gather(*(client.submit("raw", payload_json=p) for p in payloads))
+        assert client.connection.writes - writes < len(payloads) // 2, client.connection.writes - writes
+        async with asyncio.timeout(5):
+            got = [(await worker.until("job_assigned"))["payload"] for _ in payloads]
+        assert sorted(got, key=len) == [p[1:-1].decode() for p in payloads]
+        worker.close()
+
+
 async def test_payload_json_in_a_batch_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
     async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["raw"])

@@ -21,6 +21,7 @@ from empfast.errors import EmpfastError
 from empfast.hub import frames
 from empfast.hub.auth import OPEN, Identity
 from empfast.messages import AnyMessage, MessageError, decode
+from empfast.protocol import frame_header
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -232,10 +233,7 @@ class Peer(WSListener):
         outgoing = self._outgoing
         if not outgoing:
             self.loop.call_soon(self.flush)
-        size = len(data)
-        outgoing.append(bytes((0x81, size)) if size < 126 else
-                        b"\x81\x7e" + size.to_bytes(2, "big") if size < 65536 else
-                        b"\x81\x7f" + size.to_bytes(8, "big"))
+        outgoing.append(frame_header(len(data)))
         outgoing.append(data)
 
     def flush(self) -> None:
