@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import orjson
 import pytest
 from support import MakeStore, connect, register, submit
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
+from empfast.hub.workers import COMPLETIONS_PER_CALL
+from empfast.protocol import frame_header, masked_data
 
 
 async def test_submit_assign_progress_complete_as_the_client_sees_it(hub: Hub) -> None:
@@ -216,6 +220,44 @@ async def test_the_frames_of_one_loop_turn_go_out_in_one_socket_write(hub: Hub) 
     assert all(u["status"] == "pending" for u in updates)
     assert peer.writes - writes < len(frames) // 2, (peer.writes - writes)
     client.close()
+
+
+async def test_a_whole_window_of_completions_gets_its_first_next_jobs_before_its_last_acks(hub: Hub) -> None:
+    """A worker that finishes all its jobs at once: the hub completes them in parts
+    (COMPLETIONS_PER_CALL), so the next jobs of the first part reach the worker while the later
+    parts are still being stored, instead of the whole window going round in one piece
+    (docs/performance.md). Every frame is still answered in order and each job completes once."""
+    window = 3 * COMPLETIONS_PER_CALL
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["t"], concurrency=window)
+    client.send({"type": "submit_jobs", "req": 1, "jobs": [{"job_type": "t"}] * (2 * window)})
+    await client.until("jobs_accepted")
+    assigned: dict[str, int] = {}
+    while len(assigned) < window:
+        frame = await worker.until("job_assigned")
+        assigned[frame["job_id"]] = frame["attempt"]
+    held = list(assigned)
+    burst = []  # in one socket write, so the hub reads them as one run
+    for n, job_id in enumerate(held):
+        data = orjson.dumps({"type": "complete_job", "req": n, "job_id": job_id,
+                             "attempt": assigned[job_id], "result": n})
+        burst += [frame_header(len(data), b"mask"), masked_data(data, b"mask")]
+    assert worker.transport is not None
+    worker.transport.underlying_transport.write(b"".join(burst))
+    seen: list[dict[str, Any]] = []
+    while sum(f["type"] == "job_completed_ack" for f in seen) < window:
+        seen.append(await worker.until_any(("job_completed_ack", "job_assigned", "error")))
+    acks = [f["req"] for f in seen if f["type"] == "job_completed_ack"]
+    assert acks == list(range(window))
+    first_new = next(i for i, f in enumerate(seen) if f["type"] == "job_assigned")
+    assert first_new < len(seen) - COMPLETIONS_PER_CALL, [f["type"] for f in seen]
+    fresh = [f["job_id"] for f in seen if f["type"] == "job_assigned"]
+    while len(fresh) < window:
+        fresh.append((await worker.until("job_assigned"))["job_id"])
+    assert len(set(fresh)) == window and not set(fresh) & set(held)  # no completed job came back
+    assert (await hub.store.stats()).completed == window
+    client.close()
+    worker.close()
 
 
 async def test_a_workers_pipelined_completions_are_answered_in_the_order_sent(hub: Hub) -> None:

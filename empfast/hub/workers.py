@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 # a worker not heard from for this many heartbeat intervals gets no jobs from dispatch: it missed a
 # heartbeat and is late for the next, so it is likely frozen (its liveness is at least 3 intervals)
 QUIET_AFTER_HEARTBEATS = 2
+# most completions in one completeJobs call: a worker's whole window in one call made Redis, hub and
+# worker take turns (docs/performance.md, "Latest")
+COMPLETIONS_PER_CALL = 16
 
 
 def registered(peer: Peer) -> WorkerSlots:
@@ -205,9 +208,17 @@ class WorkerHandlers:
 
     async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob],
                              after: asyncio.Future[None] | None = None) -> None:
-        """`complete_job` frames of one worker in one store call (completeJobs), which also claims
-        the worker's next jobs. Replies go out in request order, each with its own outcome, and
-        only once `after` (the connection's batch before this one, when pipelined) has answered."""
+        """`complete_job` frames of one worker, COMPLETIONS_PER_CALL to a store call (completeJobs),
+        which also claims the worker's next jobs. Replies go out in request order, each with its own
+        outcome, and only once `after` (the connection's batch before this one, when pipelined) has
+        answered. A worker that finished its whole window at once gets the first part's next jobs
+        while Redis runs the next part, instead of the window going round in one piece."""
+        for start in range(0, len(requests), COMPLETIONS_PER_CALL):
+            await self._complete_part(peer, requests[start:start + COMPLETIONS_PER_CALL], after)
+            after = None
+
+    async def _complete_part(self, peer: Peer, requests: list[m.CompleteJob],
+                             after: asyncio.Future[None] | None) -> None:
         slots = registered(peer)
         refused_early: list[bytes | None] = []
         completions: list[Completion] = []
