@@ -201,6 +201,36 @@ class Connection:
                 await self._ready_or_ended()
             return await self._request_now(message, raw)
 
+    def send_request(self, message: dict[str, Any], raw: tuple[str, bytes] | None = None
+                     ) -> tuple[int, asyncio.Future[dict[str, Any]]] | None:
+        """Send a request without waiting for its reply: its req id and the future the reply (an
+        error reply too: the caller reads it) resolves, or fails with Disconnected when the
+        connection drops first. None when not connected. For callers that keep many requests in
+        flight without a task each (the worker's outbox); abandon_request gives up on one."""
+        if not self.connected:
+            return None
+        req = next(self._req_ids)
+        head = {**message, "req": req}
+        data = splice(head, *raw) if raw is not None else orjson.dumps(head)
+        limit = self.welcome.get("max_frame_bytes")
+        if isinstance(limit, int) and len(data) > limit:
+            # the hub would close the socket, and a re-send after the reconnect would do it again
+            raise FrameTooLarge(f"a {message.get('type')} frame of {len(data)} bytes is over the hub's "
+                                f"limit of {limit}: send a smaller payload (or batch), and keep big data "
+                                "in object storage with its URL in the payload")
+        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self._pending[req] = future
+        self.send(data)
+        return req, future
+
+    def abandon_request(self, req: int) -> bool:
+        """Stop waiting for a request's reply (its future is cancelled); False when it had come."""
+        future = self._pending.pop(req, None)
+        if future is None or future.done():
+            return False
+        future.cancel()
+        return True
+
     async def _ready_or_ended(self) -> None:
         waits = {asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._ended.wait())}
         try:
@@ -210,21 +240,11 @@ class Connection:
                 waiter.cancel()
 
     async def _request_now(self, message: dict[str, Any], raw: tuple[str, bytes] | None) -> dict[str, Any]:
-        req = next(self._req_ids)
-        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-        self._pending[req] = future
-        head = {**message, "req": req}
-        data = splice(head, *raw) if raw is not None else orjson.dumps(head)
-        limit = self.welcome.get("max_frame_bytes")
-        if isinstance(limit, int) and len(data) > limit:
-            # the hub would close the socket, and a re-send after the reconnect would do it again
-            self._pending.pop(req, None)
-            raise FrameTooLarge(f"a {message.get('type')} frame of {len(data)} bytes is over the hub's "
-                                f"limit of {limit}: send a smaller payload (or batch), and keep big data "
-                                "in object storage with its URL in the payload")
+        sent = self.send_request(message, raw)
+        if sent is None:
+            raise Disconnected("not connected to the hub")
+        req, future = sent
         try:
-            if not self.send(data):
-                raise Disconnected("not connected to the hub")
             reply = await future
         finally:
             self._pending.pop(req, None)
@@ -252,7 +272,7 @@ class Connection:
             if kind in ("welcome", "error"):
                 return
         req = frame.get("req")
-        future = self._pending.get(req) if isinstance(req, int) else None
+        future = self._pending.pop(req, None) if isinstance(req, int) else None
         if future is not None:
             if not future.done():
                 future.set_result(frame)

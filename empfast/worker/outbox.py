@@ -1,16 +1,26 @@
 """Outcomes kept until acknowledged: each complete_job / fail_job is sent with its attempt and
 re-sent (after a timeout, a transient refusal or a reconnect) until the hub answers it, so no result
-is lost; the hub judges a repeat by job and attempt, so none is applied twice."""
+is lost; the hub judges a repeat by job and attempt, so none is applied twice. An outcome is sent
+without a task of its own (a callback takes the reply, one timer watches for the ack); only one the
+hub refuses gets a task, which waits and sends it again or drops it."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, backoff_delays
+from empfast.connection import (
+    Connection,
+    ConnectionClosed,
+    Disconnected,
+    FrameTooLarge,
+    HubError,
+    backoff_delays,
+)
 from empfast.errors import LIMIT_EXCEEDED, TRANSIENT_CODES
 from empfast.worker.job import Outcome
 
@@ -61,40 +71,85 @@ class Outbox:
             self.deliver_soon(job_id)
 
     def deliver_soon(self, job_id: str) -> None:
-        # one delivery task per outcome; while disconnected none runs, and deliver_all starts them
-        if job_id in self._sending or not self._registered():
+        """Send a job's outcome now, without a task: the reply's callback settles it (_on_reply).
+        While disconnected nothing is sent, and deliver_all sends it after the reconnect."""
+        outcome = self.pending.get(job_id)
+        if outcome is None or job_id in self._sending or not self._registered():
+            return
+        try:
+            sent = self.connection.send_request(outcome.message)
+        except FrameTooLarge as exc:  # completion() keeps results under the limit: a bug if it comes
+            log.error("the outcome of job %s cannot be sent, dropped: %s", job_id, exc)
+            self.stats.dropped += 1
+            self.forget(outcome)
+            return
+        if sent is None:
             return
         self._sending.add(job_id)
-        self._spawn(self._deliver(job_id))
+        req, future = sent
+        timer = self.connection.loop.call_later(self.ack_timeout_s, self._ack_overdue, outcome, req)
+        future.add_done_callback(functools.partial(self._on_reply, outcome, timer))
 
-    async def _deliver(self, job_id: str) -> None:
+    def _ack_overdue(self, outcome: Outcome, req: int) -> None:
+        if self.connection.abandon_request(req):  # its callback sends it again
+            log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat is "
+                        "safe)", outcome.job_id, self.ack_timeout_s)
+
+    def _on_reply(self, outcome: Outcome, timer: asyncio.TimerHandle,
+                  future: asyncio.Future[dict[str, Any]]) -> None:
+        timer.cancel()
+        job_id = outcome.job_id
+        self._sending.discard(job_id)
+        if future.cancelled():  # no ack in time
+            self.deliver_soon(job_id)
+            return
+        if future.exception() is not None:
+            return  # the connection dropped or ended: deliver_all sends it after the reconnect
+        reply = future.result()
+        if reply.get("type") == "error":
+            # a refusal to wait out (transient, over the frame rate) or to drop: the slow path
+            self._sending.add(job_id)
+            self._spawn(self._deliver(job_id, HubError(reply)))
+            return
+        self._count_ack(reply)
+        self.forget(outcome)
+        if job_id in self.pending:  # a newer attempt's outcome came meanwhile
+            self.deliver_soon(job_id)
+
+    async def _deliver(self, job_id: str, refused: HubError | None) -> None:
+        """The slow path of an outcome the hub refused: wait and send again while the refusal is
+        transient (or over the frame rate), else drop it."""
         pauses = backoff_delays(0.2, 5.0)
         try:
             while (outcome := self.pending.get(job_id)) is not None and self._registered():
-                try:
-                    reply = await self.connection.request(outcome.message, timeout_s=self.ack_timeout_s,
-                                                          wait_connected=False)
-                except (Disconnected, ConnectionClosed):
-                    return  # re-sent by deliver_all after the reconnect
-                except TimeoutError:
-                    log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat "
-                                "is safe)", job_id, self.ack_timeout_s)
+                if refused is None:
+                    try:
+                        reply = await self.connection.request(outcome.message, timeout_s=self.ack_timeout_s,
+                                                              wait_connected=False)
+                    except (Disconnected, ConnectionClosed):
+                        return  # re-sent by deliver_all after the reconnect
+                    except TimeoutError:
+                        log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a "
+                                    "repeat is safe)", job_id, self.ack_timeout_s)
+                        continue
+                    except HubError as exc:
+                        refused = exc
+                    else:
+                        self._count_ack(reply)
+                        self.forget(outcome)
+                        return
+                exc, refused = refused, None
+                if exc.code in TRANSIENT_CODES:
+                    await asyncio.sleep(next(pauses))
                     continue
-                except HubError as exc:
-                    if exc.code in TRANSIENT_CODES:
-                        await asyncio.sleep(next(pauses))
-                        continue
-                    retry_after_s = exc.frame.get("retry_after_s")
-                    if exc.code == LIMIT_EXCEEDED and isinstance(retry_after_s, int | float):
-                        # over the connection's frame rate: not handled, so sent again when allowed
-                        await asyncio.sleep(max(float(retry_after_s), next(pauses)))
-                        continue
-                    log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
-                                job_id, outcome.attempt, exc)
-                    self.stats.dropped += 1
-                    self.forget(outcome)
-                    return
-                self._count_ack(reply)
+                retry_after_s = exc.frame.get("retry_after_s")
+                if exc.code == LIMIT_EXCEEDED and isinstance(retry_after_s, int | float):
+                    # over the connection's frame rate: not handled, so sent again when allowed
+                    await asyncio.sleep(max(float(retry_after_s), next(pauses)))
+                    continue
+                log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
+                            job_id, outcome.attempt, exc)
+                self.stats.dropped += 1
                 self.forget(outcome)
                 return
         finally:
