@@ -189,6 +189,31 @@ async def test_two_hubs_on_one_redis_act_as_one(backend: str, make_store: MakeSt
             await h.stop()
 
 
+async def test_a_job_for_the_one_idle_worker_is_claimed_by_the_submit_itself(make_store: MakeStore) -> None:
+    """With one idle worker for the type on the hub, the submit's own store call claims the job for
+    it (addJobs claims after adding): the worker gets it without the events reader or the sweep,
+    which this hub never runs here, and the client's events still arrive in order once it reads."""
+    store = await make_store()
+    hub = Hub(store, HubConfig(port=0, sweep_interval_s=3600, stats_interval_s=3600, events_block_ms=50))
+    await hub.start()
+    try:
+        reader = hub.dispatch.tasks[0]
+        reader.cancel()  # no events read back, no wake-ups: only the submit can hand the job out
+        await asyncio.gather(reader, return_exceptions=True)
+        worker = await register(hub, "w1", ["a"], concurrency=2)
+        client = await connect(hub, "/ws/client")
+        job_id = await submit(client, "a", {"n": 1})
+        assigned = await worker.until("job_assigned", wait_s=2)
+        assert assigned["job_id"] == job_id and assigned["payload"] == {"n": 1}
+        assert (await store.get_job(job_id) or {})["status"] == "active"
+        events = [(f[b"ev"], f[b"id"]) for _, f in await store.read_events("0") if f[b"ev"] != b"worker"]
+        assert events == [(b"added", job_id.encode()), (b"assigned", job_id.encode())]
+        client.close()
+        worker.close()
+    finally:
+        await hub.stop()
+
+
 async def test_new_jobs_are_shared_among_idle_workers(hub: Hub) -> None:
     for worker_id in ("first", "second"):
         await register(hub, worker_id, ["a"], concurrency=10)

@@ -51,13 +51,23 @@ class ClientHandlers:
             for job, sub in zip(jobs, subscribed, strict=True):
                 if sub:
                     peer.subs.buffered[job.job_id or ""] = []
+        # a local worker that can start one of these now gets its jobs from the same store call
+        handlers = self.hub.worker_handlers
+        worker = handlers.ready_for(jobs)
         try:
-            added = await self.store.add_jobs(jobs, owner=peer.identity.owner)
+            if worker is None or worker.worker is None:
+                added, claimed = await self.store.add_jobs(jobs, owner=peer.identity.owner), []
+            else:
+                added, claimed = await self.store.add_and_claim(
+                    jobs, owner=peer.identity.owner, worker_id=worker.worker.worker_id,
+                    max_claim=min(len(jobs), handlers.dispatchable(worker)))
         except BaseException:
             for job, sub in zip(jobs, subscribed, strict=True):
                 if sub:
                     self.hub.unsubscribe(peer, job.job_id or "")
             raise
+        if claimed and worker is not None and worker.worker is not None:
+            handlers.assign(worker, claimed)
         if scoped:
             subscribed = [sub and self._release(peer, one)
                           for one, sub in zip(added, subscribed, strict=True)]

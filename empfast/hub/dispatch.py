@@ -102,6 +102,12 @@ class Dispatcher:
             f = event_fields(flat)
             if f.get(b"final") == b"0" and b"run_at" not in f:
                 wake[f[b"type"].decode()] += 1  # retried at once: pending again
+        elif ev == b"assigned" and flat[4] == b"type":
+            # a job claimed right after it was added in the same read (a submit that claimed for an
+            # idle worker, a claim of the next jobs): it needs no wake-up
+            job_type = flat[5].decode()
+            if wake[job_type] > 0:
+                wake[job_type] -= 1
         elif ev == b"cancel_requested":
             f = event_fields(flat)
             worker = self.hub.workers.get(f[b"worker"].decode())

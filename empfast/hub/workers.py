@@ -17,7 +17,7 @@ from empfast.hub import frames
 from empfast.hub.clients import check_value
 from empfast.hub.conn import CLOSE_REPLACED, Peer, WorkerSlots, error_for
 from empfast.limits import MAX_ERROR_CHARS, MAX_PROGRESS_MESSAGE_CHARS
-from empfast.store import ClaimedJob, Completion
+from empfast.store import ClaimedJob, Completion, NewJob
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -52,6 +52,21 @@ class WorkerHandlers:
         for job in jobs:
             slots.jobs[job.job_id] = job.attempt
             peer.send(frames.job_assigned(job, lease_s, req, reassigned))
+
+    def ready_for(self, jobs: list[NewJob]) -> Peer | None:
+        """The one local worker that can start some of these new jobs now (free slots, awake), so
+        that a submit claims them for it in its own store call (Store.add_and_claim) instead of
+        waiting for its `added` events to come back. None when there is no such worker, or several:
+        then the events wake them and the jobs are shared among them (Dispatcher._wake)."""
+        job_types = {job.job_type for job in jobs}
+        found = None
+        for peer in self.hub.workers.values():
+            if peer.worker is not None and not peer.worker.job_types.isdisjoint(job_types) \
+                    and self.dispatchable(peer):
+                if found is not None:
+                    return None
+                found = peer
+        return found
 
     async def fill(self, peer: Peer, most: int | None = None) -> int:
         """Claim jobs for a worker's free slots (at most `most`); returns how many it got."""

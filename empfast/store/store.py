@@ -174,8 +174,17 @@ class Store(EventReads):
         """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch.
         `owner` (a hash of the submitter's token) is stored with each job added; an existing job
         with another owner comes back `foreign`."""
+        added, _ = await self.add_and_claim(jobs, now=now, owner=owner)
+        return added
+
+    async def add_and_claim(self, jobs: Iterable[NewJob], *, worker_id: str = "", max_claim: int = 0,
+                            lease_ms: int | None = None, now: int | None = None,
+                            owner: str = "") -> tuple[list[Added], list[ClaimedJob]]:
+        """add_jobs, then, in the same script call, claim up to max_claim of the best pending jobs
+        for `worker_id` (as claim does; none when it is not live, draining or full)."""
         k = self.keys
-        args: list[Any] = [k.prefix, "" if now is None else now, 0]
+        args: list[Any] = [k.prefix, "" if now is None else now, 0, owner, worker_id,
+                           lease_ms or self.settings.lease_ms, max_claim if worker_id else 0]
         count = 0
         for job in jobs:
             args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
@@ -183,12 +192,13 @@ class Store(EventReads):
             count += 1
         args[2] = count
         if count == 0:
-            return []
-        if owner:
-            args.append(owner)
-        out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types), args)
-        return [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2)
-                for i in range(1, len(out), 3)]
+            return [], []
+        out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types, k.active,
+                                          k.workers, k.worker_states), args)
+        end = 1 + 3 * count
+        added = [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2)
+                 for i in range(1, end, 3)]
+        return added, claimed_jobs(out, end)
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
                       job_id: str | None = None, max_attempts: int = 3, delay_ms: float = 0,

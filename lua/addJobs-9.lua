@@ -6,7 +6,10 @@
   type past it refuses the batch (stats, which read every type, stay bounded). A job with a delay
   goes to the scheduled set, the others to their type's pending set. A job records the owner it was
   submitted by, when one is given (a short hash of the submitting token, never the token:
-  docs/security.md), and never changes it.
+  docs/security.md), and never changes it. When the caller names a worker (an idle one on its hub),
+  up to n of the best pending jobs are claimed for it in the same call, as claimJobs would: a job
+  submitted to an idle worker costs one script call before it runs, not an add, an event read back
+  and a claim.
 
   Input:
     KEYS[1] meta hash
@@ -15,19 +18,27 @@
     KEYS[4] stats hash
     KEYS[5] events stream
     KEYS[6] types set
+    KEYS[7] active zset
+    KEYS[8] workers zset
+    KEYS[9] worker states hash
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] number of jobs n
-    then 6 values per job:
+    ARGV[4] the owner of every job of the call ("": none)
+    ARGV[5] a worker to claim for after the adds ("": none)
+    ARGV[6] lease in ms for the claimed jobs
+    ARGV[7] most jobs to claim (never more than the worker's free slots or max_claim)
+    then, from ARGV[8], 6 values per job:
       id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
       max_attempts (integer 1..max_attempts), delay_ms (number 0..max_delay_ms)
     (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
-    then, optionally, one more: the owner of every job of the call ("" or absent: none)
 
   Output:
-    {"OK", id1, status1, created1, id2, status2, created2, ...}
+    {"OK", id1, status1, created1, id2, status2, created2, ..., then the claimed jobs: id, type,
+      priority, payload, attempt each (none when no worker is named, or it is not live, draining
+      or full)}
     created: 1 added; 0 it existed already; 2 it existed already with another owner than the one
     given (or none), which the hub may refuse to reveal (client scope own)
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
@@ -36,7 +47,8 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    added (type, status, priority) for the jobs created, in one entry (emitJobEvents)
+    added (type, status, priority) for the jobs created, in one entry (emitJobEvents); then
+    assigned for the jobs claimed, in one entry
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -45,11 +57,16 @@ local rcall = redis.call
 --- @include "includes/pendingScore"
 --- @include "includes/countStat"
 --- @include "includes/flushStats"
+--- @include "includes/isWorkerLive"
+--- @include "includes/claimForWorker"
+--- @include "includes/refreshWorkerState"
 
 local metaKey, seqKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local activeKey, workersKey, statesKey = KEYS[7], KEYS[8], KEYS[9]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
-local FIELDS = 6
+local owner, claimFor, leaseMs, maxClaim = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local FIELDS, FIRST = 6, 7  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
 
 local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
@@ -59,10 +76,10 @@ local function isInteger(value, low, high)
   return value ~= nil and value == math.floor(value) and value >= low and value <= high
 end
 
-if not n or n < 0 or (#ARGV ~= 3 + n * FIELDS and #ARGV ~= 4 + n * FIELDS) then
-  return redis.error_reply('ERR_BAD_ARG expected ' .. tostring(n) .. ' jobs of 6 values, then an optional owner')
+if not n or n < 0 or #ARGV ~= FIRST + n * FIELDS or not leaseMs or not maxClaim then
+  return redis.error_reply('ERR_BAD_ARG expected owner, worker, lease and most claims, then ' ..
+    tostring(n) .. ' jobs of 6 values')
 end
-local owner = ARGV[4 + n * FIELDS] or ''
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
   return cfg
@@ -73,7 +90,7 @@ local knownTypes = {}  -- type -> true once it is in the types set or counted as
 local newTypes = {}  -- the types of this batch not yet in the types set
 local typeCount = nil  -- the types set's size plus the new types of this batch, once one is new
 for i = 1, n do
-  local base = 3 + (i - 1) * FIELDS
+  local base = FIRST + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
   local priority, maxAttempts, delay = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
   -- Lua's # counts bytes, as Redis does: the limits are in UTF-8 bytes
@@ -160,5 +177,16 @@ for jobType in pairs(newTypes) do
   end
 end
 emitJobEvents(eventsKey, cfg.events_maxlen, 'added', added, 8)
+if claimFor ~= '' and isWorkerLive(prefix, workersKey, claimFor, now) then
+  local assigned = {}
+  local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, claimFor, now, leaseMs, maxClaim)
+  for _, value in ipairs(jobs) do
+    out[#out + 1] = value
+  end
+  emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
+  if #jobs > 0 then
+    refreshWorkerState(prefix, statesKey, statsKey, claimFor)
+  end
+end
 flushStats(statsKey, counts)
 return out
