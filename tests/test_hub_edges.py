@@ -4,6 +4,7 @@ every role, worker identity (replacement, re-registration, unregister) and resum
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import orjson
@@ -410,3 +411,24 @@ async def test_a_hub_whose_reader_fell_behind_a_trimmed_stream_tells_its_subscri
     monkeypatch.undo()
     state = await client.until("job_update", wait_s=10, job_id="behind", resumed=False)
     assert state["status"] == "pending"
+
+
+async def test_only_a_job_claimed_in_the_same_read_cancels_its_wake_up(hub: Hub) -> None:
+    """The events reader asks for a claim for each job that became pending in a read, except one
+    claimed later in that read (a submit that claimed for the idle worker): another job's claim
+    (a busy worker taking an older job) must not cancel the wake-up a new job needs."""
+    def read(*events: list[bytes]) -> Counter[str]:
+        wake: Counter[str] = Counter()
+        woken: set[str] = set()
+        for flat in events:
+            hub.dispatch._on_event("1-0", flat, wake, woken)
+        return +wake
+
+    added = [b"ev", b"added", b"id", b"new", b"type", b"t", b"status", b"pending", b"priority", b"0"]
+
+    def assigned(job_id: bytes) -> list[bytes]:
+        return [b"ev", b"assigned", b"id", job_id, b"type", b"t", b"worker", b"w", b"attempt", b"1"]
+
+    assert read(added) == Counter({"t": 1})
+    assert read(added, assigned(b"new")) == Counter()
+    assert read(added, assigned(b"older")) == Counter({"t": 1})

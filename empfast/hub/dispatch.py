@@ -68,12 +68,14 @@ class Dispatcher:
                                                               block_ms=hub.config.events_block_ms)
                 last_read = loop.time()
                 wake: Counter[str] = Counter()
+                woken: set[str] = set()  # the job ids counted in `wake`
                 for entry_id, flat in entries:
                     self.last_event_id = entry_id.decode()
                     for event in entry_events(flat):
-                        self._on_event(self.last_event_id, event, wake)
-                if wake:
-                    self.request_wake(wake)
+                        self._on_event(self.last_event_id, event, wake, woken)
+                wanted = +wake  # the types with jobs still to claim for
+                if wanted:
+                    self.request_wake(wanted)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -83,9 +85,11 @@ class Dispatcher:
                 self.reader_interrupted = True
                 await asyncio.sleep(1)
 
-    def _on_event(self, event_id: str, flat: list[bytes], wake: Counter[str]) -> None:
-        """One entry of the stream, its fields flat: b"ev" and b"id" come first in every entry, so
-        most entries (an assignment, a completion that nobody follows) are routed without a dict."""
+    def _on_event(self, event_id: str, flat: list[bytes], wake: Counter[str], woken: set[str]) -> None:
+        """One event of the stream, its fields flat: b"ev" and b"id" come first in every event, so
+        most (an assignment, a completion that nobody follows) are routed without a dict. `wake`
+        counts by type the jobs of this read that became pending (their ids in `woken`), for the
+        wake task to claim."""
         ev = flat[1]
         if ev == b"worker":
             self._on_worker_event(event_id, event_fields(flat))
@@ -97,17 +101,18 @@ class Dispatcher:
             if f.get(b"status", b"pending") == b"pending":
                 job_type = f[b"type"].decode()
                 wake[job_type] += 1
+                woken.add(job_id)
                 self._offer(job_id, job_type, int(f.get(b"priority", b"0")))
         elif ev == b"failed":
             f = event_fields(flat)
             if f.get(b"final") == b"0" and b"run_at" not in f:
                 wake[f[b"type"].decode()] += 1  # retried at once: pending again
-        elif ev == b"assigned" and flat[4] == b"type":
-            # a job claimed right after it was added in the same read (a submit that claimed for an
-            # idle worker, a claim of the next jobs): it needs no wake-up
-            job_type = flat[5].decode()
-            if wake[job_type] > 0:
-                wake[job_type] -= 1
+                woken.add(job_id)
+        elif ev == b"assigned" and job_id in woken:
+            # claimed already, later in the same read (a submit that claimed for the idle worker,
+            # a claim of the next jobs): no one needs waking for it
+            woken.discard(job_id)
+            wake[event_fields(flat)[b"type"].decode()] -= 1
         elif ev == b"cancel_requested":
             f = event_fields(flat)
             worker = self.hub.workers.get(f[b"worker"].decode())
