@@ -272,6 +272,8 @@ class Tally:
     repeated_frames: int = 0  # the same job_completed event delivered again to one client
     run_twice: int = 0  # jobs whose handler started more than once
     lost: int = 0  # accepted, and ended failed or cancelled, or is not in Redis
+    # of `lost`, those not in Redis at all: its add was undone (Redis lost an acknowledged write)
+    missing_in_redis: int = 0
     stuck: int = 0  # accepted, in Redis, and not finished by the deadline
     store_completions_twice: int = 0  # two `completed` entries of one job in the events stream
     clients_disagree: int = 0  # two clients got different results for one job
@@ -279,7 +281,8 @@ class Tally:
 
     def line(self) -> str:
         return (f"{self.scenario}: {self.rounds} rounds; accepted {self.accepted}, completed once "
-                f"{self.completed_once}, run twice {self.run_twice}, lost {self.lost}, stuck {self.stuck}, "
+                f"{self.completed_once}, run twice {self.run_twice}, lost {self.lost} (not in Redis at all "
+                f"{self.missing_in_redis}), stuck {self.stuck}, "
                 f"completed twice (clients) {self.completed_twice}, repeated deliveries "
                 f"{self.repeated_frames}, completed twice (stream) {self.store_completions_twice}")
 
@@ -304,6 +307,7 @@ def tally(scenario: str, rounds: int, cluster: Cluster, job_ids: list[str], foll
         status = statuses[job_id]
         if status is None or status in {"failed", "cancelled"}:
             result.lost += 1
+            result.missing_in_redis += status is None
             result.details.append(f"{job_id}: lost, status {status}, ends {ends}, runs {runs.get(job_id)}")
         elif any(isinstance(end, TimeoutError) for end in ends):
             result.stuck += 1
@@ -341,14 +345,18 @@ def report(result: Tally) -> None:
         print("  ", detail)
 
 
-def check(result: Tally, max_run_twice: int) -> None:
+def check(result: Tally, max_run_twice: int, *, redis_may_lose_writes: bool = False) -> None:
     """Report the figures, then hold them to docs/guarantees.md: nothing lost or stuck, one
-    completion per job as every client saw it (and in the events stream), runs bounded."""
+    completion per job as every client saw it (and in the events stream), runs bounded.
+    `redis_may_lose_writes`: Redis itself may undo acknowledged writes in this scenario (AOF
+    everysec when a slow fsync made it postpone writing the AOF, docs/guarantees.md), so jobs whose
+    add it undid (not in Redis at all) are reported, not failed; every other job is held to all."""
     report(result)
     assert result.accepted > 0
-    assert (result.lost, result.stuck) == (0, 0), result.details
+    undone = result.missing_in_redis if redis_may_lose_writes else 0
+    assert (result.lost - undone, result.stuck) == (0, 0), result.details
     assert result.completed_twice == 0 and result.store_completions_twice == 0, result.details
     assert result.repeated_frames == 0
     assert result.clients_disagree == 0
-    assert result.completed_once == result.accepted
+    assert result.completed_once == result.accepted - undone
     assert result.run_twice <= max_run_twice

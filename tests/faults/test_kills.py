@@ -90,8 +90,9 @@ async def test_redis_killed_and_restarted_with_aof_loses_no_accepted_job(
     """EMPFAST_FAULT_ROUNDS_REDIS rounds (2 in CI, 5 long): kill -9 redis-server (AOF, appendfsync
     always or everysec) while jobs are submitted and run, restart it on the same port and data
     directory. Every job whose submit was answered survives, as a killed process loses nothing
-    written to the kernel (everysec's window is for a crash of the machine, docs/guarantees.md);
-    hubs and SDKs carry on by themselves."""
+    written to the kernel; with everysec, Redis postpones that write by up to 2 s while an fsync
+    is slow, and a job whose add it undid so is reported, not failed (docs/guarantees.md; seen once
+    in CI, on a disk busy with the installs). Hubs and SDKs carry on by themselves."""
     rounds = figure("EMPFAST_FAULT_ROUNDS_REDIS", 2, 5)
     cluster = make_cluster(appendfsync=appendfsync, lease_ms=3000, liveness_ms=3000)
     cluster.start_redis()
@@ -115,4 +116,5 @@ async def test_redis_killed_and_restarted_with_aof_loses_no_accepted_job(
         outcomes = await follower.outcomes(FINISH_S)
     result = tally(f"kill -9 of redis-server (AOF {appendfsync})", rounds, cluster, job_ids, [follower],
                    [outcomes])
-    check(result, max_run_twice=cluster.killed["redis"] * 3 * CONCURRENCY)
+    check(result, max_run_twice=cluster.killed["redis"] * 3 * CONCURRENCY,
+          redis_may_lose_writes=appendfsync == "everysec")
