@@ -2,21 +2,19 @@
 re-sent (after a timeout, a transient refusal or a reconnect) until the hub answers it, so no result
 is lost; the hub judges a repeat by job and attempt, so none is applied twice. An outcome is sent
 without a task of its own (a callback takes the reply, one timer watches for the ack); only one the
-hub refuses gets a task, which waits and sends it again or drops it."""
+hub refuses gets a task, which waits and sends it again (the same way) or drops it."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from empfast.connection import (
     Connection,
-    ConnectionClosed,
-    Disconnected,
     FrameTooLarge,
     HubError,
     backoff_delays,
@@ -48,7 +46,8 @@ class Outbox:
         self.connection, self.stats, self.ack_timeout_s = connection, stats, ack_timeout_s
         self._registered, self._spawn, self._on_change = registered, spawn, on_change
         self.pending: dict[str, Outcome] = {}  # job id -> its outcome, until acknowledged
-        self._sending: set[str] = set()  # job ids whose outcome a delivery task is sending
+        self._sending: set[str] = set()  # job ids whose outcome is in flight or waiting out a refusal
+        self._pauses: dict[str, Iterator[float]] = {}  # job id -> its pauses after refusals
         self.all_acked = asyncio.Event()
         self.all_acked.set()
 
@@ -61,6 +60,7 @@ class Outbox:
     def forget(self, outcome: Outcome) -> None:
         if self.pending.get(outcome.job_id) is outcome:
             del self.pending[outcome.job_id]
+            self._pauses.pop(outcome.job_id, None)
         if not self.pending:
             self.all_acked.set()
         self._on_change()
@@ -107,53 +107,37 @@ class Outbox:
             return  # the connection dropped or ended: deliver_all sends it after the reconnect
         reply = future.result()
         if reply.get("type") == "error":
-            # a refusal to wait out (transient, over the frame rate) or to drop: the slow path
+            # a refusal to wait out (transient, over the frame rate) or to drop
             self._sending.add(job_id)
-            self._spawn(self._deliver(job_id, HubError(reply)))
+            self._spawn(self._wait_out(outcome, HubError(reply)))
             return
         self._count_ack(reply)
         self.forget(outcome)
         if job_id in self.pending:  # a newer attempt's outcome came meanwhile
             self.deliver_soon(job_id)
 
-    async def _deliver(self, job_id: str, refused: HubError | None) -> None:
-        """The slow path of an outcome the hub refused: wait and send again while the refusal is
-        transient (or over the frame rate), else drop it."""
-        pauses = backoff_delays(0.2, 5.0)
+    async def _wait_out(self, outcome: Outcome, refused: HubError) -> None:
+        """An outcome the hub refused: sent again (deliver_soon) after a pause while the refusal is
+        transient or over the frame rate, the pauses growing over a job's consecutive refusals;
+        dropped otherwise."""
+        job_id = outcome.job_id
+        pauses = self._pauses.setdefault(job_id, backoff_delays(0.2, 5.0))
+        retry_after_s = refused.frame.get("retry_after_s")
         try:
-            while (outcome := self.pending.get(job_id)) is not None and self._registered():
-                if refused is None:
-                    try:
-                        reply = await self.connection.request(outcome.message, timeout_s=self.ack_timeout_s,
-                                                              wait_connected=False)
-                    except (Disconnected, ConnectionClosed):
-                        return  # re-sent by deliver_all after the reconnect
-                    except TimeoutError:
-                        log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a "
-                                    "repeat is safe)", job_id, self.ack_timeout_s)
-                        continue
-                    except HubError as exc:
-                        refused = exc
-                    else:
-                        self._count_ack(reply)
-                        self.forget(outcome)
-                        return
-                exc, refused = refused, None
-                if exc.code in TRANSIENT_CODES:
-                    await asyncio.sleep(next(pauses))
-                    continue
-                retry_after_s = exc.frame.get("retry_after_s")
-                if exc.code == LIMIT_EXCEEDED and isinstance(retry_after_s, int | float):
-                    # over the connection's frame rate: not handled, so sent again when allowed
-                    await asyncio.sleep(max(float(retry_after_s), next(pauses)))
-                    continue
+            if refused.code in TRANSIENT_CODES:
+                await asyncio.sleep(next(pauses))
+            elif refused.code == LIMIT_EXCEEDED and isinstance(retry_after_s, int | float):
+                # over the connection's frame rate: not handled, so sent again when allowed
+                await asyncio.sleep(max(float(retry_after_s), next(pauses)))
+            else:
                 log.warning("the hub refused the outcome of job %s (attempt %d), dropped: %s",
-                            job_id, outcome.attempt, exc)
+                            job_id, outcome.attempt, refused)
                 self.stats.dropped += 1
                 self.forget(outcome)
                 return
         finally:
             self._sending.discard(job_id)
+        self.deliver_soon(job_id)
 
     def _count_ack(self, reply: dict[str, Any]) -> None:
         if reply.get("type") == "job_completed_ack":
