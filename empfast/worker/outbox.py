@@ -48,6 +48,10 @@ class Outbox:
         self.pending: dict[str, Outcome] = {}  # job id -> its outcome, until acknowledged
         self._sending: set[str] = set()  # job ids whose outcome is in flight or waiting out a refusal
         self._pauses: dict[str, Iterator[float]] = {}  # job id -> its pauses after refusals
+        # job id -> (loop time sent, req) of each outcome awaiting its ack, oldest first: one timer
+        # for them all (_check_acks) instead of a timer per outcome
+        self._awaiting: dict[str, tuple[float, int]] = {}
+        self._ack_timer: asyncio.TimerHandle | None = None
         self.all_acked = asyncio.Event()
         self.all_acked.set()
 
@@ -87,18 +91,30 @@ class Outbox:
             return
         self._sending.add(job_id)
         req, future = sent
-        timer = self.connection.loop.call_later(self.ack_timeout_s, self._ack_overdue, outcome, req)
-        future.add_done_callback(functools.partial(self._on_reply, outcome, timer))
+        loop = self.connection.loop
+        self._awaiting[job_id] = (loop.time(), req)
+        if self._ack_timer is None:
+            self._ack_timer = loop.call_later(self.ack_timeout_s, self._check_acks)
+        future.add_done_callback(functools.partial(self._on_reply, outcome))
 
-    def _ack_overdue(self, outcome: Outcome, req: int) -> None:
-        if self.connection.abandon_request(req):  # its callback sends it again
-            log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat is "
-                        "safe)", outcome.job_id, self.ack_timeout_s)
+    def _check_acks(self) -> None:
+        """Abandon the requests whose ack is overdue (their callbacks send them again), then wait
+        for the oldest one left."""
+        self._ack_timer = None
+        loop = self.connection.loop
+        now = loop.time()
+        for job_id, (sent_at, req) in list(self._awaiting.items()):
+            if now - sent_at < self.ack_timeout_s:
+                self._ack_timer = loop.call_at(sent_at + self.ack_timeout_s, self._check_acks)
+                return
+            del self._awaiting[job_id]
+            if self.connection.abandon_request(req):
+                log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat "
+                            "is safe)", job_id, self.ack_timeout_s)
 
-    def _on_reply(self, outcome: Outcome, timer: asyncio.TimerHandle,
-                  future: asyncio.Future[dict[str, Any]]) -> None:
-        timer.cancel()
+    def _on_reply(self, outcome: Outcome, future: asyncio.Future[dict[str, Any]]) -> None:
         job_id = outcome.job_id
+        self._awaiting.pop(job_id, None)
         self._sending.discard(job_id)
         if future.cancelled():  # no ack in time
             self.deliver_soon(job_id)

@@ -348,7 +348,7 @@ class Worker:
         self._runs[job_id] = run
         self.stats.in_flight += 1
         self._idle.clear()
-        run.task = self.connection.loop.create_task(self._run_job(run), name=f"job-{job_id}")
+        run.task = self.connection.loop.create_task(self._run_job(run))
 
     def _on_cancel(self, job_id: object, reason: object) -> None:
         run = self._runs.get(job_id) if isinstance(job_id, str) else None
@@ -368,9 +368,12 @@ class Worker:
         job = run.job
         outcome: Outcome | None = None
         try:
-            async with self._slots:
+            await self._slots.acquire()
+            try:
                 self.stats.started += 1
                 result = await run.handler(job)
+            finally:
+                self._slots.release()
             outcome = completion(job, result, self._max_result_bytes())
         except asyncio.CancelledError:
             outcome = cancelled_outcome(run)
