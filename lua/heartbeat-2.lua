@@ -30,7 +30,7 @@ local rcall = redis.call
 local activeKey, workersKey = KEYS[1], KEYS[2]
 local prefix, workerId = ARGV[1], ARGV[3]
 local now = getTime(ARGV[2])
-if not touchWorker(prefix, workersKey, workerId, now) then
+if not touchWorker(prefix, workersKey, workerId, now, true) then
   return {'NO_WORKER'}
 end
 local jobsKey = prefix .. 'worker:' .. workerId .. ':jobs'

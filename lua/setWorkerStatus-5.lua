@@ -40,7 +40,7 @@ if cfg.err then
   return cfg
 end
 local now = getTime(ARGV[2])
-if not touchWorker(prefix, workersKey, workerId, now) then
+if not touchWorker(prefix, workersKey, workerId, now, true) then
   return {'NO_WORKER'}
 end
 local before = rcall('HGET', statesKey, workerId)

@@ -78,6 +78,30 @@ async def test_a_worker_past_its_liveness_gets_no_jobs_even_before_the_sweep_rem
     assert [job.job_id for job in await store.claim("w1", now=lapsed)] == ["j"]
 
 
+async def test_outcomes_keep_a_worker_live_refreshing_at_most_once_a_quarter_of_its_liveness(
+        store: Store) -> None:
+    await store.add_jobs([NewJob("a", job_id=f"j{i}") for i in range(6)], now=T)
+    await store.register_worker("w1", ["a"], 1, liveness_ms=10_000, now=T)
+
+    async def deadline() -> float | None:
+        return await store.redis.zscore(store.keys.workers, "w1")
+
+    (job,) = await store.claim("w1", now=T)
+    # within the first quarter nothing is written for it: the deadline stays where it was
+    (job,) = await store.complete(job.job_id, "w1", job.attempt, claim_next=1, now=T + 2_000)
+    assert await deadline() == T + 10_000
+    # past it, an outcome refreshes it
+    (job,) = await store.complete(job.job_id, "w1", job.attempt, claim_next=1, now=T + 3_000)
+    assert await deadline() == T + 13_000
+    # so a worker that only sends outcomes, one every 4 s, never lapses (liveness 10 s) ...
+    for now in (T + 7_000, T + 11_000, T + 15_000):
+        (job,) = await store.complete(job.job_id, "w1", job.attempt, claim_next=1, now=now)
+    assert await deadline() == T + 25_000
+    # ... and a heartbeat always refreshes it
+    await store.heartbeat("w1", now=T + 16_000)
+    assert await deadline() == T + 26_000
+
+
 async def test_a_dead_workers_jobs_run_elsewhere_and_the_attempt_counts(store: Store) -> None:
     await store.add_job("a", job_id="j", max_attempts=2, now=T)
     await store.register_worker("dies", ["a"], 1, now=T)

@@ -4,12 +4,10 @@
 ]]
 --- @include "setWorkerState"
 local function refreshWorkerState(prefix, statesKey, statsKey, workerId)
-  if rcall('HGET', statesKey, workerId) == 'draining' then
+  local old = rcall('HGET', statesKey, workerId)
+  if old == 'draining' then
     return
   end
-  if rcall('SCARD', prefix .. 'worker:' .. workerId .. ':jobs') > 0 then
-    setWorkerState(prefix, statesKey, statsKey, workerId, 'busy')
-  else
-    setWorkerState(prefix, statesKey, statsKey, workerId, 'idle')
-  end
+  local held = rcall('SCARD', prefix .. 'worker:' .. workerId .. ':jobs')
+  changeWorkerState(prefix, statesKey, statsKey, workerId, old, held > 0 and 'busy' or 'idle')
 end

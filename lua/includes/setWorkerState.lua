@@ -1,10 +1,9 @@
 --[[
-  Function to change a worker's status (idle, busy, draining, or false when it goes) and keep the
+  Functions to change a worker's status (idle, busy, draining, or false when it goes) and keep the
   per-status worker counters right. The old status is read from the worker states hash, which does
-  not expire with the worker hash.
+  not expire with the worker hash; changeWorkerState is for a caller that has read it already.
 ]]
-local function setWorkerState(prefix, statesKey, statsKey, workerId, newState)
-  local old = rcall('HGET', statesKey, workerId)
+local function changeWorkerState(prefix, statesKey, statsKey, workerId, old, newState)
   if old == newState then
     return false
   end
@@ -19,4 +18,8 @@ local function setWorkerState(prefix, statesKey, statsKey, workerId, newState)
     rcall('HDEL', statesKey, workerId)
   end
   return true
+end
+
+local function setWorkerState(prefix, statesKey, statsKey, workerId, newState)
+  return changeWorkerState(prefix, statesKey, statsKey, workerId, rcall('HGET', statesKey, workerId), newState)
 end
