@@ -144,6 +144,7 @@ class RegisterWorker(Message, tag="register_worker"):
     job_types: Annotated[list[JobType], Meta(min_length=1, max_length=MAX_JOB_TYPES_PER_WORKER)]
     worker_id: WorkerId | None = None  # default: the path's suffix, else one the hub makes
     concurrency: Annotated[int, Meta(ge=0, le=MAX_CONCURRENCY)] = 1
+    batch: bool = False  # jobs given out together come in one jobs_assigned frame
 
 
 class ClaimJob(Message, tag="claim_job"):
@@ -157,10 +158,20 @@ class UpdateJobProgress(Message, tag="update_job_progress"):
     attempt: Attempt = 0  # only when the hub may no longer track the job (docs/protocol.md 5)
 
 
-class CompleteJob(Message, tag="complete_job"):
+class Completion(Struct, kw_only=True):
+    """One job's outcome: a complete_job, and each item of complete_jobs' `jobs`."""
+
     job_id: JobId
     result: Raw = Raw(b"null")
     attempt: Attempt = 0
+
+
+class CompleteJob(Completion, tag_field="type", tag="complete_job"):
+    req: Req = None
+
+
+class CompleteJobs(Message, tag="complete_jobs"):
+    jobs: Annotated[list[Completion], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class FailJob(Message, tag="fail_job"):
@@ -194,13 +205,13 @@ class GetWorkers(Message, tag="get_workers"):
 
 # ---- roles, handlers, decoding -------------------------------------------------------------------
 
-AnyMessage = Message | SubmitJob
+AnyMessage = Message | SubmitJob | CompleteJob
 _JOB_STATUS = (GetJobStatus, RequestJobStatus)
 _SUBSCRIBE = (SubscribeJob, UnsubscribeJob)
 ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
     "client": (SubmitJob, SubmitJobs, *_JOB_STATUS, *_SUBSCRIBE, CancelJob, RetryJob, GetStats, Ping),
-    "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, FailJob, WorkerHeartbeat,
-               WorkerStatus, UnregisterWorker, Ping),
+    "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
+               WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
     "monitor": (SubscribeStats, GetStats, GetWorkers, *_SUBSCRIBE, *_JOB_STATUS, Ping),
 }
 
@@ -220,7 +231,8 @@ ALIASES: dict[type[AnyMessage], type[AnyMessage]] = {RequestJobStatus: GetJobSta
 RAW_FIELDS: dict[type[AnyMessage], str] = {SubmitJob: "payload", CompleteJob: "result"}
 _QUOTED = {key: orjson.dumps(key) for key in RAW_FIELDS.values()}
 # list fields whose length over the limit is limit_exceeded (with `limit`), not bad_message
-COUNT_LIMITS: dict[tuple[type[AnyMessage], str], int] = {(SubmitJobs, "jobs"): MAX_BATCH}
+COUNT_LIMITS: dict[tuple[type[AnyMessage], str], int] = {(SubmitJobs, "jobs"): MAX_BATCH,
+                                                         (CompleteJobs, "jobs"): MAX_BATCH}
 
 
 def handler_name(cls: type[AnyMessage]) -> str:
@@ -305,9 +317,9 @@ def _check_texts(message: AnyMessage) -> None:
         raise MessageError(BAD_MESSAGE, f"field 'req' must be a string of at most {MAX_REQ_BYTES} bytes "
                                         "or a number", field="req")
     names = [(f, getattr(message, f), NAME_BYTES[f]) for f in message.__struct_fields__ if f in NAME_BYTES]
-    if isinstance(message, SubmitJobs):
+    if isinstance(message, SubmitJobs | CompleteJobs):
         names += [(f"jobs[{i}].{f}", getattr(job, f), NAME_BYTES[f])
-                  for i, job in enumerate(message.jobs) for f in ("job_type", "job_id")]
+                  for i, job in enumerate(message.jobs) for f in ("job_type", "job_id") if hasattr(job, f)]
     elif isinstance(message, RegisterWorker):
         names += [(f"job_types[{i}]", name, MAX_JOB_TYPE_BYTES) for i, name in enumerate(message.job_types)]
     for field, value, max_bytes in names:

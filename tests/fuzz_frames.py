@@ -25,7 +25,7 @@ from empfast.limits import (
     MAX_STATS_INTERVAL_S,
     MIN_STATS_INTERVAL_S,
 )
-from empfast.messages import ALL_MESSAGES, ROLE_MESSAGES, JobBody, tag_of
+from empfast.messages import ALL_MESSAGES, ROLE_MESSAGES, CompleteJobs, Completion, JobBody, tag_of
 
 Member = tuple[bytes, bytes]  # the key's JSON text (quoted), the value's JSON text
 
@@ -90,6 +90,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "job_types": st.lists(st.sampled_from(JOB_TYPES), min_size=1, max_size=3).map(dumps),
     "worker_id": st.sampled_from([WORKER_ID, WORKER_ID, "other-w"]).map(dumps),
     "concurrency": st.integers(0, 3).map(dumps),
+    "batch": st.booleans().map(dumps),
     "progress": st.one_of(st.integers(0, 100), st.floats(0, 100)).map(dumps),
     "message": st.text(max_size=30).map(dumps),
     "error": st.text(max_size=30).map(dumps),
@@ -126,6 +127,15 @@ def job_bodies(draw: st.DrawFn) -> bytes:
     return b"[" + b",".join(bodies) + b"]"
 
 
+@st.composite
+def completion_bodies(draw: st.DrawFn) -> bytes:
+    """The items of a complete_jobs: 1..4 outcomes, or occasionally over MAX_BATCH of them."""
+    count = draw(st.one_of(st.integers(1, 4), st.just(MAX_BATCH + 1)))
+    if count > MAX_BATCH:
+        return b"[" + b",".join([b'{"job_id":"a"}'] * count) + b"]"
+    return b"[" + b",".join(obj(draw(members_of(Completion))) for _ in range(count)) + b"]"
+
+
 VALID_VALUES["jobs"] = job_bodies()
 
 
@@ -137,7 +147,9 @@ def members_of(draw: st.DrawFn, cls: type[msgspec.Struct]) -> list[Member]:
         if field.name == "req":
             continue
         if field.required or draw(st.booleans()):
-            members.append((key(field.name), draw(VALID_VALUES[field.name])))
+            items = (cls, field.name) == (CompleteJobs, "jobs")
+            value = completion_bodies() if items else VALID_VALUES[field.name]
+            members.append((key(field.name), draw(value)))
     return members
 
 

@@ -206,11 +206,13 @@ async def connect(hub: Hub, path: str, headers: dict[str, str] | None = None) ->
     return peer
 
 
-async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1) -> WSPeer:
-    """A raw worker peer, registered."""
+async def register(hub: Hub, worker_id: str, job_types: list[str], concurrency: int = 1,
+                   batch: bool = False) -> WSPeer:
+    """A raw worker peer, registered (asking for jobs_assigned frames with `batch`)."""
     worker = await connect(hub, f"/ws/worker/{worker_id}")
-    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency})
-    await worker.until("worker_registered")
+    worker.send({"type": "register_worker", "job_types": job_types, "concurrency": concurrency,
+                 "batch": batch})
+    assert (await worker.until("worker_registered")).get("batch", False) is batch
     return worker
 
 

@@ -93,11 +93,16 @@ async def test_numbers_have_the_json_types_of_section_3(hub: Hub) -> None:
     worker.send({"type": "update_job_progress", "req": "p", "job_id": job_id, "progress": 40})
     worker.send({"type": "worker_heartbeat", "req": "h"})
     worker.send({"type": "fail_job", "req": "f", "job_id": job_id, "error": "upstream 503"})
-    client.send({"type": "submit_jobs", "req": "b", "jobs": [{"job_type": "ocr"}]})
+    batch_worker = await WSPeer.connect(ws_url(hub, "/ws/worker/ocr-1"))
+    seen.append(await batch_worker.next())  # welcome
+    batch_worker.send({"type": "register_worker", "req": "r", "job_types": ["ocr"], "concurrency": 2,
+                       "batch": True})
+    seen.append(await batch_worker.until("worker_registered"))
+    client.send({"type": "submit_jobs", "req": "b", "jobs": [{"job_type": "ocr"}, {"job_type": "ocr"}]})
     client.send({"type": "get_job_status", "req": "s", "job_id": job_id})
     client.send({"type": "get_stats", "req": "g"})
     monitor.send({"type": "get_workers", "req": "w"})
-    for peer in (worker, client, monitor):
+    for peer in (worker, batch_worker, client, monitor):
         await drain(peer, seen)
     kinds = {frame["type"] for frame in seen}
     assert {"job_status", "jobs_accepted", "job_failed", "worker_heartbeat_ack", "stats",

@@ -96,11 +96,13 @@ def test_job_status() -> None:
 def test_worker_replies() -> None:
     doc = example("worker_registered")
     assert sent(frames.worker_registered(doc["worker_id"], doc["heartbeat_interval_s"], doc["lease_s"],
-                                         doc["liveness_s"], doc["held"]), doc.get("req")) == doc
+                                         doc["liveness_s"], doc["held"], False), doc.get("req")) == doc
     doc = example("job_progress_ack")
     assert sent(frames.job_progress_ack(doc["job_id"], doc["cancel_requested"]), doc.get("req")) == doc
     doc = example("job_completed_ack")
     assert sent(frames.job_completed_ack(doc["job_id"]), doc.get("req")) == doc
+    doc = example("jobs_completed_ack")
+    assert sent(frames.jobs_completed_ack(doc["job_ids"], doc["refused"]), doc.get("req")) == doc
     doc = example("job_failed_ack", final=False)
     assert sent(frames.job_failed_ack(doc["job_id"], doc["status"], doc["final"], doc["retry_at"]),
                 doc.get("req")) == doc
@@ -120,10 +122,30 @@ def test_pushes_to_workers() -> None:
     assigned = frames.job_assigned(job, doc["lease_s"])
     assert sent(assigned) == doc
     assert payload in assigned  # spliced as stored, not re-encoded
+    doc = example("jobs_assigned")
+    payloads = [orjson.dumps(item["payload"]) for item in doc["jobs"]]
+    jobs = [ClaimedJob(item["job_id"], item["job_type"], item["priority"], payload, item["attempt"])
+            for item, payload in zip(doc["jobs"], payloads, strict=True)]
+    (assigned,) = frames.jobs_assigned(jobs, doc["lease_s"], 1 << 20)
+    assert sent(assigned) == doc
+    assert all(payload in assigned for payload in payloads)
     doc = example("job_available")
     assert sent(frames.job_available(doc["job_id"], doc["job_type"], doc["priority"])) == doc
     doc = example("cancel_job", reason="cancelled")
     assert sent(frames.cancel_job(doc["job_id"], doc["reason"])) == doc
+
+
+def test_jobs_assigned_frames_stay_within_the_frame_limit() -> None:
+    limit = 10_000
+    jobs = [ClaimedJob(f"j{i}", "t", 0, b'"' + b"x" * 3_000 + b'"', 1) for i in range(7)]
+    frames_sent = frames.jobs_assigned(jobs, 30.0, limit, reassigned=True)
+    assert len(frames_sent) == 3 and all(len(frame) <= limit for frame in frames_sent)
+    items = [item for frame in frames_sent for item in sent(frame)["jobs"]]
+    assert [item["job_id"] for item in items] == [job.job_id for job in jobs]
+    assert all(item["reassigned"] is True for item in items)
+    # a job whose payload alone comes near the limit goes alone, as in a job_assigned
+    (alone,) = frames.jobs_assigned([ClaimedJob("big", "t", 0, b'"' + b"x" * limit + b'"', 1)], 30.0, limit)
+    assert sent(alone)["jobs"][0]["job_id"] == "big"
 
 
 def _entry(**fields: Any) -> dict[bytes, bytes]:

@@ -30,6 +30,7 @@ from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.hub import Hub
 from empfast.messages import (
     AnyMessage,
+    CompleteJobs,
     MessageError,
     RegisterWorker,
     SubmitJob,
@@ -63,6 +64,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "update_job_progress": ("job_progress_ack", frozenset({"lease_lost", "not_found"})),
     "complete_job": ("job_completed_ack",
                      frozenset({"lease_lost", "not_found", "limit_exceeded", "bad_message"})),
+    "complete_jobs": ("jobs_completed_ack", frozenset()),  # each item's refusal is inside the ack
     "fail_job": ("job_failed_ack", frozenset({"lease_lost", "not_found"})),
     "worker_heartbeat": ("worker_heartbeat_ack", frozenset()),
     "worker_status": ("worker_status_ack", frozenset()),
@@ -72,7 +74,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
 }
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
-                    "job_available", "cancel_job", "stats", "worker_status"})
+                    "jobs_assigned", "job_available", "cancel_job", "stats", "worker_status"})
 NEEDS_REQ = frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES) | {"update_job_progress"}
 # refusals a run of 1,000 examples or more must have produced
 COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
@@ -263,7 +265,16 @@ class Fuzz:
         self.record(message, reply)
 
     def record(self, message: AnyMessage, reply: dict[str, Any]) -> None:
-        if isinstance(message, SubmitJob):
+        if isinstance(message, CompleteJobs):
+            # every item answered: acknowledged, or refused as its complete_job would be (a
+            # bad_message only for an item whose result no SDK could read)
+            assert len(reply["job_ids"]) + len(reply["refused"]) == len(message.jobs), reply
+            for refused in reply["refused"]:
+                assert refused["code"] in REPLIES["complete_job"][1], reply
+                if refused["code"] == "bad_message":
+                    assert any(item.job_id == refused["job_id"] and unreadable(item, "result")
+                               for item in message.jobs), (message, reply)
+        elif isinstance(message, SubmitJob):
             self.accepted.setdefault(reply["job_id"], None)
             if reply["created"]:
                 self.accepted[reply["job_id"]] = bytes(message.payload)

@@ -45,7 +45,7 @@ SETTINGS = {
     "empfast-protocol": [
         "`empfast serve` as above",
         "one Python process on uvloop: raw picows WebSocket + orjson, docs/protocol.md only",
-        "worker: register_worker concurrency C; complete_job at once for each job_assigned",
+        "worker: register_worker concurrency C, batch true; one complete_jobs at once for each jobs_assigned",
         "enqueue: submit_jobs of B jobs, subscribe false, each after the previous reply",
         "latency: submit_job with a job id, then its job_completed event",
     ],

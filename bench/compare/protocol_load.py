@@ -3,9 +3,12 @@ frames of JSON (picows and orjson), nothing imported from empfast. It is what a 
 written in another language sees of the hub, without the Python SDKs' bookkeeping (request
 tracking, re-sends, watches, one task per job).
 
-- The worker registers with the orchestrator's concurrency, answers every `job_assigned` with a
-  `complete_job` at once (with the job's `attempt`, not waiting for the previous ack), and sends
-  `worker_heartbeat` every `heartbeat_interval_s`, as every worker must (protocol.md §4.2).
+- The worker registers with the orchestrator's concurrency as a batch worker (`"batch": true`,
+  protocol.md §4.2), answers every `jobs_assigned` with one `complete_jobs` of all its jobs at once
+  (with each job's `attempt`, not waiting for the previous ack), and sends `worker_heartbeat` every
+  `heartbeat_interval_s`, as every worker must. With `EMPFAST_BENCH_SINGLE_FRAMES=1` it registers
+  without `batch` and answers each `job_assigned` with a `complete_job` (the frames of a worker
+  that does not batch).
 - The client sends `submit_jobs` batches (`subscribe: false`), one after another, each after the
   previous reply; for the latency, `submit_job` with its own job id, then waits for that job's
   `job_completed` event (which may come before `job_accepted`, §4.1).
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +33,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from bench.compare import steps
 
 RESULT = {"ok": True}
+BATCH = os.environ.get("EMPFAST_BENCH_SINGLE_FRAMES") != "1"
 Message = dict[str, Any]
 
 
@@ -92,7 +97,7 @@ class ProtocolWorker:
     async def register(self) -> None:
         self.socket = await open_socket(f"{self.url}/ws/worker/{self.worker_id}", self._on_message)
         self.socket.send({"type": "register_worker", "req": "register", "job_types": [self.job_type],
-                          "concurrency": self.concurrency})
+                          "concurrency": self.concurrency, "batch": BATCH})
         registered = await asyncio.wait_for(self._registered, 10)
         self._heartbeats = asyncio.ensure_future(self._heartbeat_loop(registered["heartbeat_interval_s"]))
 
@@ -104,21 +109,34 @@ class ProtocolWorker:
 
     def _on_message(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "job_assigned":
+        if kind == "jobs_assigned":
+            jobs = message["jobs"]
+            self.assigned += len(jobs)
+            assert self.socket is not None
+            self.socket.send({"type": "complete_jobs", "jobs": [
+                {"job_id": job["job_id"], "attempt": job["attempt"], "result": RESULT} for job in jobs]})
+        elif kind == "jobs_completed_ack":
+            if message["refused"]:
+                self._fail(RuntimeError(f"the hub refused completions: {message['refused']}"))
+            self._count_acks(len(message["job_ids"]))
+        elif kind == "job_assigned":
             self.assigned += 1
             assert self.socket is not None
             self.socket.send({"type": "complete_job", "job_id": message["job_id"],
                               "attempt": message["attempt"], "result": RESULT})
         elif kind == "job_completed_ack":
-            self.acked += 1
-            if self.acked >= self._target and self._reached is not None and not self._reached.done():
-                self._reached.set_result(None)
+            self._count_acks(1)
         elif kind == "worker_registered":
             self._registered.set_result(message)
         elif kind == "worker_unregistered":
             self.unregistered = True
         elif kind not in ("welcome", "worker_heartbeat_ack") and not self.unregistered:
             self._fail(RuntimeError(f"the protocol worker got {message}"))
+
+    def _count_acks(self, acks: int) -> None:
+        self.acked += acks
+        if self.acked >= self._target and self._reached is not None and not self._reached.done():
+            self._reached.set_result(None)
 
     def _fail(self, error: Exception) -> None:
         for future in (self._registered, self._reached):

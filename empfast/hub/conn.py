@@ -56,6 +56,7 @@ class WorkerSlots:
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt (the lease's fencing token)
     heard_at: float = 0.0  # loop time of its last registration or heartbeat the store accepted
     lapsed: bool = False  # its record in Redis is gone: no dispatch until it heartbeats or registers
+    batch: bool = False  # it asked for jobs_assigned frames (register_worker)
 
     def free(self) -> int:
         return 0 if self.draining else max(0, self.concurrency - len(self.jobs))

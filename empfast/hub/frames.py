@@ -99,10 +99,38 @@ def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: b
     return splice(head, "payload", job.payload)
 
 
+def jobs_assigned(jobs: list[ClaimedJob], lease_s: float, max_frame_bytes: int,
+                  reassigned: bool = False) -> list[bytes]:
+    """A batch worker's assignments: as few frames as hold the jobs within max_frame_bytes (a job
+    whose payload alone comes near it goes alone, as in a job_assigned)."""
+    head = b'{"type":"jobs_assigned","lease_s":' + orjson.dumps(lease_s) + b',"jobs":['
+    out: list[bytes] = []
+    items: list[bytes] = []
+    size = len(head) + 2
+    for job in jobs:
+        fields: dict[str, Any] = {"job_id": job.job_id, "job_type": job.job_type, "priority": job.priority,
+                                  "attempt": job.attempt}
+        if reassigned:
+            fields["reassigned"] = True
+        item = splice(fields, "payload", job.payload)
+        if items and size + len(item) + 1 > max_frame_bytes:
+            out.append(head + b",".join(items) + b"]}")
+            items, size = [], len(head) + 2
+        items.append(item)
+        size += len(item) + 1
+    if items:
+        out.append(head + b",".join(items) + b"]}")
+    return out
+
+
 def worker_registered(worker_id: str, heartbeat_interval_s: float, lease_s: float, liveness_s: float,
-                      held: list[str]) -> dict[str, Any]:
-    return {"type": "worker_registered", "worker_id": worker_id, "heartbeat_interval_s": heartbeat_interval_s,
-            "lease_s": lease_s, "liveness_s": liveness_s, "held": held}
+                      held: list[str], batch: bool) -> dict[str, Any]:
+    frame = {"type": "worker_registered", "worker_id": worker_id,
+             "heartbeat_interval_s": heartbeat_interval_s, "lease_s": lease_s, "liveness_s": liveness_s,
+             "held": held}
+    if batch:
+        frame["batch"] = True
+    return frame
 
 
 def worker_unregistered(worker_id: str, released: int) -> dict[str, Any]:
@@ -123,6 +151,12 @@ def job_progress_ack(job_id: str, cancel_requested: bool) -> dict[str, Any]:
 
 def job_completed_ack(job_id: str) -> dict[str, Any]:
     return {"type": "job_completed_ack", "job_id": job_id}
+
+
+def jobs_completed_ack(job_ids: list[str], refused: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reply to complete_jobs: the items stored (or repeated), and each refused one with the
+    code and error its complete_job would have got."""
+    return {"type": "jobs_completed_ack", "job_ids": job_ids, "refused": refused}
 
 
 def job_failed_ack(job_id: str, status: str, final: bool, retry_at: int) -> dict[str, Any]:

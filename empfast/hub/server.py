@@ -79,6 +79,7 @@ class Hub:
         # consecutive frames of these types on one connection share one store call
         self.batch_handlers: dict[type[m.AnyMessage], BatchHandler] = {
             m.SubmitJob: self.clients.submit_batch, m.CompleteJob: self.worker_handlers.complete_batch,
+            m.CompleteJobs: self.worker_handlers.complete_batch,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Hub:
     def pipelined(self, message: m.AnyMessage) -> bool:
         """Whether a batch of this message may be in flight while the connection reads on: a
         worker's completions (Peer._flush, handle_pipelined)."""
-        return type(message) is m.CompleteJob
+        return type(message) in (m.CompleteJob, m.CompleteJobs)
 
     async def handle_pipelined(self, peer: Peer, run: list[m.AnyMessage],
                                after: asyncio.Future[None] | None) -> None:

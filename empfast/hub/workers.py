@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from empfast import errors as e
 from empfast import messages as m
 from empfast import protocol as p
-from empfast.errors import LeaseLost, ProtocolError, WorkerNotFound
+from empfast.errors import EmpfastError, LeaseLost, ProtocolError, WorkerNotFound
 from empfast.hub import frames
 from empfast.hub.clients import check_value
 from empfast.hub.conn import CLOSE_REPLACED, Peer, WorkerSlots, error_for
@@ -47,10 +47,17 @@ class WorkerHandlers:
     # ---- giving jobs out -------------------------------------------------------------------------
 
     def assign(self, peer: Peer, jobs: list[ClaimedJob], req: Any = None, reassigned: bool = False) -> None:
+        """Give jobs to a worker: one job_assigned each, or, to a batch worker, jobs_assigned frames
+        (the reply to claim_job, which has a `req`, stays a job_assigned)."""
         slots = registered(peer)
         lease_s = self.store.settings.lease_ms / 1000
         for job in jobs:
             slots.jobs[job.job_id] = job.attempt
+        if slots.batch and req is None:
+            for frame in frames.jobs_assigned(jobs, lease_s, self.hub.config.max_frame_bytes, reassigned):
+                peer.send(frame)
+            return
+        for job in jobs:
             peer.send(frames.job_assigned(job, lease_s, req, reassigned))
 
     def ready_for(self, jobs: list[NewJob]) -> Peer | None:
@@ -150,12 +157,12 @@ class WorkerHandlers:
         known = peer.worker.jobs if peer.worker is not None else {}
         reassigned = [job_id for job_id in held if job_id not in known]
         peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held,
-                                  heard_at=asyncio.get_running_loop().time())
+                                  heard_at=asyncio.get_running_loop().time(), batch=message.batch)
         hub.workers[worker_id] = peer
         settings = self.store.settings
         peer.reply(message.req, frames.worker_registered(
             worker_id, self.heartbeat_interval_s(), settings.lease_ms / 1000, settings.liveness_ms / 1000,
-            list(held)))
+            list(held), message.batch))
         await self._resend_held(peer, reassigned)
         await self.fill(peer)
 
@@ -163,14 +170,15 @@ class WorkerHandlers:
         """Jobs a worker still holds from an earlier connection go to it again, marked reassigned:
         a worker still running one ignores it, a restarted worker runs it (docs/protocol.md 5)."""
         slots = registered(peer)
+        jobs: list[ClaimedJob] = []
         for job_id in job_ids:
             job = await self.store.get_job(job_id)
             if job is None or job.get("status") != "active" or job.get("worker") != slots.worker_id:
                 slots.jobs.pop(job_id, None)
                 continue
-            self.assign(peer, [ClaimedJob(job_id, job["type"], job.get("priority", 0),
-                                          job.get("payload") or b"{}", slots.jobs[job_id])],
-                        reassigned=True)
+            jobs.append(ClaimedJob(job_id, job["type"], job.get("priority", 0), job.get("payload") or b"{}",
+                                   slots.jobs[job_id]))
+        self.assign(peer, jobs, reassigned=True)
 
     async def on_unregister_worker(self, peer: Peer, message: m.UnregisterWorker) -> None:
         slots = registered(peer)
@@ -198,7 +206,7 @@ class WorkerHandlers:
         self.assign(peer, [await self.store.claim_by_id(slots.worker_id, message.job_id)], message.req)
 
     @staticmethod
-    def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.CompleteJob | m.FailJob) -> int:
+    def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.Completion | m.FailJob) -> int:
         # the attempt a worker names is the fencing token: the store refuses a stale one lease_lost
         # and answers a re-sent one as a repeat; only a frame without it (0) takes the attempt this
         # connection was assigned (0 again when there is none, which the store refuses)
@@ -221,47 +229,54 @@ class WorkerHandlers:
     async def on_complete_job(self, peer: Peer, message: m.CompleteJob) -> None:
         await self.complete_batch(peer, [message])
 
-    async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob],
+    async def on_complete_jobs(self, peer: Peer, message: m.CompleteJobs) -> None:
+        await self.complete_batch(peer, [message])
+
+    async def complete_batch(self, peer: Peer, requests: list[m.CompleteJob | m.CompleteJobs],
                              after: asyncio.Future[None] | None = None) -> None:
-        """`complete_job` frames of one worker, COMPLETIONS_PER_CALL to a store call (completeJobs),
-        which also claims the worker's next jobs. Replies go out in request order, each with its own
-        outcome, and only once `after` (the connection's batch before this one, when pipelined) has
-        answered. A worker that finished its whole window at once gets the first part's next jobs
-        while Redis runs the next part, instead of the window going round in one piece."""
-        for start in range(0, len(requests), COMPLETIONS_PER_CALL):
-            await self._complete_part(peer, requests[start:start + COMPLETIONS_PER_CALL], after)
+        """The completions of consecutive `complete_job` frames, or of `complete_jobs` frames, of
+        one worker: COMPLETIONS_PER_CALL to a store call (completeJobs), which also claims the
+        worker's next jobs. Replies go out in request order, each with its own outcomes, and only
+        once `after` (the connection's batch before this one, when pipelined) has answered. A
+        worker that finished its whole window at once gets the first part's next jobs while Redis
+        runs the next part, instead of the window going round in one piece."""
+        items = [(request, item) for request in requests
+                 for item in (request.jobs if type(request) is m.CompleteJobs else (request,))]
+        replies = CompletionReplies(peer)
+        for start in range(0, len(items), COMPLETIONS_PER_CALL):
+            await self._complete_part(peer, items[start:start + COMPLETIONS_PER_CALL], after, replies)
             after = None
 
-    async def _complete_part(self, peer: Peer, requests: list[m.CompleteJob],
-                             after: asyncio.Future[None] | None) -> None:
+    async def _complete_part(self, peer: Peer, items: list[tuple[m.AnyMessage, m.Completion]],
+                             after: asyncio.Future[None] | None, replies: CompletionReplies) -> None:
         slots = registered(peer)
-        refused_early: list[bytes | None] = []
+        refused_early: list[Exception | None] = []  # None: the item goes to the store
         completions: list[Completion] = []
-        for message in requests:
-            attempt = self._attempt(slots, message)
-            result = bytes(message.result)
+        for _, item in items:
+            attempt = self._attempt(slots, item)
+            result = bytes(item.result)
             try:
                 check_value(result, "result", self.hub.config.max_frame_bytes)
             except ProtocolError as exc:
-                refused_early.append(error_for(exc, message.req, peer.role))
+                refused_early.append(exc)
                 continue
-            slots.forget(message.job_id, attempt)
-            completions.append(Completion(message.job_id, attempt, result))
+            slots.forget(item.job_id, attempt)
+            completions.append(Completion(item.job_id, attempt, result))
             refused_early.append(None)
         next_jobs: list[ClaimedJob] = []
-        outcomes: list[Exception | None] = []
+        stored: list[Exception | None] = []
         if completions:
             try:
                 refused, next_jobs = await self.store.complete_many(slots.worker_id, completions,
                                                                     claim_next=slots.free())
-                outcomes = list(refused)
+                stored = list(refused)
             except Exception as exc:
-                outcomes = [exc] * len(completions)
+                stored = [exc] * len(completions)
         if after is not None and not after.done():
             await asyncio.wait([after])  # its answers first, whatever it raised
-        peer.answer_in_order(requests, refused_early, [
-            refusal or frames.job_completed_ack(completion.job_id)
-            for completion, refusal in zip(completions, outcomes, strict=True)])
+        outcomes = iter(stored)
+        for (request, item), early in zip(items, refused_early, strict=True):
+            replies.add(request, item, early if early is not None else next(outcomes))
         self.assign(peer, next_jobs)
 
     async def on_fail_job(self, peer: Peer, message: m.FailJob) -> None:
@@ -300,3 +315,39 @@ class WorkerHandlers:
         peer.reply(message.req, frames.worker_heartbeat_ack(slots.worker_id, beat.extended, beat.lost))
         if beat.lost or missed_dispatch:  # slots freed, or new jobs went by while it was quiet
             await self.fill(peer)
+
+
+class CompletionReplies:
+    """The answers to a batch of completion frames, in request order: a complete_job's as soon as
+    its outcome is known, a complete_jobs' (jobs_completed_ack) once its last item's is."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.job_ids: list[str] = []  # of the complete_jobs being answered: its items stored
+        self.refused: list[dict[str, Any]] = []
+        self.failed: Exception | None = None  # a store call of its items failed as a whole
+        self.seen = 0
+
+    def add(self, request: m.AnyMessage, item: m.Completion, outcome: Exception | None) -> None:
+        peer = self.peer
+        if type(request) is not m.CompleteJobs:
+            if outcome is None:
+                peer.reply(request.req, frames.job_completed_ack(item.job_id))
+            else:
+                peer.send(error_for(outcome, request.req, peer.role))
+            return
+        if outcome is None:
+            self.job_ids.append(item.job_id)
+        elif isinstance(outcome, EmpfastError):
+            self.refused.append({**outcome.wire_extra(), "job_id": item.job_id, "code": outcome.code,
+                                 "error": str(outcome)})
+        else:
+            self.failed = self.failed or outcome
+        self.seen += 1
+        if self.seen < len(request.jobs):
+            return
+        if self.failed is not None:  # the outcome of every item is unknown: the worker sends them again
+            peer.send(error_for(self.failed, request.req, peer.role))
+        else:
+            peer.reply(request.req, frames.jobs_completed_ack(self.job_ids, self.refused))
+        self.job_ids, self.refused, self.failed, self.seen = [], [], None, 0
