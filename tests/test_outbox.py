@@ -22,6 +22,7 @@ class ScriptedConnection:
         self.sent: list[tuple[int, dict[str, Any]]] = []
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._req = 0
+        self.welcome = {"max_frame_bytes": 4096}
 
     def send_request(self, message: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]] | None:
         if not self.connected:
@@ -75,9 +76,13 @@ def make_outbox(connection: ScriptedConnection, ack_timeout_s: float = 5.0) -> t
     return outbox, stats
 
 
-def completion(job_id: str, attempt: int = 1) -> Outcome:
+def completion(job_id: str, attempt: int = 1, result: str = "1") -> Outcome:
     return Outcome(job_id, attempt, {"type": "complete_job", "job_id": job_id, "attempt": attempt,
-                                     "result": 1})
+                                     "result": result}, result_bytes=len(result))
+
+
+def failure(job_id: str) -> Outcome:
+    return Outcome(job_id, 1, {"type": "fail_job", "job_id": job_id, "attempt": 1, "error": "boom"})
 
 
 async def until(condition: Any, wait_s: float = 5.0) -> None:
@@ -139,3 +144,52 @@ async def test_outcomes_in_flight_when_the_connection_drops_are_sent_after_the_r
     connection.answer({"type": "job_completed_ack", "job_id": "b"})
     await until(lambda: not outbox.pending)
     assert stats.completed == 2
+
+
+async def test_to_a_batch_hub_a_turns_completions_go_in_one_frame_and_each_item_settles_alone() -> None:
+    connection = ScriptedConnection()
+    outbox, stats = make_outbox(connection)
+    outbox.batch = True
+    for job_id in ("a", "b", "c"):
+        outbox.submit(completion(job_id))
+    outbox.submit(failure("f"))  # a failure still goes alone
+    await asyncio.sleep(0)  # the end of the loop turn
+    kinds = [(m["type"], [j["job_id"] for j in m.get("jobs", [m])]) for _, m in connection.sent]
+    assert kinds == [("fail_job", ["f"]), ("complete_jobs", ["a", "b", "c"])]
+    assert connection.sent[1][1]["jobs"][0] == {"job_id": "a", "attempt": 1, "result": "1"}
+    connection.answer({"type": "job_failed_ack", "job_id": "f", "status": "failed", "final": True})
+    connection.answer({"type": "jobs_completed_ack", "job_ids": ["a", "c"],
+                       "refused": [{"job_id": "b", "code": "lease_lost", "error": "runs elsewhere"}]})
+    await until(lambda: not outbox.pending)
+    assert (stats.completed, stats.failed, stats.dropped) == (2, 1, 1)
+
+
+async def test_a_refused_or_overdue_complete_jobs_is_sent_again_whole_and_each_counts_once() -> None:
+    connection = ScriptedConnection()
+    outbox, stats = make_outbox(connection, ack_timeout_s=0.2)
+    outbox.batch = True
+    outbox.submit(completion("a"))
+    outbox.submit(completion("b"))
+    await until(lambda: len(connection.sent) == 2)  # never answered: overdue, sent again
+    assert connection.sent[0][1] == connection.sent[1][1]
+    connection.answer({"type": "error", "code": "unavailable", "error": "Redis is down"})
+    # each waits out its own pause, so they may come back in one frame or two
+    resent = lambda: sorted(j["job_id"] for _, m in connection.sent[2:] for j in m["jobs"])  # noqa: E731
+    await until(lambda: resent() == ["a", "b"])
+    while connection.waiting:
+        req = min(connection.waiting)
+        job_ids = [j["job_id"] for r, m in connection.sent if r == req for j in m["jobs"]]
+        connection.answer({"type": "jobs_completed_ack", "job_ids": job_ids, "refused": []})
+    await until(lambda: not outbox.pending)
+    await asyncio.sleep(0.3)  # no send once acked
+    assert resent() == ["a", "b"] and stats.completed == 2 and stats.dropped == 0
+
+
+async def test_completions_over_the_frame_budget_go_in_several_frames() -> None:
+    connection = ScriptedConnection()  # frames of 4,096 bytes: half of it for results
+    outbox, _ = make_outbox(connection)
+    outbox.batch = True
+    for job_id in ("a", "b", "c"):
+        outbox.submit(completion(job_id, result='"' + "x" * 1200 + '"'))
+    await asyncio.sleep(0)
+    assert [[j["job_id"] for j in m["jobs"]] for _, m in connection.sent] == [["a"], ["b"], ["c"]]

@@ -221,7 +221,8 @@ async def test_a_socket_drop_mid_job_loses_no_result_and_applies_none_twice(
     deliver = worker.connection.on_push
 
     def spy(frame: dict[str, Any], data: bytes) -> None:
-        if frame["type"] == "job_assigned" and frame.get("reassigned"):
+        jobs = frame.get("jobs") if frame["type"] == "jobs_assigned" else [frame]  # a batch worker's frames
+        if frame["type"] in ("job_assigned", "jobs_assigned") and any(job.get("reassigned") for job in jobs):
             reassigned.set()
         deliver(frame, data)
 

@@ -102,6 +102,12 @@ class Outcome:
     job_id: str
     attempt: int
     message: dict[str, Any]
+    result_bytes: int = -1  # a completion's result size; -1 for a failure
+
+    @property
+    def batchable(self) -> bool:
+        """A completion, which may go with others in one complete_jobs frame."""
+        return self.result_bytes >= 0
 
 
 def completion(job: Job, result: Any, max_result_bytes: int) -> Outcome:
@@ -115,7 +121,8 @@ def completion(job: Job, result: Any, max_result_bytes: int) -> Outcome:
         return failure(job, f"the result is {len(raw)} bytes, over the hub's limit of {max_result_bytes}: "
                             "keep big data in object storage and return its URL", retry=False)
     return Outcome(job.job_id, job.attempt, {"type": "complete_job", "job_id": job.job_id,
-                                             "attempt": job.attempt, "result": orjson.Fragment(raw)})
+                                             "attempt": job.attempt, "result": orjson.Fragment(raw)},
+                   len(raw))
 
 
 def failure(job: Job, error: str, *, retry: bool) -> Outcome:

@@ -2,7 +2,9 @@
 re-sent (after a timeout, a transient refusal or a reconnect) until the hub answers it, so no result
 is lost; the hub judges a repeat by job and attempt, so none is applied twice. An outcome is sent
 without a task of its own (a callback takes the reply, one timer watches for the ack); only one the
-hub refuses gets a task, which waits and sends it again (the same way) or drops it."""
+hub refuses gets a task, which waits and sends it again (the same way) or drops it. To a hub that
+takes batch frames (docs/protocol.md 4.2), the completions of one event-loop turn go as one
+complete_jobs frame, whose ack answers each of them."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from empfast.connection import (
     backoff_delays,
 )
 from empfast.errors import LIMIT_EXCEEDED, TRANSIENT_CODES
+from empfast.limits import MAX_BATCH
 from empfast.worker.job import Outcome
 
 log = logging.getLogger("empfast.worker")
@@ -52,6 +55,8 @@ class Outbox:
         # for them all (_check_acks) instead of a timer per outcome
         self._awaiting: dict[str, tuple[float, int]] = {}
         self._ack_timer: asyncio.TimerHandle | None = None
+        self.batch = False  # the hub takes complete_jobs (its worker_registered said batch)
+        self._batch: list[Outcome] = []  # completions of this loop turn, for one complete_jobs
         self.all_acked = asyncio.Event()
         self.all_acked.set()
 
@@ -80,22 +85,77 @@ class Outbox:
         outcome = self.pending.get(job_id)
         if outcome is None or job_id in self._sending or not self._registered():
             return
+        if self.batch and outcome.batchable:
+            if not self._batch:
+                self.connection.loop.call_soon(self._send_batch)
+            self._batch.append(outcome)
+            self._sending.add(job_id)
+            return
+        self._send([outcome], outcome.message, functools.partial(self._on_reply, outcome))
+
+    def _send(self, outcomes: list[Outcome], message: dict[str, Any],
+              on_reply: Callable[[asyncio.Future[dict[str, Any]]], None]) -> None:
         try:
-            sent = self.connection.send_request(outcome.message)
+            sent = self.connection.send_request(message)
         except FrameTooLarge as exc:  # completion() keeps results under the limit: a bug if it comes
-            log.error("the outcome of job %s cannot be sent, dropped: %s", job_id, exc)
-            self.stats.dropped += 1
-            self.forget(outcome)
+            log.error("the outcome of jobs %s cannot be sent, dropped: %s", [o.job_id for o in outcomes], exc)
+            for outcome in outcomes:
+                self.stats.dropped += 1
+                self._sending.discard(outcome.job_id)
+                self.forget(outcome)
             return
-        if sent is None:
+        if sent is None:  # disconnected: deliver_all sends them after the reconnect
+            for outcome in outcomes:
+                self._sending.discard(outcome.job_id)
             return
-        self._sending.add(job_id)
         req, future = sent
         loop = self.connection.loop
-        self._awaiting[job_id] = (loop.time(), req)
+        now = loop.time()
+        for outcome in outcomes:
+            self._sending.add(outcome.job_id)
+            self._awaiting[outcome.job_id] = (now, req)
         if self._ack_timer is None:
             self._ack_timer = loop.call_later(self.ack_timeout_s, self._check_acks)
-        future.add_done_callback(functools.partial(self._on_reply, outcome))
+        future.add_done_callback(on_reply)
+
+    def _send_batch(self) -> None:
+        """The completions of this loop turn, in complete_jobs frames of at most MAX_BATCH items
+        whose results fit the hub's frame limit together."""
+        batch, self._batch = self._batch, []
+        if not self._registered():
+            for outcome in batch:
+                self._sending.discard(outcome.job_id)
+            return
+        budget = int(self.connection.welcome.get("max_frame_bytes", 1 << 20)) // 2
+        start = size = 0
+        for end, outcome in enumerate(batch):
+            if end > start and (end - start >= MAX_BATCH or size + outcome.result_bytes > budget):
+                self._send_completions(batch[start:end])
+                start, size = end, 0
+            size += outcome.result_bytes + 300  # an item's members besides its result, at most
+        if start < len(batch):
+            self._send_completions(batch[start:])
+
+    def _send_completions(self, outcomes: list[Outcome]) -> None:
+        items = [{key: value for key, value in outcome.message.items() if key != "type"}
+                 for outcome in outcomes]
+        self._send(outcomes, {"type": "complete_jobs", "jobs": items},
+                   functools.partial(self._on_batch_reply, outcomes))
+
+    def _on_batch_reply(self, outcomes: list[Outcome], future: asyncio.Future[dict[str, Any]]) -> None:
+        """A complete_jobs answered: each item acknowledged or refused on its own (a refused one
+        is waited out or dropped as a complete_job's refusal would be); the whole frame refused,
+        lost or overdue: each outcome as if its own frame had been."""
+        if future.cancelled() or future.exception() is not None or future.result().get("type") == "error":
+            for outcome in outcomes:
+                self._on_reply(outcome, future)
+            return
+        reply = future.result()
+        refused = {item.get("job_id"): item for item in reply.get("refused") or ()}
+        for outcome in outcomes:
+            refusal = refused.get(outcome.job_id)
+            self._on_reply(outcome, future, {"type": "error", **refusal} if refusal is not None
+                           else {"type": "job_completed_ack"})
 
     def _check_acks(self) -> None:
         """Abandon the requests whose ack is overdue (their callbacks send them again), then wait
@@ -112,7 +172,9 @@ class Outbox:
                 log.warning("no ack for the outcome of job %s in %.0f s; sending it again (a repeat "
                             "is safe)", job_id, self.ack_timeout_s)
 
-    def _on_reply(self, outcome: Outcome, future: asyncio.Future[dict[str, Any]]) -> None:
+    def _on_reply(self, outcome: Outcome, future: asyncio.Future[dict[str, Any]],
+                  reply: dict[str, Any] | None = None) -> None:
+        """`reply`: this outcome's part of a complete_jobs answer, else the future's result."""
         job_id = outcome.job_id
         self._awaiting.pop(job_id, None)
         self._sending.discard(job_id)
@@ -121,7 +183,8 @@ class Outbox:
             return
         if future.exception() is not None:
             return  # the connection dropped or ended: deliver_all sends it after the reconnect
-        reply = future.result()
+        if reply is None:
+            reply = future.result()
         if reply.get("type") == "error":
             # a refusal to wait out (transient, over the frame rate) or to drop
             self._sending.add(job_id)

@@ -241,7 +241,10 @@ class Worker:
         running_before = {run: run.job.attempt for run in self._runs.values()}
         reply = await self.connection.request(
             {"type": "register_worker", "worker_id": self.worker_id, "job_types": sorted(self.handlers),
-             "concurrency": self.concurrency}, timeout_s=self.ack_timeout_s, wait_connected=False)
+             "concurrency": self.concurrency, "batch": True},
+            timeout_s=self.ack_timeout_s, wait_connected=False)
+        # batch frames both ways when this hub takes them (an older one leaves `batch` out)
+        self.outbox.batch = reply.get("batch") is True
         self._heartbeat_every = self._heartbeat_interval(reply)
         held = reply.get("held") or []
         self._stop_runs_not_held(running_before, set(held))
@@ -291,6 +294,9 @@ class Worker:
         kind = frame.get("type")
         if kind == "job_assigned":
             self._on_assigned(frame)
+        elif kind == "jobs_assigned":
+            for job in frame.get("jobs") or ():
+                self._on_assigned({**job, "lease_s": frame.get("lease_s", 30.0)})
         elif kind == "cancel_job":
             self._on_cancel(frame.get("job_id"), frame.get("reason"))
         elif kind == "error":
