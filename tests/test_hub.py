@@ -11,6 +11,7 @@ from support import MakeStore, connect, register, submit
 
 from empfast.config import HubConfig
 from empfast.hub import Hub
+from empfast.hub.dispatch import FAN_OUT_AT_ONCE
 from empfast.hub.workers import COMPLETIONS_PER_CALL
 from empfast.protocol import frame_header, masked_data
 
@@ -95,6 +96,32 @@ async def test_two_clients_on_one_job_both_get_every_event(hub: Hub) -> None:
     for peer in (first, second):
         assert (await peer.until("job_update", progress=10.0))["job_id"] == job_id
         assert (await peer.until("job_completed"))["result"] == [1]
+
+
+async def test_a_job_followed_by_many_clients_reaches_each_once_and_in_order(hub: Hub) -> None:
+    """More subscribers than FAN_OUT_AT_ONCE: each event is written to each connection at once
+    instead of with its other frames of the loop turn; none may be lost, doubled or reordered."""
+    owner = await connect(hub, "/ws/client")
+    job_id = await submit(owner, "a")
+    followers = [await connect(hub, "/ws/client") for _ in range(FAN_OUT_AT_ONCE + 8)]
+    for peer in followers:
+        peer.send({"type": "subscribe_job", "job_id": job_id})
+        await peer.until("subscribed")
+    worker = await register(hub, "w1", ["a"])
+    await worker.until("job_assigned")
+    for pct in (10, 20, 30):
+        worker.send({"type": "update_job_progress", "job_id": job_id, "progress": pct})
+    worker.send({"type": "complete_job", "job_id": job_id, "result": "done"})
+    for peer in [owner, *followers]:
+        seen = []
+        while not seen or seen[-1] != "completed":
+            frame = await peer.next()
+            if frame["type"] == "job_completed":
+                seen.append("completed")
+            elif frame["type"] == "job_update" and "progress" in frame:
+                seen.append(frame["progress"])
+        assert seen == [10.0, 20.0, 30.0, "completed"]
+        peer.close()
 
 
 async def test_offer_mode_two_racing_claimers_one_wins(hub: Hub) -> None:

@@ -237,6 +237,15 @@ class Peer(WSListener):
         outgoing.append(frame_header(len(data)))
         outgoing.append(data)
 
+    def send_framed(self, framed: bytes) -> None:
+        """Send one frame already framed (frame_header + data), built once for many connections (a
+        fan-out): written at once when nothing is queued for this connection, else queued after
+        what is, so the order holds either way; one call and one write a connection, no callback."""
+        if self._outgoing:
+            self._outgoing.append(framed)
+        else:
+            self._write(framed)
+
     def flush(self) -> None:
         """Write the queued frames; before a close frame, or at the end of the loop turn."""
         outgoing = self._outgoing
@@ -244,6 +253,9 @@ class Peer(WSListener):
             return
         data = b"".join(outgoing)
         outgoing.clear()
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
             return
