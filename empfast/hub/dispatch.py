@@ -26,6 +26,10 @@ log = logging.getLogger("empfast.hub")
 # a job event for more connections than this is written to each at once: 1,000 subscribers had it
 # 10 ms after the send (p50; p99 48 ms) when queued, 7.5 ms (p99 11.5 ms) written at once
 FAN_OUT_AT_ONCE = 32
+# kinds of job events (an entry may hold a batch of jobs) that matter to a hub only for a job someone
+# here follows, or one counted for a wake-up in the same read (`assigned`): an entry that concerns
+# no one is skipped whole, not split into its jobs (most entries of a busy queue nobody watches)
+QUIET_KINDS = frozenset({b"completed", b"assigned"})
 
 
 class Dispatcher:
@@ -75,6 +79,8 @@ class Dispatcher:
                 woken: set[str] = set()  # the job ids counted in `wake`
                 for entry_id, flat in entries:
                     self.last_event_id = entry_id.decode()
+                    if flat[1] in QUIET_KINDS and not self._followed(flat, woken):
+                        continue
                     for event in entry_events(flat):
                         self._on_event(self.last_event_id, event, wake, woken)
                 wanted = +wake  # the types with jobs still to claim for
@@ -88,6 +94,21 @@ class Dispatcher:
                 log.exception("reading the events stream failed; retrying in 1 s")
                 self.reader_interrupted = True
                 await asyncio.sleep(1)
+
+    def _followed(self, flat: list[bytes], woken: set[str]) -> bool:
+        """Whether an entry of a quiet kind concerns anyone here: a monitor, a subscriber of one of
+        its jobs, or a job of this read counted for a wake-up (docs/data-model.md, "Events")."""
+        if self.hub.monitors:
+            return True
+        subscribers = self.hub.subscribers
+        if not subscribers and not woken:
+            return False
+        for i in range(2, len(flat), 2):
+            if flat[i] == b"id":
+                job_id = flat[i + 1].decode()
+                if job_id in subscribers or job_id in woken:
+                    return True
+        return False
 
     def _on_event(self, event_id: str, flat: list[bytes], wake: Counter[str], woken: set[str]) -> None:
         """One event of the stream, its fields flat: b"ev" and b"id" come first in every event, so
