@@ -137,8 +137,7 @@ class Outbox:
             self._send_completions(batch[start:])
 
     def _send_completions(self, outcomes: list[Outcome]) -> None:
-        items = [{key: value for key, value in outcome.message.items() if key != "type"}
-                 for outcome in outcomes]
+        items = [{"job_id": o.job_id, "attempt": o.attempt, "result": o.message["result"]} for o in outcomes]
         self._send(outcomes, {"type": "complete_jobs", "jobs": items},
                    functools.partial(self._on_batch_reply, outcomes))
 

@@ -295,8 +295,9 @@ class Worker:
         if kind == "job_assigned":
             self._on_assigned(frame)
         elif kind == "jobs_assigned":
+            lease_s = frame.get("lease_s", 30.0)
             for job in frame.get("jobs") or ():
-                self._on_assigned({**job, "lease_s": frame.get("lease_s", 30.0)})
+                self._on_assigned(job, lease_s)
         elif kind == "cancel_job":
             self._on_cancel(frame.get("job_id"), frame.get("reason"))
         elif kind == "error":
@@ -319,7 +320,8 @@ class Worker:
         else:
             log.warning("the hub answered %s: %s", code, frame.get("error"))
 
-    def _on_assigned(self, frame: dict[str, Any]) -> None:
+    def _on_assigned(self, frame: dict[str, Any], lease_s: float | None = None) -> None:
+        """A job_assigned, or an item of a jobs_assigned (which carries `lease_s` once for all)."""
         job_id = frame.get("job_id")
         if not isinstance(job_id, str):
             return
@@ -327,7 +329,7 @@ class Worker:
         running = self._runs.get(job_id)
         if running is not None and running.cancel_reason == "lease_lost" and attempt > running.job.attempt:
             # the lost run is still stopping: the new attempt starts once it has ended
-            self._next_attempt[job_id] = frame
+            self._next_attempt[job_id] = frame if lease_s is None else {**frame, "lease_s": lease_s}
             return
         if running is not None:
             # docs/protocol.md 5.5: never a second run of one job id; a newer attempt (our lease
@@ -344,7 +346,7 @@ class Worker:
         job_type = str(frame.get("job_type", ""))
         run = Run(job=Job(job_id, job_type, frame.get("payload"), attempt=attempt,
                            priority=frame.get("priority", 0), reassigned=bool(frame.get("reassigned")),
-                           lease_s=frame.get("lease_s", 30.0)),
+                           lease_s=frame.get("lease_s", 30.0) if lease_s is None else lease_s),
                    handler=self.handlers.get(job_type) or no_handler)
         run.job._report = functools.partial(self._report_progress, run)
         if self._draining:
