@@ -39,12 +39,16 @@ from empfast.limits import (
     MAX_JOB_ID_BYTES,
     MAX_JOB_TYPE_BYTES,
     MAX_JOB_TYPES_PER_WORKER,
+    MAX_PAGE,
     MAX_PRIORITY,
     MAX_REQ_BYTES,
     MAX_STATS_INTERVAL_S,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
+
+# a page's cursor: a score (at most 24 characters) and a job id (MAX_JOB_ID_BYTES)
+MAX_CURSOR_CHARS = 24 + 1 + MAX_JOB_ID_BYTES
 
 # ---- field types -------------------------------------------------------------------------------
 
@@ -134,6 +138,17 @@ class GetStats(Message, tag="get_stats"):
     pass
 
 
+class ListJobs(Message, tag="list_jobs"):
+    """A page of the jobs of one status (docs/management.md section 2)."""
+
+    status: Literal["scheduled", "pending", "active", "completed", "failed", "cancelled"]
+    job_type: JobType | None = None
+    order: Literal["oldest", "newest"] = "oldest"
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
+    cursor: Annotated[str, Meta(min_length=1, max_length=MAX_CURSOR_CHARS)] | None = None
+    payloads: bool = False
+
+
 class Ping(Message, tag="ping"):
     pass
 
@@ -209,10 +224,11 @@ AnyMessage = Message | SubmitJob | CompleteJob
 _JOB_STATUS = (GetJobStatus, RequestJobStatus)
 _SUBSCRIBE = (SubscribeJob, UnsubscribeJob)
 ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
-    "client": (SubmitJob, SubmitJobs, *_JOB_STATUS, *_SUBSCRIBE, CancelJob, RetryJob, GetStats, Ping),
+    "client": (SubmitJob, SubmitJobs, *_JOB_STATUS, *_SUBSCRIBE, CancelJob, RetryJob, GetStats, ListJobs,
+               Ping),
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
                WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
-    "monitor": (SubscribeStats, GetStats, GetWorkers, *_SUBSCRIBE, *_JOB_STATUS, Ping),
+    "monitor": (SubscribeStats, GetStats, GetWorkers, *_SUBSCRIBE, *_JOB_STATUS, ListJobs, Ping),
 }
 
 

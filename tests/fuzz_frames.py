@@ -25,7 +25,7 @@ from empfast.limits import (
     MAX_STATS_INTERVAL_S,
     MIN_STATS_INTERVAL_S,
 )
-from empfast.messages import ALL_MESSAGES, ROLE_MESSAGES, CompleteJobs, Completion, JobBody, tag_of
+from empfast.messages import ALL_MESSAGES, ROLE_MESSAGES, CompleteJobs, Completion, JobBody, ListJobs, tag_of
 
 Member = tuple[bytes, bytes]  # the key's JSON text (quoted), the value's JSON text
 
@@ -98,6 +98,17 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "retry": st.booleans().map(dumps),
     "status": st.sampled_from(["idle", "draining"]).map(dumps),
     "interval_s": st.floats(MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S).map(dumps),
+    "order": st.sampled_from(["oldest", "newest"]).map(dumps),
+    "limit": st.integers(1, 500).map(dumps),
+    "payloads": st.booleans().map(dumps),
+    # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
+    "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
+                        NAMES.map(dumps)),
+}
+# fields whose valid values depend on the message (`status` of worker_status is another field)
+VALID_FOR: dict[tuple[type[msgspec.Struct], str], st.SearchStrategy[bytes]] = {
+    (ListJobs, "status"): st.sampled_from(["scheduled", "pending", "active", "completed", "failed",
+                                           "cancelled"]).map(dumps),
 }
 # a valid request id, other than none (tests/test_fuzz.py adds a unique one when none is drawn)
 VALID_REQ = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1),
@@ -137,6 +148,7 @@ def completion_bodies(draw: st.DrawFn) -> bytes:
 
 
 VALID_VALUES["jobs"] = job_bodies()
+VALID_FOR[(CompleteJobs, "jobs")] = completion_bodies()
 
 
 @st.composite
@@ -147,8 +159,7 @@ def members_of(draw: st.DrawFn, cls: type[msgspec.Struct]) -> list[Member]:
         if field.name == "req":
             continue
         if field.required or draw(st.booleans()):
-            items = (cls, field.name) == (CompleteJobs, "jobs")
-            value = completion_bodies() if items else VALID_VALUES[field.name]
+            value = VALID_FOR.get((cls, field.name), VALID_VALUES[field.name])
             members.append((key(field.name), draw(value)))
     return members
 

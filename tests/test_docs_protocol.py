@@ -24,7 +24,7 @@ from empfast.messages import ROLE_TYPES
 from empfast.store import Store
 
 DOC = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
-NAME = re.compile(r"`([a-z_]+)`")
+NAME = re.compile(r"`([a-z_.]+)`")
 
 
 @pytest.fixture
@@ -101,6 +101,7 @@ async def test_numbers_have_the_json_types_of_section_3(hub: Hub) -> None:
     client.send({"type": "submit_jobs", "req": "b", "jobs": [{"job_type": "ocr"}, {"job_type": "ocr"}]})
     client.send({"type": "get_job_status", "req": "s", "job_id": job_id})
     client.send({"type": "get_stats", "req": "g"})
+    client.send({"type": "list_jobs", "req": "l", "status": "scheduled"})  # the job failed: it waits
     monitor.send({"type": "get_workers", "req": "w"})
     for peer in (worker, batch_worker, client, monitor):
         await drain(peer, seen)

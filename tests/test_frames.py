@@ -16,7 +16,7 @@ from empfast.config import HubConfig
 from empfast.errors import LeaseLost
 from empfast.hub import Hub, frames
 from empfast.hub.conn import error_for
-from empfast.store import Added, ClaimedJob, Store
+from empfast.store import Added, ClaimedJob, Cursor, JobPage, Store
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -133,6 +133,21 @@ def test_pushes_to_workers() -> None:
     assert sent(frames.job_available(doc["job_id"], doc["job_type"], doc["priority"])) == doc
     doc = example("cancel_job", reason="cancelled")
     assert sent(frames.cancel_job(doc["job_id"], doc["reason"])) == doc
+
+
+def test_a_page_of_jobs() -> None:
+    doc = example("jobs")
+    cursor = Cursor(*doc["cursor"].split(":", 1))
+    page = JobPage(rows=[dict(row) for row in doc["rows"]], cursor=cursor, scanned=doc["scanned"],
+                   scores=["0"] * len(doc["rows"]))
+    assert sent(frames.jobs_listed(page, doc["req"], 1 << 20)) == doc
+    # with payloads, cut short before the frame limit, with the cursor of its last row
+    rows = [{**doc["rows"][0], "job_id": f"j{i}", "payload": b'"' + b"x" * 3000 + b'"', "result": None}
+            for i in range(5)]
+    page = JobPage(rows=rows, cursor=None, scanned=5, scores=[str(100 + i) for i in range(5)])
+    cut = sent(frames.jobs_listed(page, None, 8000))
+    assert [row["job_id"] for row in cut["rows"]] == ["j0", "j1"] and cut["cursor"] == "101:j1"
+    assert cut["rows"][0]["payload"] == "x" * 3000 and cut["rows"][0]["result"] is None
 
 
 def test_jobs_assigned_frames_stay_within_the_frame_limit() -> None:

@@ -31,6 +31,7 @@ from empfast.hub import Hub
 from empfast.messages import (
     AnyMessage,
     CompleteJobs,
+    ListJobs,
     MessageError,
     RegisterWorker,
     SubmitJob,
@@ -39,7 +40,7 @@ from empfast.messages import (
     decode,
     tag_of,
 )
-from empfast.store import Store, redis_from_options
+from empfast.store import Cursor, Store, redis_from_options
 
 MAX_FRAME_BYTES = 64 * 1024  # a small limit, so frames over it (and payloads near it) are cheap
 EXAMPLES = figure("EMPFAST_FUZZ_EXAMPLES", 3000, 100_000)
@@ -58,6 +59,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "cancel_job": ("job_status", frozenset({"not_found"})),
     "retry_job": ("job_status", frozenset({"not_found"})),
     "get_stats": ("stats", frozenset()),
+    "list_jobs": ("jobs", frozenset({"bad_message"})),  # a cursor this hub did not make
     "ping": ("pong", frozenset()),
     "register_worker": ("worker_registered", frozenset({"bad_message"})),  # another worker_id
     "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining"})),
@@ -80,6 +82,14 @@ NEEDS_REQ = frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUS
 COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
                  "limit_exceeded", "too_large")
 STATUSES = {"scheduled", "pending", "active", "completed", "failed", "cancelled"}
+
+
+def is_cursor(value: str | None) -> bool:
+    try:
+        Cursor.decode(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 def test_the_fuzz_sees_every_message_type() -> None:
@@ -255,6 +265,8 @@ class Fuzz:
             assert reply["code"] in refusals, (expected.data, reply)
             if reply["code"] == "bad_message" and isinstance(message, RegisterWorker):  # another worker id
                 assert reply["field"] == "worker_id" and message.worker_id != WORKER_ID
+            elif reply["code"] == "bad_message" and isinstance(message, ListJobs):  # not a page's cursor
+                assert reply["field"] == "cursor" and not is_cursor(message.cursor), (expected.data, reply)
             elif reply["code"] == "bad_message":  # a payload or result no SDK could read
                 assert unreadable(message, reply["field"]), (expected.data, reply)
                 self.answers["error:bad_message:unreadable_value"] += 1
@@ -265,7 +277,13 @@ class Fuzz:
         self.record(message, reply)
 
     def record(self, message: AnyMessage, reply: dict[str, Any]) -> None:
-        if isinstance(message, CompleteJobs):
+        if isinstance(message, ListJobs):
+            # a page: at most `limit` rows, each in the status (and of the type) asked for
+            assert len(reply["rows"]) <= message.limit, reply
+            for row in reply["rows"]:
+                assert row["status"] == message.status, (message, row)
+                assert message.job_type is None or row["job_type"] == message.job_type, (message, row)
+        elif isinstance(message, CompleteJobs):
             # every item answered: acknowledged, or refused as its complete_job would be (a
             # bad_message only for an item whose result no SDK could read)
             assert len(reply["job_ids"]) + len(reply["refused"]) == len(message.jobs), reply

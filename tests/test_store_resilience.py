@@ -86,6 +86,8 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     await store.deregister_worker("w1", now=T)
     await store.sweep(now=T)
     await store.stats()
+    await store.list_jobs("pending")
+    await store.list_jobs("completed", job_type="a")
     assert {name for name, _, _ in calls} == set(store.scripts)
     slot = key_slot(store.keys.meta.encode())
     for name, keys, prefix in calls:

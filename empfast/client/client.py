@@ -200,6 +200,31 @@ class Client:
         """The queue's counts: pending, scheduled, active, completed, failed, cancelled, by_type."""
         return await self._call({"type": "get_stats"})
 
+    async def list_jobs(self, status: str, *, job_type: str | None = None, newest_first: bool = False,
+                        limit: int = 50, cursor: str | None = None, payloads: bool = False) -> dict[str, Any]:
+        """One page of the jobs of a status (docs/management.md): `rows` (payload and result
+        decoded when asked for) and the `cursor` of the next page (None at the end). Needs a hub
+        that lets this client see every job (not under client scope own)."""
+        message: dict[str, Any] = {"type": "list_jobs", "status": status, "limit": limit,
+                                   "order": "newest" if newest_first else "oldest", "payloads": payloads}
+        if job_type is not None:
+            message["job_type"] = job_type
+        if cursor is not None:
+            message["cursor"] = cursor
+        return await self._call(message)
+
+    async def iter_jobs(self, status: str, *, page_size: int = 100,
+                        **options: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every job of a status, page after page (list_jobs' options), each row once."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_jobs(status, limit=page_size, cursor=cursor, **options)
+            for row in page["rows"]:
+                yield row
+            cursor = page["cursor"]
+            if cursor is None:
+                return
+
     async def ping(self) -> None:
         await self._call({"type": "ping"})
 

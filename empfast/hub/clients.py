@@ -16,7 +16,7 @@ from empfast.hub import frames
 from empfast.hub.conn import Peer, error_for
 from empfast.ids import event_key, new_job_id
 from empfast.limits import payload_limit
-from empfast.store import Added, NewJob
+from empfast.store import Added, Cursor, NewJob
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -253,6 +253,21 @@ class ClientHandlers:
 
     async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
         peer.send(frames.stats((await self.store.stats()).as_dict(), message.req))
+
+    async def on_list_jobs(self, peer: Peer, message: m.ListJobs) -> None:
+        """A page of the jobs of a status, for monitors and clients that see every job (a client
+        under client scope own would see other owners' jobs: refused)."""
+        if self.scoped(peer):
+            raise ProtocolError(e.FORBIDDEN, "under client scope own a client sees only its own jobs, "
+                                "by id: list jobs from a monitor connection or with an admin token")
+        try:
+            cursor = Cursor.decode(message.cursor) if message.cursor is not None else None
+        except ValueError as exc:
+            raise ProtocolError(e.BAD_MESSAGE, f"field 'cursor' is {exc}", field="cursor") from None
+        page = await self.store.list_jobs(message.status, job_type=message.job_type,
+                                          newest_first=message.order == "newest", limit=message.limit,
+                                          cursor=cursor, payloads=message.payloads)
+        peer.send(frames.jobs_listed(page, message.req, payload_limit(self.hub.config.max_frame_bytes)))
 
 
 def taken(job_id: str, field: str = "job_id") -> ProtocolError:

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from empfast.protocol import PROTOCOL_VERSION, splice
+from empfast.store.listing import Cursor
 
 if TYPE_CHECKING:
-    from empfast.store import Added, ClaimedJob, EventFields
+    from empfast.store import Added, ClaimedJob, EventFields, JobPage
 
 
 def reply(frame: dict[str, Any], req: Any) -> bytes:
@@ -77,6 +78,31 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, **extra: Any) 
         frame["req"] = req
     result = job.get("result")
     return splice(frame, "result", result if result is not None else b"null")
+
+
+RAW_MEMBERS = ("payload", "result")  # a listed row's members kept as raw JSON
+
+
+def jobs_listed(page: JobPage, req: Any, max_bytes: int) -> bytes:
+    """A page of list_jobs: its rows (payload and result spliced in raw when the page has them),
+    cut short, with the cursor of its last row, where the frame would pass `max_bytes`."""
+    rows: list[bytes] = []
+    size = 200
+    cursor = page.cursor
+    for i, row in enumerate(page.rows):
+        data = orjson.dumps({key: value for key, value in row.items() if key not in RAW_MEMBERS})
+        for key in RAW_MEMBERS:
+            if key in row:
+                data = data[:-1] + b',"' + key.encode() + b'":' + (row[key] or b"null") + b"}"
+        if rows and size + len(data) > max_bytes:
+            cursor = Cursor(page.scores[i - 1], page.rows[i - 1]["job_id"])
+            break
+        rows.append(data)
+        size += len(data) + 1
+    head = {"type": "jobs", "cursor": cursor.encode() if cursor else None, "scanned": page.scanned}
+    if req is not None:
+        head["req"] = req
+    return orjson.dumps(head)[:-1] + b',"rows":[' + b",".join(rows) + b"]}"
 
 
 def stats(counts: dict[str, Any], req: Any = None) -> bytes:

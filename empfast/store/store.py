@@ -31,6 +31,7 @@ from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
 from empfast.store.events import EventReads
+from empfast.store.listing import JobListing
 from empfast.store.pipelined import PipelinedConnection, command
 from empfast.store.records import (
     Added,
@@ -57,7 +58,7 @@ log = logging.getLogger("empfast.store")
 NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 
 
-class Store(EventReads):
+class Store(EventReads, JobListing):
     """Async API over the Lua scripts of one queue."""
 
     def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
