@@ -30,6 +30,7 @@ from empfast.connection import HubError
 from empfast.demo import run_demo
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
+from empfast.manage import add_jobs_command, run_jobs
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
 from empfast.worker import Handler, Worker
@@ -90,7 +91,7 @@ LOGGING = SettingsOptions(LoggingSettings, "logging")
 COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "serve": (HUB, QUEUE, REDIS, LOGGING),
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
-    "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,),
+    "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "With JOB_ID: that job's state.")
     status.add_argument("job_id", nargs="?", metavar="JOB_ID")
     status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    add_jobs_command(sub)
     for command, groups in COMMAND_SETTINGS.items():
         for options in groups:
             options.add_to(sub.choices[command])
@@ -416,6 +418,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.path.abspath(settings.app_dir))  # as uvicorn's --app-dir: import user code
         _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
+    if args.command == "jobs":
+        return _run(run_jobs(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
     run_command = {"submit": run_submit, "status": run_status, "retry": run_retry,
                    "bench": run_bench_command}[args.command]
     return _run(run_command(args, hub))

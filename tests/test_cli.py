@@ -115,7 +115,7 @@ def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("demo", "serve", "worker", "submit", "status", "retry", "bench"):
+    for command in ("demo", "serve", "worker", "submit", "status", "retry", "jobs", "bench"):
         help_run = run_in_process(command, "--help")
         help_run.check_returncode()
         out = help_run.stdout

@@ -1,13 +1,16 @@
 """Listing jobs over the wire (docs/protocol.md `list_jobs`, docs/management.md): a monitor or a
-client pages through a status with the cursor of each reply, through raw frames and the client SDK;
-bad cursors and scoped clients are refused and nothing changes."""
+client pages through a status with the cursor of each reply, through raw frames, the client SDK and
+`empfast jobs`; bad cursors and scoped clients are refused and nothing changes."""
 
 from __future__ import annotations
 
+import asyncio
+import shlex
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from in_process import run_in_process
 from support import MakeStore, connect, register, submit, ws_url
 from test_security import SCOPED, TIMINGS
 
@@ -92,3 +95,36 @@ async def test_the_client_sdk_iterates_every_job_of_a_status_once(hub: Hub) -> N
         page = await client.list_jobs("scheduled", limit=1, payloads=True)
         assert orjson.loads(orjson.dumps(page["rows"][0]["payload"])) == {"i": 0}
         assert page["cursor"] is not None
+
+
+async def test_empfast_jobs_shows_a_page_as_a_table_and_the_command_for_the_next(hub: Hub) -> None:
+    client = await connect(hub, "/ws/client")
+    ids = [await submit(client, "resize", job_id=f"job-{n}", max_attempts=1) for n in range(3)]
+    worker = await register(hub, "w1", ["resize"], concurrency=3)
+    for _ in ids:
+        job = await worker.until("job_assigned")
+        worker.send({"type": "fail_job", "job_id": job["job_id"], "error": "upstream 503\n  at line 2",
+                     "retry": False})
+    client.send({"type": "get_stats", "req": "s"})
+    while (await client.until("stats", req="s"))["failed"] < 3:
+        await asyncio.sleep(0.05)
+        client.send({"type": "get_stats", "req": "s"})
+
+    def jobs(*args: str) -> tuple[int, str, str]:
+        proc = run_in_process("jobs", *args, "--url", ws_url(hub))
+        return proc.returncode, proc.stdout, proc.stderr
+
+    code, out, err = await asyncio.to_thread(jobs, "--limit", "2")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split()[:4] == ["JOB_ID", "TYPE", "ATTEMPTS", "WORKER"]
+    assert [row.split()[0] for row in rows] == ["job-0", "job-1"]
+    assert all("1/1" in row and "w1" in row and "upstream 503 at line 2" in row for row in rows)
+    more = err.strip().removeprefix("more: empfast jobs ")
+    code, out, err = await asyncio.to_thread(jobs, *shlex.split(more))
+    assert code == 0 and [row.split()[0] for row in out.splitlines()[1:]] == ["job-2"]
+    assert "more:" not in err
+    code, out, err = await asyncio.to_thread(jobs, "--status", "pending")
+    assert code == 0 and out.splitlines()[1:] == [] and "no pending jobs" in err
+    code, _, err = await asyncio.to_thread(jobs, "--cursor", "nonsense")
+    assert code == 2 and "cursor" in err
