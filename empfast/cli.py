@@ -30,7 +30,15 @@ from empfast.connection import HubError
 from empfast.demo import run_demo
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
-from empfast.manage import add_jobs_command, run_jobs
+from empfast.manage import (
+    add_cancel_command,
+    add_jobs_command,
+    add_workers_command,
+    readable_time,
+    run_cancel,
+    run_jobs,
+    run_workers,
+)
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
 from empfast.worker import Handler, Worker
@@ -92,6 +100,7 @@ COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "serve": (HUB, QUEUE, REDIS, LOGGING),
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
     "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
+    "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -174,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id", nargs="?", metavar="JOB_ID")
     status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
     add_jobs_command(sub)
+    add_cancel_command(sub)
+    add_workers_command(sub)
     for command, groups in COMMAND_SETTINGS.items():
         for options in groups:
             options.add_to(sub.choices[command])
@@ -219,6 +230,9 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
             print(f"gave up waiting after {args.timeout_s} s; the job goes on: "
                   f"empfast status {handle.job_id}", file=sys.stderr)
             return 1
+        except asyncio.CancelledError:  # Ctrl-C: the job is the hub's now, not this command's
+            print(f"\nstopped waiting; the job goes on: empfast status {handle.job_id}", file=sys.stderr)
+            raise
         sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
         return 0
 
@@ -241,8 +255,19 @@ def _stats_table(stats: dict[str, Any]) -> str:
 
 def _job_table(job: dict[str, Any]) -> str:
     keys = ("job_id", "job_type", "status", "priority", "progress", "message", "attempts", "max_attempts",
-            "worker_id", "error", "created_at", "started_at", "finished_at", "run_at")
+            "worker_id")
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
+    for key in ("created_at", "started_at", "finished_at", "run_at"):  # in UTC, with the waits
+        if job.get(key):
+            lines.append(f"{key:<13}{readable_time(job[key])} UTC")
+    if job.get("created_at") and job.get("started_at"):
+        waited_s = (job["started_at"] - job["created_at"]) / 1000
+        lines.append(f"{'waited':<13}{waited_s:.3f} s (added -> last start)")
+    if job.get("started_at") and job.get("finished_at"):
+        ran_s = (job["finished_at"] - job["started_at"]) / 1000
+        lines.append(f"{'ran':<13}{ran_s:.3f} s (last start -> end)")
+    for attempt, error in enumerate(job.get("errors") or [], start=1):
+        lines.append(f"{'error ' + str(attempt):<13}{error}")
     lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
     return "\n".join(lines)
 
@@ -299,6 +324,10 @@ def setup_logging(settings: LoggingSettings) -> None:
     handler.setFormatter(JsonFormatter() if settings.json_logs else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # the WebSocket library logs every connection and disconnection at INFO: an operator's log is
+    # about workers, refusals and limits (the hub's own lines), so its chatter stays at DEBUG
+    chatty = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("picows").setLevel(logging.NOTSET if chatty else logging.WARNING)
 
 
 def redis_options(args: argparse.Namespace) -> RedisOptions | None:
@@ -395,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as exc:  # the SDK's message names the hub and what to check
         print(f"empfast {args.command}: {exc or 'timed out'}; start a hub with `empfast serve`",
               file=sys.stderr)
+    except BrokenPipeError:  # `empfast status | head -1`: the reader went away, not the hub
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except KeyboardInterrupt:
+        return 130
     except OSError as exc:
         print(f"empfast {args.command}: {exc}; is the hub running at {HUB_ADDRESS.build(args).url}? "
               "start one with `empfast serve`", file=sys.stderr)
@@ -418,8 +452,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.path.abspath(settings.app_dir))  # as uvicorn's --app-dir: import user code
         _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
-    if args.command == "jobs":
-        return _run(run_jobs(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
+    management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers}.get(args.command)
+    if management is not None:
+        return _run(management(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
     run_command = {"submit": run_submit, "status": run_status, "retry": run_retry,
                    "bench": run_bench_command}[args.command]
     return _run(run_command(args, hub))

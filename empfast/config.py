@@ -244,6 +244,11 @@ class HubAddress:
     def __post_init__(self) -> None:
         if self.token is not None and self.token_file is not None:
             raise ValueError("give the hub's token once: token or token_file")
+        if not self.url.startswith(("ws://", "wss://")):
+            scheme, sep, rest = self.url.partition("://")
+            suggestion = f"{'wss' if scheme == 'https' else 'ws'}://{rest if sep else self.url}"
+            raise ValueError(f"the hub's url must be a WebSocket URL, ws://HOST:PORT (or wss://), not "
+                             f"{self.url!r}: try --url {suggestion}")
 
     def resolved_token(self) -> str | None:
         """The token to send: `token`, or the first line of `token_file`."""

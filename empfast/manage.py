@@ -1,10 +1,12 @@
 """The command line's management commands (docs/management.md): `empfast jobs` lists the jobs of a
-status as a table, a page at a time. cli.py registers them; they speak to the hub through the client
-SDK, like `submit` and `status`."""
+status as a table, a page at a time; `empfast cancel` cancels a job; `empfast workers` lists the
+registered workers. cli.py registers them; they speak to the hub through the client SDK, like
+`submit` and `status` (`workers` through a monitor connection, the role that may ask for them)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import orjson
 
 from empfast.client import Client
-from empfast.connection import HubError
+from empfast.connection import Connection, HubError, endpoint
 
 STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
 # the time a row shows, by status: when it finished, started, is due or was added
@@ -65,12 +67,86 @@ async def run_jobs(args: argparse.Namespace, url: str, token: str | None, connec
     return 0
 
 
+def add_cancel_command(sub: Any) -> argparse.ArgumentParser:
+    cancel = sub.add_parser("cancel", help="cancel a job",
+                            description="Cancel a job: a pending or scheduled one at once, a running one "
+                            "through its worker (which is told to stop; the job ends cancelled when it "
+                            "does). Exit code 1 when the job had finished already (nothing changes).")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    return cancel
+
+
+async def run_cancel(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+        try:
+            state = await client.cancel(args.job_id)
+        except HubError as exc:
+            if exc.code != "not_found":
+                raise
+            print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
+            return 1
+    status = state.get("status")
+    if status == "cancelled":
+        print(f"job {args.job_id} cancelled")
+        return 0
+    if state.get("cancel_requested"):
+        print(f"job {args.job_id} is running on {state.get('worker_id')}: its worker was told to stop; "
+              f"follow it with `empfast status {args.job_id}`")
+        return 0
+    print(f"job {args.job_id} is {status} already: nothing changed", file=sys.stderr)
+    return 1
+
+
+def add_workers_command(sub: Any) -> argparse.ArgumentParser:
+    workers = sub.add_parser("workers", help="list the registered workers",
+                             description="The workers registered with the queue: id, status, job "
+                             "types, jobs held of its concurrency, hub, and how long ago it was last "
+                             "heard from.")
+    workers.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    return workers
+
+
+async def run_workers(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    connection = Connection(endpoint(url, "monitor"), on_push=lambda frame, data: None, token=token,
+                            connect_timeout_s=connect_timeout_s)
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            await connection.start()
+        reply = await connection.request({"type": "get_workers"}, timeout_s=30.0)
+    except TimeoutError:
+        raise TimeoutError(f"could not connect to the hub at {url} within {connect_timeout_s} s: is it "
+                           "running, and is the URL right?") from None
+    finally:
+        await connection.close()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(reply["workers"]) + b"\n")
+        return 0
+    if not reply["workers"]:
+        print("no workers registered: start one with `empfast worker`", file=sys.stderr)
+        return 0
+    print(workers_table(reply["workers"], time.time()))
+    return 0
+
+
+def workers_table(workers: list[dict[str, Any]], now_s: float) -> str:
+    header = ("WORKER", "STATUS", "JOBS", "TYPES", "HUB", "LAST SEEN")
+    cells = [(w["worker_id"], w.get("status") or "", f"{w.get('active_jobs', 0)}/{w.get('concurrency')}",
+              ",".join(w.get("job_types") or []), w.get("hub") or "",
+              f"{max(0.0, now_s - w.get('last_seen', 0) / 1000):.1f} s ago") for w in workers]
+    return table(header, cells)
+
+
 def jobs_table(rows: list[dict[str, Any]], status: str) -> str:
     when = WHEN[status]
     header = ("JOB_ID", "TYPE", "ATTEMPTS", "WORKER", when.removesuffix("_at").upper() + " (UTC)", "ERROR")
     cells = [(row["job_id"], row.get("job_type") or "", f"{row.get('attempts', 0)}/{row.get('max_attempts')}",
               row.get("worker_id") or "", readable_time(row.get(when)), one_line(row.get("error")))
              for row in rows]
+    return table(header, cells)
+
+
+def table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell; the last one left as long as it is."""
     widths = [max([len(header[i]), *(len(c[i]) for c in cells)]) for i in range(len(header) - 1)]
     lines = []
     for line in (header, *cells):

@@ -4,9 +4,11 @@ processes where the process is the point (signals, two hubs), with a hub on the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -17,6 +19,11 @@ from support import RedisServer, WSPeer, free_port
 
 from empfast import cli
 from empfast.client import Client
+from empfast.config import HubConfig, LoggingSettings, QueueSettings
+from empfast.hub import Hub
+from empfast.store import Store
+
+REAL_SETUP_LOGGING = cli.setup_logging  # the autouse fixture below replaces it for the other tests
 
 EMPFAST = [sys.executable, "-m", "empfast"]
 
@@ -109,13 +116,104 @@ async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str,
     assert code == 2 and "empfast serve" in err
 
 
+async def test_cancel_workers_and_a_readable_job_status(hub_url: str) -> None:
+    worker = await asyncio.create_subprocess_exec(
+        *EMPFAST, "worker", "builtin", "--url", hub_url, "--worker-id", "cli-w2",
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        code, out, err = await run("submit", "fail", '{"message": "boom", "retry": false}', "--wait",
+                                   url=hub_url)
+        failed_id = err.split()[1]
+        code, out, _ = await run("status", failed_id, url=hub_url)
+        lines = {line.split("  ")[0]: line for line in out.splitlines()}
+        assert code == 0 and lines["error 1"].endswith("boom") and "UTC" in lines["finished_at"], out
+        assert lines["ran"].endswith("s (last start -> end)"), out
+        code, out, _ = await run("workers", url=hub_url)
+        (row,) = out.splitlines()[1:]
+        assert row.split()[:3] == ["cli-w2", "idle", "0/1"] and "s ago" in row
+        code, out, err = await run("submit", "echo", "{}", "--delay-s", "60", url=hub_url)
+        later = out.strip()
+        code, out, _ = await run("cancel", later, url=hub_url)
+        assert code == 0 and out.strip() == f"job {later} cancelled"
+        code, out, _ = await run("cancel", later, url=hub_url)  # again: it is cancelled, as asked
+        assert code == 0 and out.strip() == f"job {later} cancelled"
+        code, _, err = await run("cancel", failed_id, url=hub_url)
+        assert code == 1 and "is failed already: nothing changed" in err
+        code, _, err = await run("cancel", "no-such-job", url=hub_url)
+        assert code == 1 and "no job" in err
+    finally:
+        assert await stop(worker) == 0
+
+
+async def test_a_closed_stdout_or_ctrl_c_is_one_line_not_a_traceback(hub_url: str) -> None:
+    # `empfast status | head -c 1`: the reader is gone before anything is written
+
+    def with_stdout_closed() -> tuple[int, bytes]:
+        proc = subprocess.Popen([*EMPFAST, "status", "--url", hub_url], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        with proc.stderr:
+            err = proc.stderr.read()
+        return proc.wait(timeout=30), err
+
+    code, err = await asyncio.to_thread(with_stdout_closed)
+    assert code == 0 and b"hub" not in err, err
+    # Ctrl-C while waiting for a job no worker takes
+    waiting = await asyncio.create_subprocess_exec(*EMPFAST, "submit", "nobody-runs-this", "{}", "--wait",
+                                                   "--url", hub_url, stderr=asyncio.subprocess.PIPE)
+    assert waiting.stderr is not None
+    first = await asyncio.wait_for(waiting.stderr.readline(), 30)
+    assert first.startswith(b"job ")
+    await asyncio.sleep(0.3)
+    waiting.send_signal(signal.SIGINT)
+    rest = await asyncio.wait_for(waiting.stderr.read(), 30)
+    assert await waiting.wait() == 130
+    assert b"the job goes on: empfast status" in rest and b"Traceback" not in rest, rest
+
+
+def test_at_info_the_log_has_the_hubs_lines_not_the_websocket_librarys() -> None:
+    root, picows = logging.getLogger(), logging.getLogger("picows")
+    kept = (root.handlers[:], root.level, picows.level)
+    try:
+        REAL_SETUP_LOGGING(LoggingSettings(log_level="info"))
+        assert not picows.isEnabledFor(logging.INFO)  # a line per connection and disconnection
+        assert logging.getLogger("empfast.hub").isEnabledFor(logging.INFO)
+        REAL_SETUP_LOGGING(LoggingSettings(log_level="debug"))
+        assert picows.isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:] = kept[0]
+        root.setLevel(kept[1])
+        picows.setLevel(kept[2])
+
+
+async def test_a_worker_registration_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    hub = Hub(Store.embedded(QueueSettings(name="logs")), HubConfig(port=0))
+    await hub.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="empfast.hub"):
+            worker = await WSPeer.connect(f"ws://127.0.0.1:{hub.port}/ws/worker/log-w1")
+            worker.send({"type": "register_worker", "job_types": ["a", "b"], "concurrency": 3})
+            await worker.until("worker_registered")
+            worker.close()
+        assert "worker log-w1 registered: types a,b, concurrency 3" in caplog.text
+    finally:
+        await hub.stop()
+
+
+async def test_an_http_url_is_refused_in_one_line_with_the_ws_form() -> None:
+    code, _, err = await run("status", url="http://127.0.0.1:8765")
+    assert code == 2 and err.count("\n") == 1 and "try --url ws://127.0.0.1:8765" in err
+
+
 def test_a_worker_with_a_bad_handler_spec_says_what_to_fix() -> None:
     proc = run_in_process("worker", "no_such_module_xyz:HANDLERS")
     assert proc.returncode == 2 and "no_such_module_xyz" in proc.stderr and "PYTHONPATH" in proc.stderr
 
 
 def test_every_command_has_help() -> None:
-    for command in ("demo", "serve", "worker", "submit", "status", "retry", "jobs", "bench"):
+    for command in ("demo", "serve", "worker", "submit", "status", "retry", "jobs", "cancel", "workers",
+                    "bench"):
         help_run = run_in_process(command, "--help")
         help_run.check_returncode()
         out = help_run.stdout

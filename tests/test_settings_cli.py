@@ -51,6 +51,8 @@ def variable(settings: type[Any], field_name: str) -> str:
 
 def value_other_than_default(field: dataclasses.Field[Any], hint: Any) -> Any:
     default = field.default
+    if field.name == "url":  # the hub's address must be a WebSocket URL
+        return "ws://other-host:1"
     if get_origin(hint) is not Literal and type(None) in get_args(hint):
         (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
     if get_origin(hint) is Literal:

@@ -6,6 +6,7 @@ a worker's free slots.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from empfast.store import ClaimedJob, Completion, NewJob
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
+
+log = logging.getLogger("empfast.hub")
 
 
 # a worker not heard from for this many heartbeat intervals gets no jobs from dispatch: it missed a
@@ -123,6 +126,8 @@ class WorkerHandlers:
             return
         slots.lapsed = True
         liveness_s = self.store.settings.liveness_ms / 1000
+        log.warning("worker %s sent no heartbeat for %g s: its record lapsed and its jobs were taken "
+                    "back", slots.worker_id, liveness_s)
         peer.send(frames.error(e.NOT_REGISTERED, f"worker {slots.worker_id!r} is no longer registered: "
                                f"it sent no heartbeat for {liveness_s:g} s and its jobs were taken back; "
                                "send worker_heartbeat or register_worker to register again"))
@@ -159,6 +164,8 @@ class WorkerHandlers:
         peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held,
                                   heard_at=asyncio.get_running_loop().time(), batch=message.batch)
         hub.workers[worker_id] = peer
+        log.info("worker %s registered: types %s, concurrency %d%s", worker_id, ",".join(job_types),
+                 concurrency, f", holding {len(held)} jobs from before" if held else "")
         settings = self.store.settings
         peer.reply(message.req, frames.worker_registered(
             worker_id, self.heartbeat_interval_s(), settings.lease_ms / 1000, settings.liveness_ms / 1000,
