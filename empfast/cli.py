@@ -420,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a setting refused: a bad EMPFAST_ variable, config.py, the Worker
         print(f"empfast {args.command}: {exc}", file=sys.stderr)
     except HubError as exc:
-        print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
+        if exc.code == "unauthorized":
+            print(f"empfast {args.command}: the hub refused the token (missing or wrong for this role): "
+                  "give the right one with --token-file FILE, the EMPFAST_TOKEN variable or --token",
+                  file=sys.stderr)
+        else:
+            print(f"empfast {args.command}: the hub refused: {exc}", file=sys.stderr)
     except TimeoutError as exc:  # the SDK's message names the hub and what to check
         print(f"empfast {args.command}: {exc or 'timed out'}; start a hub with `empfast serve`",
               file=sys.stderr)

@@ -365,7 +365,10 @@ class Connection:
                 log.error("restoring the session with the hub at %s failed: %s", self.shown_url,
                           redact("".join(traceback.format_exception(exc)), self._token))
             if self.fatal is not None:
-                log.error("the hub refused this connection for good: %s", self.fatal)
+                if self._first is not None and self._first.done():
+                    # start() has returned: no caller gets this refusal, so it is logged (on a first
+                    # connection start() raises it, and the caller says it once)
+                    log.error("the hub refused this connection for good: %s", self.fatal)
                 self._resolve_first(self.fatal)
                 self._fail_pending(self.fatal)
                 self._ended.set()

@@ -68,7 +68,7 @@ def _import(module_name: str) -> Any:
         if module_name == missing or module_name.startswith(f"{missing}."):
             raise HandlerSpecError(
                 f"module {module_name!r} was not found: check the name, and run from the directory "
-                "that holds it or add that directory to PYTHONPATH") from None
+                "that holds it, pass that directory with --app-dir, or add it to PYTHONPATH") from None
         raise HandlerSpecError(f"importing {module_name!r} failed: it imports {missing!r}, which is not "
                                "installed in this environment") from exc
 
