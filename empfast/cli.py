@@ -238,15 +238,19 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
 
 
 def _stats_table(stats: dict[str, Any]) -> str:
-    lines = ["  ".join(f"{k} {stats.get(k, 0)}" for k in
-                       ("pending", "scheduled", "active", "completed", "failed", "cancelled"))]
+    """Counts of now (what the sets hold) apart from totals (counters since the queue began): the
+    finished sets hold only what retention keeps, so `completed` now is not the number ever done."""
+    now = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("pending", "scheduled", "active"))
+    kept = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("completed", "failed", "cancelled"))
+    lines = [f"jobs now     {now}", f"kept now     {kept}   (finished jobs retention keeps)"]
     workers = stats.get("workers") or {}
-    lines.append("workers  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
+    lines.append("workers now  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
     by_type = stats.get("by_type") or {}
     if by_type:
         columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
         width = max(8, *(len(t) for t in by_type))
         lines.append("")
+        lines.append(f"{'':<{width}}{'now':>22}   {'totals since the queue began':>51}")
         lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
         for job_type, counts in sorted(by_type.items()):
             lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))

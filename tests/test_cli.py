@@ -99,6 +99,8 @@ async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str)
         assert stats["by_type"]["sleep"]["completed"] == 1 and stats["by_type"]["fail"]["retried"] == 1
         code, out, _ = await run("status", url=hub_url)
         assert code == 0 and "sleep" in out and "fail" in out
+        # current counts and running totals are told apart
+        assert "jobs now" in out and "kept now" in out and "totals since the queue began" in out
     finally:
         assert await stop(worker) == 0  # SIGTERM: the worker drains and exits cleanly
 
