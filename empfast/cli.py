@@ -38,6 +38,7 @@ from empfast.manage import (
     run_cancel,
     run_jobs,
     run_workers,
+    said_not_found,
 )
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
@@ -284,10 +285,7 @@ async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
             print(f"{exc}; nothing changed", file=sys.stderr)
             return 1
         except HubError as exc:
-            if exc.code != "not_found":
-                raise
-            print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
-            return 1
+            return said_not_found(exc, args.job_id)
     print(f"job {handle.job_id} retried: {handle.status}")
     return 0
 
@@ -298,10 +296,7 @@ async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
             try:
                 reply = await client.status(args.job_id)
             except HubError as exc:
-                if exc.code != "not_found":
-                    raise
-                print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
-                return 1
+                return said_not_found(exc, args.job_id)
         else:
             reply = await client.stats()
     reply.pop("req", None)

@@ -81,10 +81,7 @@ async def run_cancel(args: argparse.Namespace, url: str, token: str | None, conn
         try:
             state = await client.cancel(args.job_id)
         except HubError as exc:
-            if exc.code != "not_found":
-                raise
-            print(f"no job {args.job_id!r} (never added, or removed by retention)", file=sys.stderr)
-            return 1
+            return said_not_found(exc, args.job_id)
     status = state.get("status")
     if status == "cancelled":
         print(f"job {args.job_id} cancelled")
@@ -153,6 +150,15 @@ def table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> str:
         lines.append("  ".join(f"{value:<{width}}" for value, width in zip(line, widths, strict=False))
                      + "  " + line[-1])
     return "\n".join(line.rstrip() for line in lines)
+
+
+def said_not_found(exc: HubError, job_id: str) -> int:
+    """A command's answer to a job id the hub does not know: one line and exit code 1; any other
+    refusal goes on up."""
+    if exc.code != "not_found":
+        raise exc
+    print(f"no job {job_id!r} (never added, or removed by retention)", file=sys.stderr)
+    return 1
 
 
 def readable_time(ms: int | None) -> str:
