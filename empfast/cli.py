@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from empfast.bars import Board, bar
 from empfast.benchmark import JOB_TYPE, OwnHubFailed, own_queue_hub, refuse_a_queue_in_use, run_bench
-from empfast.client import Client, JobCancelledError, JobFailedError, NotRetryableError
+from empfast.client import Client, JobCancelledError, JobFailedError
 from empfast.config import (
     HubAddress,
     HubConfig,
@@ -33,12 +33,14 @@ from empfast.hub import Hub
 from empfast.manage import (
     add_cancel_command,
     add_jobs_command,
+    add_retry_command,
+    add_status_command,
     add_workers_command,
-    readable_time,
     run_cancel,
     run_jobs,
+    run_retry,
+    run_status,
     run_workers,
-    said_not_found,
 )
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
@@ -171,18 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=1000, help="steady jobs/s offered (default 1000)")
     bench.add_argument("--duration-s", type=float, default=4.0, help="steady run length (default 4)")
 
-    retry = sub.add_parser("retry", help="run a failed or cancelled job again",
-                           description="Run a job that failed for good (dead-lettered) or was "
-                           "cancelled again, with --attempts more attempts. Exit code 1 when the job "
-                           "is in another state (nothing changes).")
-    retry.add_argument("job_id", metavar="JOB_ID")
-    retry.add_argument("--attempts", type=int, default=1, help="more attempts to give it (default 1)")
-
-    status = sub.add_parser("status", help="the queue's counts, or one job's state",
-                            description="Without JOB_ID: the queue's counts by status and job type. "
-                            "With JOB_ID: that job's state.")
-    status.add_argument("job_id", nargs="?", metavar="JOB_ID")
-    status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    add_retry_command(sub)
+    add_status_command(sub)
     add_jobs_command(sub)
     add_cancel_command(sub)
     add_workers_command(sub)
@@ -236,75 +228,6 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
             raise
         sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
         return 0
-
-
-def _stats_table(stats: dict[str, Any]) -> str:
-    """Counts of now (what the sets hold) apart from totals (counters since the queue began): the
-    finished sets hold only what retention keeps, so `completed` now is not the number ever done."""
-    now = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("pending", "scheduled", "active"))
-    kept = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("completed", "failed", "cancelled"))
-    lines = [f"jobs now     {now}", f"kept now     {kept}   (finished jobs retention keeps)"]
-    workers = stats.get("workers") or {}
-    lines.append("workers now  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
-    by_type = stats.get("by_type") or {}
-    if by_type:
-        columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
-        width = max(8, *(len(t) for t in by_type))
-        lines.append("")
-        lines.append(f"{'':<{width}}{'now':>22}   {'totals since the queue began':>51}")
-        lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
-        for job_type, counts in sorted(by_type.items()):
-            lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
-    return "\n".join(lines)
-
-
-def _job_table(job: dict[str, Any]) -> str:
-    keys = ("job_id", "job_type", "status", "priority", "progress", "message", "attempts", "max_attempts",
-            "worker_id")
-    lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
-    for key in ("created_at", "started_at", "finished_at", "run_at"):  # in UTC, with the waits
-        if job.get(key):
-            lines.append(f"{key:<13}{readable_time(job[key])} UTC")
-    if job.get("created_at") and job.get("started_at"):
-        waited_s = (job["started_at"] - job["created_at"]) / 1000
-        lines.append(f"{'waited':<13}{waited_s:.3f} s (added -> last start)")
-    if job.get("started_at") and job.get("finished_at"):
-        ran_s = (job["finished_at"] - job["started_at"]) / 1000
-        lines.append(f"{'ran':<13}{ran_s:.3f} s (last start -> end)")
-    for attempt, error in enumerate(job.get("errors") or [], start=1):
-        lines.append(f"{'error ' + str(attempt):<13}{error}")
-    lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
-    return "\n".join(lines)
-
-
-async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
-        try:
-            handle = await client.retry(args.job_id, args.attempts)
-        except NotRetryableError as exc:
-            print(f"{exc}; nothing changed", file=sys.stderr)
-            return 1
-        except HubError as exc:
-            return said_not_found(exc, args.job_id)
-    print(f"job {handle.job_id} retried: {handle.status}")
-    return 0
-
-
-async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
-    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
-        if args.job_id:
-            try:
-                reply = await client.status(args.job_id)
-            except HubError as exc:
-                return said_not_found(exc, args.job_id)
-        else:
-            reply = await client.stats()
-    reply.pop("req", None)
-    if args.json:
-        sys.stdout.buffer.write(orjson.dumps(reply) + b"\n")
-    else:
-        print(_job_table(reply) if args.job_id else _stats_table(reply))
-    return 0
 
 
 class JsonFormatter(logging.Formatter):
@@ -456,11 +379,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.path.abspath(settings.app_dir))  # as uvicorn's --app-dir: import user code
         _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
-    management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers}.get(args.command)
+    management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "status": run_status,
+                  "retry": run_retry}.get(args.command)
     if management is not None:
         return _run(management(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
-    run_command = {"submit": run_submit, "status": run_status, "retry": run_retry,
-                   "bench": run_bench_command}[args.command]
+    run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]
     return _run(run_command(args, hub))
 
 

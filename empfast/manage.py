@@ -1,7 +1,7 @@
-"""The command line's management commands (docs/management.md): `empfast jobs` lists the jobs of a
-status as a table, a page at a time; `empfast cancel` cancels a job; `empfast workers` lists the
-registered workers. cli.py registers them; they speak to the hub through the client SDK, like
-`submit` and `status` (`workers` through a monitor connection, the role that may ask for them)."""
+"""The command line's commands that look at and act on jobs (docs/management.md): `status` (the
+queue's counts or one job), `jobs` (the jobs of a status, a page at a time), `retry`, `cancel`, and
+`workers`. cli.py registers them; they speak to the hub through the client SDK (`workers` through a
+monitor connection, the role that may ask for it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from empfast.client import Client
+from empfast.client import Client, NotRetryableError
 from empfast.connection import Connection, HubError, endpoint
 
 STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
@@ -21,6 +21,25 @@ STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled"
 WHEN = {"completed": "finished_at", "failed": "finished_at", "cancelled": "finished_at",
         "active": "started_at", "scheduled": "run_at", "pending": "created_at"}
 ERROR_CHARS = 60
+
+
+def add_retry_command(sub: Any) -> argparse.ArgumentParser:
+    retry = sub.add_parser("retry", help="run a failed or cancelled job again",
+                           description="Run a job that failed for good (dead-lettered) or was "
+                           "cancelled again, with --attempts more attempts. Exit code 1 when the job "
+                           "is in another state (nothing changes).")
+    retry.add_argument("job_id", metavar="JOB_ID")
+    retry.add_argument("--attempts", type=int, default=1, help="more attempts to give it (default 1)")
+    return retry
+
+
+def add_status_command(sub: Any) -> argparse.ArgumentParser:
+    status = sub.add_parser("status", help="the queue's counts, or one job's state",
+                            description="Without JOB_ID: the queue's counts by status and job type. "
+                            "With JOB_ID: that job's state.")
+    status.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    return status
 
 
 def add_jobs_command(sub: Any) -> argparse.ArgumentParser:
@@ -150,6 +169,75 @@ def table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> str:
         lines.append("  ".join(f"{value:<{width}}" for value, width in zip(line, widths, strict=False))
                      + "  " + line[-1])
     return "\n".join(line.rstrip() for line in lines)
+
+
+def stats_table(stats: dict[str, Any]) -> str:
+    """Counts of now (what the sets hold) apart from totals (counters since the queue began): the
+    finished sets hold only what retention keeps, so `completed` now is not the number ever done."""
+    now = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("pending", "scheduled", "active"))
+    kept = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("completed", "failed", "cancelled"))
+    lines = [f"jobs now     {now}", f"kept now     {kept}   (finished jobs retention keeps)"]
+    workers = stats.get("workers") or {}
+    lines.append("workers now  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
+    by_type = stats.get("by_type") or {}
+    if by_type:
+        columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
+        width = max(8, *(len(t) for t in by_type))
+        lines.append("")
+        lines.append(f"{'':<{width}}{'now':>22}   {'totals since the queue began':>51}")
+        lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
+        for job_type, counts in sorted(by_type.items()):
+            lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
+    return "\n".join(lines)
+
+
+def job_table(job: dict[str, Any]) -> str:
+    keys = ("job_id", "job_type", "status", "priority", "progress", "message", "attempts", "max_attempts",
+            "worker_id")
+    lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
+    for key in ("created_at", "started_at", "finished_at", "run_at"):  # in UTC, with the waits
+        if job.get(key):
+            lines.append(f"{key:<13}{readable_time(job[key])} UTC")
+    if job.get("created_at") and job.get("started_at"):
+        waited_s = (job["started_at"] - job["created_at"]) / 1000
+        lines.append(f"{'waited':<13}{waited_s:.3f} s (added -> last start)")
+    if job.get("started_at") and job.get("finished_at"):
+        ran_s = (job["finished_at"] - job["started_at"]) / 1000
+        lines.append(f"{'ran':<13}{ran_s:.3f} s (last start -> end)")
+    for attempt, error in enumerate(job.get("errors") or [], start=1):
+        lines.append(f"{'error ' + str(attempt):<13}{error}")
+    lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
+    return "\n".join(lines)
+
+
+async def run_retry(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+        try:
+            handle = await client.retry(args.job_id, args.attempts)
+        except NotRetryableError as exc:
+            print(f"{exc}; nothing changed", file=sys.stderr)
+            return 1
+        except HubError as exc:
+            return said_not_found(exc, args.job_id)
+    print(f"job {handle.job_id} retried: {handle.status}")
+    return 0
+
+
+async def run_status(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+        if args.job_id:
+            try:
+                reply = await client.status(args.job_id)
+            except HubError as exc:
+                return said_not_found(exc, args.job_id)
+        else:
+            reply = await client.stats()
+    reply.pop("req", None)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(reply) + b"\n")
+    else:
+        print(job_table(reply) if args.job_id else stats_table(reply))
+    return 0
 
 
 def said_not_found(exc: HubError, job_id: str) -> int:
