@@ -20,12 +20,10 @@ Unknown fields are ignored (docs/protocol.md section 3), so no Struct forbids th
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-import orjson
 from msgspec import Meta, Raw, Struct
 
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
@@ -45,7 +43,7 @@ from empfast.limits import (
     MAX_STATS_INTERVAL_S,
     MIN_STATS_INTERVAL_S,
 )
-from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
+from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE, member_given_twice
 
 # a page's cursor: a score (at most 24 characters) and a job id (MAX_JOB_ID_BYTES)
 MAX_CURSOR_CHARS = 24 + 1 + MAX_JOB_ID_BYTES
@@ -245,7 +243,6 @@ ROLE_TYPES: dict[str, frozenset[str]] = {role: frozenset(map(tag_of, classes))
 ALIASES: dict[type[AnyMessage], type[AnyMessage]] = {RequestJobStatus: GetJobStatus}
 # the members kept raw, which a frame must not give twice
 RAW_FIELDS: dict[type[AnyMessage], str] = {SubmitJob: "payload", CompleteJob: "result"}
-_QUOTED = {key: orjson.dumps(key) for key in RAW_FIELDS.values()}
 # list fields whose length over the limit is limit_exceeded (with `limit`), not bad_message
 COUNT_LIMITS: dict[tuple[type[AnyMessage], str], int] = {(SubmitJobs, "jobs"): MAX_BATCH,
                                                          (CompleteJobs, "jobs"): MAX_BATCH}
@@ -294,11 +291,8 @@ _DECODERS = {role: msgspec.json.Decoder(Union[classes])  # noqa: UP007  # a tupl
              for role, classes in ROLE_MESSAGES.items()}
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _ANY = msgspec.json.Decoder()
-_MEMBERS = msgspec.json.Decoder(dict[str, Raw])
 _AT = re.compile(r"(.*?)(?: - at `\$\.?(.*)`)?", re.DOTALL)
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
-_ESCAPED_LETTER = re.compile(rb"\\u00[67]")  # a \u escape of a letter: a key may be spelled so
-_COLON = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*")
 _BACKSLASH, _DEL = ord("\\"), 0x7F
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -319,7 +313,7 @@ def decode(role: str, data: bytes) -> AnyMessage:
     if type(message) is SubscribeJob and message.since is not None:
         _check_since(message.since, message.req)
     key = RAW_FIELDS.get(type(message))
-    if key is not None and _given_twice(data, key, getattr(message, key), escapes):
+    if key is not None and member_given_twice(data, key, getattr(message, key), escapes):
         raise MessageError(BAD_MESSAGE, f"field {key!r} is given twice: give it once", message.req,
                            tag_of(type(message)), field=key)
     return message
@@ -418,50 +412,3 @@ def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
                                             "send several frames", req, kind, field=field, limit=limit)
     return MessageError(BAD_MESSAGE, f"field {field!r}: {detail} (see {kind} in docs/protocol.md)", req,
                         kind, field=field)
-
-
-def _given_twice(data: bytes, key: str, raw: Raw, escapes: bool) -> bool:
-    """Whether the top-level member `key` occurs more than once. msgspec keeps the last, but the
-    raw text the hub passes on must be the only one in the frame (docs/protocol.md section 3)."""
-    quoted = _QUOTED[key]
-    if len(data) <= 4096 and not escapes and data.count(quoted) == 1:
-        return False  # a small frame without escapes: two scans cost less than finding the value
-    first = data.find(quoted)
-    if first < 0:  # not spelled plainly: once at most, unless spelled with a \\u escape
-        return _escaped_letter(data) and _top_level_keys(data, key) > 1
-    colon = _COLON.match(data, first + len(quoted))
-    if colon is not None and data.startswith(raw, colon.end()):
-        # the first plain spelling is followed by the value msgspec kept, so it is that value's
-        # key; another key could only be after the value, or spelled with a \\u escape before
-        end = colon.end() + len(raw)
-        if (data.find(quoted, end) < 0 and not _escaped_letter(data, 0, first)
-                and not _escaped_letter(data, end)):
-            return False
-    return _given_twice_slow(data, key, quoted)
-
-
-def _escaped_letter(data: bytes, start: int = 0, end: int = -1) -> bool:
-    end = len(data) if end < 0 else end
-    return data.find(b"\\", start, end) >= 0 and _ESCAPED_LETTER.search(data, start, end) is not None
-
-
-def _given_twice_slow(data: bytes, key: str, quoted: bytes) -> bool:
-    if not _escaped_letter(data):
-        members = _MEMBERS.decode(data)
-        # each plain spelling is a top-level key or inside a member's value; a value lost to a
-        # repeated key is not in `members`, so more than one left over is only a suspicion (and a
-        # key that holds a quote could hold the quoted key: left to json below)
-        if (not any('"' in name for name in members)
-                and data.count(quoted) - sum(bytes(v).count(quoted) for v in members.values()) <= 1):
-            return False
-    return _top_level_keys(data, key) > 1
-
-
-def _top_level_keys(data: bytes, key: str) -> int:
-    """How often `key` is a top-level key, escapes decoded: the last resort (a parse into Python
-    objects, still 5x to 50x faster than protocol.raw_member's scanner)."""
-    try:
-        members = json.loads(data, object_pairs_hook=list)
-    except RecursionError:  # as deep as msgspec allows, deeper than json: count plain spellings
-        return data.count(_QUOTED[key])
-    return sum(name == key for name, _ in members)
