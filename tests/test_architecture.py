@@ -20,6 +20,7 @@ CLASSES = {
     "WorkerHandlers": "empfast.hub.workers", "MonitorHandlers": "empfast.hub.monitors",
     "Dispatcher": "empfast.hub.dispatch", "Store": "empfast.store.store", "Worker": "empfast.worker.worker",
     "Job": "empfast.worker.job", "Outbox": "empfast.worker.outbox", "Outcome": "empfast.worker.job",
+    "ProgressReports": "empfast.worker.progress",
 }
 # the store talks to Redis; the hub and the CLI only name its errors, to answer `unavailable` and to
 # say that Redis cannot be reached

@@ -34,6 +34,7 @@ from empfast.worker.job import (
     no_handler,
 )
 from empfast.worker.outbox import Outbox, WorkerStats
+from empfast.worker.progress import ProgressReports
 from empfast.worker.signals import on_stop_signals
 
 log = logging.getLogger("empfast.worker")
@@ -82,6 +83,8 @@ class Worker:
         self._stopping: asyncio.Task[None] | None = None
         self.outbox = Outbox(self.connection, self.stats, ack_timeout_s=ack_timeout_s,
                              registered=self._registered, spawn=self._spawn, on_change=self._update_idle)
+        self.progress = ProgressReports(self.connection, progress_interval_s, self._registered,
+                                        lambda run: self._runs.get(run.job.job_id) is run)
 
     # ---- registration of handlers and lifecycle ----------------------------------------------
 
@@ -261,7 +264,7 @@ class Worker:
             self._heartbeats.cancel()
         self._heartbeats = self._spawn(self._heartbeat_loop(self.connection.transport))
         for run in list(self._runs.values()):
-            self._flush_progress(run)
+            self.progress.flush(run)
         self.outbox.deliver_all()
 
     def _stop_runs_not_held(self, running_before: dict[Run, int], held: set[str]) -> None:
@@ -348,7 +351,7 @@ class Worker:
                            priority=frame.get("priority", 0), reassigned=bool(frame.get("reassigned")),
                            lease_s=frame.get("lease_s", 30.0) if lease_s is None else lease_s),
                    handler=self.handlers.get(job_type) or no_handler)
-        run.job._report = functools.partial(self._report_progress, run)
+        run.job._report = functools.partial(self.progress.report, run)
         if self._draining:
             log.info("job %s arrived while shutting down; handing it back", job_id)
             self.outbox.submit(failure(run.job, SHUTDOWN_ERROR, retry=True))
@@ -411,7 +414,7 @@ class Worker:
                 self._on_assigned(newer)
             return
         if run.unsent_progress is not None and run.cancel_reason is None:
-            self._send_progress(run)  # the last value goes out before the outcome
+            self.progress.send(run)  # the last value goes out before the outcome
         self.outbox.submit(outcome)
 
     def _max_result_bytes(self) -> int:
@@ -423,35 +426,6 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # ---- progress ----------------------------------------------------------------------------------
-
-    def _report_progress(self, run: Run, pct: float, message: str) -> None:
-        if run.task is None or run.task.done() or run.cancel_reason is not None:
-            return
-        run.unsent_progress = (pct, message)
-        if run.flush_timer is not None:
-            return  # a flush is due; it sends this latest value
-        loop = asyncio.get_running_loop()
-        wait_s = run.progress_sent_at + self.progress_interval_s - loop.time()
-        if wait_s <= 0:
-            self._send_progress(run)
-        else:
-            run.flush_timer = loop.call_later(wait_s, self._flush_progress, run)
-
-    def _flush_progress(self, run: Run) -> None:
-        run.flush_timer = None
-        if run.unsent_progress is not None and self._runs.get(run.job.job_id) is run:
-            self._send_progress(run)
-
-    def _send_progress(self, run: Run) -> None:
-        if run.unsent_progress is None or not self._registered():
-            return  # kept: sent again after the reconnect
-        pct, message = run.unsent_progress
-        # no req: the hub then answers only errors (a lost lease), which arrive as pushes
-        self.connection.send({"type": "update_job_progress", "job_id": run.job.job_id,
-                              "progress": pct, "message": message})
-        run.unsent_progress = None
-        run.progress_sent_at = asyncio.get_running_loop().time()
 
 async def run_worker(url: str, handlers: Mapping[str, Handler], *, worker_id: str | None = None,
                      concurrency: int = 1, token: str | None = None, grace_s: float = 30.0) -> None:
