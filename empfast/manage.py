@@ -36,7 +36,7 @@ def add_retry_command(sub: Any) -> argparse.ArgumentParser:
 def add_status_command(sub: Any) -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the queue's counts, or one job's state",
                             description="Without JOB_ID: the queue's counts by status and job type. "
-                            "With JOB_ID: that job's state.")
+                            "With JOB_ID: that job's state, times and payload.")
     status.add_argument("job_id", nargs="?", metavar="JOB_ID")
     status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
     return status
@@ -206,6 +206,7 @@ def job_table(job: dict[str, Any]) -> str:
         lines.append(f"{'ran':<13}{ran_s:.3f} s (last start -> end)")
     for attempt, error in enumerate(job.get("errors") or [], start=1):
         lines.append(f"{'error ' + str(attempt):<13}{error}")
+    lines.append(f"{'payload':<13}{orjson.dumps(job.get('payload')).decode()}")
     lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
     return "\n".join(lines)
 
@@ -227,7 +228,7 @@ async def run_status(args: argparse.Namespace, url: str, token: str | None, conn
     async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
         if args.job_id:
             try:
-                reply = await client.status(args.job_id)
+                reply = await client.status(args.job_id, payload=True)
             except HubError as exc:
                 return said_not_found(exc, args.job_id)
         else:

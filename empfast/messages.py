@@ -107,6 +107,7 @@ class SubmitJobs(Message, tag="submit_jobs"):
 
 class GetJobStatus(Message, tag="get_job_status"):
     job_id: JobId
+    payload: bool = False  # add the job's payload, raw as submitted
 
 
 class RequestJobStatus(GetJobStatus, tag="request_job_status"):

@@ -25,7 +25,17 @@ from empfast.limits import (
     MAX_STATS_INTERVAL_S,
     MIN_STATS_INTERVAL_S,
 )
-from empfast.messages import ALL_MESSAGES, ROLE_MESSAGES, CompleteJobs, Completion, JobBody, ListJobs, tag_of
+from empfast.messages import (
+    ALL_MESSAGES,
+    ROLE_MESSAGES,
+    CompleteJobs,
+    Completion,
+    GetJobStatus,
+    JobBody,
+    ListJobs,
+    RequestJobStatus,
+    tag_of,
+)
 
 Member = tuple[bytes, bytes]  # the key's JSON text (quoted), the value's JSON text
 
@@ -109,6 +119,8 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
 VALID_FOR: dict[tuple[type[msgspec.Struct], str], st.SearchStrategy[bytes]] = {
     (ListJobs, "status"): st.sampled_from(["scheduled", "pending", "active", "completed", "failed",
                                            "cancelled"]).map(dumps),
+    (GetJobStatus, "payload"): st.booleans().map(dumps),
+    (RequestJobStatus, "payload"): st.booleans().map(dumps),
 }
 # a valid request id, other than none (tests/test_fuzz.py adds a unique one when none is drawn)
 VALID_REQ = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1),

@@ -130,6 +130,7 @@ async def test_cancel_workers_and_a_readable_job_status(hub_url: str) -> None:
         lines = {line.split("  ")[0]: line for line in out.splitlines()}
         assert code == 0 and lines["error 1"].endswith("boom") and "UTC" in lines["finished_at"], out
         assert lines["ran"].endswith("s (last start -> end)"), out
+        assert lines["payload"].endswith('{"message":"boom","retry":false}'), out
         code, out, _ = await run("workers", url=hub_url)
         (row,) = out.splitlines()[1:]
         assert row.split()[:3] == ["cli-w2", "idle", "0/1"] and "s ago" in row

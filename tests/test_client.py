@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support import WSPeer, register, ws_url
+from support import WSPeer, connect, register, ws_url
 
 from empfast.client import (
     Client,
@@ -397,3 +397,17 @@ async def test_a_token_refused_on_reconnect_ends_waits_with_the_hubs_error(hub: 
         await secured.stop()
         if rotated is not None:
             await rotated.stop()
+
+
+async def test_a_jobs_status_has_its_payload_only_when_asked(hub: Hub) -> None:
+    payload = b'{"url": "https://example.org/a.png", "n": 1.50}'
+    async with Client(ws_url(hub)) as client:
+        handle = await client.submit("later", payload_json=payload, delay_s=60)
+        assert "payload" not in await client.status(handle.job_id)
+        state = await client.status(handle.job_id, payload=True)
+        assert state["payload"] == {"url": "https://example.org/a.png", "n": 1.5}
+    raw = await connect(hub, "/ws/client")
+    raw.send({"type": "get_job_status", "req": 1, "job_id": handle.job_id, "payload": True})
+    frame = await asyncio.wait_for(raw.frames.get(), 5)
+    assert payload in frame  # spliced as submitted, not re-encoded
+    raw.close()

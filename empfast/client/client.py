@@ -158,9 +158,13 @@ class Client:
                 raise _batch_error(exc, start, len(encoded), ids) from None
         return ids
 
-    async def status(self, job_id: str) -> dict[str, Any]:
-        """The job's state (`status`, `progress`, `result`, `error`, ...); HubError `not_found`."""
-        return await self._call({"type": "get_job_status", "job_id": job_id})
+    async def status(self, job_id: str, *, payload: bool = False) -> dict[str, Any]:
+        """The job's state (`status`, `progress`, `result`, `error`, ..., and its `payload` when
+        asked for); HubError `not_found`."""
+        message: dict[str, Any] = {"type": "get_job_status", "job_id": job_id}
+        if payload:
+            message["payload"] = True
+        return await self._call(message)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job: a waiting one at once, a running one through its worker. Returns its state

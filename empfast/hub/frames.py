@@ -63,9 +63,10 @@ def unsubscribed(job_id: str) -> dict[str, Any]:
     return {"type": "unsubscribed", "job_id": job_id}
 
 
-def job_status(job_id: str, job: dict[str, Any], req: Any = None, **extra: Any) -> bytes:
+def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payload: bool = False,
+               **extra: Any) -> bytes:
     """A job's record as the store reads it (payload and result as raw JSON bytes); the result is
-    spliced in, the payload left out."""
+    spliced in, and the payload when asked for."""
     frame = {"type": "job_status", "job_id": job_id, "job_type": job.get("type"),
              "status": job.get("status"), "priority": job.get("priority"),
              "progress": job.get("progress", 0.0), "message": job.get("message", ""),
@@ -77,7 +78,10 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, **extra: Any) 
     if req is not None:
         frame["req"] = req
     result = job.get("result")
-    return splice(frame, "result", result if result is not None else b"null")
+    data = splice(frame, "result", result if result is not None else b"null")
+    if with_payload:
+        data = data[:-1] + b',"payload":' + (job.get("payload") or b"null") + b"}"
+    return data
 
 
 RAW_MEMBERS = ("payload", "result")  # a listed row's members kept as raw JSON
