@@ -41,6 +41,7 @@ from empfast.manage import (
     run_retry,
     run_status,
     run_workers,
+    say_if_nobody_takes,
 )
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
@@ -199,6 +200,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         if not args.wait:
             print(handle.job_id)
             return 0
+        await say_if_nobody_takes(args.job_type, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S)
         board = Board(sys.stderr)
         line = f"{bar(0)}   0.0% {handle.status}"
         try:

@@ -122,7 +122,8 @@ def add_workers_command(sub: Any) -> argparse.ArgumentParser:
     return workers
 
 
-async def run_workers(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+async def registered_workers(url: str, token: str | None, connect_timeout_s: float) -> list[dict[str, Any]]:
+    """The workers' records, asked through a monitor connection (the role that may ask)."""
     connection = Connection(endpoint(url, "monitor"), on_push=lambda frame, data: None, token=token,
                             connect_timeout_s=connect_timeout_s)
     try:
@@ -134,13 +135,31 @@ async def run_workers(args: argparse.Namespace, url: str, token: str | None, con
                            "running, and is the URL right?") from None
     finally:
         await connection.close()
+    workers: list[dict[str, Any]] = reply["workers"]
+    return workers
+
+
+async def say_if_nobody_takes(job_type: str, url: str, token: str | None, connect_timeout_s: float) -> None:
+    """One line when no registered worker takes `job_type` (a job of it waits until one does);
+    nothing when there is one, or when the workers cannot be asked (a token only for clients)."""
+    try:
+        workers = await registered_workers(url, token, connect_timeout_s)
+    except (HubError, TimeoutError, OSError):
+        return
+    if not any(job_type in (worker.get("job_types") or ()) for worker in workers):
+        print(f"no registered worker takes type {job_type!r}: the job waits until one does (start one "
+              "with `empfast worker` and handlers for it)", file=sys.stderr)
+
+
+async def run_workers(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    workers = await registered_workers(url, token, connect_timeout_s)
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(reply["workers"]) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps(workers) + b"\n")
         return 0
-    if not reply["workers"]:
+    if not workers:
         print("no workers registered: start one with `empfast worker`", file=sys.stderr)
         return 0
-    print(workers_table(reply["workers"], time.time()))
+    print(workers_table(workers, time.time()))
     return 0
 
 

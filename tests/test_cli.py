@@ -134,6 +134,9 @@ async def test_cancel_workers_and_a_readable_job_status(hub_url: str) -> None:
         code, out, _ = await run("workers", url=hub_url)
         (row,) = out.splitlines()[1:]
         assert row.split()[:3] == ["cli-w2", "idle", "0/1"] and "s ago" in row
+        # a registered worker takes `echo`: no word about a missing worker
+        code, out, err = await run("submit", "echo", '{"x": 1}', "--wait", url=hub_url)
+        assert code == 0 and "no registered worker" not in err, err
         code, out, err = await run("submit", "echo", "{}", "--delay-s", "60", url=hub_url)
         later = out.strip()
         code, out, _ = await run("cancel", later, url=hub_url)
@@ -173,6 +176,7 @@ async def test_a_closed_stdout_or_ctrl_c_is_one_line_not_a_traceback(hub_url: st
     rest = await asyncio.wait_for(waiting.stderr.read(), 30)
     assert await waiting.wait() == 130
     assert b"the job goes on: empfast status" in rest and b"Traceback" not in rest, rest
+    assert b"no registered worker takes type 'nobody-runs-this'" in rest, rest
 
 
 def test_at_info_the_log_has_the_hubs_lines_not_the_websocket_librarys() -> None:
