@@ -217,6 +217,12 @@ class GetWorkers(Message, tag="get_workers"):
     pass
 
 
+class SetJobFeed(Message, tag="set_job_feed"):
+    """Whether this monitor gets every job event of the queue (its default) or none."""
+
+    job_events: bool
+
+
 # ---- roles, handlers, decoding -------------------------------------------------------------------
 
 AnyMessage = Message | SubmitJob | CompleteJob
@@ -227,7 +233,7 @@ ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
                Ping),
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
                WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
-    "monitor": (SubscribeStats, GetStats, GetWorkers, *_SUBSCRIBE, *_JOB_STATUS, ListJobs, Ping),
+    "monitor": (SubscribeStats, GetStats, GetWorkers, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS, ListJobs, Ping),
 }
 
 

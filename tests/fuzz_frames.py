@@ -111,6 +111,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "order": st.sampled_from(["oldest", "newest"]).map(dumps),
     "limit": st.integers(1, 500).map(dumps),
     "payloads": st.booleans().map(dumps),
+    "job_events": st.booleans().map(dumps),
     # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
     "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
                         NAMES.map(dumps)),

@@ -73,6 +73,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "unregister_worker": ("worker_unregistered", frozenset()),
     "subscribe_stats": ("stats", frozenset()),
     "get_workers": ("workers", frozenset()),
+    "set_job_feed": ("job_feed", frozenset()),
 }
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",

@@ -331,6 +331,29 @@ async def test_while_redis_is_down_requests_get_unavailable_and_the_hub_recovers
     assert (await client.until("job_update", wait_s=10, status="active"))["worker_id"] == "after"
 
 
+async def test_a_monitor_can_turn_its_job_feed_off_and_on(hub: Hub) -> None:
+    monitor = await connect(hub, "/ws/monitor")
+    monitor.send({"type": "set_job_feed", "req": 1, "job_events": False})
+    assert (await monitor.until("job_feed", req=1))["job_events"] is False
+    worker = await register(hub, "w1", ["a"])
+    assert (await monitor.until("worker_status", worker_id="w1"))["status"] == "registered"  # still
+    client = await connect(hub, "/ws/client")
+    quiet = await submit(client, "a", subscribe=False)
+    await worker.until("job_assigned")
+    worker.send({"type": "complete_job", "job_id": quiet, "result": 1, "req": "q"})
+    await worker.until("job_completed_ack", req="q")
+    await asyncio.sleep(0.2)  # the events reader has had the quiet job's events
+    monitor.send({"type": "set_job_feed", "req": 2, "job_events": True})
+    seen = []  # everything the monitor got while its feed was off
+    while (frame := await monitor.next())["type"] != "job_feed":
+        seen.append(frame)
+    assert not any(frame.get("job_id") == quiet for frame in seen), seen
+    loud = await submit(client, "a", subscribe=False)
+    await worker.until("job_assigned")
+    worker.send({"type": "complete_job", "job_id": loud, "result": 2})
+    assert (await monitor.until("job_completed", job_id=loud))["result"] == 2
+
+
 async def test_a_monitor_sees_every_job_event_and_worker_changes(hub: Hub) -> None:
     monitor = await connect(hub, "/ws/monitor")
     worker = await register(hub, "w1", ["a"])

@@ -117,6 +117,10 @@ def workers(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "workers", "workers": records}
 
 
+def job_feed(job_events: bool) -> dict[str, Any]:
+    return {"type": "job_feed", "job_events": job_events}
+
+
 # ---- worker frames -------------------------------------------------------------------------------
 
 def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: bool = False) -> bytes:

@@ -51,6 +51,15 @@ class MonitorHandlers:
     async def on_get_workers(self, peer: Peer, message: m.GetWorkers) -> None:
         peer.reply(message.req, frames.workers(await self.store.get_workers()))
 
+    async def on_set_job_feed(self, peer: Peer, message: m.SetJobFeed) -> None:
+        """A monitor that wants stats and workers only (a dashboard's overview) stops the job
+        events it would otherwise get, and the hub's work of sending them."""
+        if message.job_events:
+            self.hub.job_feed.add(peer)
+        else:
+            self.hub.job_feed.discard(peer)
+        peer.reply(message.req, frames.job_feed(message.job_events))
+
     def _sleep_s(self, now: float) -> float:
         """Until the earliest monitor's next check; with none subscribed, the hub's interval."""
         due = [peer.stats.next_at for peer in self.hub.stats_subscribers if peer.stats is not None]

@@ -59,6 +59,7 @@ class Hub:
         self.peers: set[Peer] = set()
         self.workers: dict[str, Peer] = {}  # worker id -> its connection to this hub
         self.monitors: set[Peer] = set()
+        self.job_feed: set[Peer] = set()  # the monitors that get every job event (set_job_feed)
         self.stats_subscribers: set[Peer] = set()
         self.subscribers: defaultdict[str, set[Peer]] = defaultdict(set)  # job id -> who follows it
         self.server: asyncio.Server | None = None
@@ -185,11 +186,13 @@ class Hub:
             peer.task.add_done_callback(self.peer_tasks.discard)
         if peer.role == "monitor":
             self.monitors.add(peer)
+            self.job_feed.add(peer)
 
     def detach(self, peer: Peer) -> None:
         self.peers.discard(peer)
         self.reading_paused.discard(peer)
         self.monitors.discard(peer)
+        self.job_feed.discard(peer)
         self.stats_subscribers.discard(peer)
         for job_id in list(peer.subs.jobs):
             self.unsubscribe(peer, job_id)
