@@ -57,7 +57,12 @@ def masked_data(data: bytes, mask_key: bytes) -> bytes:
 
 def splice(head: dict[str, Any], key: str, raw: bytes) -> bytes:
     """A frame of `head` plus one member whose value is raw JSON text, added without parsing it."""
-    return orjson.dumps(head)[:-1] + b',"' + key.encode() + b'":' + raw + b"}"
+    return add_member(orjson.dumps(head), key, raw)
+
+
+def add_member(encoded: bytes, key: str, raw: bytes | None) -> bytes:
+    """A JSON object's text with one more member whose value is raw JSON text (None: null)."""
+    return encoded[:-1] + b',"' + key.encode() + b'":' + (raw if raw is not None else b"null") + b"}"
 
 
 def check_readable(value: bytes, field: str) -> None:

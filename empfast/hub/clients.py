@@ -229,8 +229,7 @@ class ClientHandlers:
         return frames.job_status(job_id, job, req, **extra)
 
     async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
-        job = self.check_visible(peer, message.job_id, await self.store.get_job(message.job_id))
-        peer.send(frames.job_status(message.job_id, job, message.req, with_payload=message.payload))
+        peer.send(await self.job_status(peer, message.job_id, message.req, with_payload=message.payload))
 
     async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
         if self.scoped(peer):  # checked before acting: the owner of a job never changes

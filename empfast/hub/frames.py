@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from empfast.protocol import PROTOCOL_VERSION, splice
+from empfast.protocol import PROTOCOL_VERSION, add_member, splice
 from empfast.store.listing import Cursor
 
 if TYPE_CHECKING:
@@ -79,9 +79,7 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payloa
         frame["req"] = req
     result = job.get("result")
     data = splice(frame, "result", result if result is not None else b"null")
-    if with_payload:
-        data = data[:-1] + b',"payload":' + (job.get("payload") or b"null") + b"}"
-    return data
+    return add_member(data, "payload", job.get("payload")) if with_payload else data
 
 
 RAW_MEMBERS = ("payload", "result")  # a listed row's members kept as raw JSON
@@ -97,7 +95,7 @@ def jobs_listed(page: JobPage, req: Any, max_bytes: int) -> bytes:
         data = orjson.dumps({key: value for key, value in row.items() if key not in RAW_MEMBERS})
         for key in RAW_MEMBERS:
             if key in row:
-                data = data[:-1] + b',"' + key.encode() + b'":' + (row[key] or b"null") + b"}"
+                data = add_member(data, key, row[key])
         if rows and size + len(data) > max_bytes:
             cursor = Cursor(page.scores[i - 1], page.rows[i - 1]["job_id"])
             break
