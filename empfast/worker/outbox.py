@@ -22,7 +22,7 @@ from empfast.connection import (
     backoff_delays,
 )
 from empfast.errors import LIMIT_EXCEEDED, TRANSIENT_CODES
-from empfast.limits import MAX_BATCH
+from empfast.limits import DEFAULT_MAX_FRAME_BYTES, MAX_BATCH
 from empfast.worker.job import Outcome
 
 log = logging.getLogger("empfast.worker")
@@ -85,11 +85,11 @@ class Outbox:
         outcome = self.pending.get(job_id)
         if outcome is None or job_id in self._sending or not self._registered():
             return
+        self._sending.add(job_id)
         if self.batch and outcome.batchable:
             if not self._batch:
                 self.connection.loop.call_soon(self._send_batch)
             self._batch.append(outcome)
-            self._sending.add(job_id)
             return
         self._send([outcome], outcome.message, functools.partial(self._on_reply, outcome))
 
@@ -112,7 +112,6 @@ class Outbox:
         loop = self.connection.loop
         now = loop.time()
         for outcome in outcomes:
-            self._sending.add(outcome.job_id)
             self._awaiting[outcome.job_id] = (now, req)
         if self._ack_timer is None:
             self._ack_timer = loop.call_later(self.ack_timeout_s, self._check_acks)
@@ -126,7 +125,7 @@ class Outbox:
             for outcome in batch:
                 self._sending.discard(outcome.job_id)
             return
-        budget = int(self.connection.welcome.get("max_frame_bytes", 1 << 20)) // 2
+        budget = int(self.connection.welcome.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)) // 2
         start = size = 0
         for end, outcome in enumerate(batch):
             if end > start and (end - start >= MAX_BATCH or size + outcome.result_bytes > budget):
