@@ -411,3 +411,44 @@ async def test_a_jobs_status_has_its_payload_only_when_asked(hub: Hub) -> None:
     frame = await asyncio.wait_for(raw.frames.get(), 5)
     assert payload in frame  # spliced as submitted, not re-encoded
     raw.close()
+
+
+async def test_a_submit_resent_after_a_resubscribe_brings_no_second_final_event(hub: Hub) -> None:
+    # the order of a reconnect: the job's events were seen, the submit's reply was not; the
+    # resubscribe (with since) goes first and replays the completion, then the submit is sent again.
+    # Were the submit to subscribe again, the hub would send the finished job's final state too
+    async with Client(ws_url(hub), backoff_base_s=0.05) as client:
+        worker = await register(hub, "w1", ["a"])
+        connection = client.connection
+        deliver_frame, deliver_push = connection._on_frame, connection.on_push
+        completed_frames: list[dict[str, Any]] = []
+
+        def lose_the_first_accept(data: bytes) -> None:
+            frame = orjson.loads(data)
+            if frame.get("type") == "job_accepted" and connection.connects == 1:
+                return
+            deliver_frame(data)
+
+        def count(frame: dict[str, Any], data: bytes) -> None:
+            if frame.get("type") == "job_completed":
+                completed_frames.append(frame)
+            deliver_push(frame, data)
+
+        connection._on_frame = lose_the_first_accept  # type: ignore[method-assign]
+        connection.on_push = count
+        submitting = asyncio.ensure_future(client.submit("a", job_id="resent"))
+        assigned = await worker.until("job_assigned", job_id="resent")
+        watch = client._watches["resent"]
+        async with asyncio.timeout(5):
+            while watch.last_id is None:  # the client saw the assignment's event
+                await asyncio.sleep(0.01)
+        assert not submitting.done()
+        assert connection.transport is not None
+        connection.transport.disconnect()
+        await complete(worker, assigned["job_id"], "once")
+        handle = await asyncio.wait_for(submitting, 5)
+        assert await handle.result(timeout=5) == "once"
+        assert await client.ping() is None  # any frame the hub sent after the reply is in
+        assert connection.connects == 2
+        assert [f["type"] for f in completed_frames] == ["job_completed"]
+        worker.close()

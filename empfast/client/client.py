@@ -124,6 +124,7 @@ class Client:
         if watch is None:
             watch = self._watches[job_id] = Watch(job_id)
         watch.submitting += 1
+        watch.submits.append(message)
         try:
             reply = await self._call(message, None if raw is None else ("payload", raw))
         except BaseException:
@@ -132,7 +133,8 @@ class Client:
             raise
         finally:
             watch.submitting -= 1
-        if reply.get("subscribed") is False and watch.live:
+            watch.submits.remove(message)
+        if reply.get("subscribed") is False and message.get("subscribe", True) and watch.live:
             # the hub is at this connection's subscription limit; ask again, so that waiting on
             # the handle reports the limit instead of waiting for events that never come
             self._start_subscription(watch)
@@ -375,6 +377,11 @@ class Client:
                    if w.live and w.subscribing is None and (w.submitting == 0 or w.last_id)]
         if not watches:
             return
+        for watch in watches:
+            for submit in watch.submits:
+                # followed by the resubscribe: a submit that subscribed too would bring the final
+                # state of a job that finished meanwhile a second time
+                submit["subscribe"] = False
         log.info("resubscribing to %d jobs", len(watches))
         outcomes = await asyncio.gather(
             *(self.connection.request(self._subscribe_message(w), timeout_s=self.request_timeout_s,

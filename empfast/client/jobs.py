@@ -124,7 +124,7 @@ class Watch:
     reconnect), and the final event once it came."""
 
     __slots__ = ("__weakref__", "_last_key", "_pulse", "error", "events", "final", "job_id", "last_id",
-                 "since", "submitting", "subscribing")
+                 "since", "submits", "submitting", "subscribing")
 
     def __init__(self, job_id: str, since: str | None = None) -> None:
         self.job_id = job_id
@@ -134,7 +134,10 @@ class Watch:
         self._last_key: tuple[int, int] | None = None
         self.final: dict[str, Any] | None = None
         self.error: BaseException | None = None
-        self.submitting = 0  # submits of this id in flight: they subscribe by themselves
+        self.submitting = 0  # submits (or retries) of this id in flight: they subscribe by themselves
+        # the submit_job frames in flight, sent again as they are after a reconnect; a resubscribe
+        # turns their `subscribe` off, so the job is followed once on the new connection
+        self.submits: list[dict[str, Any]] = []
         self.subscribing: asyncio.Future[None] | None = None
         self._pulse = asyncio.Event()
 
