@@ -24,6 +24,7 @@ DRAINING = "draining"
 REPLACED = "replaced"
 LIMIT_EXCEEDED = "limit_exceeded"
 UNAVAILABLE = "unavailable"
+PAUSED = "paused"
 
 # answers after which the same request may succeed later (a peer retries them after a pause)
 TRANSIENT_CODES = frozenset({UNAVAILABLE, INTERNAL})
@@ -160,6 +161,21 @@ class WorkerDraining(StoreRefusal):
         self.worker_id = worker_id
 
 
+class TypePaused(StoreRefusal):
+    """Claim by id of a job whose type is paused (setTypePaused): it stays pending."""
+
+    code = PAUSED
+    lua_reply = "PAUSED"
+
+    def __init__(self, job_id: str, job_type: str) -> None:
+        super().__init__(f"job {job_id!r} is of type {job_type!r}, which is paused: it is given to a "
+                         "worker once the type is resumed")
+        self.job_id, self.job_type = job_id, job_type
+
+    def wire_extra(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "job_type": self.job_type}
+
+
 class LayoutMismatch(EmpfastError):
     """The queue's data in Redis was written by an incompatible version of empfast."""
 
@@ -172,7 +188,7 @@ class ScriptError(EmpfastError):
 REFUSALS: dict[str, type[StoreRefusal]] = {
     cls.lua_reply: cls
     for cls in (BadArgument, JobNotFound, LeaseLost, NotPending, WrongJobType, WorkerNotFound,
-                WorkerDraining)
+                WorkerDraining, TypePaused)
 }
 
 
@@ -191,6 +207,8 @@ def refusal(lua_reply: str, *, job_id: str = "", worker_id: str = "", attempt: i
         return WrongJobType(job_id, detail)
     if cls is WorkerDraining:
         return WorkerDraining(worker_id)
+    if cls is TypePaused:
+        return TypePaused(job_id, detail)
     if cls is WorkerNotFound:
         return WorkerNotFound(worker_id)
     if cls is BadArgument:

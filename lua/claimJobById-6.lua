@@ -24,6 +24,7 @@
     {"WRONG_TYPE", type}     the worker does not run this job type
     {"NO_WORKER"}            the worker is not live (see isWorkerLive): register again
     {"DRAINING"}             the worker said it takes no new jobs
+    {"PAUSED", type}         the job's type is paused (setTypePaused): it stays pending
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
@@ -68,6 +69,11 @@ for _, jobType in ipairs(cjson.decode(w[1])) do
 end
 if not runs then
   return {'WRONG_TYPE', f[2]}
+end
+for _, name in ipairs(cfg.paused) do
+  if name == f[2] then
+    return {'PAUSED', f[2]}
+  end
 end
 rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
 local assigned = {}

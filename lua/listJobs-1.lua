@@ -35,6 +35,7 @@
     none
 ]]
 local rcall = redis.call
+--- @include "includes/rangeAfter"
 local prefix, mode, order = ARGV[1], ARGV[2], ARGV[3]
 local limit, afterScore, afterId = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local onlyType, withPayloads, budget = ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
@@ -44,53 +45,13 @@ if not limit or limit < 1 or limit > 500 or not budget or (order ~= 'asc' and or
     'a numeric cursor score')
 end
 local ascending = order == 'asc'
-local cursorScore = tonumber(afterScore)
-
--- whether (score, id) comes after the cursor in this order
-local function afterCursor(score, id)
-  if not cursorScore or score ~= cursorScore then
-    return true
-  end
-  if ascending then
-    return id > afterId
-  end
-  return id < afterId
-end
-
--- up to `want` (id, score) pairs of `key` after the cursor, in order; `ended` when the set has no
--- more after the last one read
-local function after(key, want)
-  local found, offset, chunk = {}, 0, want + 32
-  while true do
-    local page
-    if ascending then
-      page = rcall('ZRANGEBYSCORE', key, afterScore == '' and '-inf' or afterScore, '+inf',
-        'WITHSCORES', 'LIMIT', offset, chunk)
-    else
-      page = rcall('ZREVRANGEBYSCORE', key, afterScore == '' and '+inf' or afterScore, '-inf',
-        'WITHSCORES', 'LIMIT', offset, chunk)
-    end
-    for i = 1, #page, 2 do
-      local score = tonumber(page[i + 1])
-      if afterCursor(score, page[i]) then
-        found[#found + 1] = {page[i], page[i + 1], score}
-        if #found == want then
-          return found, false
-        end
-      end
-    end
-    if #page < 2 * chunk then
-      return found, true
-    end
-    offset = offset + chunk
-  end
-end
 
 local candidates, ended
 if mode == 'types' then
   candidates, ended = {}, true
   for _, jobType in ipairs(rcall('SMEMBERS', KEYS[1])) do
-    local found, typeEnded = after(prefix .. 'pending:' .. jobType, limit)
+    local found, typeEnded = rangeAfter(prefix .. 'pending:' .. jobType, ascending, afterScore, afterId,
+      nil, limit)
     for _, entry in ipairs(found) do
       candidates[#candidates + 1] = entry
     end
@@ -108,7 +69,8 @@ if mode == 'types' then
     ended = false
   end
 else
-  candidates, ended = after(KEYS[1], onlyType == '' and limit or budget)
+  candidates, ended = rangeAfter(KEYS[1], ascending, afterScore, afterId, nil,
+    onlyType == '' and limit or budget)
 end
 
 local fields = {'type', 'status', 'priority', 'attempts', 'max_attempts', 'worker', 'progress',

@@ -441,7 +441,7 @@ async def test_a_submit_resent_after_a_resubscribe_brings_no_second_final_event(
         watch = client._watches["resent"]
         async with asyncio.timeout(5):
             while watch.last_id is None:  # the client saw the assignment's event
-                await asyncio.sleep(0.01)
+                await watch.changed()
         assert not submitting.done()
         assert connection.transport is not None
         connection.transport.disconnect()

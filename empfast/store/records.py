@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
+import orjson
+
 Text = str | bytes
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 INT_FIELDS = frozenset({"priority", "attempts", "max_attempts", "created_at", "updated_at", "run_at",
@@ -83,12 +85,13 @@ class Stats:
     cancelled: int
     workers: dict[str, int]
     by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    paused: list[str] = field(default_factory=list)  # job types no worker is given (setTypePaused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
             "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
-            "workers": self.workers, "by_type": self.by_type,
+            "workers": self.workers, "by_type": self.by_type, "paused": self.paused,
         }
 
 
@@ -156,7 +159,7 @@ def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 def stats_from_reply(out: Sequence[Any]) -> Stats:
-    """getStats' reply: the set sizes, the counters hash and each type's pending count."""
+    """getStats' reply: the set sizes, the counters hash, each type's pending count, the paused types."""
     scheduled, active, completed, failed, cancelled, _workers = (int(x) for x in out[:6])
     counters = {text(out[6][i]): int(out[6][i + 1]) for i in range(0, len(out[6]), 2)}
     by_type: dict[str, dict[str, int]] = {}
@@ -175,4 +178,6 @@ def stats_from_reply(out: Sequence[Any]) -> Stats:
     for counts in by_type.values():
         for kind in ("active", "added", "completed", "failed", "retried", "cancelled"):
             counts.setdefault(kind, 0)
-    return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type)
+    paused = orjson.loads(out[8]) if len(out) > 8 and out[8] else []
+    return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type,
+                 paused)

@@ -30,6 +30,7 @@ from empfast.ids import new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
 from empfast.limits import LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
+from empfast.store.bulk import BulkActions
 from empfast.store.events import EventReads
 from empfast.store.listing import JobListing
 from empfast.store.pipelined import PipelinedConnection, command
@@ -58,7 +59,7 @@ log = logging.getLogger("empfast.store")
 NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 
 
-class Store(EventReads, JobListing):
+class Store(EventReads, JobListing, BulkActions):
     """Async API over the Lua scripts of one queue."""
 
     def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
@@ -408,7 +409,8 @@ class Store(EventReads, JobListing):
     async def stats(self) -> Stats:
         k = self.keys
         return stats_from_reply(await self._run("getStats", (
-            k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers),
+            k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers,
+            k.meta),
             (k.prefix,)))
 
     async def pending_counts(self, job_types: Iterable[str]) -> dict[str, int]:

@@ -2,7 +2,7 @@
   Function to claim up to maxJobs (at most max_claim) of the best pending jobs for a worker, never
   more than its free slots (concurrency minus the jobs it holds). The best job is the lowest score
   among the heads of the pending sets of the worker's job types: O(types * log n). A draining worker
-  gets nothing. Returns a flat list of the five fields of each claimed job (see activateJob); their
+  gets nothing, and no worker gets a job of a paused type (cfg.paused, setTypePaused). Returns a flat list of the five fields of each claimed job (see activateJob); their
   `assigned` events join `events` for the caller to write (emitJobEvents). `stats`: see countStat.
 ]]
 --- @include "activateJob"
@@ -21,9 +21,15 @@ local function claimForWorker(prefix, activeKey, stats, events, cfg, workerId, n
   if n <= 0 then
     return claimed
   end
+  local paused = {}
+  for _, jobType in ipairs(cfg.paused) do
+    paused[jobType] = true
+  end
   local pendingKeys = {}
   for _, jobType in ipairs(cjson.decode(w[1])) do
-    pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
+    if not paused[jobType] then
+      pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
+    end
   end
   local ids = {}
   if #pendingKeys == 1 then  -- one type: its best n jobs in one call

@@ -1,7 +1,7 @@
 --[[
   Read the queue's counts, O(number of job types): current counts per status from the sets'
   cardinalities, per type from the pending sets and the counters, workers by status from the
-  counters. Changes nothing.
+  counters, and the paused types from the meta hash. Changes nothing.
 
   Input:
     KEYS[1] stats hash
@@ -12,12 +12,13 @@
     KEYS[6] failed zset
     KEYS[7] cancelled zset
     KEYS[8] workers zset
+    KEYS[9] meta hash
 
     ARGV[1] key prefix, "{queue}:"
 
   Output:
     {scheduled, active, completed, failed, cancelled, workers, {stats hash field, value, ...},
-     {type, pending, ...}}
+     {type, pending, ...}, paused types as a JSON array (or false when none is paused)}
 
   Events:
     none
@@ -32,5 +33,5 @@ end
 return {
   rcall('ZCARD', KEYS[3]), rcall('ZCARD', KEYS[4]), rcall('ZCARD', KEYS[5]),
   rcall('ZCARD', KEYS[6]), rcall('ZCARD', KEYS[7]), rcall('ZCARD', KEYS[8]),
-  rcall('HGETALL', KEYS[1]), pending,
+  rcall('HGETALL', KEYS[1]), pending, rcall('HGET', KEYS[9], 'paused'),
 }
