@@ -25,6 +25,7 @@ FRAME_HEADROOM_BYTES = 4096
 MAX_BATCH = 1000  # jobs in one submit_jobs frame; jobs claimed in one script call
 MAX_PAGE = 500  # rows of one list_jobs page (docs/management.md)
 BULK_SLICE = 500  # jobs a bulk action looks at in one script call, so Redis is never held long
+MAX_AGE_S = 10 * 365 * 86400  # remove_jobs' older_than_s: ten years
 MAX_BULK_ACTIONS = 4  # bulk actions running at once on one hub (one per connection)
 MAX_JOB_TYPES_PER_WORKER = 100
 # distinct job types of a queue (QueueSettings.max_job_types): stats read every type, so each stats

@@ -29,6 +29,7 @@ from msgspec import Meta, Raw, Struct
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
 from empfast.ids import MAX_EVENT_ID_PART
 from empfast.limits import (
+    MAX_AGE_S,
     MAX_ATTEMPT_NUMBER,
     MAX_ATTEMPTS,
     MAX_BATCH,
@@ -223,6 +224,36 @@ class SetJobFeed(Message, tag="set_job_feed"):
     job_events: bool
 
 
+class RetryJobs(Message, tag="retry_jobs"):
+    """Retry every failed (dead-lettered) or cancelled job, or those of one type, in slices
+    (docs/management.md section 3)."""
+
+    status: Literal["failed", "cancelled"] = "failed"
+    job_type: JobType | None = None
+    attempts: MaxAttempts = 1
+    dry_run: bool = False
+
+
+class RemoveJobs(Message, tag="remove_jobs"):
+    """Remove the finished jobs of a status, or those of one type, finished at least
+    `older_than_s` ago, in slices."""
+
+    status: Literal["completed", "failed", "cancelled"]
+    job_type: JobType | None = None
+    older_than_s: Annotated[float, Meta(ge=0, le=MAX_AGE_S)] = 0.0
+    dry_run: bool = False
+
+
+class PauseType(Message, tag="pause_type"):
+    """No worker is given a job of this type until resume_type; its jobs wait, pending."""
+
+    job_type: JobType
+
+
+class ResumeType(Message, tag="resume_type"):
+    job_type: JobType
+
+
 # ---- roles, handlers, decoding -------------------------------------------------------------------
 
 AnyMessage = Message | SubmitJob | CompleteJob
@@ -233,7 +264,8 @@ ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
                Ping),
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
                WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
-    "monitor": (SubscribeStats, GetStats, GetWorkers, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS, ListJobs, Ping),
+    "monitor": (SubscribeStats, GetStats, GetWorkers, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS, ListJobs,
+                RetryJobs, RemoveJobs, PauseType, ResumeType, Ping),
 }
 
 

@@ -33,7 +33,9 @@ from empfast.messages import (
     GetJobStatus,
     JobBody,
     ListJobs,
+    RemoveJobs,
     RequestJobStatus,
+    RetryJobs,
     tag_of,
 )
 
@@ -112,6 +114,8 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "limit": st.integers(1, 500).map(dumps),
     "payloads": st.booleans().map(dumps),
     "job_events": st.booleans().map(dumps),
+    "dry_run": st.booleans().map(dumps),
+    "older_than_s": st.one_of(st.integers(0, 3), st.floats(0, 1e6)).map(dumps),
     # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
     "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
                         NAMES.map(dumps)),
@@ -122,6 +126,8 @@ VALID_FOR: dict[tuple[type[msgspec.Struct], str], st.SearchStrategy[bytes]] = {
                                            "cancelled"]).map(dumps),
     (GetJobStatus, "payload"): st.booleans().map(dumps),
     (RequestJobStatus, "payload"): st.booleans().map(dumps),
+    (RetryJobs, "status"): st.sampled_from(["failed", "cancelled"]).map(dumps),
+    (RemoveJobs, "status"): st.sampled_from(["completed", "failed", "cancelled"]).map(dumps),
 }
 # a valid request id, other than none (tests/test_fuzz.py adds a unique one when none is drawn)
 VALID_REQ = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1),

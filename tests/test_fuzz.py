@@ -2,8 +2,8 @@
 type, valid and mutated (tests/fuzz_frames.py), sent over real sockets to a running hub. For each
 frame the answer is the one `empfast.messages.decode` says (its error code, field and req, or the
 message's normal reply, or one of the refusals the protocol lists for it); the hub answers a ping
-after every batch; at the end Redis holds exactly the jobs whose submit was accepted, each with the
-payload it was submitted with, byte for byte.
+after every batch; at the end Redis holds exactly the jobs whose submit was accepted (less finished
+ones once a remove_jobs ran), each with the payload it was submitted with, byte for byte.
 
 On the embedded store EMPFAST_FUZZ_EXAMPLES examples (3,000 by default, 100,000 with
 EMPFAST_LONG=1), on real Redis a quarter as many. Derandomized (a fixed seed) unless EMPFAST_LONG=1;
@@ -34,6 +34,7 @@ from empfast.messages import (
     ListJobs,
     MessageError,
     RegisterWorker,
+    RemoveJobs,
     SubmitJob,
     SubmitJobs,
     UnregisterWorker,
@@ -62,7 +63,8 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "list_jobs": ("jobs", frozenset({"bad_message"})),  # a cursor this hub did not make
     "ping": ("pong", frozenset()),
     "register_worker": ("worker_registered", frozenset({"bad_message"})),  # another worker_id
-    "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining"})),
+    "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining",
+                                             "paused"})),
     "update_job_progress": ("job_progress_ack", frozenset({"lease_lost", "not_found"})),
     "complete_job": ("job_completed_ack",
                      frozenset({"lease_lost", "not_found", "limit_exceeded", "bad_message"})),
@@ -74,10 +76,16 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "subscribe_stats": ("stats", frozenset()),
     "get_workers": ("workers", frozenset()),
     "set_job_feed": ("job_feed", frozenset()),
+    # one bulk action at a time per connection: another one while it runs is limit_exceeded
+    "retry_jobs": ("bulk_started", frozenset({"limit_exceeded"})),
+    "remove_jobs": ("bulk_started", frozenset({"limit_exceeded"})),
+    "pause_type": ("type_paused", frozenset()),
+    "resume_type": ("type_paused", frozenset()),
 }
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
-                    "jobs_assigned", "job_available", "cancel_job", "stats", "worker_status"})
+                    "jobs_assigned", "job_available", "cancel_job", "stats", "worker_status",
+                    "bulk_progress", "bulk_done", "type_paused"})
 NEEDS_REQ = frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES) | {"update_job_progress"}
 # refusals a run of 1,000 examples or more must have produced
 COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
@@ -155,6 +163,7 @@ class Fuzz:
     hub: Hub | None = None
     peers: dict[str, WSPeer] = field(default_factory=dict)
     accepted: dict[str, bytes | None] = field(default_factory=dict)  # job id -> payload when created
+    removals: bool = False  # a remove_jobs (not a dry run) was accepted
     frames: int = 0
     answers: Counter[str] = field(default_factory=Counter)  # reply type, or error:<code>
     valid: Counter[str] = field(default_factory=Counter)  # valid frames by type
@@ -293,6 +302,8 @@ class Fuzz:
                 if refused["code"] == "bad_message":
                     assert any(item.job_id == refused["job_id"] and unreadable(item, "result")
                                for item in message.jobs), (message, reply)
+        elif isinstance(message, RemoveJobs) and not message.dry_run:
+            self.removals = True  # finished jobs may be gone from here on
         elif isinstance(message, SubmitJob):
             self.accepted.setdefault(reply["job_id"], None)
             if reply["created"]:
@@ -310,9 +321,14 @@ class Fuzz:
         prefix = self.store.keys.job("")
         found = {key.decode()[len(prefix):] async for key in self.store.redis.scan_iter(match=prefix + "*",
                                                                                         count=1000)}
-        assert found == set(self.accepted), (found ^ set(self.accepted))
+        if self.removals:  # remove_jobs took finished jobs; every other job is still here
+            assert found <= set(self.accepted), found - set(self.accepted)
+        else:
+            assert found == set(self.accepted), (found ^ set(self.accepted))
         for job_id, payload in self.accepted.items():
             status, stored = await self.store.redis.hmget(self.store.keys.job(job_id), "status", "payload")
+            if status is None and self.removals:
+                continue
             assert status.decode() in STATUSES
             assert payload is None or stored == payload, (job_id, stored, payload)
         peer = await WSPeer.connect(f"ws://127.0.0.1:{self.hub.port}/ws/client")

@@ -119,6 +119,9 @@ class Dispatcher:
         if ev == b"worker":
             self._on_worker_event(event_id, event_fields(flat))
             return
+        if ev in (b"paused", b"resumed"):
+            self._on_pause_event(event_id, ev == b"paused", event_fields(flat), wake)
+            return
         job_id = flat[3].decode()
         f = None
         if ev in (b"added", b"pending"):
@@ -188,6 +191,16 @@ class Dispatcher:
                 local.worker.jobs.clear()
             local.close(e.REPLACED, f"worker id {worker_id!r} registered on hub {other_hub!r}; this "
                                     "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
+
+    def _on_pause_event(self, event_id: str, paused: bool, f: EventFields, wake: Counter[str]) -> None:
+        """A job type paused or resumed, on any hub: monitors are told; on a resume, the type's
+        waiting jobs are claimed for the workers here, as if they had just been added."""
+        job_type, pending = f[b"type"].decode(), int(f[b"pending"])
+        if not paused and pending:
+            wake[job_type] += pending
+        frame = frames.type_paused_event(job_type, paused, pending, event_id)
+        for peer in self.hub.monitors:
+            peer.send(frame)
 
     def _offer(self, job_id: str, job_type: str, priority: int) -> None:
         frame = None

@@ -119,6 +119,37 @@ def job_feed(job_events: bool) -> dict[str, Any]:
     return {"type": "job_feed", "job_events": job_events}
 
 
+def bulk_started(action_id: str, action: str, total: int, dry_run: bool) -> dict[str, Any]:
+    return {"type": "bulk_started", "action_id": action_id, "action": action, "total": total,
+            "dry_run": dry_run}
+
+
+def bulk_progress(action_id: str, action: str, looked: int, jobs: int, total: int) -> bytes:
+    return orjson.dumps({"type": "bulk_progress", "action_id": action_id, "action": action,
+                         "looked": looked, "jobs": jobs, "total": total})
+
+
+def bulk_done(action_id: str, action: str, looked: int, jobs: int, dry_run: bool,
+              error: tuple[str, str] | None = None) -> bytes:
+    frame: dict[str, Any] = {"type": "bulk_done", "action_id": action_id, "action": action,
+                             "looked": looked, "jobs": jobs, "dry_run": dry_run}
+    if error is not None:
+        frame["code"], frame["error"] = error
+    return orjson.dumps(frame)
+
+
+def type_paused(job_type: str, paused: bool, pending: int, paused_types: list[str]) -> dict[str, Any]:
+    """The reply to pause_type and resume_type."""
+    return {"type": "type_paused", "job_type": job_type, "paused": paused, "pending": pending,
+            "paused_types": paused_types}
+
+
+def type_paused_event(job_type: str, paused: bool, pending: int, event_id: str) -> bytes:
+    """What every monitor is told when a job type is paused or resumed, on any hub."""
+    return orjson.dumps({"type": "type_paused", "job_type": job_type, "paused": paused, "pending": pending,
+                         "event_id": event_id})
+
+
 # ---- worker frames -------------------------------------------------------------------------------
 
 def job_assigned(job: ClaimedJob, lease_s: float, req: Any = None, reassigned: bool = False) -> bytes:

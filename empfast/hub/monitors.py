@@ -1,6 +1,6 @@
-"""What the hub does for monitors: the list of workers, and stats pushed to each subscriber at its
-own interval (never closer together than that), only when they changed; one stats read serves
-every monitor due at that moment.
+"""What the hub does for monitors: the list of workers; stats pushed to each subscriber at its
+own interval (never closer together than that), only when they changed, one stats read serving
+every monitor due at that moment; bulk retry and removal (run by hub/bulk.py); pausing job types.
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 from empfast import messages as m
 from empfast.hub import frames
 from empfast.hub.conn import Peer, StatsPushes
+from empfast.store import Cursor, Slice
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -59,6 +61,44 @@ class MonitorHandlers:
         else:
             self.hub.job_feed.discard(peer)
         peer.reply(message.req, frames.job_feed(message.job_events))
+
+    async def on_retry_jobs(self, peer: Peer, message: m.RetryJobs) -> None:
+        self.hub.bulk.check_room(peer)
+        store = self.store
+        until_ms = await store.clock_ms()  # jobs that fail again meanwhile are not retried twice
+        total = await store.count_finished(message.status, until_ms)
+
+        def next_slice(cursor: Cursor | None) -> Awaitable[Slice]:
+            return store.retry_jobs_slice(status=message.status, job_type=message.job_type,
+                                          attempts=message.attempts, until_ms=until_ms, cursor=cursor,
+                                          dry_run=message.dry_run)
+
+        self.hub.bulk.start(peer, message.req, "retry_jobs", total, message.dry_run, next_slice)
+
+    async def on_remove_jobs(self, peer: Peer, message: m.RemoveJobs) -> None:
+        self.hub.bulk.check_room(peer)
+        store = self.store
+        until_ms = await store.clock_ms() - round(message.older_than_s * 1000)
+        total = await store.count_finished(message.status, until_ms)
+
+        def next_slice(cursor: Cursor | None) -> Awaitable[Slice]:
+            return store.remove_jobs_slice(message.status, job_type=message.job_type, until_ms=until_ms,
+                                           cursor=cursor, dry_run=message.dry_run)
+
+        self.hub.bulk.start(peer, message.req, "remove_jobs", total, message.dry_run, next_slice)
+
+    async def on_pause_type(self, peer: Peer, message: m.PauseType) -> None:
+        await self._set_paused(peer, message.req, message.job_type, True)
+
+    async def on_resume_type(self, peer: Peer, message: m.ResumeType) -> None:
+        await self._set_paused(peer, message.req, message.job_type, False)
+
+    async def _set_paused(self, peer: Peer, req: Any, job_type: str, paused: bool) -> None:
+        state = await self.store.set_type_paused(job_type, paused)
+        if state.changed:
+            log.info("job type %r %s (%d pending)", job_type, "paused" if paused else "resumed",
+                     state.pending)
+        peer.reply(req, frames.type_paused(job_type, paused, state.pending, state.paused))
 
     def _sleep_s(self, now: float) -> float:
         """Until the earliest monitor's next check; with none subscribed, the hub's interval."""

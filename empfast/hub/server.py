@@ -30,6 +30,7 @@ from empfast.config import HubConfig
 from empfast.errors import ProtocolError
 from empfast.hub import frames
 from empfast.hub.auth import NOBODY, Auth, Identity
+from empfast.hub.bulk import BulkRunner
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, NOT_REGISTERED_YET, Peer
 from empfast.hub.dispatch import Dispatcher
@@ -73,6 +74,7 @@ class Hub:
         self.clients = ClientHandlers(self)
         self.worker_handlers = WorkerHandlers(self)
         self.monitor_handlers = MonitorHandlers(self)
+        self.bulk = BulkRunner(self)
         self.dispatch = Dispatcher(self)
         # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
         self.handlers: dict[type[m.AnyMessage], FrameHandler] = m.handler_table(
@@ -127,6 +129,7 @@ class Hub:
         self.running = False
         await self.dispatch.stop()
         await self.monitor_handlers.stop()
+        await self.bulk.stop()
         transports = [peer.transport for peer in self.peers if peer.transport is not None]
         for peer in list(self.peers):
             peer.close_quietly(CLOSE_GOING_AWAY, "hub shutting down")
@@ -194,6 +197,7 @@ class Hub:
         self.monitors.discard(peer)
         self.job_feed.discard(peer)
         self.stats_subscribers.discard(peer)
+        self.bulk.forget(peer)
         for job_id in list(peer.subs.jobs):
             self.unsubscribe(peer, job_id)
         if peer.worker is not None and self.workers.get(peer.worker.worker_id) is peer:
