@@ -33,11 +33,15 @@ from empfast.hub import Hub
 from empfast.manage import (
     add_cancel_command,
     add_jobs_command,
+    add_pause_commands,
+    add_purge_command,
     add_retry_command,
     add_status_command,
     add_workers_command,
     run_cancel,
     run_jobs,
+    run_pause,
+    run_purge,
     run_retry,
     run_status,
     run_workers,
@@ -104,7 +108,8 @@ COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "serve": (HUB, QUEUE, REDIS, LOGGING),
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
     "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
-    "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,),
+    "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,), "purge": (HUB_ADDRESS,), "pause": (HUB_ADDRESS,),
+    "resume": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -179,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_command(sub)
     add_cancel_command(sub)
     add_workers_command(sub)
+    add_purge_command(sub)
+    add_pause_commands(sub)
     for command, groups in COMMAND_SETTINGS.items():
         for options in groups:
             options.add_to(sub.choices[command])
@@ -382,7 +389,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
     management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "status": run_status,
-                  "retry": run_retry}.get(args.command)
+                  "retry": run_retry, "purge": run_purge, "pause": run_pause, "resume": run_pause,
+                  }.get(args.command)
     if management is not None:
         return _run(management(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
     run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]

@@ -1,22 +1,24 @@
 """The command line's commands that look at and act on jobs (docs/management.md): `status` (the
-queue's counts or one job), `jobs` (the jobs of a status, a page at a time), `retry`, `cancel`, and
-`workers`. cli.py registers them; they speak to the hub through the client SDK (`workers` through a
-monitor connection, the role that may ask for it)."""
+queue's counts or one job), `jobs` (the jobs of a status, a page at a time), `retry` (one job, or
+every failed or cancelled one), `cancel`, `purge`, `pause`, `resume` and `workers`. cli.py registers
+them; they speak to the hub through the client SDK, and through the monitor SDK for what only the
+monitor role may ask (workers, bulk actions, pausing)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
 
 import orjson
 
-from empfast.client import Client, NotRetryableError
-from empfast.connection import Connection, HubError, endpoint
+from empfast.bars import Board, bar
+from empfast.client import BulkOutcome, Client, Monitor, NotRetryableError
+from empfast.connection import HubError
 
 STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
 # the time a row shows, by status: when it finished, started, is due or was added
 WHEN = {"completed": "finished_at", "failed": "finished_at", "cancelled": "finished_at",
         "active": "started_at", "scheduled": "run_at", "pending": "created_at"}
@@ -24,13 +26,61 @@ ERROR_CHARS = 60
 
 
 def add_retry_command(sub: Any) -> argparse.ArgumentParser:
-    retry = sub.add_parser("retry", help="run a failed or cancelled job again",
+    retry = sub.add_parser("retry", help="run a failed or cancelled job again, or all of them",
                            description="Run a job that failed for good (dead-lettered) or was "
-                           "cancelled again, with --attempts more attempts. Exit code 1 when the job "
-                           "is in another state (nothing changes).")
-    retry.add_argument("job_id", metavar="JOB_ID")
-    retry.add_argument("--attempts", type=int, default=1, help="more attempts to give it (default 1)")
+                           "cancelled again, with --attempts more attempts; exit code 1 when the job "
+                           "is in another state (nothing changes). With --all-failed (or "
+                           "--all-cancelled) instead of JOB_ID: every such job, or those of --type, "
+                           "in slices of 500, with a progress bar (needs a token for monitors when "
+                           "the hub has tokens).")
+    retry.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    every = retry.add_mutually_exclusive_group()
+    every.add_argument("--all-failed", action="store_true", help="every failed (dead-lettered) job")
+    every.add_argument("--all-cancelled", action="store_true", help="every cancelled job")
+    retry.add_argument("--type", dest="job_type", metavar="TYPE", help="with --all-*: only jobs of this type")
+    retry.add_argument("--dry-run", action="store_true", help="with --all-*: count them, change nothing")
+    retry.add_argument("--attempts", type=int, default=1, help="more attempts to give each (default 1)")
     return retry
+
+
+def add_purge_command(sub: Any) -> argparse.ArgumentParser:
+    purge = sub.add_parser("purge", help="remove finished jobs",
+                           description="Remove the jobs that ended --status (completed, failed or "
+                           "cancelled), or those of --type, that finished at least --older-than ago: "
+                           "their records are gone for good. In slices of 500, with a progress bar; "
+                           "--dry-run counts them first.")
+    purge.add_argument("--status", choices=FINISHED, required=True, help="which finished jobs")
+    purge.add_argument("--type", dest="job_type", metavar="TYPE", help="only jobs of this type")
+    purge.add_argument("--older-than", type=duration_s, default=0.0, metavar="AGE",
+                       help="finished at least this long ago: 90 (seconds), 30s, 15m, 12h or 7d (default: "
+                       "all)")
+    purge.add_argument("--dry-run", action="store_true", help="count them, change nothing")
+    return purge
+
+
+def add_pause_commands(sub: Any) -> None:
+    pause = sub.add_parser("pause", help="give workers no more jobs of a type",
+                           description="Pause a job type: no worker is given a job of it until `empfast "
+                           "resume TYPE`; its jobs wait in their order, submits go on, running jobs "
+                           "finish. Every hub of the queue honours it.")
+    pause.add_argument("job_type", metavar="TYPE")
+    resume = sub.add_parser("resume", help="give workers jobs of a paused type again",
+                            description="Resume a paused job type: its waiting jobs go to idle workers "
+                            "at once.")
+    resume.add_argument("job_type", metavar="TYPE")
+
+
+def duration_s(text: str) -> float:
+    """`90`, `30s`, `15m`, `12h` or `7d` as seconds (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age: use 90, 30s, 15m, 12h or 7d")
+    return value
 
 
 def add_status_command(sub: Any) -> argparse.ArgumentParser:
@@ -124,19 +174,8 @@ def add_workers_command(sub: Any) -> argparse.ArgumentParser:
 
 async def registered_workers(url: str, token: str | None, connect_timeout_s: float) -> list[dict[str, Any]]:
     """The workers' records, asked through a monitor connection (the role that may ask)."""
-    connection = Connection(endpoint(url, "monitor"), on_push=lambda frame, data: None, token=token,
-                            connect_timeout_s=connect_timeout_s)
-    try:
-        async with asyncio.timeout(connect_timeout_s):
-            await connection.start()
-        reply = await connection.request({"type": "get_workers"}, timeout_s=30.0)
-    except TimeoutError:
-        raise TimeoutError(f"could not connect to the hub at {url} within {connect_timeout_s} s: is it "
-                           "running, and is the URL right?") from None
-    finally:
-        await connection.close()
-    workers: list[dict[str, Any]] = reply["workers"]
-    return workers
+    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+        return await monitor.workers()
 
 
 async def say_if_nobody_takes(job_type: str, url: str, token: str | None, connect_timeout_s: float) -> None:
@@ -198,6 +237,8 @@ def stats_table(stats: dict[str, Any]) -> str:
     lines = [f"jobs now     {now}", f"kept now     {kept}   (finished jobs retention keeps)"]
     workers = stats.get("workers") or {}
     lines.append("workers now  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
+    if stats.get("paused"):
+        lines.append("paused now   " + ", ".join(stats["paused"]) + "   (`empfast resume TYPE`)")
     by_type = stats.get("by_type") or {}
     if by_type:
         columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
@@ -231,6 +272,16 @@ def job_table(job: dict[str, Any]) -> str:
 
 
 async def run_retry(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    if (args.job_id is None) == (not args.all_failed and not args.all_cancelled):
+        print("empfast retry: give a JOB_ID, or --all-failed or --all-cancelled (not both)", file=sys.stderr)
+        return 2
+    if args.job_id is None:
+        status = "failed" if args.all_failed else "cancelled"
+        async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+            outcome = await monitor.retry_jobs(status=status, job_type=args.job_type, attempts=args.attempts,
+                                               dry_run=args.dry_run, on_progress=ProgressBar("retrying"))
+        return said_bulk(outcome, f"{status} jobs" + (f" of type {args.job_type!r}" if args.job_type else ""),
+                         "retried")
     async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
@@ -240,6 +291,52 @@ async def run_retry(args: argparse.Namespace, url: str, token: str | None, conne
         except HubError as exc:
             return said_not_found(exc, args.job_id)
     print(f"job {handle.job_id} retried: {handle.status}")
+    return 0
+
+
+async def run_purge(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+        outcome = await monitor.remove_jobs(args.status, job_type=args.job_type, older_than_s=args.older_than,
+                                            dry_run=args.dry_run, on_progress=ProgressBar("removing"))
+    which = f"{args.status} jobs" + (f" of type {args.job_type!r}" if args.job_type else "")
+    if args.older_than:
+        which += f" older than {args.older_than:g} s"
+    return said_bulk(outcome, which, "removed")
+
+
+async def run_pause(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+    pause = args.command == "pause"
+    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+        state = await (monitor.pause_type if pause else monitor.resume_type)(args.job_type)
+    now = "paused" if pause else "resumed"
+    print(f"job type {args.job_type!r} {now}: {state['pending']} jobs waiting; paused types: "
+          f"{', '.join(state['paused_types']) or 'none'}")
+    return 0
+
+
+class ProgressBar:
+    """A bulk action's progress frames as a bar on stderr."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+        self.board = Board(sys.stderr)  # the stream of now (a caller may have redirected it)
+
+    def __call__(self, frame: dict[str, Any]) -> None:
+        total = max(1, frame.get("total", 0))
+        looked = frame.get("looked", 0)
+        self.board.show([f"{self.doing} {bar(looked / total)} {looked:,} of {frame.get('total', 0):,} "
+                         f"looked at, {frame.get('jobs', 0):,} jobs"])
+
+
+def said_bulk(outcome: BulkOutcome, which: str, done: str) -> int:
+    if outcome.code is not None:
+        print(f"stopped after {outcome.jobs:,} {which} {done} ({outcome.code}): {outcome.error}",
+              file=sys.stderr)
+        return 1
+    if outcome.dry_run:
+        print(f"dry run: {outcome.jobs:,} {which} would be {done}; nothing changed")
+    else:
+        print(f"{outcome.jobs:,} {which} {done}")
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from support import MakeStore, WSPeer, connect, register, started_hub, submit
 
+from empfast.client import Disconnected, Monitor
 from empfast.hub import Hub
 from empfast.limits import BULK_SLICE
 from empfast.store import NewJob
@@ -144,3 +145,35 @@ async def test_a_paused_type_waits_and_resuming_hands_its_jobs_out(make_store: M
         assert got == waiting  # in their order, without a new submit to wake anyone
         for peer in (worker, monitor, watcher, client):
             peer.close()
+
+
+async def test_the_monitor_sdk_follows_a_bulk_action_to_its_end(hub: Hub) -> None:
+    await cancelled_jobs(hub, "a", BULK_SLICE + 5)
+    seen: list[dict[str, Any]] = []
+    async with Monitor(f"ws://127.0.0.1:{hub.port}") as monitor:
+        would = await monitor.retry_jobs(status="cancelled", dry_run=True, on_progress=seen.append)
+        assert (would.jobs, would.dry_run, would.code) == (BULK_SLICE + 5, True, None)
+        assert [f["type"] for f in seen] == ["bulk_started", "bulk_progress"]
+        removed = await monitor.remove_jobs("cancelled", job_type="a")
+        assert (removed.action, removed.jobs) == ("remove_jobs", BULK_SLICE + 5)
+        assert (await monitor.pause_type("a"))["paused_types"] == ["a"]
+        assert (await monitor.stats())["paused"] == ["a"]
+        assert (await monitor.resume_type("a"))["paused_types"] == []
+        assert await monitor.workers() == []
+
+
+async def test_a_bulk_action_whose_connection_drops_says_so(hub: Hub) -> None:
+    await cancelled_jobs(hub, "a", 3 * BULK_SLICE)
+
+    def drop(frame: dict[str, Any]) -> None:
+        if frame["type"] == "bulk_started":
+            assert monitor.connection.transport is not None
+            monitor.connection.transport.disconnect()
+
+    async with Monitor(f"ws://127.0.0.1:{hub.port}") as monitor:
+        monitor.connection.backoff_base_s = 0.05
+        with pytest.raises(Disconnected, match="run it again to go on"):
+            await monitor.retry_jobs(status="cancelled", on_progress=drop)
+        # the hub stopped the action with its connection; running it again finishes the rest
+        outcome = await monitor.retry_jobs(status="cancelled")
+    assert (await hub.store.stats()).cancelled == 0 and outcome.jobs <= 3 * BULK_SLICE

@@ -290,3 +290,36 @@ def test_a_hub_that_cannot_start_says_why_in_one_line(monkeypatch: pytest.Monkey
     monkeypatch.setenv("EMPFAST_PORT", "abc")
     proc = run_in_process("serve")
     assert proc.returncode == 2 and "invalid int value: 'abc'" in proc.stderr
+
+
+async def test_bulk_retry_purge_and_pause_from_the_command_line(hub_url: str) -> None:
+    async with Client(hub_url) as client:
+        ids = [(await client.submit("echo", {"n": n}, delay_s=60)).job_id for n in range(3)]
+        other = (await client.submit("sleep", {}, delay_s=60)).job_id
+        for job_id in [*ids, other]:
+            await client.cancel(job_id)
+    code, out, err = await run("retry", "--all-cancelled", "--type", "echo", "--dry-run", url=hub_url)
+    assert code == 0
+    assert out.strip() == "dry run: 3 cancelled jobs of type 'echo' would be retried; nothing changed"
+    code, out, err = await run("retry", "--all-cancelled", "--type", "echo", url=hub_url)
+    assert code == 0 and out.strip() == "3 cancelled jobs of type 'echo' retried", (out, err)
+    assert "retrying [" in err  # the progress bar
+    code, out, _ = await run("pause", "echo", url=hub_url)
+    assert code == 0 and out.strip() == "job type 'echo' paused: 3 jobs waiting; paused types: echo"
+    code, out, _ = await run("status", url=hub_url)
+    assert "paused now   echo" in out and "jobs now     pending 3" in out, out
+    code, out, _ = await run("resume", "echo", url=hub_url)
+    assert code == 0 and out.strip() == "job type 'echo' resumed: 3 jobs waiting; paused types: none"
+    code, out, _ = await run("purge", "--status", "cancelled", "--older-than", "1d", url=hub_url)
+    assert code == 0 and out.strip() == "0 cancelled jobs older than 86400 s removed"
+    code, out, _ = await run("purge", "--status", "cancelled", url=hub_url)
+    assert code == 0 and out.strip() == "1 cancelled jobs removed"
+    code, out, _ = await run("status", other, url=hub_url)
+    assert code == 1
+    # bad input says what to do and changes nothing
+    code, _, err = await run("retry", url=hub_url)
+    assert code == 2 and "--all-failed or --all-cancelled" in err
+    code, _, err = await run("purge", "--status", "completed", "--older-than", "soon", url=hub_url)
+    assert code == 2 and "use 90, 30s, 15m, 12h or 7d" in err
+    code, _, err = await run("purge", url=hub_url)
+    assert code == 2 and "--status" in err

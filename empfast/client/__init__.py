@@ -13,6 +13,7 @@ nothing is seen twice.
 
 - client.py: the Client (connection, requests, watches, resubscribe after a reconnect)
 - jobs.py: JobSpec, JobHandle, the per-job record of events, and the job errors
+- monitor.py: the Monitor (the monitor role: workers, counts, bulk retry and removal, pausing types)
 """
 
 from empfast.client.client import Client
@@ -25,7 +26,9 @@ from empfast.client.jobs import (
     NotRetryableError,
     SubmitManyError,
 )
+from empfast.client.monitor import BulkOutcome, Monitor
 from empfast.connection import ConnectionClosed, Disconnected, FrameTooLarge, HubError
 
-__all__ = ["Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError", "JobCancelledError",
-           "JobError", "JobFailedError", "JobHandle", "JobSpec", "NotRetryableError", "SubmitManyError"]
+__all__ = ["BulkOutcome", "Client", "ConnectionClosed", "Disconnected", "FrameTooLarge", "HubError",
+           "JobCancelledError", "JobError", "JobFailedError", "JobHandle", "JobSpec", "Monitor",
+           "NotRetryableError", "SubmitManyError"]
