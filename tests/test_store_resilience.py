@@ -88,6 +88,9 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     await store.stats()
     await store.list_jobs("pending")
     await store.list_jobs("completed", job_type="a")
+    await store.retry_jobs_slice(until_ms=T, dry_run=True)
+    await store.remove_jobs_slice("completed", until_ms=T, dry_run=True)
+    await store.set_type_paused("a", True)
     assert {name for name, _, _ in calls} == set(store.scripts)
     slot = key_slot(store.keys.meta.encode())
     for name, keys, prefix in calls:
