@@ -218,10 +218,15 @@ class GetWorkers(Message, tag="get_workers"):
     pass
 
 
+MAX_FEED_TYPES = MAX_JOB_TYPES_PER_WORKER  # the types one monitor may follow, as a worker may run
+
+
 class SetJobFeed(Message, tag="set_job_feed"):
-    """Whether this monitor gets every job event of the queue (its default) or none."""
+    """Whether this monitor gets every job event of the queue (its default), those of some job
+    types only, or none."""
 
     job_events: bool
+    job_types: Annotated[list[JobType], Meta(min_length=1, max_length=MAX_FEED_TYPES)] | None = None
 
 
 class RetryJobs(Message, tag="retry_jobs"):

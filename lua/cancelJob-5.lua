@@ -22,7 +22,7 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    cancelled, or cancel_requested (worker, attempt)
+    cancelled (type), or cancel_requested (worker, attempt, type)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -53,7 +53,7 @@ if status == 'active' then
   if rcall('HGET', jobKey, 'cancel') ~= '1' then
     rcall('HSET', jobKey, 'cancel', 1, 'updated_at', now)
     emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancel_requested', 'id', jobId, 'worker', f[3],
-      'attempt', f[4])
+      'attempt', f[4], 'type', f[2])
   end
   return {'CANCEL_REQUESTED', f[3]}
 end

@@ -33,7 +33,7 @@
     error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
-    completed (result, worker, attempt) for the completions, then assigned for the next jobs: one
+    completed (result, worker, attempt, type) for the completions, then assigned for the next jobs: one
     entry each (emitJobEvents)
 ]]
 local rcall = redis.call
@@ -89,6 +89,7 @@ local function completeOne(jobId, attempt, result)
   local n = #completed
   completed[n + 1], completed[n + 2], completed[n + 3], completed[n + 4] = 'id', jobId, 'result', result
   completed[n + 5], completed[n + 6], completed[n + 7], completed[n + 8] = 'worker', workerId, 'attempt', attempt
+  completed[n + 9], completed[n + 10] = 'type', jobType
   return 'OK'
 end
 
@@ -98,7 +99,7 @@ for i = 1, count do
   out[i] = completeOne(ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
 end
 trimSet(prefix, completedKey, cfg.keep_completed_max, 4 * count)  -- once for the batch
-emitJobEvents(eventsKey, cfg.events_maxlen, 'completed', completed, 8)
+emitJobEvents(eventsKey, cfg.events_maxlen, 'completed', completed, 10)
 if touchWorker(prefix, workersKey, workerId, now) then
   local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, workerId, now, leaseMs, maxJobs)
   for _, value in ipairs(jobs) do

@@ -25,7 +25,7 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    progress (progress, message, worker, attempt)
+    progress (progress, message, worker, attempt, type)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -45,7 +45,7 @@ if cfg.err then
   return cfg
 end
 local jobKey = prefix .. 'job:' .. jobId
-local refused = checkLease(jobKey, workerId, attempt)
+local refused, jobType = checkLease(jobKey, workerId, attempt)
 if refused then
   return {refused}
 end
@@ -55,5 +55,5 @@ rcall('HSET', jobKey, 'progress', ARGV[6], 'message', ARGV[7], 'updated_at', now
 rcall('ZADD', activeKey, deadline, jobId)
 touchWorker(prefix, workersKey, workerId, now)
 emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'progress', 'id', jobId,
-  'progress', ARGV[6], 'message', ARGV[7], 'worker', workerId, 'attempt', attempt)
+  'progress', ARGV[6], 'message', ARGV[7], 'worker', workerId, 'attempt', attempt, 'type', jobType)
 return {'OK', rcall('HGET', jobKey, 'cancel') == '1' and 1 or 0}

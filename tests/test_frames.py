@@ -101,8 +101,10 @@ def test_worker_replies() -> None:
     assert sent(frames.job_progress_ack(doc["job_id"], doc["cancel_requested"]), doc.get("req")) == doc
     doc = example("job_completed_ack")
     assert sent(frames.job_completed_ack(doc["job_id"]), doc.get("req")) == doc
-    doc = example("job_feed")
+    doc = example("job_feed", job_events=False)
     assert sent(frames.job_feed(doc["job_events"]), doc.get("req")) == doc
+    doc = example("job_feed", job_events=True)
+    assert sent(frames.job_feed(doc["job_events"], doc["job_types"]), doc.get("req")) == doc
     doc = example("jobs_completed_ack")
     assert sent(frames.jobs_completed_ack(doc["job_ids"], doc["refused"]), doc.get("req")) == doc
     doc = example("job_failed_ack", final=False)

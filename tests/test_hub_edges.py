@@ -354,6 +354,36 @@ async def test_a_monitor_can_turn_its_job_feed_off_and_on(hub: Hub) -> None:
     assert (await monitor.until("job_completed", job_id=loud))["result"] == 2
 
 
+async def test_a_monitor_can_follow_the_job_events_of_some_types_only(hub: Hub) -> None:
+    monitor = await connect(hub, "/ws/monitor")
+    monitor.send({"type": "set_job_feed", "req": 1, "job_events": True, "job_types": ["b", "c"]})
+    assert (await monitor.until("job_feed", req=1))["job_types"] == ["b", "c"]
+    worker = await register(hub, "w1", ["a", "b", "c"], concurrency=3)
+    client = await connect(hub, "/ws/client")
+    ids = {job_type: await submit(client, job_type, subscribe=False) for job_type in ("a", "b", "c")}
+    for _ in ids:
+        job_id = (await worker.until("job_assigned"))["job_id"]
+        worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 50})
+        worker.send({"type": "complete_job", "job_id": job_id, "result": 1})
+    done = set()
+    seen = []
+    while done != {ids["b"], ids["c"]}:
+        frame = await monitor.next()
+        seen.append(frame)
+        if frame["type"] == "job_completed":
+            done.add(frame["job_id"])
+    assert {f.get("job_id") for f in seen if "job_id" in f} == {ids["b"], ids["c"]}, seen
+    assert [f.get("progress") for f in seen if f.get("job_id") == ids["b"] and "progress" in f] == [50.0]
+    # the whole feed again, then none: each replaces the one before
+    monitor.send({"type": "set_job_feed", "req": 2, "job_events": True})
+    assert "job_types" not in await monitor.until("job_feed", req=2)
+    other = await submit(client, "a", subscribe=False)
+    assert (await monitor.until("job_update", job_id=other))["status"] == "pending"
+    monitor.send({"type": "set_job_feed", "req": 3, "job_events": False, "job_types": ["a"]})
+    assert "job_types" not in await monitor.until("job_feed", req=3)  # off is off
+    assert not hub.typed_feed and not hub.job_feed and not hub.feed_types
+
+
 async def test_a_monitor_sees_every_job_event_and_worker_changes(hub: Hub) -> None:
     monitor = await connect(hub, "/ws/monitor")
     worker = await register(hub, "w1", ["a"])

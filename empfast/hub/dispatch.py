@@ -98,7 +98,7 @@ class Dispatcher:
     def _followed(self, flat: list[bytes], woken: set[str]) -> bool:
         """Whether an entry of a quiet kind concerns anyone here: a monitor, a subscriber of one of
         its jobs, or a job of this read counted for a wake-up (docs/data-model.md, "Events")."""
-        if self.hub.job_feed:
+        if self.hub.job_feed or self.hub.typed_feed:
             return True
         subscribers = self.hub.subscribers
         if not subscribers and not woken:
@@ -147,7 +147,7 @@ class Dispatcher:
             if worker is not None and worker.worker is not None and job_id in worker.worker.jobs:
                 worker.send(frames.cancel_job(job_id, "cancelled"))
         subs = self.hub.subscribers.get(job_id)
-        if subs or self.hub.job_feed:
+        if subs or self.hub.job_feed or self.hub.typed_feed:
             self._fan_out(job_id, event_id, f or event_fields(flat), subs)
 
     def _fan_out(self, job_id: str, event_id: str, f: EventFields, subs: set[Peer] | None) -> None:
@@ -156,6 +156,10 @@ class Dispatcher:
         frame = frames.job_event(event_id, f)
         # a monitor that also subscribed to the job gets each event once
         feed = hub.job_feed
+        if hub.typed_feed:
+            typed = hub.typed_feed.get(f.get(b"type", b"").decode())
+            if typed:
+                feed = feed | typed
         targets = feed.union(subs) if subs and feed else (subs or feed)
         # to many connections: framed once and written to each at once (Peer.send_framed); to a
         # few, queued with their other frames of the loop turn (a client following many jobs gets

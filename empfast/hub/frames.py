@@ -115,8 +115,11 @@ def workers(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "workers", "workers": records}
 
 
-def job_feed(job_events: bool) -> dict[str, Any]:
-    return {"type": "job_feed", "job_events": job_events}
+def job_feed(job_events: bool, job_types: list[str] | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "job_feed", "job_events": job_events}
+    if job_types is not None:
+        frame["job_types"] = job_types
+    return frame
 
 
 def bulk_started(action_id: str, action: str, total: int, dry_run: bool) -> dict[str, Any]:

@@ -55,12 +55,11 @@ class MonitorHandlers:
 
     async def on_set_job_feed(self, peer: Peer, message: m.SetJobFeed) -> None:
         """A monitor that wants stats and workers only (a dashboard's overview) stops the job
-        events it would otherwise get, and the hub's work of sending them."""
-        if message.job_events:
-            self.hub.job_feed.add(peer)
-        else:
-            self.hub.job_feed.discard(peer)
-        peer.reply(message.req, frames.job_feed(message.job_events))
+        events it would otherwise get, and the hub's work of sending them; one that follows some
+        job types gets theirs only."""
+        types = frozenset(message.job_types or ()) if message.job_events else frozenset()
+        self.hub.set_job_feed(peer, message.job_events, types)
+        peer.reply(message.req, frames.job_feed(message.job_events, sorted(types) or None))
 
     async def on_retry_jobs(self, peer: Peer, message: m.RetryJobs) -> None:
         self.hub.bulk.check_room(peer)

@@ -61,6 +61,9 @@ class Hub:
         self.workers: dict[str, Peer] = {}  # worker id -> its connection to this hub
         self.monitors: set[Peer] = set()
         self.job_feed: set[Peer] = set()  # the monitors that get every job event (set_job_feed)
+        # job type -> the monitors that get the job events of that type only (set_job_feed)
+        self.typed_feed: defaultdict[str, set[Peer]] = defaultdict(set)
+        self.feed_types: dict[Peer, frozenset[str]] = {}  # such a monitor -> its types
         self.stats_subscribers: set[Peer] = set()
         self.subscribers: defaultdict[str, set[Peer]] = defaultdict(set)  # job id -> who follows it
         self.server: asyncio.Server | None = None
@@ -195,7 +198,7 @@ class Hub:
         self.peers.discard(peer)
         self.reading_paused.discard(peer)
         self.monitors.discard(peer)
-        self.job_feed.discard(peer)
+        self.set_job_feed(peer, False)
         self.stats_subscribers.discard(peer)
         self.bulk.forget(peer)
         for job_id in list(peer.subs.jobs):
@@ -204,6 +207,21 @@ class Hub:
             # its leases stay: a worker that reconnects in time keeps its jobs; else the sweep
             # takes them back when its liveness lapses
             del self.workers[peer.worker.worker_id]
+
+    def set_job_feed(self, peer: Peer, on: bool, job_types: frozenset[str] = frozenset()) -> None:
+        """A monitor's job events: all (on, no types), those of `job_types`, or none."""
+        for job_type in self.feed_types.pop(peer, ()):
+            followers = self.typed_feed[job_type]
+            followers.discard(peer)
+            if not followers:
+                del self.typed_feed[job_type]
+        self.job_feed.discard(peer)
+        if on and job_types:
+            self.feed_types[peer] = job_types
+            for job_type in job_types:
+                self.typed_feed[job_type].add(peer)
+        elif on:
+            self.job_feed.add(peer)
 
     # ---- job subscriptions -------------------------------------------------------------------
 

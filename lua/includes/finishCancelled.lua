@@ -7,5 +7,5 @@ local function finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, j
   rcall('HSET', jobKey, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
   rcall('HINCRBY', statsKey, 'cancelled:' .. jobType, 1)
   trimFinished(prefix, cancelledKey, jobKey, jobId, now, cfg.keep_failed_ms, cfg.keep_failed_max, 4)
-  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancelled', 'id', jobId)
+  emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'cancelled', 'id', jobId, 'type', jobType)
 end
