@@ -485,3 +485,20 @@ async def test_only_a_job_claimed_in_the_same_read_cancels_its_wake_up(hub: Hub)
     assert read(added) == Counter({"t": 1})
     assert read(added, assigned(b"new")) == Counter()
     assert read(added, assigned(b"older")) == Counter({"t": 1})
+
+
+async def test_firefoxs_websocket_upgrade_gets_the_documented_400(hub: Hub) -> None:
+    # docs/protocol.md section 2, "Browsers": a browser page uses the HTTP side (REST and SSE)
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+    try:
+        writer.write(b"GET /ws/monitor HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"User-Agent: Mozilla/5.0 Firefox/140.0\r\n"
+                     b"Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            answer = await reader.read(4096)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"CONNECTION header value is not 'upgrade'" in answer, answer
