@@ -24,7 +24,7 @@ from empfast.client import (
 from empfast.config import HubConfig
 from empfast.hub import Hub
 
-HUB_TIMINGS = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
+HUB_TIMINGS = {"http_port": 0, "sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
 
 
 
@@ -440,7 +440,7 @@ async def test_a_submit_resent_after_a_resubscribe_brings_no_second_final_event(
         assigned = await worker.until("job_assigned", job_id="resent")
         watch = client._watches["resent"]
         async with asyncio.timeout(5):
-            while watch.last_id is None:  # the client saw the assignment's event
+            while watch.last_id is None:  # noqa: ASYNC110  # the client saw the assignment's event
                 await asyncio.sleep(0.01)
         assert not submitting.done()
         assert connection.transport is not None

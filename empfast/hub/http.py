@@ -1,0 +1,141 @@
+"""The hub's HTTP side (docs/management.md section 4): a second port in the hub's process and event
+loop, served by Starlette on uvicorn. Health probes (/livez, /readyz) here; Prometheus metrics in
+metrics.py; the REST routes, which map one-to-one on the protocol's messages, in rest.py; SSE
+streams, fed by the hub's one events reader, in streams.py. Nothing here is on the WebSocket path:
+an HTTP request costs the hub's connections no Redis call and no frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+if TYPE_CHECKING:
+    from empfast.hub.server import Hub
+
+log = logging.getLogger("empfast.hub")
+
+READY_TIMEOUT_S = 2.0  # a readiness probe that waits longer than this for Redis says so: not ready
+STOP_TIMEOUT_S = 3  # uvicorn's graceful shutdown: open requests get this long, then are cut
+START_TIMEOUT_S = 5.0
+
+
+class HttpListenError(OSError):
+    """The HTTP side cannot listen on its address (a port in use, an address not of this host)."""
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn's server as a task in the hub's loop. It installs no signal handlers: SIGINT and
+    SIGTERM stay with `empfast serve`, which stops the hub (and this with it); uvicorn's own would
+    replace them and stop only the HTTP side."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response; bytes are sent as they are (a protocol frame with raw JSON spliced in)."""
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status, headers=headers, media_type="application/json")
+
+
+class HttpSide:
+    """The HTTP port of one hub: its Starlette app, and the uvicorn server that runs it."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.app = Starlette(routes=self.routes())
+        self.server: EmbeddedServer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.socket: socket.socket | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/livez", self.livez, methods=["GET"]), Route("/readyz", self.readyz, methods=["GET"])]
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.hub.config.http_host or self.hub.config.host
+
+    @property
+    def port(self) -> int:
+        assert self.socket is not None
+        return int(self.socket.getsockname()[1])
+
+    async def start(self) -> None:
+        """Listen (bound here, so a port in use fails the hub's start, not a task later), then serve."""
+        host, port = self.host, self.hub.config.http_port
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+            self.socket = socket.create_server((host, port), family=family)
+        except OSError as exc:
+            raise HttpListenError(exc.errno, f"the HTTP side cannot listen on {host}:{port} "
+                                  f"({exc.strerror or exc}): choose another --http-port, or 0 to turn "
+                                  "it off") from None
+        self.socket.setblocking(False)
+        config = uvicorn.Config(self.app, host=host, port=port, loop="none", lifespan="off", log_config=None,
+                                log_level="warning", access_log=False, http="h11", ws="none",
+                                server_header=False, timeout_graceful_shutdown=STOP_TIMEOUT_S)
+        self.server = EmbeddedServer(config)
+        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while not self.server.started:
+                if self.task.done():  # uvicorn logs why; its exit is a SystemExit
+                    raise HttpListenError(0, f"the HTTP side on {host}:{port} did not start")
+                await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await asyncio.wait([self.task], timeout=STOP_TIMEOUT_S + 2)
+        if self.socket is not None:
+            self.socket.close()
+
+    # ---- health ------------------------------------------------------------------------------
+
+    async def livez(self, request: Request) -> Response:
+        """The process answers: an orchestrator restarts it when this fails. Nothing else is
+        checked, so a Redis outage never gets a healthy hub restarted."""
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Whether this hub can serve now: Redis answers a PING, holds the scripts and the events
+        reader runs; not while the hub stops. 503 names each check that failed."""
+        checks = await self.readiness()
+        ready = all(value == "ok" for value in checks.values())
+        return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                             200 if ready else 503)
+
+    async def readiness(self) -> dict[str, str]:
+        hub = self.hub
+        if not hub.running:
+            return {"hub": "stopping: it takes no new work"}
+        checks = {"redis": "ok", "scripts": "ok", "events_reader": "ok"}
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                missing = await hub.store.unloaded_scripts()
+            if missing:  # the next script call loads them again (the sweep's, within a second)
+                checks["scripts"] = f"not loaded in Redis: {', '.join(missing)}"
+        except TimeoutError:
+            checks["redis"] = checks["scripts"] = f"no answer within {READY_TIMEOUT_S:g} s"
+        except Exception as exc:  # the Redis client's errors: only the store names them
+            checks["redis"] = checks["scripts"] = f"unreachable: {exc}"
+        reader = hub.dispatch.tasks[0] if hub.dispatch.tasks else None
+        if reader is None or reader.done():
+            checks["events_reader"] = "not running"
+        elif hub.dispatch.reader_interrupted:
+            checks["events_reader"] = "interrupted: its last read failed; it retries every second"
+        return checks
