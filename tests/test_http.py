@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from http_support import HttpAnswer, http_request
-from support import free_port, running_redis_server
+from prometheus_client.parser import text_string_to_metric_families
+from support import WSPeer, connect, free_port, register, running_redis_server, submit
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.hub import Hub
@@ -74,6 +75,9 @@ async def test_readyz_is_503_while_redis_is_down_and_ready_again_after() -> None
             assert down.json()["checks"]["redis"].startswith(("unreachable", "no answer"))
             live = await get(hub, "/livez")
             assert live.status == 200  # a Redis outage is no reason to restart the hub
+            metrics = await get(hub, "/metrics")  # this hub's own metrics still, and the outage
+            assert metrics.status == 200
+            assert samples(metrics.body.decode())["empfast_store_up", frozenset()] == 0
             server.start()  # empty: the scripts are loaded again by the next call (the sweep's)
             await until_ready(hub)
         finally:
@@ -99,3 +103,77 @@ async def test_readyz_is_503_while_the_hub_stops(http_hub: Hub) -> None:
 def test_http_port_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="http_port must be 0 to 65535"):
         HubConfig(http_port=70000)
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+
+async def run_jobs(hub: Hub) -> tuple[WSPeer, WSPeer]:
+    """Through the WebSocket side: 3 `resize` jobs run (2 complete, 1 fails for good), 1 delayed job
+    is cancelled. The client and the worker stay connected."""
+    worker = await register(hub, "w-1", ["resize"])
+    client = await connect(hub, "/ws/client")
+    for n in range(3):
+        await submit(client, "resize", {"n": n})
+    for n in range(3):
+        job = await worker.until("job_assigned")
+        if n < 2:
+            worker.send({"type": "complete_job", "job_id": job["job_id"], "result": {"n": n},
+                         "attempt": job["attempt"]})
+        else:
+            worker.send({"type": "fail_job", "job_id": job["job_id"], "error": "boom", "retry": False,
+                         "attempt": job["attempt"]})
+        await worker.until_any(("job_completed_ack", "job_failed_ack"))
+    later = await submit(client, "resize", {"n": 3}, delay_s=60)
+    client.send({"type": "cancel_job", "job_id": later})
+    assert (await client.until("job_status", job_id=later))["status"] == "cancelled"
+    return client, worker
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def test_metrics_count_the_jobs_run_and_this_hubs_connections(http_hub: Hub) -> None:
+    client, worker = await run_jobs(http_hub)
+    try:
+        answer = await get(http_hub, "/metrics")
+        assert answer.status == 200 and answer.headers["content-type"].startswith("text/plain")
+        got = samples(answer.body.decode())
+    finally:
+        client.close()
+        worker.close()
+
+    def value(name: str, **labels: str) -> float:
+        return got[name, frozenset(labels.items())]
+
+    queue = "http"
+    assert value("empfast_store_up") == 1
+    assert value("empfast_jobs", queue=queue, state="completed") == 2
+    assert value("empfast_jobs", queue=queue, state="failed") == 1
+    assert value("empfast_jobs", queue=queue, state="cancelled") == 1
+    assert value("empfast_jobs", queue=queue, state="pending") == 0
+    for outcome, count in (("completed", 2), ("failed", 1), ("cancelled", 1)):
+        assert value("empfast_jobs_finished_total", queue=queue, type="resize", outcome=outcome) == count
+    assert value("empfast_jobs_enqueued_total", queue=queue, type="resize") == 4
+    assert value("empfast_type_jobs", queue=queue, type="resize", state="active") == 0
+    assert value("empfast_workers", queue=queue) == 1
+    assert value("empfast_queue_workers", queue=queue, state="idle") == 1
+    assert value("empfast_connections", role="client") == 1
+    assert value("empfast_connections", role="worker") == 1
+    assert value("empfast_connections", role="sse") == 0
+
+
+async def test_two_hubs_in_one_process_keep_their_own_metrics(http_hub: Hub) -> None:
+    other = Hub(Store.embedded(QueueSettings(name="other")),
+                HubConfig(port=0, http_port=free_port(), **FAST))
+    await other.start()
+    try:
+        worker = await register(http_hub, "w-2", ["a"])
+        mine = samples((await get(http_hub, "/metrics")).body.decode())
+        theirs = samples((await get(other, "/metrics")).body.decode())
+        worker.close()
+    finally:
+        await other.stop()
+    assert mine["empfast_workers", frozenset({("queue", "http")})] == 1
+    assert theirs["empfast_workers", frozenset({("queue", "other")})] == 0

@@ -21,6 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
+from empfast.hub.rest import MONITOR, HttpError, identify
+from empfast.hub.streams import Streams
+
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
 
@@ -56,13 +60,16 @@ class HttpSide:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.metrics = HubMetrics(hub)
+        self.streams = Streams(hub)
         self.app = Starlette(routes=self.routes())
         self.server: EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.socket: socket.socket | None = None
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/livez", self.livez, methods=["GET"]), Route("/readyz", self.readyz, methods=["GET"])]
+        return [Route("/livez", self.livez, methods=["GET"]), Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.prometheus, methods=["GET"])]
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -98,6 +105,7 @@ class HttpSide:
                 await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
+        self.streams.end_all()  # an open SSE response would hold uvicorn's graceful shutdown
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await asyncio.wait([self.task], timeout=STOP_TIMEOUT_S + 2)
@@ -118,6 +126,15 @@ class HttpSide:
         ready = all(value == "ok" for value in checks.values())
         return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
                              200 if ready else 503)
+
+    async def prometheus(self, request: Request) -> Response:
+        """Prometheus metrics (metrics.py). With tokens configured, a scrape needs a monitor (or
+        admin) token: the type names in the labels are the queue's business."""
+        try:
+            identify(self.hub, request, MONITOR)
+        except HttpError as exc:
+            return exc.response()
+        return Response(await self.metrics.scrape(), media_type=CONTENT_TYPE)
 
     async def readiness(self) -> dict[str, str]:
         hub = self.hub

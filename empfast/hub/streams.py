@@ -1,0 +1,179 @@
+"""The HTTP side's peers and Server-Sent Events (docs/management.md section 4).
+
+An HTTP request is answered by the hub's own handlers, as a WebSocket frame is: a `RequestPeer` is a
+Peer without a socket that collects what the handlers send. An SSE stream is a `StreamPeer`, one
+more subscriber of the hub's events reader (a monitor in the job feed, or a subscriber of one job),
+so a browser tab costs Redis nothing of its own: the reader's fan-out queues frames into it, and the
+response writes them out. Its queue is bounded (HubConfig.max_outbound_bytes, as for a WebSocket
+peer): a client that does not read is dropped, not buffered without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from picows import WSCloseCode
+
+from empfast.hub.auth import Identity
+from empfast.hub.conn import Peer
+from empfast.messages import SubscribeStats
+
+if TYPE_CHECKING:
+    from empfast.hub.server import Hub
+
+log = logging.getLogger("empfast.hub")
+
+KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+EVENT_ID = b'"event_id":"'
+TYPE = b'"type":"'
+
+
+class RequestPeer(Peer):
+    """One HTTP request as a connection of `role` with the identity its token gives: what the
+    hub's handlers send it (a reply, or an error frame) is kept in `sent`."""
+
+    def __init__(self, hub: Hub, role: str, identity: Identity) -> None:
+        super().__init__(hub, role, None, True)
+        self.identity = identity
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def send_framed(self, framed: bytes) -> None:
+        self.send(unframed(framed))
+
+    def flush(self) -> None:
+        pass
+
+    def close_quietly(self, close_code: int = WSCloseCode.OK, reason: str = "") -> None:
+        pass
+
+    def forget_subscriptions(self) -> None:
+        """A request is over: the jobs a handler subscribed it to (a retry does) are dropped."""
+        for job_id in list(self.subs.jobs):
+            self.hub.unsubscribe(self, job_id)
+
+
+class StreamPeer(RequestPeer):
+    """An SSE response's peer: frames wait in a queue of at most `max_bytes` until written."""
+
+    def __init__(self, hub: Hub, role: str, identity: Identity) -> None:
+        super().__init__(hub, role, identity)
+        self.queued: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
+        self.max_bytes = hub.config.max_outbound_bytes
+        self.wake = asyncio.Event()
+        self.ended = False
+        self.overflowed = False
+
+    def send(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self.queued_bytes += len(data)
+        if self.queued_bytes > self.max_bytes:
+            self.overflowed = True  # a slow reader: dropped, as a WebSocket peer would be (4002)
+            self.end()
+            return
+        self.queued.append(data)
+        self.wake.set()
+
+    def close_quietly(self, close_code: int = WSCloseCode.OK, reason: str = "") -> None:
+        self.end()  # the hub stops, or replaces this subscriber
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
+
+    def take(self) -> bytes:
+        frame = self.queued.popleft()
+        self.queued_bytes -= len(frame)
+        return frame
+
+
+def unframed(framed: bytes) -> bytes:
+    """The data of one unmasked WebSocket frame (protocol.frame_header + data): a fan-out to many
+    connections frames its frame once."""
+    size = framed[1] & 0x7F
+    return framed[2 + (2 if size == 126 else 8 if size == 127 else 0):]
+
+
+def member(frame: bytes, key: bytes) -> str | None:
+    """A string member of a frame's head, found without parsing it. Raw payloads and results are
+    spliced in at a frame's end, after its own members, and a JSON string cannot hold an unescaped
+    quote, so the first match is the frame's own."""
+    start = frame.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    return frame[start:frame.index(b'"', start)].decode()
+
+
+def sse_message(frame: bytes) -> bytes:
+    """One frame as an SSE event: `event:` its type, `id:` its event id (what Last-Event-ID gives
+    back on a reconnect), `data:` the frame. A raw payload may hold line breaks (whitespace in JSON,
+    never inside a string), and each line of data needs its prefix."""
+    head = b""
+    event_id = member(frame, EVENT_ID)
+    if event_id is not None:
+        head += b"id: " + event_id.encode() + b"\n"
+    kind = member(frame, TYPE)
+    if kind is not None:
+        head += b"event: " + kind.encode() + b"\n"
+    if b"\r" in frame:
+        frame = frame.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return head + b"data: " + frame.replace(b"\n", b"\ndata: ") + b"\n\n"
+
+
+class Streams:
+    """The open SSE streams of one hub's HTTP side."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.open: set[StreamPeer] = set()
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def end_all(self) -> None:
+        for peer in list(self.open):
+            peer.end()
+
+    async def job_feed(self, peer: StreamPeer, interval_s: float) -> None:
+        """Make `peer` a monitor in the job feed with stats pushes every `interval_s` (its first
+        stats at once). Raises what the stats read raises: nothing is registered then."""
+        await self.hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
+        self.hub.monitors.add(peer)
+        self.hub.job_feed.add(peer)
+
+    async def events(self, peer: StreamPeer, job_id: str | None = None) -> AsyncIterator[bytes]:
+        """The body of an SSE response: the peer's frames as they come, a keep-alive comment when
+        none came for KEEPALIVE_S. A job's stream ends after its final event (the fan-out then ends
+        the subscription); every stream ends when the hub stops or the client goes."""
+        self.open.add(peer)
+        try:
+            yield b"retry: 1000\n\n"
+            while True:
+                while peer.queued:
+                    yield sse_message(peer.take())
+                if peer.ended or (job_id is not None and job_id not in peer.subs.jobs):
+                    break
+                peer.wake.clear()
+                try:
+                    await asyncio.wait_for(peer.wake.wait(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+        finally:
+            self.open.discard(peer)
+            self.hub.detach(peer)
+            if peer.overflowed:
+                log.warning("dropped an SSE stream that did not read (over %d bytes queued)", peer.max_bytes)
+
+
+def headers() -> dict[str, Any]:
+    """What an SSE response sends besides its type: no caching, and no buffering by nginx."""
+    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
