@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from http_support import HttpAnswer, http_request
+from http_support import HttpAnswer, http_request, sse
 from prometheus_client.parser import text_string_to_metric_families
 from support import WSPeer, connect, free_port, register, running_redis_server, submit
 
@@ -177,3 +177,143 @@ async def test_two_hubs_in_one_process_keep_their_own_metrics(http_hub: Hub) -> 
         await other.stop()
     assert mine["empfast_workers", frozenset({("queue", "http")})] == 1
     assert theirs["empfast_workers", frozenset({("queue", "other")})] == 0
+
+
+# ---- REST ------------------------------------------------------------------------------------------
+
+async def call(hub: Hub, method: str, path: str, body: Any = None,
+               token: str | None = None) -> HttpAnswer:
+    assert hub.http is not None
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return await http_request(hub.http.port, method, path, body=body, headers=headers)
+
+
+async def test_a_job_submitted_over_rest_can_be_read_listed_cancelled_and_retried(http_hub: Hub) -> None:
+    raw = b'{"job_type": "resize", "payload": {"w": 1.50,  "h": [1, 2]}, "job_id": "r-1", "delay_s": 60}'
+    created = await call(http_hub, "POST", "/api/jobs", raw)
+    assert created.status == 201
+    assert created.json() == {"type": "job_accepted", "job_id": "r-1", "status": "scheduled", "created": True,
+                              "subscribed": False}
+    again = await call(http_hub, "POST", "/api/jobs", raw)  # the same id: nothing new
+    assert again.status == 200 and again.json()["created"] is False
+
+    status = await call(http_hub, "GET", "/api/jobs/r-1?payload=true")
+    assert status.status == 200 and status.json()["status"] == "scheduled"
+    assert b'"payload":{"w": 1.50,  "h": [1, 2]}' in status.body  # the payload as it was sent
+    assert "payload" not in (await call(http_hub, "GET", "/api/jobs/r-1")).json()
+
+    listed = await call(http_hub, "GET", "/api/jobs?status=scheduled&type=resize&limit=10&payloads=true")
+    assert listed.status == 200
+    assert [row["job_id"] for row in listed.json()["rows"]] == ["r-1"] and listed.json()["cursor"] is None
+
+    cancelled = await call(http_hub, "POST", "/api/jobs/r-1/cancel")
+    assert cancelled.status == 200 and cancelled.json()["status"] == "cancelled"
+    retried = await call(http_hub, "POST", "/api/jobs/r-1/retry", {"attempts": 2})
+    assert retried.status == 200 and retried.json()["retried"] is True
+    assert retried.json()["status"] == "pending"
+    assert http_hub.subscribers == {}  # the request's retry subscription ended with it
+
+    stats = await call(http_hub, "GET", "/api/stats")
+    assert stats.status == 200 and stats.json()["pending"] == 1
+    workers = await call(http_hub, "GET", "/api/workers")
+    assert workers.status == 200 and workers.json() == {"type": "workers", "workers": []}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code", "field"), [
+    ("GET", "/api/jobs?status=sleeping", None, 400, "bad_message", "status"),
+    ("GET", "/api/jobs?status=pending&limit=many", None, 400, "bad_message", "limit"),
+    ("GET", "/api/jobs?status=pending&limit=501", None, 400, "bad_message", "limit"),
+    ("GET", "/api/jobs?status=pending&cursor=nonsense", None, 400, "bad_message", "cursor"),
+    ("GET", "/api/jobs?stauts=pending", None, 400, "bad_message", "stauts"),
+    ("GET", "/api/jobs/nobody", None, 404, "not_found", None),
+    ("POST", "/api/jobs/nobody/cancel", None, 404, "not_found", None),
+    ("POST", "/api/jobs/nobody/retry", None, 404, "not_found", None),
+    ("POST", "/api/jobs", b'{"payload": {}}', 400, "bad_message", "job_type"),
+    ("POST", "/api/jobs", b'{"job_type": "a", "priority": "high"}', 400, "bad_message", "priority"),
+    ("POST", "/api/jobs", b'["job_type", "a"]', 400, "bad_message", ""),
+    ("POST", "/api/jobs", b'{"job_type": "a", "payload": {', 400, "bad_json", None),
+    ("POST", "/api/jobs", b'{"job_type": "a", "payload": "' + b"x" * (1 << 20) + b'"}', 413, "too_large",
+     None),
+    ("POST", "/api/jobs/x/retry", b'{"attempts": 0}', 400, "bad_message", "attempts"),
+])
+async def test_bad_requests_get_the_protocols_error_and_change_nothing(
+        http_hub: Hub, method: str, path: str, body: bytes | None, status: int, code: str,
+        field: str | None) -> None:
+    before = (await http_hub.store.stats()).as_dict()
+    answer = await call(http_hub, method, path, body)
+    assert answer.status == status, answer.body
+    assert answer.json()["code"] == code and answer.json()["error"]
+    if field is not None:
+        assert answer.json()["field"] == field
+    assert (await http_hub.store.stats()).as_dict() == before
+
+
+@pytest.fixture
+async def secured_hub() -> AsyncIterator[Hub]:
+    config = HubConfig(port=0, http_port=free_port(), monitor_tokens="m-tok", client_tokens="c-tok",
+                       admin_tokens="a-tok", **FAST)
+    hub = Hub(Store.embedded(QueueSettings(name="secured")), config)
+    await hub.start()
+    yield hub
+    await hub.stop()
+
+
+@pytest.mark.parametrize(("method", "path", "token", "status"), [
+    ("GET", "/api/stats", None, 401),
+    ("GET", "/api/stats", "wrong", 401),
+    ("GET", "/api/stats", "m-tok", 200),
+    ("GET", "/api/workers", "c-tok", 403),  # workers are a monitor's business
+    ("GET", "/metrics", None, 401),
+    ("GET", "/metrics", "m-tok", 200),
+    ("POST", "/api/jobs", "m-tok", 403),  # a viewer changes nothing
+    ("POST", "/api/jobs", "c-tok", 201),
+    ("POST", "/api/jobs", "a-tok", 201),
+    ("GET", "/livez", None, 200),  # probes are open: an orchestrator has no token
+    ("GET", "/readyz", None, 200),
+    ("GET", "/openapi.json", None, 200),
+])
+async def test_with_tokens_configured_each_route_takes_the_role_of_its_message(
+        secured_hub: Hub, method: str, path: str, token: str | None, status: int) -> None:
+    body = {"job_type": "a"} if method == "POST" else None
+    answer = await call(secured_hub, method, path, body, token)
+    assert answer.status == status, answer.body
+    if status == 401:
+        assert answer.json()["code"] == "unauthorized" and answer.headers["www-authenticate"] == "Bearer"
+    if status == 403:
+        assert answer.json()["code"] == "forbidden"
+
+
+# ---- OpenAPI ---------------------------------------------------------------------------------------
+
+REQUIRED_EXAMPLES = {"status": "scheduled"}  # a value for each required query parameter
+
+
+async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    spec = (await call(http_hub, "GET", "/openapi.json")).json()
+    assert spec["openapi"] == "3.1.0"
+    served = {(route.path, method) for route in http_hub.http.app.routes
+              for method in (getattr(route, "methods", None) or set()) - {"HEAD"}}
+    described = {(path, method.upper()) for path, operations in spec["paths"].items()
+                 for method in operations}
+    assert described == served
+    await call(http_hub, "POST", "/api/jobs", {"job_type": "a", "job_id": "o-1", "delay_s": 60})
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            required = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+                        and p.get("required")]
+            target = path.replace("{job_id}", "o-1")
+            if required:
+                target += "?" + "&".join(f"{name}={REQUIRED_EXAMPLES[name]}" for name in required)
+            body = None
+            if "requestBody" in operation:
+                body = {name: "a" for name in operation["requestBody"]["content"]["application/json"]
+                        ["schema"].get("required", [])}
+            ok = [status for status in operation["responses"] if status.startswith("2")]
+            if "text/event-stream" in operation["responses"][ok[0]].get("content", {}):
+                async with sse(http_hub.http.port, target) as stream:
+                    assert stream.status == 200, target
+                    assert await stream.next() is not None, target
+                continue
+            answer = await call(http_hub, method.upper(), target, body)
+            assert str(answer.status) in ok, (method, target, answer.status, answer.body)

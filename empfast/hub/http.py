@@ -21,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from empfast.hub import openapi
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
-from empfast.hub.rest import MONITOR, HttpError, identify
+from empfast.hub.rest import MONITOR, HttpError, RestRoutes, identify
 from empfast.hub.streams import Streams
 
 if TYPE_CHECKING:
@@ -68,8 +69,20 @@ class HttpSide:
         self.socket: socket.socket | None = None
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/livez", self.livez, methods=["GET"]), Route("/readyz", self.readyz, methods=["GET"]),
-                Route("/metrics", self.prometheus, methods=["GET"])]
+        rest = RestRoutes(self.hub)
+        return [
+            Route("/livez", self.livez, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/api/stats", rest.stats, methods=["GET"]),
+            Route("/api/workers", rest.workers, methods=["GET"]),
+            Route("/api/jobs", rest.list_jobs, methods=["GET"]),
+            Route("/api/jobs", rest.submit, methods=["POST"]),
+            Route("/api/jobs/{job_id}", rest.job, methods=["GET"]),
+            Route("/api/jobs/{job_id}/cancel", rest.cancel, methods=["POST"]),
+            Route("/api/jobs/{job_id}/retry", rest.retry, methods=["POST"]),
+        ]
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -135,6 +148,9 @@ class HttpSide:
         except HttpError as exc:
             return exc.response()
         return Response(await self.metrics.scrape(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi.document(self.metrics.version))
 
     async def readiness(self) -> dict[str, str]:
         hub = self.hub

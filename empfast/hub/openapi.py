@@ -51,10 +51,8 @@ READ_ERRORS = (401, 403, 503)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/livez": {"get": _op("the process answers (never checks Redis)", _json("ok"), auth=False)},
-    "/readyz": {"get": _op("Redis answers a PING, holds the scripts, the events reader runs, the hub is "
-                           "not stopping", _json("ready"), auth=False,
-                           params=[_query("verbose", "ignored: the checks are always listed",
-                                          {"type": "string"})])
+    "/readyz": {"get": _op("Redis answers a PING and holds the scripts, the events reader runs, the hub "
+                           "is not stopping", _json("ready"), auth=False)
                 | {"responses": {"200": _json("ready"), "503": _json("not ready: `checks` says why")}}},
     "/metrics": {"get": _op("Prometheus metrics (text format 0.0.4)",
                             {"description": "metrics", "content": {"text/plain": {}}}, 401, 403)},
@@ -65,7 +63,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/jobs": {
         "get": _op("list_jobs: a page of the jobs of one status (docs/management.md section 2)",
                    _json("jobs: rows and the next page's cursor"), 400, *READ_ERRORS, params=[
-                       _query("status", "required", {"enum": STATUSES}),
+                       _query("status", "the jobs of this status", {"enum": STATUSES}) | {"required": True},
                        _query("type", "only jobs of this type", {"type": "string"}),
                        _query("order", "oldest (default) or newest", {"enum": ["oldest", "newest"]}),
                        _query("limit", "1..500, default 50", {"type": "integer"}),
@@ -93,14 +91,6 @@ PATHS: dict[str, dict[str, Any]] = {
                                              params=[JOB_ID], body={"type": "object", "properties": {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},
-    "/api/events": {"get": _op("every job event and worker_status (a monitor's feed), and stats every "
-                               "interval_s while they change", SSE, 400, *READ_ERRORS,
-                               params=[_query("interval_s", "stats at most this often, 0.25..3600, "
-                                                            "default 1", {"type": "number"})])},
-    "/api/jobs/{job_id}/events": {"get": _op(
-        "subscribe_job: one job's events, ending after its final one; Last-Event-ID (or ?since=) "
-        "resumes after that event", SSE, 400, 404, *READ_ERRORS,
-        params=[JOB_ID, _query("since", "an event id, as Last-Event-ID", {"type": "string"})])},
 }
 
 

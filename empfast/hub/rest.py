@@ -97,7 +97,9 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
         return error_answer(error_for(exc, None, role))
     finally:
         peer.forget_subscriptions()
-    reply = peer.sent[0]
+    # a handler's reply is the last it sends: a retry subscribes the request before its store call,
+    # so the job's new event may come first (and goes no further)
+    reply = peer.sent[-1]
     return error_answer(reply) if reply.startswith(b'{"type":"error"') else answer(reply, ok_status)
 
 
@@ -111,13 +113,25 @@ def query(request: Request, names: dict[str, str], numbers: tuple[str, ...] = ()
         if name not in names:
             raise HttpError(400, e.BAD_MESSAGE, f"unknown query parameter {name!r}; this route takes "
                             f"{', '.join(sorted(names)) or 'none'}", field=name)
-        if name in numbers and value.lstrip("-").isdigit():
-            fields[names[name]] = int(value)
+        if name in numbers:
+            fields[names[name]] = number(value)
         elif name in flags:
             fields[names[name]] = TRUE_FALSE.get(value.lower(), value)
         else:
             fields[names[name]] = value
     return fields
+
+
+def number(text: str) -> int | float | str:
+    """A query parameter as the number it spells, else the text (for the decoder to refuse)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -142,6 +156,10 @@ def with_members(body: bytes, members: dict[str, Any]) -> bytes:
     as, as over the WebSocket."""
     body = body.strip()
     if not (body.startswith(b"{") and body.endswith(b"}")):
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, e.BAD_JSON, f"the body is not valid JSON ({exc})") from None
         raise HttpError(400, e.BAD_MESSAGE, "the body must be a JSON object (see docs/protocol.md 4.1)",
                         field="")
     inner = body[1:-1].strip()
