@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import WSPeer, connect, free_port, register, running_redis_server, submit
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
-from empfast.hub import Hub
+from empfast.hub import Hub, streams
+from empfast.hub.auth import OPEN
+from empfast.hub.streams import StreamPeer
 from empfast.store import Store, redis_from_options
 
 FAST = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
@@ -317,3 +319,132 @@ async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http
                 continue
             answer = await call(http_hub, method.upper(), target, body)
             assert str(answer.status) in ok, (method, target, answer.status, answer.body)
+
+
+# ---- SSE -------------------------------------------------------------------------------------------
+
+async def run_one_job(hub: Hub, job_id: str) -> WSPeer:
+    """A worker takes `job_id`, reports progress 50, completes it; returns the worker."""
+    worker = await register(hub, "w-sse", ["resize"])
+    job = await worker.until("job_assigned", job_id=job_id)
+    worker.send({"type": "update_job_progress", "job_id": job_id, "progress": 50, "message": "half",
+                 "attempt": job["attempt"]})
+    worker.send({"type": "complete_job", "job_id": job_id, "result": {"url": "a.png"},
+                 "attempt": job["attempt"]})
+    await worker.until("job_completed_ack")
+    return worker
+
+
+async def test_a_jobs_events_arrive_in_order_and_its_final_event_ends_the_stream(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    port = http_hub.http.port
+    assert (await call(http_hub, "POST", "/api/jobs", {"job_type": "resize", "job_id": "s-1"})).status == 201
+    async with sse(port, "/api/jobs/s-1/events") as stream:
+        assert stream.status == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        first = await stream.next()
+        assert first is not None and first.event == "subscribed" and first.id is None
+        worker = await run_one_job(http_hub, "s-1")
+        seen = []
+        while (event := await stream.next()) is not None:
+            seen.append(event)
+        worker.close()
+    assert [(e.event, e.json().get("status")) for e in seen] == [
+        ("job_update", "active"), ("job_update", "active"), ("job_completed", None)]
+    assert seen[1].json()["progress"] == 50 and seen[2].json()["result"] == {"url": "a.png"}
+    ids = [e.id for e in seen]
+    assert all(ids) and ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))  # type: ignore[union-attr]
+    assert [e.json()["event_id"] for e in seen] == ids
+    assert stream.ended and http_hub.subscribers == {}
+
+    # resumed after the assignment: only the later events, then the end
+    async with sse(port, "/api/jobs/s-1/events", {"Last-Event-ID": str(ids[0])}) as resumed:
+        subscribed = await resumed.next()
+        assert subscribed is not None and subscribed.json() == {"type": "subscribed", "job_id": "s-1",
+                                                                "resumed": True}
+        later = []
+        while (event := await resumed.next()) is not None:
+            later.append(event)
+    assert [e.id for e in later] == ids[1:]
+
+    # a finished job without Last-Event-ID: its final state, marked synthetic, and the end
+    async with sse(port, "/api/jobs/s-1/events") as finished:
+        events = [await finished.next(), await finished.next(), await finished.next()]
+    assert [e.event if e else None for e in events] == ["subscribed", "job_completed", None]
+    assert events[1] is not None and events[1].json()["synthetic"] is True
+
+
+@pytest.mark.parametrize(("path", "headers", "status", "code"), [
+    ("/api/jobs/nobody/events", {}, 404, "not_found"),
+    ("/api/jobs/j/events", {"Last-Event-ID": "yesterday"}, 400, "bad_message"),
+    ("/api/events?interval_s=0", {}, 400, "bad_message"),
+    ("/api/events?interval=1", {}, 400, "bad_message"),
+])
+async def test_a_stream_that_cannot_start_is_refused_with_the_protocols_error(
+        http_hub: Hub, path: str, headers: dict[str, str], status: int, code: str) -> None:
+    assert http_hub.http is not None
+    answer = await http_request(http_hub.http.port, "GET", path, headers=headers)
+    assert answer.status == status and answer.json()["code"] == code
+    assert http_hub.subscribers == {} and not http_hub.monitors
+
+
+async def test_the_event_feed_has_stats_and_every_jobs_events_from_the_hubs_one_reader(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    async with sse(http_hub.http.port, "/api/events?interval_s=0.25") as feed:
+        stats = await feed.next()
+        assert stats is not None and stats.event == "stats" and stats.json()["pending"] == 0
+        assert len(http_hub.http.streams) == 1 and http_hub.job_feed  # one more subscriber, no reader
+        await call(http_hub, "POST", "/api/jobs", {"job_type": "resize", "job_id": "f-1"})
+        added = await until_event(feed, "job_update")
+        assert added.json() == {"job_id": "f-1", "event_id": added.id, "type": "job_update",
+                                "status": "pending"}
+        assert (await until_event(feed, "stats")).json()["pending"] == 1  # pushed as it changed
+    async with asyncio.timeout(5):
+        while http_hub.job_feed:  # noqa: ASYNC110  # the client went: its peer leaves the feed
+            await asyncio.sleep(0.01)
+    assert len(http_hub.http.streams) == 0
+
+
+async def until_event(stream: Any, kind: str) -> Any:
+    while True:
+        event = await stream.next()
+        assert event is not None, f"the stream ended before a {kind} event"
+        if event.event == kind:
+            return event
+
+
+async def test_a_stream_that_falls_behind_is_dropped_not_buffered(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    peer = StreamPeer(http_hub, "monitor", OPEN)
+    await http_hub.http.streams.job_feed(peer, 1.0)
+    assert peer in http_hub.job_feed
+    frame = b'{"type":"job_update","job_id":"x","event_id":"1-0"}'
+    for _ in range(http_hub.config.max_outbound_bytes // len(frame) + 1):
+        peer.send(frame)
+    assert peer.ended and peer.overflowed
+    await asyncio.sleep(0)
+    assert peer not in http_hub.job_feed and peer not in http_hub.monitors
+
+
+async def test_stopping_the_hub_ends_its_open_streams() -> None:
+    hub = Hub(Store.embedded(QueueSettings(name="stop")), HubConfig(port=0, http_port=free_port(), **FAST))
+    await hub.start()
+    assert hub.http is not None
+    async with sse(hub.http.port, "/api/events") as feed:
+        assert await feed.next() is not None
+        stopping = asyncio.create_task(hub.stop())
+        async with asyncio.timeout(5):
+            while await feed.next() is not None:
+                pass
+        await asyncio.wait_for(stopping, 10)
+
+
+async def test_an_idle_stream_gets_keep_alive_comments(http_hub: Hub,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert http_hub.http is not None
+    monkeypatch.setattr(streams, "KEEPALIVE_S", 0.05)
+    await call(http_hub, "POST", "/api/jobs", {"job_type": "resize", "job_id": "k-1", "delay_s": 60})
+    async with sse(http_hub.http.port, "/api/jobs/k-1/events") as stream:
+        assert (await stream.next()) is not None  # subscribed; then nothing happens to the job
+        async with asyncio.timeout(5):
+            while (line := await stream._line()) != ": keep-alive":
+                assert line is not None

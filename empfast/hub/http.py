@@ -18,13 +18,16 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from empfast.hub import openapi
+from empfast import messages as m
+from empfast.errors import ProtocolError
+from empfast.hub import frames, openapi
+from empfast.hub.conn import error_for
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
-from empfast.hub.rest import MONITOR, HttpError, RestRoutes, identify
-from empfast.hub.streams import Streams
+from empfast.hub.rest import MONITOR, READ, HttpError, RestRoutes, error_answer, identify, query
+from empfast.hub.streams import StreamPeer, Streams, sse_headers
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -82,6 +85,8 @@ class HttpSide:
             Route("/api/jobs/{job_id}", rest.job, methods=["GET"]),
             Route("/api/jobs/{job_id}/cancel", rest.cancel, methods=["POST"]),
             Route("/api/jobs/{job_id}/retry", rest.retry, methods=["POST"]),
+            Route("/api/events", self.feed, methods=["GET"]),
+            Route("/api/jobs/{job_id}/events", self.job_events, methods=["GET"]),
         ]
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -148,6 +153,55 @@ class HttpSide:
         except HttpError as exc:
             return exc.response()
         return Response(await self.metrics.scrape(), media_type=CONTENT_TYPE)
+
+    # ---- SSE (streams.py) ---------------------------------------------------------------------
+
+    async def feed(self, request: Request) -> Response:
+        """GET /api/events: every job event and worker_status, as a monitor gets them, and stats
+        every `interval_s` while they change (subscribe_stats)."""
+        try:
+            role, identity = identify(self.hub, request, MONITOR)
+            fields = query(request, {"interval_s": "interval_s"}, numbers=("interval_s",))
+            message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
+        except HttpError as exc:
+            return exc.response()
+        except ProtocolError as exc:
+            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+        assert isinstance(message, m.SubscribeStats)
+        peer = StreamPeer(self.hub, role, identity)
+        try:
+            await self.streams.job_feed(peer, message.interval_s)
+        except Exception as exc:
+            self.hub.detach(peer)
+            return error_answer(error_for(exc, None, role))
+        return self._stream(peer)
+
+    async def job_events(self, request: Request) -> Response:
+        """GET /api/jobs/{id}/events: subscribe_job, with Last-Event-ID (or ?since=) as `since`:
+        the events after it (or the job's state when it is older than the stream keeps), then the
+        live ones; the stream ends after the job's final event."""
+        job_id = request.path_params["job_id"]
+        try:
+            role, identity = identify(self.hub, request, READ)
+            fields = query(request, {"since": "since"})
+            since = request.headers.get("last-event-id") or fields.get("since")
+            message = m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id,
+                                                   **({"since": since} if since else {})}))
+        except HttpError as exc:
+            return exc.response()
+        except ProtocolError as exc:
+            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+        peer = StreamPeer(self.hub, role, identity)
+        try:
+            await self.hub.handle(peer, message)  # the subscribed reply, the replay or state, queued
+        except Exception as exc:
+            self.hub.detach(peer)
+            return error_answer(error_for(exc, None, role))
+        return self._stream(peer, job_id)
+
+    def _stream(self, peer: StreamPeer, job_id: str | None = None) -> StreamingResponse:
+        return StreamingResponse(self.streams.events(peer, job_id), media_type="text/event-stream",
+                                 headers=sse_headers())
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi.document(self.metrics.version))

@@ -91,6 +91,14 @@ PATHS: dict[str, dict[str, Any]] = {
                                              params=[JOB_ID], body={"type": "object", "properties": {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},
+    "/api/events": {"get": _op("every job event and worker_status (a monitor's feed), and stats every "
+                               "interval_s while they change", SSE, 400, *READ_ERRORS,
+                               params=[_query("interval_s", "stats at most this often, 0.25..3600, "
+                                                            "default 1", {"type": "number"})])},
+    "/api/jobs/{job_id}/events": {"get": _op(
+        "subscribe_job: one job's events, ending after its final one; Last-Event-ID (or ?since=) "
+        "resumes after that event", SSE, 400, 404, *READ_ERRORS,
+        params=[JOB_ID, _query("since", "an event id, as Last-Event-ID", {"type": "string"})])},
 }
 
 

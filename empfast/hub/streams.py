@@ -14,7 +14,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from picows import WSCloseCode
 
@@ -78,6 +78,9 @@ class StreamPeer(RequestPeer):
         if self.queued_bytes > self.max_bytes:
             self.overflowed = True  # a slow reader: dropped, as a WebSocket peer would be (4002)
             self.end()
+            # out of the registries at once, even if its response never runs again (a fan-out may be
+            # iterating over them now, hence not inside this call)
+            self.loop.call_soon(self.hub.detach, self)
             return
         self.queued.append(data)
         self.wake.set()
@@ -174,6 +177,6 @@ class Streams:
                 log.warning("dropped an SSE stream that did not read (over %d bytes queued)", peer.max_bytes)
 
 
-def headers() -> dict[str, Any]:
+def sse_headers() -> dict[str, str]:
     """What an SSE response sends besides its type: no caching, and no buffering by nginx."""
     return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
