@@ -448,3 +448,50 @@ async def test_an_idle_stream_gets_keep_alive_comments(http_hub: Hub,
         async with asyncio.timeout(5):
             while (line := await stream._line()) != ": keep-alive":
                 assert line is not None
+
+
+async def test_the_feed_resumes_after_last_event_id_with_each_later_event_once(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    port = http_hub.http.port
+    async with sse(port, "/api/events") as feed:
+        await call(http_hub, "POST", "/api/jobs", {"job_type": "resize", "job_id": "f-1"})
+        seen_last = (await until_event(feed, "job_update")).id
+    await call(http_hub, "POST", "/api/jobs", {"job_type": "crop", "job_id": "f-2"})  # while away
+    worker = await run_one_job(http_hub, "f-1")  # assigned, progress, completed: also while away
+    worker.close()
+    async with sse(port, "/api/events", {"Last-Event-ID": str(seen_last)}) as resumed:
+        subscribed = await resumed.next()
+        assert subscribed is not None and subscribed.json() == {"type": "subscribed", "resumed": True}
+        await call(http_hub, "POST", "/api/jobs", {"job_type": "crop", "job_id": "f-3"})  # live
+        got: list[tuple[str, str, str]] = []
+        while ("f-3", "job_update", "pending") not in got:
+            event = await resumed.next()
+            assert event is not None
+            if event.event.startswith("job_"):
+                frame = event.json()
+                got.append((frame["job_id"], event.event, frame.get("status", "")))
+                assert event.id is not None and key(event.id) > key(str(seen_last))
+    assert got == [("f-2", "job_update", "pending"), ("f-1", "job_update", "active"),
+                   ("f-1", "job_update", "active"), ("f-1", "job_completed", ""),
+                   ("f-3", "job_update", "pending")]
+
+
+def key(event_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in event_id.split("-"))
+
+
+async def test_a_live_event_that_the_replay_covered_is_sent_once(http_hub: Hub) -> None:
+    """The reader may fan out an entry after the resume's XRANGE read it: it is not sent twice."""
+    assert http_hub.http is not None
+    await http_hub.store.add_job("crop", job_id="d-1")
+    peer = StreamPeer(http_hub, "monitor", OPEN)
+    await http_hub.http.streams.job_feed(peer, 1.0, since="0-0")
+    late_copy = peer.replay[-1]
+    assert b'"job_id":"d-1"' in late_copy
+    peer.send(late_copy)
+    newer = b'{"job_id":"d-2","event_id":"99999999999999-0","type":"job_update","status":"pending"}'
+    peer.send(newer)
+    peer.end()
+    body = b"".join([chunk async for chunk in http_hub.http.streams.events(peer)])
+    assert body.count(b'"job_id":"d-1"') == 1 and body.count(b'"job_id":"d-2"') == 1
+    assert peer not in http_hub.job_feed  # the stream's end took it out of the feed

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from empfast import errors as e
 from empfast import messages as m
 from empfast.errors import ProtocolError
 from empfast.hub import frames, openapi
@@ -28,6 +29,8 @@ from empfast.hub.conn import error_for
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
 from empfast.hub.rest import MONITOR, READ, HttpError, RestRoutes, error_answer, identify, query
 from empfast.hub.streams import StreamPeer, Streams, sse_headers
+from empfast.ids import MAX_EVENT_ID_PART
+from empfast.protocol import EVENT_ID_RE
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -57,6 +60,18 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     """A JSON response; bytes are sent as they are (a protocol frame with raw JSON spliced in)."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return Response(data, status, headers=headers, media_type="application/json")
+
+
+def resume_point(request: Request, since: str | None) -> str | None:
+    """Where a stream resumes: the Last-Event-ID header a reconnecting EventSource sends, else
+    `?since=`; an event id "<ms>-<seq>", as subscribe_job's `since` (messages.py)."""
+    since = request.headers.get("last-event-id") or since
+    if since is None:
+        return None
+    if not EVENT_ID_RE.match(since) or any(int(part) > MAX_EVENT_ID_PART for part in since.split("-")):
+        raise HttpError(400, e.BAD_MESSAGE, "Last-Event-ID (or since) must be an event id '<ms>-<seq>' of "
+                        "a frame this stream sent", field="since")
+    return since
 
 
 class HttpSide:
@@ -158,10 +173,12 @@ class HttpSide:
 
     async def feed(self, request: Request) -> Response:
         """GET /api/events: every job event and worker_status, as a monitor gets them, and stats
-        every `interval_s` while they change (subscribe_stats)."""
+        every `interval_s` while they change (subscribe_stats). Last-Event-ID (or ?since=) first
+        replays the events after it."""
         try:
             role, identity = identify(self.hub, request, MONITOR)
-            fields = query(request, {"interval_s": "interval_s"}, numbers=("interval_s",))
+            fields = query(request, {"interval_s": "interval_s", "since": "since"}, numbers=("interval_s",))
+            since = resume_point(request, fields.pop("since", None))
             message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
         except HttpError as exc:
             return exc.response()
@@ -170,7 +187,7 @@ class HttpSide:
         assert isinstance(message, m.SubscribeStats)
         peer = StreamPeer(self.hub, role, identity)
         try:
-            await self.streams.job_feed(peer, message.interval_s)
+            await self.streams.job_feed(peer, message.interval_s, since)
         except Exception as exc:
             self.hub.detach(peer)
             return error_answer(error_for(exc, None, role))
@@ -183,8 +200,7 @@ class HttpSide:
         job_id = request.path_params["job_id"]
         try:
             role, identity = identify(self.hub, request, READ)
-            fields = query(request, {"since": "since"})
-            since = request.headers.get("last-event-id") or fields.get("since")
+            since = resume_point(request, query(request, {"since": "since"}).get("since"))
             message = m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id,
                                                    **({"since": since} if since else {})}))
         except HttpError as exc:

@@ -92,9 +92,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},
     "/api/events": {"get": _op("every job event and worker_status (a monitor's feed), and stats every "
-                               "interval_s while they change", SSE, 400, *READ_ERRORS,
+                               "interval_s while they change; Last-Event-ID (or ?since=) first "
+                               "replays the events after it", SSE, 400, *READ_ERRORS,
                                params=[_query("interval_s", "stats at most this often, 0.25..3600, "
-                                                            "default 1", {"type": "number"})])},
+                                                            "default 1", {"type": "number"}),
+                                       _query("since", "an event id, as Last-Event-ID",
+                                              {"type": "string"})])},
     "/api/jobs/{job_id}/events": {"get": _op(
         "subscribe_job: one job's events, ending after its final one; Last-Event-ID (or ?since=) "
         "resumes after that event", SSE, 400, 404, *READ_ERRORS,

@@ -16,11 +16,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import orjson
 from picows import WSCloseCode
 
+from empfast.hub import frames
 from empfast.hub.auth import Identity
 from empfast.hub.conn import Peer
+from empfast.ids import event_key
 from empfast.messages import SubscribeStats
+from empfast.store import entry_events, event_fields
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -70,6 +74,10 @@ class StreamPeer(RequestPeer):
         self.wake = asyncio.Event()
         self.ended = False
         self.overflowed = False
+        # a resumed feed: the frames read back from the stream, sent first, and the last entry they
+        # cover (a live frame up to it is one of them, come late through the reader)
+        self.replay: list[bytes] = []
+        self.replayed_through: tuple[int, int] | None = None
 
     def send(self, data: bytes) -> None:
         if self.ended:
@@ -116,6 +124,16 @@ def member(frame: bytes, key: bytes) -> str | None:
     return frame[start:frame.index(b'"', start)].decode()
 
 
+def replayed(frame: bytes, through: tuple[int, int] | None) -> bool:
+    """Whether a live frame was sent already in a resumed feed's replay (its entry is not later than
+    the replay's last); stats, which have no event id, never were."""
+    if through is None:
+        return False
+    event_id = member(frame, EVENT_ID)
+    key = event_key(event_id)
+    return key is not None and key <= through
+
+
 def sse_message(frame: bytes) -> bytes:
     """One frame as an SSE event: `event:` its type, `id:` its event id (what Last-Event-ID gives
     back on a reconnect), `data:` the frame. A raw payload may hold line breaks (whitespace in JSON,
@@ -146,12 +164,31 @@ class Streams:
         for peer in list(self.open):
             peer.end()
 
-    async def job_feed(self, peer: StreamPeer, interval_s: float) -> None:
+    async def job_feed(self, peer: StreamPeer, interval_s: float, since: str | None = None) -> None:
         """Make `peer` a monitor in the job feed with stats pushes every `interval_s` (its first
-        stats at once). Raises what the stats read raises: nothing is registered then."""
-        await self.hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
-        self.hub.monitors.add(peer)
-        self.hub.job_feed.add(peer)
+        stats at once). With `since` (Last-Event-ID), the entries after it are read back once, after
+        joining the feed so that nothing falls between the two: one XRANGE of at most the stream's
+        length, not a reader. Raises what Redis raises (the caller detaches the peer)."""
+        hub = self.hub
+        await hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
+        hub.monitors.add(peer)
+        hub.job_feed.add(peer)
+        if since is None:
+            return
+        scan = max(10_000, 2 * hub.store.settings.events_maxlen)  # the stream is trimmed about there
+        entries, complete = await hub.store.entries_since(since, scan=scan)
+        # a full scan may stop short of where the live feed began
+        peer.replay.append(orjson.dumps({"type": "subscribed", "resumed": complete and len(entries) < scan}))
+        for entry_id, flat in entries:
+            event_id = entry_id.decode()
+            if flat[1] == b"worker":
+                fields = event_fields(flat)
+                peer.replay.append(frames.worker_status(fields[b"id"].decode(), fields[b"status"].decode(),
+                                                        event_id))
+            else:
+                peer.replay.extend(frames.job_event(event_id, event_fields(one))
+                                   for one in entry_events(flat))
+        peer.replayed_through = event_key(entries[-1][0].decode()) if entries else None
 
     async def events(self, peer: StreamPeer, job_id: str | None = None) -> AsyncIterator[bytes]:
         """The body of an SSE response: the peer's frames as they come, a keep-alive comment when
@@ -160,9 +197,14 @@ class Streams:
         self.open.add(peer)
         try:
             yield b"retry: 1000\n\n"
+            for frame in peer.replay:
+                yield sse_message(frame)
+            peer.replay.clear()
             while True:
                 while peer.queued:
-                    yield sse_message(peer.take())
+                    frame = peer.take()
+                    if not replayed(frame, peer.replayed_through):
+                        yield sse_message(frame)
                 if peer.ended or (job_id is not None and job_id not in peer.subs.jobs):
                     break
                 peer.wake.clear()
