@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from http_support import HttpAnswer, http_request, sse
 from prometheus_client.parser import text_string_to_metric_families
@@ -495,3 +496,15 @@ async def test_a_live_event_that_the_replay_covered_is_sent_once(http_hub: Hub) 
     body = b"".join([chunk async for chunk in http_hub.http.streams.events(peer)])
     assert body.count(b'"job_id":"d-1"') == 1 and body.count(b'"job_id":"d-2"') == 1
     assert peer not in http_hub.job_feed  # the stream's end took it out of the feed
+
+
+async def test_a_resume_replays_no_more_than_a_stream_may_queue_and_says_so(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    for n in range(10):
+        await http_hub.store.add_job("crop", job_id=f"big-{n}")
+    peer = StreamPeer(http_hub, "monitor", OPEN)
+    peer.max_bytes = 300  # room for a few events
+    await http_hub.http.streams.job_feed(peer, 1.0, since="0-0")
+    assert orjson.loads(peer.replay[0]) == {"type": "subscribed", "resumed": False}
+    assert 1 < len(peer.replay) < 11 and sum(map(len, peer.replay[1:])) <= 300
+    http_hub.detach(peer)

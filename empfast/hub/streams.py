@@ -178,17 +178,23 @@ class Streams:
         scan = max(10_000, 2 * hub.store.settings.events_maxlen)  # the stream is trimmed about there
         entries, complete = await hub.store.entries_since(since, scan=scan)
         # a full scan may stop short of where the live feed began
-        peer.replay.append(orjson.dumps({"type": "subscribed", "resumed": complete and len(entries) < scan}))
+        complete = complete and len(entries) < scan
+        replay: list[bytes] = []
+        size = 0
         for entry_id, flat in entries:
             event_id = entry_id.decode()
             if flat[1] == b"worker":
                 fields = event_fields(flat)
-                peer.replay.append(frames.worker_status(fields[b"id"].decode(), fields[b"status"].decode(),
-                                                        event_id))
+                built = [frames.worker_status(fields[b"id"].decode(), fields[b"status"].decode(), event_id)]
             else:
-                peer.replay.extend(frames.job_event(event_id, event_fields(one))
-                                   for one in entry_events(flat))
-        peer.replayed_through = event_key(entries[-1][0].decode()) if entries else None
+                built = [frames.job_event(event_id, event_fields(one)) for one in entry_events(flat)]
+            size += sum(map(len, built))
+            if size > peer.max_bytes:  # no more than a stream may queue: the rest is missing
+                complete = False
+                break
+            replay += built
+            peer.replayed_through = event_key(event_id)
+        peer.replay = [orjson.dumps({"type": "subscribed", "resumed": complete}), *replay]
 
     async def events(self, peer: StreamPeer, job_id: str | None = None) -> AsyncIterator[bytes]:
         """The body of an SSE response: the peer's frames as they come, a keep-alive comment when
