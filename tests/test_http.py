@@ -508,3 +508,20 @@ async def test_a_resume_replays_no_more_than_a_stream_may_queue_and_says_so(http
     assert orjson.loads(peer.replay[0]) == {"type": "subscribed", "resumed": False}
     assert 1 < len(peer.replay) < 11 and sum(map(len, peer.replay[1:])) <= 300
     http_hub.detach(peer)
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403),
+    ({"Origin": "https://evil.example"}, 403),
+    ({"Sec-Fetch-Site": "same-site"}, 403),
+    ({"Sec-Fetch-Site": "same-origin"}, 201),
+    ({}, 201),  # curl, the SDKs: no browser headers
+])
+async def test_a_browsers_cross_site_request_changes_nothing(http_hub: Hub, headers: dict[str, str],
+                                                             status: int) -> None:
+    """With auth off, a web page the operator opens must not submit or cancel jobs on localhost."""
+    assert http_hub.http is not None
+    answer = await http_request(http_hub.http.port, "POST", "/api/jobs", body={"job_type": "a"},
+                                headers=headers)
+    assert answer.status == status, answer.body
+    assert (await http_hub.store.stats()).pending == (1 if status == 201 else 0)

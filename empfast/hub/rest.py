@@ -63,6 +63,20 @@ def error_answer(frame: bytes) -> Response:
     return answer(frame, status)
 
 
+def check_same_site(request: Request) -> None:
+    """A route that changes something refuses a browser's cross-site request: with auth off (or a
+    token a page could guess), any web page its operator opens could otherwise POST to the hub on
+    localhost. Browsers say where a request comes from (Sec-Fetch-Site, Origin); curl, the SDKs and
+    other programs send neither, and pass."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if (site is not None and site not in ("same-origin", "none")) or (
+            origin is not None and origin.split("://", 1)[-1] != host):
+        raise HttpError(403, e.FORBIDDEN, "a cross-site request may not change jobs: send it from the "
+                        "hub's own origin, or without a browser")
+
+
 def identify(hub: Hub, request: Request, roles: tuple[str, ...]) -> tuple[str, Identity]:
     """The role (of `roles`) and identity the request's bearer token opens. 401 without a token
     of this hub; 403 for one that opens none of these roles."""
@@ -84,6 +98,8 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
               ok_status: int = 200) -> Response:
     """Handle one protocol message for this request and answer with the handler's reply."""
     try:
+        if roles is ACT:
+            check_same_site(request)
         role, identity = identify(hub, request, roles)
         decoded = m.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
     except HttpError as exc:
