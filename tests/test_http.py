@@ -11,7 +11,7 @@ import orjson
 import pytest
 from http_support import HttpAnswer, http_request, sse
 from prometheus_client.parser import text_string_to_metric_families
-from support import WSPeer, connect, free_port, register, running_redis_server, submit
+from support import MakeStore, WSPeer, connect, free_port, register, running_redis_server, submit
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.hub import Hub, streams
@@ -23,9 +23,9 @@ FAST = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 5
 
 
 @pytest.fixture
-async def http_hub() -> AsyncIterator[Hub]:
-    """A started hub on the embedded store with its HTTP side on a free port."""
-    hub = Hub(Store.embedded(QueueSettings(name="http")), HubConfig(port=0, http_port=free_port(), **FAST))
+async def http_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
+    """A started hub with its HTTP side on a free port, on each backend (conftest.py)."""
+    hub = Hub(await make_store(name="http"), HubConfig(port=0, http_port=free_port(), **FAST))
     await hub.start()
     yield hub
     await hub.stop()
