@@ -4,12 +4,14 @@ health probes, metrics, the REST routes and their OpenAPI description, SSE strea
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 from http_support import HttpAnswer, http_request, sse
+from in_process import run_in_process
 from prometheus_client.parser import text_string_to_metric_families
 from support import MakeStore, WSPeer, connect, free_port, register, running_redis_server, submit
 
@@ -525,3 +527,12 @@ async def test_a_browsers_cross_site_request_changes_nothing(http_hub: Hub, head
                                 headers=headers)
     assert answer.status == status, answer.body
     assert (await http_hub.store.stats()).pending == (1 if status == 201 else 0)
+
+
+def test_serve_with_its_http_port_taken_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = run_in_process("serve", "--port", "0", "--http-port", str(taken.getsockname()[1]))
+    assert proc.returncode == 2 and "choose another --http-port, or 0 to turn it off" in proc.stderr
+    assert "Traceback" not in proc.stderr

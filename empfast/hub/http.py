@@ -236,7 +236,7 @@ class HttpSide:
             checks["redis"] = checks["scripts"] = f"no answer within {READY_TIMEOUT_S:g} s"
         except Exception as exc:  # the Redis client's errors: only the store names them
             checks["redis"] = checks["scripts"] = f"unreachable: {exc}"
-        reader = hub.dispatch.tasks[0] if hub.dispatch.tasks else None
+        reader = hub.dispatch.tasks[0] if hub.dispatch.tasks else None  # Dispatcher.start's first task
         if reader is None or reader.done():
             checks["events_reader"] = "not running"
         elif hub.dispatch.reader_interrupted:
