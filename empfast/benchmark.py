@@ -218,7 +218,8 @@ async def own_queue_hub(redis: RedisOptions, variables: Mapping[str, str]) -> As
     environment = {name: value for name, value in os.environ.items()
                    if not (name.startswith("EMPFAST_") and "TOKEN" in name)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "empfast", "serve", "--host", "127.0.0.1", "--port", "0", "--queue", queue,
+        sys.executable, "-m", "empfast", "serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+        "--queue", queue,
         "--log-level", "info", stderr=asyncio.subprocess.PIPE,
         env={**environment, **variables, "EMPFAST_JSON_LOGS": "", "EMPFAST_TOKEN": token})
     log_reader: asyncio.Future[None] | None = None

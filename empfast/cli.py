@@ -30,6 +30,7 @@ from empfast.connection import HubError
 from empfast.demo import run_demo
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
+from empfast.hub.http import HttpListenError
 from empfast.manage import (
     add_cancel_command,
     add_jobs_command,
@@ -72,12 +73,18 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
         await store.close()
         raise StartupError(f"cannot reach {where} ({exc}): start it, or fix --redis-url "
                            "(EMPFAST_REDIS_URL)") from None
+    except HttpListenError as exc:
+        await store.close()
+        raise StartupError(exc.strerror or str(exc)) from None
     except OSError as exc:
         await store.close()
         raise StartupError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): is "
                            "another hub running there? choose another --port") from None
     log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s; it takes %s",
              hub.hub_id, config.host, hub.port, settings.name, where, hub.capacity())
+    if hub.http is not None:
+        log.info("HTTP side on http://%s:%d (REST /api, SSE, /openapi.json, /livez, /readyz, /metrics)",
+                 hub.http.host, hub.http.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -298,7 +305,7 @@ async def run_bench_command(args: argparse.Namespace, hub: HubAddress) -> int:
         print(f"the bench's jobs (type {JOB_TYPE}) stay in the queue behind {hub.url}", file=sys.stderr)
         return 0
     store = Store.embedded(QueueSettings(name="bench"))
-    embedded_hub = Hub(store, HubConfig(port=0))
+    embedded_hub = Hub(store, HubConfig(port=0, http_port=0))
     await embedded_hub.start()
     try:
         print("a hub on the embedded store in this process (fakeredis: about 2 ms a script)")

@@ -140,6 +140,9 @@ class HubConfig:
     host: str = setting("127.0.0.1", "the address to listen on (0.0.0.0 for every interface)")
     port: int = setting(8765, "the port to listen on (0 picks a free one)")
     hub_id: str = setting("", "this hub's id among the hubs of a queue; unset: hub-PID-RANDOM")
+    http_port: int = setting(8766, "the HTTP side's port (REST, SSE, /livez, /readyz, /metrics, "
+                                   "docs/management.md 4); 0 turns it off")
+    http_host: str | None = setting(None, "the HTTP side's address; unset: the hub's host")
     token: str | None = setting(None, "require this token on every connection, for every role; "
                                       "unset (and no *_tokens): none", secret=True)
     max_frame_bytes: int = setting(DEFAULT_MAX_FRAME_BYTES,
@@ -190,8 +193,9 @@ class HubConfig:
                                                    "a connection can go over max_inbound_bytes")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be 0 to 65535, got {self.port}")
+        for name in ("port", "http_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be 0 to 65535, got {getattr(self, name)}")
         if self.max_frame_bytes <= FRAME_HEADROOM_BYTES:  # no room would be left for a payload
             raise ValueError(f"max_frame_bytes must be more than {FRAME_HEADROOM_BYTES}, got "
                              f"{self.max_frame_bytes}")

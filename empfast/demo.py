@@ -92,7 +92,7 @@ async def run_demo(jobs: int = 300, workers: int = 3, concurrency: int = 8, seed
                    out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> DemoRun:
     settings = QueueSettings(name="demo", lease_ms=10_000, liveness_ms=10_000, backoff_base_ms=200)
     store = Store.embedded(settings)
-    hub = Hub(store, HubConfig(port=0, sweep_interval_s=0.2, events_block_ms=100))
+    hub = Hub(store, HubConfig(port=0, http_port=0, sweep_interval_s=0.2, events_block_ms=100))
     await hub.start()
     url = f"ws://127.0.0.1:{hub.port}"
     print(f"empfast demo: a hub at {url} on the embedded store (fakeredis with Lua, in this process; "

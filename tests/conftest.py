@@ -73,7 +73,8 @@ async def store(make_store: MakeStore) -> AsyncIterator[Store]:
 async def hub(make_store: MakeStore) -> AsyncIterator[Hub]:
     """A started hub on a free port with short lease (2 s) and liveness (3 s), on each backend."""
     store = await make_store(lease_ms=2_000, liveness_ms=3_000)
-    h = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+    h = Hub(store, HubConfig(port=0, http_port=0, sweep_interval_s=0.05, stats_interval_s=0.05,
+                             events_block_ms=50))
     await h.start()
     yield h
     await h.stop()

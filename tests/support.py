@@ -171,7 +171,8 @@ def empfast_serve(redis_url: str, queue: str, *options: str, cwd: Path | None = 
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", redis_url,
+            [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--http-port", "0",
+             "--redis-url", redis_url,
              "--queue", queue, "--log-level", "warning", *options],
             stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""}, cwd=cwd)
         try:
@@ -230,7 +231,8 @@ async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterato
     """A hub on a free port whose queue has these settings (lease_ms, liveness_ms, ...), with fast
     background loops, stopped at the end."""
     hub = Hub(await make_store(**settings),
-              HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+              HubConfig(port=0, http_port=0, sweep_interval_s=0.05, stats_interval_s=0.05,
+                        events_block_ms=50))
     await hub.start()
     try:
         yield hub

@@ -73,7 +73,7 @@ async def test_a_complete_jobs_with_a_bad_item_is_refused_whole_and_stores_nothi
 @pytest.fixture
 async def small_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
     """A hub with a 64 KiB frame limit."""
-    h = Hub(await make_store(), HubConfig(port=0, max_frame_bytes=64 << 10, events_block_ms=50))
+    h = Hub(await make_store(), HubConfig(port=0, http_port=0, max_frame_bytes=64 << 10, events_block_ms=50))
     await h.start()
     yield h
     await h.stop()

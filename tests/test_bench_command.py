@@ -85,7 +85,7 @@ async def test_bench_refuses_a_hub_whose_queue_holds_jobs(redis_server: RedisSer
     redis_server.flush()
     store = await users_queue(redis_server)
     before = users_jobs(redis_server)
-    hub = Hub(store, HubConfig(port=0))
+    hub = Hub(store, HubConfig(port=0, http_port=0))
     await hub.start()
     try:
         bench = await asyncio.to_thread(run_in_process, "bench", "--url", f"ws://127.0.0.1:{hub.port}",

@@ -36,7 +36,8 @@ def _leave_the_test_process_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def start_hub(port: int, *extra: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(*EMPFAST, "serve", "--port", str(port), *extra,
+    proc = await asyncio.create_subprocess_exec(*EMPFAST, "serve", "--port", str(port), "--http-port", "0",
+                                                *extra,
                                                 stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
@@ -195,7 +196,7 @@ def test_at_info_the_log_has_the_hubs_lines_not_the_websocket_librarys() -> None
 
 
 async def test_a_worker_registration_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    hub = Hub(Store.embedded(QueueSettings(name="logs")), HubConfig(port=0))
+    hub = Hub(Store.embedded(QueueSettings(name="logs")), HubConfig(port=0, http_port=0))
     await hub.start()
     try:
         with caplog.at_level(logging.INFO, logger="empfast.hub"):

@@ -24,7 +24,7 @@ from empfast.client import (
 from empfast.config import HubConfig
 from empfast.hub import Hub
 
-HUB_TIMINGS = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
+HUB_TIMINGS = {"http_port": 0, "sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
 
 
 

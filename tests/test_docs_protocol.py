@@ -31,7 +31,7 @@ NAME = re.compile(r"`([a-z_.]+)`")
 async def hub() -> AsyncIterator[Hub]:
     settings = QueueSettings(name="docs", lease_ms=30_000, liveness_ms=30_000)
     h = Hub(Store.embedded(settings),
-            HubConfig(port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
+            HubConfig(port=0, http_port=0, sweep_interval_s=0.05, stats_interval_s=0.05, events_block_ms=50))
     await h.start()
     yield h
     await h.stop()
@@ -278,7 +278,8 @@ async def test_stats_pushes_come_at_most_every_interval_and_only_on_change(hub: 
 
 async def test_an_idle_worker_that_does_not_heartbeat_is_dropped_as_section_4_2_says() -> None:
     settings = QueueSettings(name="docs", lease_ms=30_000, liveness_ms=500)
-    h = Hub(Store.embedded(settings), HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50))
+    h = Hub(Store.embedded(settings),
+            HubConfig(port=0, http_port=0, sweep_interval_s=0.05, events_block_ms=50))
     await h.start()
     try:
         monitor = await connect(h, "/ws/monitor")

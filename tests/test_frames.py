@@ -214,7 +214,7 @@ def test_stats_and_workers() -> None:
 
 
 async def test_the_handler_table_is_derived_from_the_declared_messages() -> None:
-    hub = Hub(Store.embedded(), HubConfig(port=0))
+    hub = Hub(Store.embedded(), HubConfig(port=0, http_port=0))
     assert {m.tag_of(cls) for cls in hub.handlers} == set(m.ALL_MESSAGES)
     for cls, handler in hub.handlers.items():
         assert handler.__name__ == m.handler_name(cls), cls

@@ -170,7 +170,8 @@ class Fuzz:
     unparsable: list[str] = field(default_factory=list)  # frames of the hub the SDKs cannot parse
 
     async def start(self) -> None:
-        self.hub = Hub(self.store, HubConfig(port=0, max_frame_bytes=MAX_FRAME_BYTES, sweep_interval_s=0.5,
+        self.hub = Hub(self.store, HubConfig(port=0, http_port=0, max_frame_bytes=MAX_FRAME_BYTES,
+                                             sweep_interval_s=0.5,
                                              stats_interval_s=0.25, events_block_ms=100))
         await self.hub.start()
         for role in ("client", "worker", "monitor"):

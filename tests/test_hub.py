@@ -199,7 +199,7 @@ async def test_two_hubs_on_one_redis_act_as_one(backend: str, make_store: MakeSt
     hubs = []
     for _ in range(2):
         store = await make_store()
-        h = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50))
+        h = Hub(store, HubConfig(port=0, http_port=0, sweep_interval_s=0.05, events_block_ms=50))
         await h.start()
         hubs.append(h)
     try:
@@ -221,7 +221,8 @@ async def test_a_job_for_the_one_idle_worker_is_claimed_by_the_submit_itself(mak
     it (addJobs claims after adding): the worker gets it without the events reader or the sweep,
     which this hub never runs here, and the client's events still arrive in order once it reads."""
     store = await make_store()
-    hub = Hub(store, HubConfig(port=0, sweep_interval_s=3600, stats_interval_s=3600, events_block_ms=50))
+    hub = Hub(store, HubConfig(port=0, http_port=0, sweep_interval_s=3600, stats_interval_s=3600,
+                               events_block_ms=50))
     await hub.start()
     try:
         reader = hub.dispatch.tasks[0]

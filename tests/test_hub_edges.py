@@ -26,7 +26,7 @@ async def pending(peer: WSPeer) -> int:
 async def small_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
     """A hub with a token, a 64 KiB frame limit and a 64 KiB outbound limit."""
     store = await make_store(lease_ms=2_000, liveness_ms=3_000)
-    h = Hub(store, HubConfig(port=0, token="s3cret", max_frame_bytes=64 << 10,
+    h = Hub(store, HubConfig(port=0, http_port=0, token="s3cret", max_frame_bytes=64 << 10,
                              max_outbound_bytes=64 << 10, sweep_interval_s=0.05, events_block_ms=50))
     await h.start()
     yield h
@@ -225,7 +225,7 @@ async def test_a_worker_id_registered_on_another_hub_replaces_this_hubs_connecti
         backend: str, make_store: MakeStore) -> None:
     if backend != "redis":
         pytest.skip("the embedded store lives in one process: several hubs need a real Redis")
-    hubs = [Hub(await make_store(), HubConfig(port=0, events_block_ms=50)) for _ in range(2)]
+    hubs = [Hub(await make_store(), HubConfig(port=0, http_port=0, events_block_ms=50)) for _ in range(2)]
     for h in hubs:
         await h.start()
     try:

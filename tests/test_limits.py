@@ -38,7 +38,7 @@ async def make_hub(make_store: MakeStore) -> AsyncIterator[MakeHub]:
     async def make(queue: dict[str, Any] | None = None, **config: Any) -> Hub:
         """`queue`: QueueSettings overrides; the rest are HubConfig's."""
         store = await make_store(**(queue or {}))
-        hub = Hub(store, HubConfig(port=0, sweep_interval_s=0.05, events_block_ms=50, **config))
+        hub = Hub(store, HubConfig(port=0, http_port=0, sweep_interval_s=0.05, events_block_ms=50, **config))
         await hub.start()
         made.append(hub)
         return hub
@@ -250,7 +250,7 @@ async def test_a_full_hub_refuses_the_upgrade_with_503_until_a_connection_closes
 
 async def test_serve_says_at_start_how_many_connections_it_takes() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "empfast", "serve", "--port", "0", "--max-connections", "3",
+        sys.executable, "-m", "empfast", "serve", "--port", "0", "--http-port", "0", "--max-connections", "3",
         stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stderr is not None
@@ -294,7 +294,7 @@ def test_the_hub_raises_its_descriptor_limit_for_its_connections(tmp_path: Path)
 
         async def main() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (512, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-            hub = Hub(Store.embedded(), HubConfig(port=0, max_connections=3000))
+            hub = Hub(Store.embedded(), HubConfig(port=0, http_port=0, max_connections=3000))
             await hub.start()
             print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hub.connection_limit)
             await hub.stop()
@@ -331,7 +331,7 @@ def test_a_hub_out_of_descriptors_neither_spins_nor_floods_its_log_and_recovers(
 
         async def main() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
-            hub = Hub(Store.embedded(), HubConfig(port=0))
+            hub = Hub(Store.embedded(), HubConfig(port=0, http_port=0))
             await hub.start()
             print(hub.port, flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

@@ -30,7 +30,7 @@ from empfast.worker import Job, Worker
 
 ROLE_TOKENS = {"client_tokens": "c-old,c-new", "worker_tokens": "w-tok", "monitor_tokens": "m-tok",
                "admin_tokens": "a-tok"}
-TIMINGS: dict[str, Any] = {"port": 0, "sweep_interval_s": 0.05, "stats_interval_s": 0.05,
+TIMINGS: dict[str, Any] = {"port": 0, "http_port": 0, "sweep_interval_s": 0.05, "stats_interval_s": 0.05,
                            "events_block_ms": 50}
 
 HubFactory = Callable[..., Any]

@@ -34,6 +34,7 @@ from empfast.hub.bulk import BulkRunner
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, NOT_REGISTERED_YET, Peer
 from empfast.hub.dispatch import Dispatcher
+from empfast.hub.http import HttpSide
 from empfast.hub.monitors import MonitorHandlers
 from empfast.hub.workers import WorkerHandlers
 from empfast.store import Store
@@ -79,6 +80,8 @@ class Hub:
         self.monitor_handlers = MonitorHandlers(self)
         self.bulk = BulkRunner(self)
         self.dispatch = Dispatcher(self)
+        # the HTTP side (REST, SSE, health, metrics) on its own port; None when http_port is 0
+        self.http: HttpSide | None = HttpSide(self) if self.config.http_port else None
         # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
         self.handlers: dict[type[m.AnyMessage], FrameHandler] = m.handler_table(
             self.clients, self.worker_handlers, self.monitor_handlers, self)
@@ -114,6 +117,12 @@ class Hub:
         self.running = True
         self.dispatch.start()
         self.monitor_handlers.start()
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except BaseException:
+                await self.stop()
+                raise
 
     def capacity(self) -> str:
         """How many connections the started hub takes, and why: for its start-up log line."""
@@ -150,6 +159,8 @@ class Hub:
                 for transport in transports:
                     transport.underlying_transport.abort()
                 await self.server.wait_closed()
+        if self.http is not None:  # last: until here, /readyz answers 503 (the hub is stopping)
+            await self.http.stop()
 
     # ---- connections -------------------------------------------------------------------------
 

@@ -70,21 +70,26 @@ class EventReads:
         oldest = await self.redis.xrange(self.keys.events, count=1)
         return text(oldest[0][0]) if oldest else None
 
-    async def job_events_since(self, job_id: str, since: str, *,
-                               scan: int = 10_000) -> tuple[list[tuple[str, EventFields]], bool]:
-        """Events of one job after `since` (for a client that resumes), in one round trip. It scans
-        the oldest `scan` entries after `since` (an XRANGE from there; the default is the stream's
-        trimmed length), so a job's later events past that window are not returned. The flag is
-        False when `since` is older than the stream's first entry: trimmed events may be missing."""
+    async def entries_since(self, since: str, *, scan: int = 10_000) -> tuple[list[EventEntry], bool]:
+        """The entries after `since`, oldest first, at most `scan` (an XRANGE from there), in one
+        round trip: for a job's subscriber or a whole feed that resumes. The flag is False when
+        `since` is older than the stream's first entry: trimmed events may be missing."""
         since_key = event_key(since)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.events, count=1)
         if since_key != LAST_EVENT_KEY:  # nothing comes after it, and Redis refuses "(" of it
             pipe.xrange(self.keys.events, min=f"({since}", count=scan)
         first, *after = await pipe.execute()
-        entries = after[0] if after else []
         first_key = event_key(text(first[0][0])) if first else None
         complete = first_key is None or since_key is None or first_key <= since_key
+        return (after[0] if after else []), complete
+
+    async def job_events_since(self, job_id: str, since: str, *,
+                               scan: int = 10_000) -> tuple[list[tuple[str, EventFields]], bool]:
+        """Events of one job after `since` (for a client that resumes), in one round trip. It scans
+        the oldest `scan` entries after `since` (the default is the stream's trimmed length), so a
+        job's later events past that window are not returned. The flag: as entries_since's."""
+        entries, complete = await self.entries_since(since, scan=scan)
         wanted = job_id.encode()
         events = []
         for entry_id, flat in entries:

@@ -413,6 +413,16 @@ class Store(EventReads, JobListing, BulkActions):
             k.meta),
             (k.prefix,)))
 
+    async def unloaded_scripts(self) -> list[str]:
+        """For a readiness probe: the names of the scripts Redis does not hold (after a restart or
+        SCRIPT FLUSH, until the next call loads them again), in one round trip that PINGs too.
+        Raises the client's error when Redis does not answer."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.ping()
+        pipe.script_exists(*(script.sha for script in self.scripts.values()))
+        _, loaded = await pipe.execute()
+        return [name for name, held in zip(self.scripts, loaded, strict=True) if not held]
+
     async def pending_counts(self, job_types: Iterable[str]) -> dict[str, int]:
         """How many jobs of each of these types are pending (types with none are left out), in one
         round trip whose cost grows with the types asked for, not with the queue's types."""

@@ -154,7 +154,8 @@ class Cluster:
     def start_hub(self, port: int | None = None) -> int:
         """An `empfast serve` on Redis, on `port` (a free one by default); returns once it listens."""
         port = port or free_port()
-        args = [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--redis-url", self.redis_url,
+        args = [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--http-port", "0",
+                "--redis-url", self.redis_url,
                 "--lease-ms", str(self.lease_ms), "--liveness-ms", str(self.liveness_ms),
                 "--sweep-interval-s", str(self.sweep_interval_s), "--events-block-ms", "200",
                 "--redis-retries", "3", "--redis-socket-timeout-s", "2", "--redis-connect-timeout-s", "1"]
