@@ -291,6 +291,7 @@ async def test_with_tokens_configured_each_route_takes_the_role_of_its_message(
 # ---- OpenAPI ---------------------------------------------------------------------------------------
 
 REQUIRED_EXAMPLES = {"status": "scheduled"}  # a value for each required query parameter
+BODY_EXAMPLES = {"job_type": "a", "status": "completed"}  # ... and for each required body member
 
 
 async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http_hub: Hub) -> None:
@@ -307,14 +308,18 @@ async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http
         for method, operation in operations.items():
             required = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
                         and p.get("required")]
-            target = path.replace("{job_id}", "o-1")
+            target = path.replace("{job_id}", "o-1").replace("{job_type}", "a")
             if required:
                 target += "?" + "&".join(f"{name}={REQUIRED_EXAMPLES[name]}" for name in required)
             body = None
             if "requestBody" in operation:
-                body = {name: "a" for name in operation["requestBody"]["content"]["application/json"]
-                        ["schema"].get("required", [])}
+                body = {name: BODY_EXAMPLES[name] for name in operation["requestBody"]["content"]
+                        ["application/json"]["schema"].get("required", [])}
             ok = [status for status in operation["responses"] if status.startswith("2")]
+            if "text/event-stream" in operation["responses"][ok[0]].get("content", {}) and method == "post":
+                answer = await call(http_hub, "POST", target, body)  # a bulk action's stream ends
+                assert answer.status == 200 and b"event: bulk_done" in answer.body, (target, answer.body)
+                continue
             if "text/event-stream" in operation["responses"][ok[0]].get("content", {}):
                 async with sse(http_hub.http.port, target) as stream:
                     assert stream.status == 200, target

@@ -27,7 +27,18 @@ from empfast.errors import ProtocolError
 from empfast.hub import frames, openapi
 from empfast.hub.conn import error_for
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
-from empfast.hub.rest import MONITOR, READ, HttpError, RestRoutes, error_answer, identify, query
+from empfast.hub.rest import (
+    MONITOR,
+    READ,
+    HttpError,
+    RestRoutes,
+    check_same_site,
+    error_answer,
+    identify,
+    query,
+    read_body,
+    with_members,
+)
 from empfast.hub.streams import StreamPeer, Streams, sse_headers
 from empfast.ids import MAX_EVENT_ID_PART
 from empfast.protocol import EVENT_ID_RE
@@ -90,6 +101,7 @@ class HttpSide:
         rest = RestRoutes(self.hub)
         return [
             Route("/livez", self.livez, methods=["GET"]),
+            Route("/healthz", self.livez, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -100,6 +112,11 @@ class HttpSide:
             Route("/api/jobs/{job_id}", rest.job, methods=["GET"]),
             Route("/api/jobs/{job_id}/cancel", rest.cancel, methods=["POST"]),
             Route("/api/jobs/{job_id}/retry", rest.retry, methods=["POST"]),
+            Route("/api/types/{job_type}/pause", rest.pause, methods=["POST"]),
+            Route("/api/types/{job_type}/resume", rest.pause, methods=["POST"]),
+            Route("/api/bulk/retry", self.bulk, methods=["POST"]),
+            Route("/api/bulk/remove", self.bulk, methods=["POST"]),
+            Route("/api/info", self.info, methods=["GET"]),
             Route("/api/events", self.feed, methods=["GET"]),
             Route("/api/jobs/{job_id}/events", self.job_events, methods=["GET"]),
         ]
@@ -173,12 +190,19 @@ class HttpSide:
 
     async def feed(self, request: Request) -> Response:
         """GET /api/events: every job event and worker_status, as a monitor gets them, and stats
-        every `interval_s` while they change (subscribe_stats). Last-Event-ID (or ?since=) first
-        replays the events after it."""
+        every `interval_s` while they change (subscribe_stats); with `?type=A&type=B`, the job
+        events of those types only (set_job_feed). Last-Event-ID (or ?since=) first replays the
+        events after it."""
         try:
             role, identity = identify(self.hub, request, MONITOR)
-            fields = query(request, {"interval_s": "interval_s", "since": "since"}, numbers=("interval_s",))
+            fields = query(request, {"interval_s": "interval_s", "since": "since", "type": "type"},
+                           numbers=("interval_s",))
             since = resume_point(request, fields.pop("since", None))
+            fields.pop("type", None)
+            job_types = request.query_params.getlist("type")
+            feed = m.decode(role, orjson.dumps({"type": "set_job_feed", "job_events": True,
+                                                **({"job_types": job_types} if job_types else {})}))
+            assert isinstance(feed, m.SetJobFeed)
             message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
         except HttpError as exc:
             return exc.response()
@@ -187,7 +211,7 @@ class HttpSide:
         assert isinstance(message, m.SubscribeStats)
         peer = StreamPeer(self.hub, role, identity)
         try:
-            await self.streams.job_feed(peer, message.interval_s, since)
+            await self.streams.job_feed(peer, message.interval_s, since, frozenset(feed.job_types or ()))
         except Exception as exc:
             self.hub.detach(peer)
             return error_answer(error_for(exc, None, role))
@@ -214,6 +238,39 @@ class HttpSide:
             self.hub.detach(peer)
             return error_answer(error_for(exc, None, role))
         return self._stream(peer, job_id)
+
+    async def bulk(self, request: Request) -> Response:
+        """POST /api/bulk/retry (retry_jobs) and /api/bulk/remove (remove_jobs), the body the
+        message's fields: an SSE stream of its bulk_started, bulk_progress and bulk_done, which
+        ends it. Closing the response stops the action, as closing a monitor's socket does."""
+        kind = "retry_jobs" if request.url.path.endswith("/retry") else "remove_jobs"
+        try:
+            check_same_site(request)
+            role, identity = identify(self.hub, request, MONITOR)
+            query(request, {})
+            body = (await read_body(request, 4096)).strip() or b"{}"
+            message = m.decode(role, with_members(body, {"type": kind}))
+        except HttpError as exc:
+            return exc.response()
+        except ProtocolError as exc:
+            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+        peer = StreamPeer(self.hub, role, identity)
+        try:
+            await self.hub.handle(peer, message)  # bulk_started queued; the action runs in a task
+        except Exception as exc:
+            self.hub.detach(peer)
+            return error_answer(error_for(exc, None, role))
+        return StreamingResponse(self.streams.events(peer, last_kind="bulk_done"),
+                                 media_type="text/event-stream", headers=sse_headers())
+
+    async def info(self, request: Request) -> Response:
+        """GET /api/info: what the dashboard shows in its header (the queue, this hub, the version)."""
+        try:
+            identify(self.hub, request, READ)
+        except HttpError as exc:
+            return exc.response()
+        return json_response({"queue": self.hub.store.settings.name, "hub_id": self.hub.hub_id,
+                              "version": self.metrics.version})
 
     def _stream(self, peer: StreamPeer, job_id: str | None = None) -> StreamingResponse:
         return StreamingResponse(self.streams.events(peer, job_id), media_type="text/event-stream",

@@ -11,6 +11,8 @@ ERROR = {"type": "object", "required": ["type", "code", "error"], "properties": 
     "type": {"const": "error"}, "code": {"type": "string", "description": "docs/protocol.md section 3"},
     "error": {"type": "string"}, "field": {"type": "string"}}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_TYPE = {"name": "job_type", "in": "path", "required": True, "schema": {"type": "string"}}
+BULK = {"type": "object", "properties": {"job_type": {"type": "string"}, "dry_run": {"type": "boolean"}}}
 JSON = "application/json"
 
 
@@ -51,6 +53,8 @@ READ_ERRORS = (401, 403, 503)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/livez": {"get": _op("the process answers (never checks Redis)", _json("ok"), auth=False)},
+    "/healthz": {"get": _op("the same as /livez (the name some orchestrators expect)", _json("ok"),
+                            auth=False)},
     "/readyz": {"get": _op("Redis answers a PING and holds the scripts, the events reader runs, the hub "
                            "is not stopping", _json("ready"), auth=False)
                 | {"responses": {"200": _json("ready"), "503": _json("not ready: `checks` says why")}}},
@@ -69,8 +73,11 @@ PATHS: dict[str, dict[str, Any]] = {
                        _query("limit", "1..500, default 50", {"type": "integer"}),
                        _query("cursor", "the previous page's cursor", {"type": "string"}),
                        _query("payloads", "add payload and result", {"type": "boolean"})]),
-        "post": _op("submit_job: add a job; the body is submit_job's members", _json("job_accepted"),
-                    400, 401, 403, 413, 503, ok_status="201", body={
+        "post": _op("submit_job: add a job; the body is submit_job's members; with wait_s, wait up "
+                    "to that long for its end and answer with its state (job_status)",
+                    _json("job_accepted"), 400, 401, 403, 413, 503, ok_status="201",
+                    params=[_query("wait_s", "wait for the job's end, at most this many seconds "
+                                             "(up to 300)", {"type": "number"})], body={
                         "type": "object", "required": ["job_type"], "properties": {
                             "job_type": {"type": "string"}, "payload": {}, "priority": {"type": "integer"},
                             "job_id": {"type": "string"}, "max_attempts": {"type": "integer"},
@@ -91,11 +98,36 @@ PATHS: dict[str, dict[str, Any]] = {
                                              params=[JOB_ID], body={"type": "object", "properties": {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},
+    "/api/info": {"get": _op("the queue's name, this hub's id and the version (the dashboard's header)",
+                             _json("info", {"type": "object", "properties": {
+                                 "queue": {"type": "string"}, "hub_id": {"type": "string"},
+                                 "version": {"type": "string"}}}), *READ_ERRORS)},
+    "/api/types/{job_type}/pause": {"post": _op(
+        "pause_type: no worker is given a job of this type until it is resumed (a monitor or admin "
+        "token)", _json("type_paused"), 400, 401, 403, 503, params=[JOB_TYPE])},
+    "/api/types/{job_type}/resume": {"post": _op(
+        "resume_type: the type's waiting jobs go to idle workers at once", _json("type_paused"),
+        400, 401, 403, 503, params=[JOB_TYPE])},
+    "/api/bulk/retry": {"post": _op(
+        "retry_jobs: every failed (or cancelled) job, or those of a type, in slices; the answer is "
+        "an SSE stream of bulk_started, bulk_progress and bulk_done (its end); closing it stops the "
+        "action", SSE, 400, 401, 403, 503, body=BULK | {"properties": {
+            **BULK["properties"], "status": {"enum": ["failed", "cancelled"]},
+            "attempts": {"type": "integer"}}})},
+    "/api/bulk/remove": {"post": _op(
+        "remove_jobs: the finished jobs of a status, or of a type, finished at least older_than_s "
+        "ago, in slices; an SSE stream as for /api/bulk/retry", SSE, 400, 401, 403, 503,
+        body=BULK | {"required": ["status"], "properties": {
+            **BULK["properties"], "status": {"enum": ["completed", "failed", "cancelled"]},
+            "older_than_s": {"type": "number"}}})},
     "/api/events": {"get": _op("every job event and worker_status (a monitor's feed), and stats every "
-                               "interval_s while they change; Last-Event-ID (or ?since=) first "
-                               "replays the events after it", SSE, 400, *READ_ERRORS,
+                               "interval_s while they change; with type, the job events of those "
+                               "types only; Last-Event-ID (or ?since=) first replays the events after "
+                               "it", SSE, 400, *READ_ERRORS,
                                params=[_query("interval_s", "stats at most this often, 0.25..3600, "
                                                             "default 1", {"type": "number"}),
+                                       _query("type", "a job type whose events to send (repeat for "
+                                                      "several)", {"type": "string"}),
                                        _query("since", "an event id, as Last-Event-ID",
                                               {"type": "string"})])},
     "/api/jobs/{job_id}/events": {"get": _op(

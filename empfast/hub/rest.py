@@ -8,6 +8,8 @@ HTTP status for its error code.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,7 +22,7 @@ from empfast.errors import ProtocolError
 from empfast.hub import frames
 from empfast.hub.auth import ROLES, Identity
 from empfast.hub.conn import error_for
-from empfast.hub.streams import RequestPeer
+from empfast.hub.streams import RequestPeer, StreamPeer
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -36,6 +38,7 @@ READ = ("monitor", "client")
 ACT = ("client",)
 MONITOR = ("monitor",)
 TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
+MAX_WAIT_S = 300  # POST /api/jobs?wait_s=: the longest an HTTP request waits for its job
 
 
 class HttpError(Exception):
@@ -95,10 +98,11 @@ def identify(hub: Hub, request: Request, roles: tuple[str, ...]) -> tuple[str, I
 
 
 async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[str, Any] | bytes,
-              ok_status: int = 200) -> Response:
-    """Handle one protocol message for this request and answer with the handler's reply."""
+              ok_status: int = 200, *, changes: bool = False) -> Response:
+    """Handle one protocol message for this request and answer with the handler's reply.
+    `changes`: a monitor's message that changes jobs (pausing), refused cross-site as ACT's are."""
     try:
-        if roles is ACT:
+        if roles is ACT or changes:
             check_same_site(request)
         role, identity = identify(hub, request, roles)
         decoded = m.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
@@ -206,20 +210,69 @@ class RestRoutes:
 
     async def submit(self, request: Request) -> Response:
         """POST /api/jobs: a body like submit_job's (job_type, payload, priority, job_id,
-        max_attempts, delay_s). 201 when the job was created; 200 when a job of that id existed."""
+        max_attempts, delay_s). 201 when the job was created; 200 when a job of that id existed.
+        With `?wait_s=N` (up to MAX_WAIT_S), the answer waits for the job's end, at most N seconds,
+        and is the job's state then (job_status, with `created`): its result once completed."""
         try:
-            query(request, {})
+            wait_s = query(request, {"wait_s": "wait_s"}, numbers=("wait_s",)).get("wait_s")
+            if wait_s is not None and not (isinstance(wait_s, int | float) and 0 < wait_s <= MAX_WAIT_S):
+                raise HttpError(400, e.BAD_MESSAGE, "wait_s must be a number of seconds, above 0 and at "
+                                f"most {MAX_WAIT_S}", field="wait_s")
             body = await read_body(request, self.hub.config.max_frame_bytes)
-            message = with_members(body, {"type": "submit_job", "subscribe": False})
+            message = with_members(body, {"type": "submit_job", "subscribe": wait_s is not None})
         except HttpError as exc:
             return exc.response()
+        if wait_s is not None:
+            return await self._submit_and_wait(request, message, float(wait_s))
         response = await ask(self.hub, request, ACT, message)
         if response.status_code == 200 and orjson.loads(bytes(response.body)).get("created"):
             response.status_code = 201
         return response
 
+    async def _submit_and_wait(self, request: Request, message: bytes, wait_s: float) -> Response:
+        """Submit subscribed (the job's final event comes to the request's peer), wait for that
+        event or the time, then answer with the job's state."""
+        try:
+            check_same_site(request)
+            role, identity = identify(self.hub, request, ACT)
+            decoded = m.decode(role, message)
+        except HttpError as exc:
+            return exc.response()
+        except ProtocolError as exc:
+            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+        peer = StreamPeer(self.hub, role, identity)
+        try:
+            await self.hub.handle(peer, decoded)
+            # the reply; a job event the reader brought during the store call may be ahead of it
+            accepted = next(frame for frame in map(orjson.loads, peer.queued)
+                            if frame.get("type") in ("job_accepted", "error"))
+            if accepted.get("type") == "error":
+                return error_answer(orjson.dumps(accepted))
+            job_id = accepted["job_id"]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    while job_id in peer.subs.jobs and not peer.ended:  # a final event ends it
+                        peer.wake.clear()
+                        await peer.wake.wait()
+            state = await self.hub.clients.job_status(peer, job_id, None, created=accepted["created"])
+        except Exception as exc:
+            return error_answer(error_for(exc, None, role))
+        finally:
+            self.hub.detach(peer)
+        return answer(state, 201 if accepted["created"] else 200)
+
     async def cancel(self, request: Request) -> Response:
         return await self._ask(request, ACT, {"type": "cancel_job", **self._job_id(request)}, {})
+
+    async def pause(self, request: Request) -> Response:
+        """POST /api/types/{job_type}/pause (pause_type) and .../resume (resume_type)."""
+        kind = "pause_type" if request.url.path.endswith("/pause") else "resume_type"
+        try:
+            query(request, {})
+        except HttpError as exc:
+            return exc.response()
+        message = {"type": kind, "job_type": request.path_params["job_type"]}
+        return await ask(self.hub, request, MONITOR, message, changes=True)
 
     async def retry(self, request: Request) -> Response:
         """POST /api/jobs/{id}/retry, with an optional body {attempts, retry_id}."""

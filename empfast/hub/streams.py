@@ -164,7 +164,8 @@ class Streams:
         for peer in list(self.open):
             peer.end()
 
-    async def job_feed(self, peer: StreamPeer, interval_s: float, since: str | None = None) -> None:
+    async def job_feed(self, peer: StreamPeer, interval_s: float, since: str | None = None,
+                       job_types: frozenset[str] = frozenset()) -> None:
         """Make `peer` a monitor in the job feed with stats pushes every `interval_s` (its first
         stats at once). With `since` (Last-Event-ID), the entries after it are read back once, after
         joining the feed so that nothing falls between the two: one XRANGE of at most the stream's
@@ -172,7 +173,7 @@ class Streams:
         hub = self.hub
         await hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
         hub.monitors.add(peer)
-        hub.job_feed.add(peer)
+        hub.set_job_feed(peer, True, job_types)
         if since is None:
             return
         scan = max(10_000, 2 * hub.store.settings.events_maxlen)  # the stream is trimmed about there
@@ -196,7 +197,8 @@ class Streams:
             peer.replayed_through = event_key(event_id)
         peer.replay = [orjson.dumps({"type": "subscribed", "resumed": complete}), *replay]
 
-    async def events(self, peer: StreamPeer, job_id: str | None = None) -> AsyncIterator[bytes]:
+    async def events(self, peer: StreamPeer, job_id: str | None = None,
+                     last_kind: str | None = None) -> AsyncIterator[bytes]:
         """The body of an SSE response: the peer's frames as they come, a keep-alive comment when
         none came for KEEPALIVE_S. A job's stream ends after its final event (the fan-out then ends
         the subscription); every stream ends when the hub stops or the client goes."""
@@ -207,11 +209,13 @@ class Streams:
                 yield sse_message(frame)
             peer.replay.clear()
             while True:
-                while peer.queued:
+                last = False
+                while peer.queued and not last:
                     frame = peer.take()
+                    last = last_kind is not None and member(frame, TYPE) == last_kind
                     if not replayed(frame, peer.replayed_through):
                         yield sse_message(frame)
-                if peer.ended or (job_id is not None and job_id not in peer.subs.jobs):
+                if last or peer.ended or (job_id is not None and job_id not in peer.subs.jobs):
                     break
                 peer.wake.clear()
                 try:

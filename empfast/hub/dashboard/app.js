@@ -1,0 +1,449 @@
+// The empfast dashboard: plain ES module, no build step. It reads the hub's REST routes and one
+// Server-Sent-Events stream per tab (/api/events: every job event, worker changes, stats), read
+// with fetch so that the token goes in a header. docs/management.md section 5.
+
+const view = document.getElementById("view");
+const live = document.getElementById("live");
+const state = {
+  info: null, stats: null, workers: [], typeFilter: "", lastStats: null, rate: 0,
+  jobsPage: null, jobRows: new Map(), jobEvents: null, onEvent: null,
+};
+
+// ---- talking to the hub ----------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.error ? body.error : `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+function headers(extra = {}) {
+  const token = sessionStorage.getItem("empfast-token");
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (response.status === 401) askForToken(body && body.error);
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+function post(path, body) {
+  return api(path, { method: "POST", body: JSON.stringify(body || {}),
+                     headers: { "Content-Type": "application/json" } });
+}
+
+// An SSE stream read with fetch: each event's data (a protocol frame) goes to onFrame. `resume`
+// keeps the last event id, sent back as Last-Event-ID when the stream is opened again.
+async function readEvents(response, onFrame, resume) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("data: ")) data.push(line.slice(6));
+        else if (line.startsWith("id: ") && resume) resume.lastId = line.slice(4);
+      }
+      if (data.length) onFrame(JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+async function follow(path, onFrame, { until } = {}) {
+  const resume = { lastId: null };
+  let pause = 500;
+  for (;;) {
+    const extra = resume.lastId ? { "Last-Event-ID": resume.lastId } : {};
+    try {
+      const response = await fetch(path, { headers: headers(extra) });
+      if (response.status === 401) { askForToken(); return; }
+      if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+      setLive(true);
+      pause = 500;
+      await readEvents(response, onFrame, resume);
+      if (until && until()) return;
+    } catch (error) {
+      console.warn("event stream", path, error);
+    }
+    setLive(false);
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 2, 10000);
+  }
+}
+
+function setLive(on) {
+  live.className = `live ${on ? "on" : "off"}`;
+  live.textContent = on ? "live" : "reconnecting";
+}
+
+// ---- the one feed of this tab -----------------------------------------------------------------
+
+function onFeed(frame) {
+  if (frame.type === "stats") {
+    const done = totalDone(frame);
+    if (state.lastStats) {
+      const seconds = (Date.now() - state.lastStats.at) / 1000;
+      if (seconds > 0) state.rate = Math.max(0, (done - state.lastStats.done) / seconds);
+    }
+    state.lastStats = { at: Date.now(), done };
+    state.stats = frame;
+  } else if (frame.type === "worker_status" || frame.type === "type_paused") {
+    refreshWorkers();
+    if (frame.type === "type_paused") refreshStats();
+  }
+  if (state.onEvent) state.onEvent(frame);
+}
+
+function totalDone(stats) {
+  return Object.values(stats.by_type || {}).reduce((sum, t) => sum + (t.completed || 0) + (t.failed || 0), 0);
+}
+
+async function refreshStats() {
+  state.stats = await api("/api/stats");
+  if (state.onEvent) state.onEvent({ type: "stats" });
+}
+
+async function refreshWorkers() {
+  state.workers = (await api("/api/workers")).workers;
+  if (state.onEvent) state.onEvent({ type: "workers" });
+}
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const fmt = new Intl.NumberFormat();
+const when = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
+
+function ago(ms) {
+  if (!ms) return "";
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  return s < 60 ? `${s.toFixed(1)} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : `${(s / 3600).toFixed(1)} h ago`;
+}
+
+function bar(pct) {
+  return el("span", { class: "bar", title: `${pct.toFixed(0)}%` }, el("i", { style: `width:${pct}%` }));
+}
+
+function toast(text, bad = false) {
+  const note = el("div", { class: bad ? "bad" : "" }, text);
+  document.getElementById("toast").append(note);
+  setTimeout(() => note.remove(), 6000);
+}
+
+// A confirmation; with `word`, the user types it first (destructive actions).
+function confirmAction(text, word) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = text;
+  const label = document.getElementById("confirm-typed-label");
+  const typed = document.getElementById("confirm-typed");
+  const ok = document.getElementById("confirm-ok");
+  label.hidden = !word;
+  typed.value = "";
+  document.getElementById("confirm-word").textContent = word || "";
+  ok.disabled = Boolean(word);
+  typed.oninput = () => { ok.disabled = typed.value !== word; };
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+function askForToken(message) {
+  const form = document.getElementById("login");
+  form.hidden = false;
+  document.getElementById("login-error").textContent = message || "";
+}
+
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("empfast-token", document.getElementById("token").value);
+  location.reload();
+});
+
+// ---- pages ------------------------------------------------------------------------------------
+
+function overview() {
+  const render = () => {
+    const s = state.stats;
+    if (!s) return;
+    const takers = new Set(state.workers.flatMap((w) => w.job_types || []));
+    const paused = new Set(s.paused || []);
+    const card = (key, status, note) => el("a", { class: "card", href: `#/jobs?status=${status}`, "data-count": key },
+      el("div", { class: "n" }, fmt.format(s[key] || 0)), el("div", { class: "k" }, note || key));
+    const types = Object.entries(s.by_type || {}).sort(([a], [b]) => a.localeCompare(b));
+    view.replaceChildren(
+      el("div", { class: "cards" },
+        card("pending", "pending"), card("scheduled", "scheduled"), card("active", "active"),
+        card("completed", "completed", "completed (kept)"), card("failed", "failed", "failed (kept)"),
+        card("cancelled", "cancelled", "cancelled (kept)"),
+        el("div", { class: "card" }, el("div", { class: "n", id: "rate" }, state.rate.toFixed(1)),
+          el("div", { class: "k" }, "jobs finished / s"))),
+      el("h2", {}, "Job types"),
+      el("table", { id: "types" },
+        el("tr", {}, el("th", {}, "type"), ...["pending", "active", "added", "completed", "failed", "retried",
+          "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", {}, "")),
+        types.map(([name, t]) => el("tr", { "data-type": name },
+          el("td", {}, el("a", { href: `#/jobs?status=pending&type=${encodeURIComponent(name)}` }, name), " ",
+            paused.has(name) ? el("span", { class: "tag paused" }, "paused") : null,
+            t.pending > 0 && !takers.has(name) ? el("span", { class: "tag alarm", title: "jobs wait and no registered worker takes this type" }, "no worker") : null),
+          ...["pending", "active", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
+            el("td", { class: "num" }, fmt.format(t[c] || 0))),
+          el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
+            paused.has(name) ? "Resume" : "Pause"))))),
+      el("h2", {}, `Workers (${state.workers.length})`),
+      el("table", { id: "workers" },
+        el("tr", {}, ...["worker", "status", "jobs", "types", "hub", "last heard"].map((c) => el("th", {}, c))),
+        state.workers.map((w) => el("tr", { "data-worker": w.worker_id },
+          el("td", {}, w.worker_id), el("td", {}, w.status), el("td", { class: "num" }, `${w.active_jobs}/${w.concurrency}`),
+          el("td", {}, (w.job_types || []).join(", ")), el("td", {}, w.hub || ""),
+          el("td", { class: "heard", "data-ms": w.last_seen }, ago(w.last_seen))))),
+    );
+  };
+  state.onEvent = (frame) => { if (["stats", "workers", "type_paused"].includes(frame.type)) render(); };
+  render();
+  Promise.all([refreshStats(), refreshWorkers()]).catch(showError);
+}
+
+async function setPaused(jobType, pause) {
+  try {
+    const reply = await post(`/api/types/${encodeURIComponent(jobType)}/${pause ? "pause" : "resume"}`);
+    toast(`${jobType} ${pause ? "paused" : "resumed"}: ${fmt.format(reply.pending)} jobs waiting`);
+    await refreshStats();
+  } catch (error) { showError(error); }
+}
+
+function jobsPage(params) {
+  const status = params.get("status") || "failed";
+  const jobType = params.get("type") || "";
+  const order = params.get("order") || "oldest";
+  const cursors = [null];
+  let page = null;
+
+  const load = async (cursor) => {
+    const query = new URLSearchParams({ status, order, limit: "50" });
+    if (jobType) query.set("type", jobType);
+    if (cursor) query.set("cursor", cursor);
+    page = await api(`/api/jobs?${query}`);
+    render();
+  };
+
+  const go = (changes) => {
+    const next = new URLSearchParams({ status, type: jobType, order, ...changes });
+    if (!next.get("type")) next.delete("type");
+    location.hash = `#/jobs?${next}`;
+  };
+
+  const render = () => {
+    state.jobRows = new Map();
+    const rows = page ? page.rows : [];
+    const table = el("table", { id: "jobs" },
+      el("tr", {}, ...["job", "type", "status", "attempts", "worker", "progress", "when", "last error"]
+        .map((c) => el("th", {}, c))),
+      rows.map((r) => {
+        const tr = el("tr", { "data-job": r.job_id },
+          el("td", {}, el("a", { href: `#/job/${encodeURIComponent(r.job_id)}` }, r.job_id)),
+          el("td", {}, r.job_type), el("td", { class: `status status-${r.status}` }, r.status),
+          el("td", { class: "num" }, `${r.attempts}/${r.max_attempts}`), el("td", {}, r.worker_id || ""),
+          el("td", { class: "progress-cell" }, bar(r.progress || 0)),
+          el("td", {}, when(r.finished_at || r.started_at || r.run_at || r.created_at)),
+          el("td", { class: "err", title: r.error || "" }, r.error || ""));
+        state.jobRows.set(r.job_id, tr);
+        return tr;
+      }));
+    const bulk = [];
+    if (status === "failed" || status === "cancelled") {
+      bulk.push(el("button", { class: "primary", id: "retry-all", onclick: () => bulkAction("retry", { status, job_type: jobType || undefined }) },
+        `Retry all ${status}${jobType ? ` ${jobType}` : ""}…`));
+    }
+    if (["completed", "failed", "cancelled"].includes(status)) {
+      bulk.push(el("button", { class: "danger", id: "purge", onclick: () => bulkAction("remove", { status, job_type: jobType || undefined }) },
+        `Remove all ${status}${jobType ? ` ${jobType}` : ""}…`));
+    }
+    view.replaceChildren(
+      el("div", { class: "toolbar" },
+        el("label", {}, "status ", el("select", { id: "status", onchange: (e) => go({ status: e.target.value }) },
+          ["pending", "scheduled", "active", "completed", "failed", "cancelled"].map((s) =>
+            el("option", { value: s, selected: s === status }, s)))),
+        el("label", {}, "type ", el("input", { id: "type", value: jobType, placeholder: "any",
+          onchange: (e) => go({ type: e.target.value.trim() }) })),
+        el("label", {}, "order ", el("select", { onchange: (e) => go({ order: e.target.value }) },
+          ["oldest", "newest"].map((o) => el("option", { value: o, selected: o === order }, o)))),
+        ...bulk),
+      el("div", { id: "bulk-progress" }),
+      rows.length ? table : el("p", { class: "muted", id: "no-jobs" }, `No ${status} jobs${jobType ? ` of type ${jobType}` : ""}.`),
+      el("div", { class: "toolbar" },
+        el("button", { disabled: cursors.length <= 1, onclick: () => { cursors.pop(); load(cursors[cursors.length - 1]).catch(showError); } }, "‹ Previous"),
+        el("button", { id: "next", disabled: !(page && page.cursor), onclick: () => { cursors.push(page.cursor); load(page.cursor).catch(showError); } }, "Next ›")),
+    );
+  };
+
+  // live: a listed job's progress and status follow its events
+  state.onEvent = (frame) => {
+    const tr = frame.job_id && state.jobRows.get(frame.job_id);
+    if (!tr) return;
+    if (frame.progress !== undefined) tr.querySelector(".progress-cell").replaceChildren(bar(frame.progress));
+    const next = frame.type === "job_completed" ? "completed" : frame.type === "job_cancelled" ? "cancelled"
+      : frame.type === "job_failed" ? (frame.final ? "failed" : frame.status) : frame.status;
+    if (next) {
+      const cell = tr.querySelector(".status");
+      cell.textContent = next;
+      cell.className = `status status-${next}`;
+    }
+  };
+  load(null).catch(showError);
+}
+
+// A bulk retry or removal: a dry run counts, the user confirms (typing the queue's name to remove),
+// then the action runs with a progress bar from its event stream.
+async function bulkAction(kind, filter) {
+  const path = `/api/bulk/${kind === "retry" ? "retry" : "remove"}`;
+  const which = `${filter.status} jobs${filter.job_type ? ` of type ${filter.job_type}` : ""}`;
+  try {
+    const counted = await runBulk(path, { ...filter, dry_run: true });
+    const text = kind === "retry" ? `Retry ${fmt.format(counted.jobs)} ${which}?`
+      : `Remove ${fmt.format(counted.jobs)} ${which}? Their records are gone for good.`;
+    if (!counted.jobs) { toast(`No ${which} to ${kind === "retry" ? "retry" : "remove"}.`); return; }
+    if (!(await confirmAction(text, kind === "remove" ? state.info.queue : null))) return;
+    const done = await runBulk(path, filter);
+    toast(`${fmt.format(done.jobs)} ${which} ${kind === "retry" ? "retried" : "removed"}`, Boolean(done.code));
+    route();
+  } catch (error) { showError(error); }
+}
+
+async function runBulk(path, body) {
+  const box = document.getElementById("bulk-progress");
+  const response = await fetch(path, { method: "POST", body: JSON.stringify(body),
+                                       headers: headers({ "Content-Type": "application/json" }) });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  let outcome = null;
+  await readEvents(response, (frame) => {
+    if (frame.type === "bulk_done") outcome = frame;
+    else if (box && !body.dry_run) {
+      const share = frame.total ? frame.looked / frame.total : 0;
+      box.replaceChildren(el("div", { class: "progress" }, bar(100 * share),
+        ` ${fmt.format(frame.looked || 0)} of ${fmt.format(frame.total)} looked at, ${fmt.format(frame.jobs || 0)} jobs`));
+    }
+  });
+  if (box) box.replaceChildren();
+  if (!outcome) throw new Error("the action's stream ended before its end: run it again to go on");
+  if (outcome.code) toast(`stopped: ${outcome.error}`, true);
+  return outcome;
+}
+
+function jobPage(jobId) {
+  const events = [];
+  let job = null;
+  const render = () => {
+    if (!job) return;
+    const fields = [["status", job.status], ["type", job.job_type], ["attempts", `${job.attempts} of ${job.max_attempts}`],
+      ["priority", job.priority], ["worker", job.worker_id || ""], ["progress", `${(job.progress || 0).toFixed(0)}% ${job.message || ""}`],
+      ["created", when(job.created_at)], ["started", when(job.started_at)], ["finished", when(job.finished_at)],
+      ["due", when(job.run_at)]];
+    view.replaceChildren(
+      el("h2", {}, "Job ", el("code", {}, jobId)),
+      el("div", { class: "toolbar" },
+        el("button", { id: "cancel", class: "danger", disabled: ["completed", "failed", "cancelled"].includes(job.status),
+          onclick: () => actOnJob("cancel") }, "Cancel…"),
+        el("button", { id: "retry", class: "primary", disabled: !["failed", "cancelled"].includes(job.status),
+          onclick: () => actOnJob("retry") }, "Retry")),
+      el("dl", { class: "fields", id: "job-fields" }, fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])),
+      el("h2", {}, "Errors, by attempt"),
+      (job.errors || []).length ? el("ol", {}, job.errors.map((e) => el("li", { class: "error" }, e))) : el("p", { class: "muted" }, "none"),
+      el("h2", {}, "Payload"), el("pre", { id: "payload" }, shown(job.payload)),
+      el("h2", {}, "Result"), el("pre", { id: "result" }, shown(job.result)),
+      el("h2", {}, "Events (live)"),
+      el("ol", { id: "events" }, events.map((f) => el("li", {}, `${f.type} ${f.status || ""} ${f.progress !== undefined ? `${f.progress}%` : ""} ${f.error || ""}`))),
+    );
+  };
+  const actOnJob = async (action) => {
+    if (action === "cancel" && !(await confirmAction(`Cancel job ${jobId}?`))) return;
+    try {
+      job = await post(`/api/jobs/${encodeURIComponent(jobId)}/${action}`);
+      toast(`job ${jobId}: ${job.status}`);
+      await reload();
+      following();
+    } catch (error) { showError(error); }
+  };
+  const reload = async () => { job = await api(`/api/jobs/${encodeURIComponent(jobId)}?payload=true`); render(); };
+  const following = () => {
+    const page = location.hash;
+    follow(`/api/jobs/${encodeURIComponent(jobId)}/events`, (frame) => {
+      if (location.hash !== page || !frame.job_id) return;
+      events.push(frame);
+      reload().catch(showError);
+    }, { until: () => location.hash !== page || ["completed", "failed", "cancelled"].includes(job && job.status) });
+  };
+  state.onEvent = null;
+  reload().then(following).catch(showError);
+}
+
+// Big payloads stay out of the page until asked for (a few MB would slow the browser).
+function shown(value) {
+  const text = JSON.stringify(value, null, 2) ?? "null";
+  if (text.length <= 65536) return text;
+  return el("span", {}, text.slice(0, 65536), "\n… ", el("button", { onclick: (e) => e.target.parentNode.replaceWith(text) },
+    `show all ${fmt.format(text.length)} characters`));
+}
+
+function showError(error) {
+  console.error(error);
+  if (error instanceof ApiError && error.status === 401) return;
+  toast(error.message || String(error), true);
+}
+
+// ---- routing ----------------------------------------------------------------------------------
+
+function route() {
+  const [path, query] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(query || "");
+  for (const link of document.querySelectorAll("header nav a")) {
+    link.classList.toggle("current", (path.startsWith("/job") ? "jobs" : "overview") === link.dataset.page);
+  }
+  if (path.startsWith("/jobs")) jobsPage(params);
+  else if (path.startsWith("/job/")) jobPage(decodeURIComponent(path.slice(5)));
+  else overview();
+}
+
+async function start() {
+  try {
+    state.info = await api("/api/info");
+  } catch (error) { showError(error); return; }
+  document.getElementById("where").textContent = `queue ${state.info.queue} · ${state.info.hub_id}`;
+  document.title = `empfast · ${state.info.queue}`;
+  window.addEventListener("hashchange", route);
+  route();
+  follow("/api/events?interval_s=1", onFeed);
+  // heartbeat ages tick without a round trip
+  setInterval(() => {
+    for (const cell of document.querySelectorAll("td.heard")) cell.textContent = ago(Number(cell.dataset.ms));
+    const rate = document.getElementById("rate");
+    if (rate) rate.textContent = state.rate.toFixed(1);
+  }, 1000);
+}
+
+start();
