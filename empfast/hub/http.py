@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,7 +20,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from empfast import errors as e
 from empfast import messages as m
@@ -100,6 +102,8 @@ class HttpSide:
     def routes(self) -> list[BaseRoute]:
         rest = RestRoutes(self.hub)
         return [
+            Route("/", self.dashboard, methods=["GET"]),
+            Mount("/dashboard", StaticFiles(packages=[("empfast.hub", "dashboard")]), name="dashboard"),
             Route("/livez", self.livez, methods=["GET"]),
             Route("/healthz", self.livez, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
@@ -262,6 +266,13 @@ class HttpSide:
             return error_answer(error_for(exc, None, role))
         return StreamingResponse(self.streams.events(peer, last_kind="bulk_done"),
                                  media_type="text/event-stream", headers=sse_headers())
+
+    async def dashboard(self, request: Request) -> Response:
+        """GET /: the dashboard's page (docs/management.md section 5); its script and style are
+        under /dashboard/, and it asks for a token itself when the hub has tokens."""
+        page = resources.files("empfast.hub").joinpath("dashboard", "index.html").read_bytes()
+        return Response(page, media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY"})
 
     async def info(self, request: Request) -> Response:
         """GET /api/info: what the dashboard shows in its header (the queue, this hub, the version)."""

@@ -52,6 +52,8 @@ STATUSES = ["scheduled", "pending", "active", "completed", "failed", "cancelled"
 READ_ERRORS = (401, 403, 503)
 
 PATHS: dict[str, dict[str, Any]] = {
+    "/": {"get": _op("the dashboard (HTML; its files are under /dashboard/)",
+                     {"description": "the page", "content": {"text/html": {}}}, auth=False)},
     "/livez": {"get": _op("the process answers (never checks Redis)", _json("ok"), auth=False)},
     "/healthz": {"get": _op("the same as /livez (the name some orchestrators expect)", _json("ok"),
                             auth=False)},

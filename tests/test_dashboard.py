@@ -1,0 +1,185 @@
+"""The web dashboard (docs/management.md section 5) in a real headless Chromium, driven by Selenium
+against a running hub with an SDK worker: the overview's counts and types follow the queue live,
+the failed jobs are listed with their errors, a job's page retries it, a type is paused and
+resumed, and a bulk removal asks for the queue's name before it removes anything. Skipped where
+Chromium or its driver is missing, unless EMPFAST_REQUIRE_BROWSER is set (CI sets it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from support import MakeStore, free_port
+
+from empfast.client import Client
+from empfast.config import HubConfig
+from empfast.hub import Hub
+from empfast.worker import NonRetryableError, Worker
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+
+if not (CHROMIUM and DRIVER):
+    if os.environ.get("EMPFAST_REQUIRE_BROWSER"):
+        pytest.fail("no chromium or chromedriver, and EMPFAST_REQUIRE_BROWSER is set: apt-get install "
+                    "chromium chromium-driver", pytrace=False)
+    pytest.skip("no chromium and chromedriver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402  (only where a browser exists)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
+
+WAIT_S = 15
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+async def dashboard_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
+    hub = Hub(await make_store(name="dash"), HubConfig(port=0, http_port=free_port(), sweep_interval_s=0.05,
+                                                       stats_interval_s=0.05, events_block_ms=50))
+    await hub.start()
+    yield hub
+    await hub.stop()
+
+
+async def handle(job: Any) -> Any:
+    if job.payload.get("fail"):
+        raise NonRetryableError("the thumbnail service said 503")
+    return {"ok": job.payload.get("n")}
+
+
+def until(driver: WebDriver, check: Callable[[WebDriver], Any], what: str) -> Any:
+    # the page redraws parts of itself on every event: an element found a moment ago may be gone
+    wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(check, message=f"waited for {what}")
+
+
+def click(driver: WebDriver, by: str, value: str) -> None:
+    """Click an element, found again if the page redrew it between the finding and the click."""
+    until(driver, lambda d: d.find_element(by, value).click() or True, f"a click on {value}")
+
+
+def text_of(driver: WebDriver, css: str) -> str:
+    """The text of the first element `css` finds ("" for none), read in one step in the page."""
+    text: str = driver.execute_script(
+        "const found = document.querySelector(arguments[0]); return found ? found.innerText : '';", css)
+    return text
+
+
+def api_post(port: int, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        reply: dict[str, Any] = orjson.loads(answer.read())
+    return reply
+
+
+async def test_the_dashboard_shows_the_queue_live_and_acts_on_jobs(browser: WebDriver,
+                                                                 dashboard_hub: Hub) -> None:
+    hub = dashboard_hub
+    assert hub.http is not None
+    port = hub.http.port
+    url = f"ws://127.0.0.1:{hub.port}"
+    async with Worker(url, {"thumb": handle}, worker_id="dash-w1", concurrency=4) as worker, \
+            Client(url) as client:
+        failed = await client.submit("thumb", {"fail": True}, job_id="bad-1", max_attempts=1)
+        with pytest.raises(Exception, match="503"):
+            await failed.result(timeout=10)
+        for n in range(3):
+            await (await client.submit("thumb", {"n": n})).result(timeout=10)
+        await worker.wait_idle()
+
+        def overview() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            until(browser, lambda d: "queue dash" in text_of(d, "#where"), "the queue's name in the header")
+            until(browser, lambda d: text_of(d, "[data-count=failed] .n") == "1", "one failed job")
+            until(browser, lambda d: text_of(d, "[data-count=completed] .n") == "3", "three completed")
+            until(browser, lambda d: "dash-w1" in text_of(d, "#workers"), "the worker")
+            until(browser, lambda d: text_of(d, "#live") == "live", "the live feed")
+
+        await asyncio.to_thread(overview)
+        # a job added now shows on the open page without a reload (the SSE feed's stats)
+        await asyncio.to_thread(api_post, port, "/api/jobs", {"job_type": "other", "payload": {"n": 9}})
+        await asyncio.to_thread(
+            lambda: until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "1",
+                          "the new pending job"))
+        await asyncio.to_thread(
+            lambda: until(browser, lambda d: "no worker" in text_of(d, "tr[data-type=other]"),
+                          "the badge of a type with jobs and no worker"))
+
+        def failed_jobs_then_retry() -> None:
+            click(browser, By.CSS_SELECTOR, "[data-count=failed]")
+            until(browser, lambda d: "bad-1" in text_of(d, "#jobs"), "the failed job in the listing")
+            assert "the thumbnail service said 503" in text_of(browser, "tr[data-job=bad-1]")
+            click(browser, By.LINK_TEXT, "bad-1")
+            until(browser, lambda d: "503" in text_of(d, "ol li.error"), "the attempt's error")
+            assert '"fail": true' in text_of(browser, "#payload")
+            click(browser, By.ID, "retry")
+
+        await asyncio.to_thread(failed_jobs_then_retry)
+        # the retried job runs (and fails) again: its page follows it live
+        await asyncio.to_thread(
+            lambda: until(browser, lambda d: text_of(d, "[data-field=attempts]") == "2 of 2"
+                          and text_of(d, "[data-field=status]") == "failed", "the retried run's end"))
+        job = await client.status("bad-1")
+        assert job["attempts"] == 2 and job["status"] == "failed"
+
+        def pause_and_resume() -> None:
+            browser.get(f"http://127.0.0.1:{port}/#/")
+            row = "tr[data-type=thumb]"
+            until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button"), "the thumb row")
+            click(browser, By.CSS_SELECTOR, f"{row} button")
+            until(browser, lambda d: "paused" in text_of(d, row), "the paused badge")
+
+        await asyncio.to_thread(pause_and_resume)
+        assert (await client.stats())["paused"] == ["thumb"]
+        held = await client.submit("thumb", {"n": 5})
+        await asyncio.sleep(0.3)
+        assert (await client.status(held.job_id))["status"] == "pending"  # paused: no worker gets it
+        await asyncio.to_thread(
+            lambda: click(browser, By.CSS_SELECTOR, "tr[data-type=thumb] button"))
+        assert await held.result(timeout=10) == {"ok": 5}
+
+        for n in range(4):
+            await client.cancel((await client.submit("later", {"n": n}, delay_s=600)).job_id)
+
+        def remove_cancelled() -> None:
+            browser.get(f"http://127.0.0.1:{port}/#/jobs?status=cancelled")
+            until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#jobs tr[data-job]")) == 4,
+                  "the cancelled jobs")
+            click(browser, By.ID, "purge")
+            until(browser, lambda d: d.find_element(By.ID, "confirm").is_displayed(), "the confirmation")
+            assert "Remove 4 cancelled jobs" in text_of(browser, "#confirm-text")
+            ok = browser.find_element(By.ID, "confirm-ok")
+            assert not ok.is_enabled()  # the queue's name must be typed first
+            browser.find_element(By.ID, "confirm-typed").send_keys("dash")
+            until(browser, lambda d: d.find_element(By.ID, "confirm-ok").is_enabled(), "the typed name")
+            ok.click()
+            until(browser, lambda d: d.find_elements(By.ID, "no-jobs"), "the empty listing")
+
+        await asyncio.to_thread(remove_cancelled)
+        assert (await client.stats())["cancelled"] == 0
