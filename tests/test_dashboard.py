@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -40,6 +41,7 @@ from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 WAIT_S = 15
+FIRST_ROW = "const row = document.querySelector('#jobs tr[data-job]'); return row && row.dataset.job;"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,10 @@ async def dashboard_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
 async def handle(job: Any) -> Any:
     if job.payload.get("fail"):
         raise NonRetryableError("the thumbnail service said 503")
+    steps = job.payload.get("steps", 0)
+    for step in range(steps):
+        await asyncio.sleep(0.15)
+        await job.progress(100 * (step + 1) / steps)
     return {"ok": job.payload.get("n")}
 
 
@@ -183,3 +189,85 @@ async def test_the_dashboard_shows_the_queue_live_and_acts_on_jobs(browser: WebD
 
         await asyncio.to_thread(remove_cancelled)
         assert (await client.stats())["cancelled"] == 0
+
+
+async def test_a_job_submitted_from_the_form_runs_to_100_percent_one_is_cancelled_and_1000_page(
+        browser: WebDriver, dashboard_hub: Hub) -> None:
+    hub = dashboard_hub
+    assert hub.http is not None
+    port = hub.http.port
+    url = f"ws://127.0.0.1:{hub.port}"
+    async with Worker(url, {"thumb": handle}, worker_id="dash-w2", concurrency=2), Client(url) as client:
+
+        def submit_from_the_form() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            form = "#submit input[name=job_type]"
+            until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, form), "the form")
+            browser.find_element(By.CSS_SELECTOR, form).send_keys("thumb")
+            payload = browser.find_element(By.CSS_SELECTOR, "#submit input[name=payload]")
+            payload.clear()
+            payload.send_keys('{"steps": 4, "n": 7}')
+            click(browser, By.CSS_SELECTOR, "#submit button[type=submit]")
+            until(browser, lambda d: text_of(d, "h2").startswith("Job "), "the job's page")
+            seen = set()
+
+            def watched(d: WebDriver) -> bool:
+                seen.add(text_of(d, "#job-progress"))
+                done = text_of(d, "[data-field=status]") == "completed"
+                return done and "100%" in text_of(d, "#job-progress")
+
+            until(browser, watched, "the bar at 100 % and the job completed")
+            assert len(seen) >= 2, seen  # it moved while the worker ran, not only at the end
+            assert '"ok": 7' in text_of(browser, "#result")
+            save_screenshot(browser, "dashboard-job.png")
+
+        await asyncio.to_thread(submit_from_the_form)
+
+        long_job = await client.submit("thumb", {"steps": 200})
+        async for event in long_job.events():
+            if event.get("status") == "active":
+                break
+
+        def cancel_it() -> None:
+            browser.get(f"http://127.0.0.1:{port}/#/job/{long_job.job_id}")
+            until(browser, lambda d: text_of(d, "[data-field=status]") == "active", "the running job")
+            click(browser, By.ID, "cancel")
+            until(browser, lambda d: d.find_element(By.ID, "confirm").is_displayed(), "the confirmation")
+            click(browser, By.ID, "confirm-ok")
+            until(browser, lambda d: text_of(d, "[data-field=status]") == "cancelled", "the job cancelled")
+
+        await asyncio.to_thread(cancel_it)
+        assert (await client.status(long_job.job_id))["status"] == "cancelled"
+
+        ids = await client.submit_many([{"job_type": "backlog", "payload": {"n": n}} for n in range(1000)])
+
+        def page_through() -> list[str]:
+            browser.get(f"http://127.0.0.1:{port}/#/jobs?status=pending&type=backlog")
+            listed: list[str] = []
+            for _ in range(30):
+                until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs tr[data-job]"), "a page")
+                rows: list[str] = browser.execute_script(
+                    "return [...document.querySelectorAll('#jobs tr[data-job]')].map(r => r.dataset.job);")
+                listed += rows
+                if not browser.find_element(By.ID, "next").is_enabled():
+                    return listed
+                click(browser, By.ID, "next")
+                until(browser, lambda d, first=rows[0]: d.execute_script(FIRST_ROW) != first, "the next page")
+            return listed
+
+        listed = await asyncio.to_thread(page_through)
+        assert listed == ids  # every one, once, in the order workers would get them
+
+        def overview_screenshot() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "1,000", "the backlog's count")
+            save_screenshot(browser, "dashboard-overview.png")
+
+        await asyncio.to_thread(overview_screenshot)
+
+
+def save_screenshot(driver: WebDriver, name: str) -> None:
+    """Kept as a test artefact: in $EMPFAST_ARTIFACTS (CI sets it), else the system's temp folder."""
+    folder = os.environ.get("EMPFAST_ARTIFACTS") or tempfile.gettempdir()
+    os.makedirs(folder, exist_ok=True)
+    assert driver.save_screenshot(os.path.join(folder, name))

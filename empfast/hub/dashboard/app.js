@@ -4,8 +4,9 @@
 
 const view = document.getElementById("view");
 const live = document.getElementById("live");
+const HISTORY_MS = 10 * 60 * 1000; // the overview's chart: the last ten minutes
 const state = {
-  info: null, stats: null, workers: [], typeFilter: "", lastStats: null, rate: 0,
+  info: null, stats: null, workers: [], typeFilter: "", lastStats: null, rate: 0, history: [], page: 0,
   jobsPage: null, jobRows: new Map(), jobEvents: null, onEvent: null,
 };
 
@@ -100,6 +101,8 @@ function onFeed(frame) {
     }
     state.lastStats = { at: Date.now(), done };
     state.stats = frame;
+    state.history.push({ at: Date.now(), rate: state.rate, pending: frame.pending || 0 });
+    while (state.history.length && state.history[0].at < Date.now() - HISTORY_MS) state.history.shift();
   } else if (frame.type === "worker_status" || frame.type === "type_paused") {
     refreshWorkers();
     if (frame.type === "type_paused") refreshStats();
@@ -187,22 +190,35 @@ document.getElementById("login").addEventListener("submit", (event) => {
 
 // ---- pages ------------------------------------------------------------------------------------
 
+// Whether a page is still the one shown: a page's late answers (a reload that was in flight when
+// the user went elsewhere) must not draw over the next page.
+const current = (page) => page === state.page;
+
 function overview() {
+  const page = state.page;
+  // the form stays as the user types; what is below it is redrawn on each change
+  const body = el("div", { id: "overview" });
+  view.replaceChildren(submitForm(), body);
   const render = () => {
     const s = state.stats;
-    if (!s) return;
+    if (!s || !current(page)) return;
     const takers = new Set(state.workers.flatMap((w) => w.job_types || []));
     const paused = new Set(s.paused || []);
     const card = (key, status, note) => el("a", { class: "card", href: `#/jobs?status=${status}`, "data-count": key },
       el("div", { class: "n" }, fmt.format(s[key] || 0)), el("div", { class: "k" }, note || key));
     const types = Object.entries(s.by_type || {}).sort(([a], [b]) => a.localeCompare(b));
-    view.replaceChildren(
+    const wait = state.rate > 0 ? (s.pending || 0) / state.rate : null;
+    body.replaceChildren(
       el("div", { class: "cards" },
         card("pending", "pending"), card("scheduled", "scheduled"), card("active", "active"),
         card("completed", "completed", "completed (kept)"), card("failed", "failed", "failed (kept)"),
         card("cancelled", "cancelled", "cancelled (kept)"),
         el("div", { class: "card" }, el("div", { class: "n", id: "rate" }, state.rate.toFixed(1)),
-          el("div", { class: "k" }, "jobs finished / s"))),
+          el("div", { class: "k" }, "jobs finished / s")),
+        el("div", { class: "card", title: "pending jobs divided by jobs finished per second" },
+          el("div", { class: "n", id: "wait" }, wait === null ? "–" : `${wait.toFixed(1)} s`),
+          el("div", { class: "k" }, "est. wait for a new job"))),
+      chart(),
       el("h2", {}, "Job types"),
       el("table", { id: "types" },
         el("tr", {}, el("th", {}, "type"), ...["pending", "active", "added", "completed", "failed", "retried",
@@ -226,7 +242,50 @@ function overview() {
   };
   state.onEvent = (frame) => { if (["stats", "workers", "type_paused"].includes(frame.type)) render(); };
   render();
+
   Promise.all([refreshStats(), refreshWorkers()]).catch(showError);
+}
+
+// Jobs finished per second and jobs pending over the last minutes, from the feed's stats.
+function chart() {
+  const width = 600, height = 90, points = state.history;
+  const box = el("div", { class: "chart", id: "chart" });
+  if (points.length < 2) return box;
+  const t0 = Date.now() - HISTORY_MS;
+  const line = (key, color) => {
+    const top = Math.max(1, ...points.map((p) => p[key]));
+    const xy = points.map((p) => `${((p.at - t0) / HISTORY_MS * width).toFixed(1)},${(height - p[key] / top * (height - 4)).toFixed(1)}`);
+    return `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${xy.join(" ")}"/>`;
+  };
+  box.innerHTML = `<svg viewBox="0 0 ${width} ${height}" width="100%" height="${height}" role="img"
+    aria-label="finished per second and pending over the last ten minutes">${line("rate", "#2f6fed")}${line("pending", "#b76e00")}</svg>
+    <div class="muted"><span style="color:#2f6fed">— finished / s</span> · <span style="color:#b76e00">— pending</span> (last 10 min, each scaled to its peak)</div>`;
+  return box;
+}
+
+function submitForm() {
+  const form = el("form", { id: "submit", class: "toolbar", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    let payload;
+    try { payload = JSON.parse(data.get("payload") || "null"); } catch (error) {
+      toast(`the payload is not JSON: ${error.message}`, true); return;
+    }
+    const body = { job_type: data.get("job_type"), payload, priority: Number(data.get("priority") || 0),
+                   delay_s: Number(data.get("delay_s") || 0) };
+    try {
+      const accepted = await post("/api/jobs", body);
+      toast(`job ${accepted.job_id} ${accepted.status}`);
+      location.hash = `#/job/${encodeURIComponent(accepted.job_id)}`;
+    } catch (error) { showError(error); }
+  } },
+  el("strong", {}, "Submit a job"),
+  el("input", { name: "job_type", placeholder: "type", required: true, size: 12 }),
+  el("input", { name: "payload", placeholder: "payload (JSON)", value: "{}", size: 30 }),
+  el("label", {}, "priority ", el("input", { name: "priority", type: "number", value: "0", style: "width:4rem" })),
+  el("label", {}, "delay s ", el("input", { name: "delay_s", type: "number", value: "0", min: "0", style: "width:5rem" })),
+  el("button", { class: "primary", type: "submit" }, "Submit"));
+  return form;
 }
 
 async function setPaused(jobType, pause) {
@@ -238,6 +297,7 @@ async function setPaused(jobType, pause) {
 }
 
 function jobsPage(params) {
+  const myPage = state.page;
   const status = params.get("status") || "failed";
   const jobType = params.get("type") || "";
   const order = params.get("order") || "oldest";
@@ -248,7 +308,9 @@ function jobsPage(params) {
     const query = new URLSearchParams({ status, order, limit: "50" });
     if (jobType) query.set("type", jobType);
     if (cursor) query.set("cursor", cursor);
-    page = await api(`/api/jobs?${query}`);
+    const answer = await api(`/api/jobs?${query}`);
+    if (!current(myPage)) return;
+    page = answer;
     render();
   };
 
@@ -306,7 +368,8 @@ function jobsPage(params) {
   state.onEvent = (frame) => {
     const tr = frame.job_id && state.jobRows.get(frame.job_id);
     if (!tr) return;
-    if (frame.progress !== undefined) tr.querySelector(".progress-cell").replaceChildren(bar(frame.progress));
+    const pct = frame.type === "job_completed" ? 100 : frame.progress;
+    if (pct !== undefined) tr.querySelector(".progress-cell").replaceChildren(bar(pct));
     const next = frame.type === "job_completed" ? "completed" : frame.type === "job_cancelled" ? "cancelled"
       : frame.type === "job_failed" ? (frame.final ? "failed" : frame.status) : frame.status;
     if (next) {
@@ -356,10 +419,11 @@ async function runBulk(path, body) {
 }
 
 function jobPage(jobId) {
+  const myPage = state.page;
   const events = [];
   let job = null;
   const render = () => {
-    if (!job) return;
+    if (!job || !current(myPage)) return;
     const fields = [["status", job.status], ["type", job.job_type], ["attempts", `${job.attempts} of ${job.max_attempts}`],
       ["priority", job.priority], ["worker", job.worker_id || ""], ["progress", `${(job.progress || 0).toFixed(0)}% ${job.message || ""}`],
       ["created", when(job.created_at)], ["started", when(job.started_at)], ["finished", when(job.finished_at)],
@@ -371,6 +435,8 @@ function jobPage(jobId) {
           onclick: () => actOnJob("cancel") }, "Cancel…"),
         el("button", { id: "retry", class: "primary", disabled: !["failed", "cancelled"].includes(job.status),
           onclick: () => actOnJob("retry") }, "Retry")),
+      el("div", { class: "progress", id: "job-progress", "data-pct": (job.progress || 0).toFixed(0) },
+        bar(job.progress || 0), ` ${(job.progress || 0).toFixed(0)}%`),
       el("dl", { class: "fields", id: "job-fields" }, fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])),
       el("h2", {}, "Errors, by attempt"),
       (job.errors || []).length ? el("ol", {}, job.errors.map((e) => el("li", { class: "error" }, e))) : el("p", { class: "muted" }, "none"),
@@ -391,12 +457,11 @@ function jobPage(jobId) {
   };
   const reload = async () => { job = await api(`/api/jobs/${encodeURIComponent(jobId)}?payload=true`); render(); };
   const following = () => {
-    const page = location.hash;
     follow(`/api/jobs/${encodeURIComponent(jobId)}/events`, (frame) => {
-      if (location.hash !== page || !frame.job_id) return;
+      if (!current(myPage) || !frame.job_id) return;
       events.push(frame);
       reload().catch(showError);
-    }, { until: () => location.hash !== page || ["completed", "failed", "cancelled"].includes(job && job.status) });
+    }, { until: () => !current(myPage) || ["completed", "failed", "cancelled"].includes(job && job.status) });
   };
   state.onEvent = null;
   reload().then(following).catch(showError);
@@ -421,6 +486,7 @@ function showError(error) {
 function route() {
   const [path, query] = (location.hash.slice(1) || "/").split("?");
   const params = new URLSearchParams(query || "");
+  state.page += 1;
   for (const link of document.querySelectorAll("header nav a")) {
     link.classList.toggle("current", (path.startsWith("/job") ? "jobs" : "overview") === link.dataset.page);
   }
