@@ -250,7 +250,10 @@ function overview() {
 function chart() {
   const width = 600, height = 90, points = state.history;
   const box = el("div", { class: "chart", id: "chart" });
-  if (points.length < 2) return box;
+  if (points.length < 2) {
+    box.append(el("span", { class: "muted" }, "The chart of jobs finished per second and pending fills as the stats change."));
+    return box;
+  }
   const t0 = Date.now() - HISTORY_MS;
   const line = (key, color) => {
     const top = Math.max(1, ...points.map((p) => p[key]));
@@ -357,7 +360,9 @@ function jobsPage(params) {
           ["oldest", "newest"].map((o) => el("option", { value: o, selected: o === order }, o)))),
         ...bulk),
       el("div", { id: "bulk-progress" }),
-      rows.length ? table : el("p", { class: "muted", id: "no-jobs" }, `No ${status} jobs${jobType ? ` of type ${jobType}` : ""}.`),
+      rows.length ? table : el("p", { class: "muted", id: "no-jobs" }, cursors.length > 1
+        ? "No more jobs after the previous page."
+        : `No ${status} jobs${jobType ? ` of type ${jobType}` : ""}.`),
       el("div", { class: "toolbar" },
         el("button", { disabled: cursors.length <= 1, onclick: () => { cursors.pop(); load(cursors[cursors.length - 1]).catch(showError); } }, "‹ Previous"),
         el("button", { id: "next", disabled: !(page && page.cursor), onclick: () => { cursors.push(page.cursor); load(page.cursor).catch(showError); } }, "Next ›")),
