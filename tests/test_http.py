@@ -145,6 +145,7 @@ async def test_metrics_count_the_jobs_run_and_this_hubs_connections(http_hub: Hu
         answer = await get(http_hub, "/metrics")
         assert answer.status == 200 and answer.headers["content-type"].startswith("text/plain")
         got = samples(answer.body.decode())
+        again = samples((await get(http_hub, "/metrics")).body.decode())
     finally:
         client.close()
         worker.close()
@@ -167,6 +168,18 @@ async def test_metrics_count_the_jobs_run_and_this_hubs_connections(http_hub: Hu
     assert value("empfast_connections", role="client") == 1
     assert value("empfast_connections", role="worker") == 1
     assert value("empfast_connections", role="sse") == 0
+    # run and wait times of the two completed jobs, read from the completed set: once each, also
+    # over a second scrape
+    timing = frozenset({("queue", queue), ("type", "resize")})
+    for name in ("empfast_job_duration_seconds_count", "empfast_job_wait_seconds_count"):
+        assert got[name, timing] == again[name, timing] == 2
+    assert got["empfast_job_duration_seconds_bucket", timing | {("le", "+Inf")}] == 2
+    assert value("empfast_events_reader_lag_seconds") >= 0
+    # register, 4 submits, 2 completions, a failure, a cancel
+    assert value("empfast_frames_total", direction="in") == 9
+    assert value("empfast_frames_total", direction="out") >= 9  # their answers, the jobs, the events
+    assert value("empfast_redis_script_call_seconds_count") >= 8
+    assert 0 < value("empfast_redis_script_call_seconds_sum") < 30
 
 
 async def test_two_hubs_in_one_process_keep_their_own_metrics(http_hub: Hub) -> None:

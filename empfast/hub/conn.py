@@ -162,6 +162,7 @@ class Peer(WSListener):
                                                "(no binary, no fragments)"))
             return
         data = frame.get_payload_as_bytes()
+        self.hub.frames_in += 1
         limit = self.hub.config.max_frame_bytes
         if len(data) > limit:
             self.close(e.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limit}; keep "
@@ -231,6 +232,7 @@ class Peer(WSListener):
         transport = self.transport
         if transport is None or transport.is_disconnected:
             return
+        self.hub.frames_out += 1
         outgoing = self._outgoing
         if not outgoing:
             self.loop.call_soon(self.flush)
@@ -241,6 +243,7 @@ class Peer(WSListener):
         """Send one frame already framed (frame_header + data), built once for many connections (a
         fan-out): written at once when nothing is queued for this connection, else queued after
         what is, so the order holds either way; one call and one write a connection, no callback."""
+        self.hub.frames_out += 1
         if self._outgoing:
             self._outgoing.append(framed)
         else:

@@ -3,7 +3,10 @@
 Counted where the work already happens, never on a job's path: the queue-wide numbers come from one
 stats read per scrape (getStats, the counters the scripts keep in `{Q}:stats`, so they are the same
 on every hub of a queue and survive a hub's restart); this hub's own connections and workers from
-its registries. Each hub has a registry of its own, so hubs in one process do not collide.
+its registries, its frames and script calls from counters the hub and store keep anyway. Run and
+wait times are read at scrape time too: the jobs completed since the last scrape (the newest
+SAMPLE_PER_SCRAPE of them) from the completed set, each observed once. Each hub has a registry of its
+own, so hubs in one process do not collide.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
+
+from empfast.ids import event_key
 
 if TYPE_CHECKING:
     from empfast.hub.server import Hub
@@ -32,6 +37,8 @@ CURRENT_STATES = ("pending", "scheduled", "active", "completed", "failed", "canc
 # the cumulative per-type counters of {Q}:stats that end a job, as `outcome`; `failed` is a job
 # dead-lettered after its last attempt (a retried attempt is counted in retried, not here)
 OUTCOMES = ("completed", "failed", "cancelled")
+SAMPLE_PER_SCRAPE = 500  # completed jobs a scrape reads for the run and wait times (one page)
+TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 def _version() -> str:
@@ -51,6 +58,16 @@ class HubMetrics(Collector):
         self.version = _version()
         self._stats: Stats | None = None
         self._collect_s = 0.0
+        self._lag_s: float | None = None
+        self.run_time = Histogram("empfast_job_duration_seconds", "how long completed jobs ran (their last "
+                                  "attempt: started to finished), by type", ["queue", "type"],
+                                  buckets=TIME_BUCKETS, registry=self.registry)
+        self.wait_time = Histogram("empfast_job_wait_seconds", "how long completed jobs waited before their "
+                                   "last attempt started (from added, or due), by type", ["queue", "type"],
+                                   buckets=TIME_BUCKETS, registry=self.registry)
+        # the newest completion observed: its finish time, and the ids finished in that millisecond
+        self._seen_ms = 0
+        self._seen_ids: set[str] = set()
 
     async def scrape(self) -> bytes:
         """The text exposition. When Redis does not answer, the queue-wide metrics are left out and
@@ -59,11 +76,44 @@ class HubMetrics(Collector):
         try:
             async with asyncio.timeout(STATS_TIMEOUT_S):
                 self._stats = await self.hub.store.stats()
+                await self._observe_completions()
+                self._lag_s = await self._reader_lag_s()
         except Exception as exc:  # the Redis client's errors, or the timeout
             log.warning("metrics: the stats read failed (%s); empfast_store_up is 0", exc)
-            self._stats = None
+            self._stats = self._lag_s = None
         self._collect_s = time.perf_counter() - started
         return generate_latest(self.registry)
+
+    async def _observe_completions(self) -> None:
+        """The run and wait times of the jobs completed since the last scrape, newest first, at
+        most SAMPLE_PER_SCRAPE (more in one interval: the newest of them, a sample)."""
+        page = await self.hub.store.list_jobs("completed", newest_first=True, limit=SAMPLE_PER_SCRAPE)
+        queue = self.hub.store.settings.name
+        newest_ms, newest_ids = self._seen_ms, set(self._seen_ids)
+        for row in page.rows:
+            finished, job_id = row["finished_at"] or 0, row["job_id"]
+            if finished < self._seen_ms or (finished == self._seen_ms and job_id in self._seen_ids):
+                break
+            if finished > newest_ms:
+                newest_ms, newest_ids = finished, set()
+            if finished == newest_ms:
+                newest_ids.add(job_id)
+            started = row["started_at"]
+            if started:
+                self.run_time.labels(queue, row["job_type"]).observe(max(0, finished - started) / 1000)
+                since = max(row["created_at"] or started, row["run_at"] or 0)
+                self.wait_time.labels(queue, row["job_type"]).observe(max(0, started - since) / 1000)
+        self._seen_ms, self._seen_ids = newest_ms, newest_ids
+
+    async def _reader_lag_s(self) -> float:
+        """How far this hub's events reader is behind the stream's newest entry, in the entries'
+        own clock (0 when it has read it)."""
+        newest = await self.hub.store.newest_event_id()
+        read = self.hub.dispatch.last_event_id
+        newest_key, read_key = event_key(newest), event_key(read)
+        if newest_key is None or read_key is None or read_key >= newest_key:
+            return 0.0
+        return max(0, newest_key[0] - read_key[0]) / 1000
 
     def collect(self) -> Iterator[Metric]:
         queue = self.hub.store.settings.name
@@ -77,6 +127,9 @@ class HubMetrics(Collector):
                                 value=self._collect_s)
         if self._stats is not None:
             yield from queue_metrics(queue, self._stats)
+        if self._lag_s is not None:
+            yield GaugeMetricFamily("empfast_events_reader_lag_seconds", "how far this hub's events "
+                                    "reader is behind the stream's newest entry", value=self._lag_s)
         yield from self.hub_metrics(queue)
 
     def hub_metrics(self, queue: str) -> Iterator[Metric]:
@@ -95,6 +148,15 @@ class HubMetrics(Collector):
         for role, count in sorted(roles.items()):
             connections.add_metric([role], count)
         yield connections
+        frames = CounterMetricFamily("empfast_frames", "WebSocket text frames this hub received (in) and "
+                                     "sent (out)", labels=["direction"])
+        frames.add_metric(["in"], hub.frames_in)
+        frames.add_metric(["out"], hub.frames_out)
+        yield frames
+        store = hub.store
+        yield SummaryMetricFamily("empfast_redis_script_call_seconds", "this hub's Lua script calls to "
+                                  "Redis, round trip included (sum / count: the mean latency)",
+                                  count_value=store.script_calls, sum_value=store.script_seconds)
 
 
 def queue_metrics(queue: str, stats: Stats) -> Iterator[Metric]:

@@ -72,6 +72,7 @@ class Hub:
         self.connection_limit = self.config.max_connections  # lowered at start by the descriptor limit
         self.descriptor_reserve = DESCRIPTOR_RESERVE
         self.inbox_bytes = 0  # received from every connection and not yet handled
+        self.frames_in = self.frames_out = 0  # WebSocket text frames since start (metrics)
         self.reading_paused: set[Peer] = set()  # connections the hub stopped reading from
         self.peer_tasks: set[asyncio.Task[None]] = set()  # each connection's frame handler
         self.running = False

@@ -70,6 +70,11 @@ class EventReads:
         oldest = await self.redis.xrange(self.keys.events, count=1)
         return text(oldest[0][0]) if oldest else None
 
+    async def newest_event_id(self) -> str | None:
+        """The id of the newest event in the stream (None when it is empty)."""
+        newest = await self.redis.xrevrange(self.keys.events, count=1)
+        return text(newest[0][0]) if newest else None
+
     async def entries_since(self, since: str, *, scan: int = 10_000) -> tuple[list[EventEntry], bool]:
         """The entries after `since`, oldest first, at most `scan` (an XRANGE from there), in one
         round trip: for a job's subscriber or a whole feed that resumes. The flag is False when

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,8 @@ class Store(EventReads, JobListing, BulkActions):
         # None on the embedded store, where they go through fakeredis
         self.script_connection = PipelinedConnection.like(redis)
         self._script_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self.script_calls = 0
+        self.script_seconds = 0.0
         self._events_connection: PipelinedConnection | None = None
         self._started = False
 
@@ -149,6 +152,7 @@ class Store(EventReads, JobListing, BulkActions):
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.scripts[name]
+        started = time.perf_counter()
         try:
             try:
                 return await self._evalsha(script, keys, args)
@@ -168,6 +172,10 @@ class Store(EventReads, JobListing, BulkActions):
             if text.startswith(BadArgument.lua_reply + " "):
                 raise BadArgument(text.removeprefix(BadArgument.lua_reply + " ")) from None
             raise
+        finally:
+            # the time a script call takes, round trip included (metrics: Redis call latency)
+            self.script_calls += 1
+            self.script_seconds += time.perf_counter() - started
 
     # ---- jobs --------------------------------------------------------------------------------
 
