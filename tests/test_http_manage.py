@@ -178,3 +178,35 @@ async def test_a_cross_site_page_cannot_pause_or_bulk_act(http_hub: Hub) -> None
         answer = await call(http_hub, "POST", path, {"status": "completed"}, headers=elsewhere)
         assert (answer.status, answer.json()["code"]) == (403, "forbidden")
     assert (await http_hub.store.stats()).paused == []
+
+
+async def test_a_feed_without_job_events_still_follows_the_jobs_it_names(http_hub: Hub) -> None:
+    # what a dashboard's page asks: stats and workers, and the events of the jobs it lists only
+    assert http_hub.http is not None
+    client = await connect(http_hub, "/ws/client")
+    listed = await submit(client, "a", subscribe=False)
+    feed = f"/api/events?interval_s=3600&jobs=off&job={listed}&job=gone"
+    async with sse(http_hub.http.port, feed) as stream:
+        assert stream.status == 200
+        kinds = []
+        while "subscribed" not in kinds:  # the listed job's; the unknown one is left out
+            event = await stream.next()
+            assert event is not None
+            kinds.append(event.event)
+        other = await submit(client, "a", subscribe=False)
+        worker = await register(http_hub, "w1", ["a"], concurrency=2)
+        for _ in range(2):
+            job = await worker.until("job_assigned")
+            worker.send({"type": "complete_job", "job_id": job["job_id"], "result": 1})
+        seen = []
+        while not any(e.get("type") == "job_completed" for e in seen):
+            event = await stream.next()
+            assert event is not None
+            if event.event.startswith("job_"):
+                seen.append(event.json())
+    assert {e["job_id"] for e in seen} == {listed} and other != listed
+    assert kinds.count("subscribed") == 1
+    bad = await call(http_hub, "GET", "/api/events?jobs=maybe")
+    assert (bad.status, bad.json()["field"]) == (400, "jobs")
+    worker.close()
+    client.close()

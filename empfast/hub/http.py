@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from empfast import errors as e
 from empfast import messages as m
-from empfast.errors import ProtocolError
+from empfast.errors import EmpfastError, ProtocolError
 from empfast.hub import frames, openapi
 from empfast.hub.conn import error_for
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
@@ -195,17 +195,26 @@ class HttpSide:
     async def feed(self, request: Request) -> Response:
         """GET /api/events: every job event and worker_status, as a monitor gets them, and stats
         every `interval_s` while they change (subscribe_stats); with `?type=A&type=B`, the job
-        events of those types only (set_job_feed). Last-Event-ID (or ?since=) first replays the
-        events after it."""
+        events of those types only, with `?jobs=off` none (set_job_feed), and with `?job=ID`
+        (repeated) the events of those jobs besides (each a subscribe_job, without replay): what a
+        dashboard's page shows, at no cost per job of the queue. Last-Event-ID (or ?since=) first
+        replays the events after it."""
         try:
             role, identity = identify(self.hub, request, MONITOR)
-            fields = query(request, {"interval_s": "interval_s", "since": "since", "type": "type"},
-                           numbers=("interval_s",))
+            fields = query(request, {"interval_s": "interval_s", "since": "since", "type": "type",
+                                     "jobs": "jobs", "job": "job"}, numbers=("interval_s",))
             since = resume_point(request, fields.pop("since", None))
+            job_types, job_ids = request.query_params.getlist("type"), request.query_params.getlist("job")
+            if fields.pop("jobs", "on") not in ("on", "off"):
+                raise HttpError(400, e.BAD_MESSAGE, "jobs must be on (every job event, the default) or off",
+                                field="jobs")
+            feed = m.decode(role, orjson.dumps({
+                "type": "set_job_feed", "job_events": request.query_params.get("jobs", "on") == "on",
+                **({"job_types": job_types} if job_types else {})}))
+            followed = [m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id}))
+                        for job_id in job_ids[:self.hub.config.max_subscriptions]]
             fields.pop("type", None)
-            job_types = request.query_params.getlist("type")
-            feed = m.decode(role, orjson.dumps({"type": "set_job_feed", "job_events": True,
-                                                **({"job_types": job_types} if job_types else {})}))
+            fields.pop("job", None)
             assert isinstance(feed, m.SetJobFeed)
             message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
         except HttpError as exc:
@@ -215,7 +224,11 @@ class HttpSide:
         assert isinstance(message, m.SubscribeStats)
         peer = StreamPeer(self.hub, role, identity)
         try:
-            await self.streams.job_feed(peer, message.interval_s, since, frozenset(feed.job_types or ()))
+            await self.streams.job_feed(peer, message.interval_s, since, frozenset(feed.job_types or ()),
+                                        on=feed.job_events)
+            for subscribe in followed:  # a job that is gone, or not this token's, is left out
+                with contextlib.suppress(EmpfastError):
+                    await self.hub.handle(peer, subscribe)
         except Exception as exc:
             self.hub.detach(peer)
             return error_answer(error_for(exc, None, role))

@@ -165,7 +165,7 @@ class Streams:
             peer.end()
 
     async def job_feed(self, peer: StreamPeer, interval_s: float, since: str | None = None,
-                       job_types: frozenset[str] = frozenset()) -> None:
+                       job_types: frozenset[str] = frozenset(), *, on: bool = True) -> None:
         """Make `peer` a monitor in the job feed with stats pushes every `interval_s` (its first
         stats at once). With `since` (Last-Event-ID), the entries after it are read back once, after
         joining the feed so that nothing falls between the two: one XRANGE of at most the stream's
@@ -173,7 +173,7 @@ class Streams:
         hub = self.hub
         await hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
         hub.monitors.add(peer)
-        hub.set_job_feed(peer, True, job_types)
+        hub.set_job_feed(peer, on, job_types)
         if since is None:
             return
         scan = max(10_000, 2 * hub.store.settings.events_maxlen)  # the stream is trimmed about there
@@ -201,20 +201,23 @@ class Streams:
                      last_kind: str | None = None) -> AsyncIterator[bytes]:
         """The body of an SSE response: the peer's frames as they come, a keep-alive comment when
         none came for KEEPALIVE_S. A job's stream ends after its final event (the fan-out then ends
-        the subscription); every stream ends when the hub stops or the client goes."""
+        the subscription), a bulk action's after `last_kind`; every stream ends when the hub stops
+        or the client goes. The frames queued at a wake-up go out as one chunk: one write for a
+        read's worth of events, not one per event."""
         self.open.add(peer)
         try:
-            yield b"retry: 1000\n\n"
-            for frame in peer.replay:
-                yield sse_message(frame)
+            yield b"retry: 1000\n\n" + b"".join(map(sse_message, peer.replay))
             peer.replay.clear()
             while True:
                 last = False
+                chunk: list[bytes] = []
                 while peer.queued and not last:
                     frame = peer.take()
                     last = last_kind is not None and member(frame, TYPE) == last_kind
                     if not replayed(frame, peer.replayed_through):
-                        yield sse_message(frame)
+                        chunk.append(sse_message(frame))
+                if chunk:
+                    yield b"".join(chunk)
                 if last or peer.ended or (job_id is not None and job_id not in peer.subs.jobs):
                     break
                 peer.wake.clear()

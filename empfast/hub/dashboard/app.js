@@ -1,6 +1,8 @@
 // The empfast dashboard: plain ES module, no build step. It reads the hub's REST routes and one
-// Server-Sent-Events stream per tab (/api/events: every job event, worker changes, stats), read
-// with fetch so that the token goes in a header. docs/management.md section 5.
+// Server-Sent-Events stream per tab (/api/events with jobs=off: stats, worker changes, pauses, and
+// the events of the jobs the page lists, job=ID each), read with fetch so that the token goes in a
+// header. A tab never takes every job event of the queue: it would cost the hub per job.
+// docs/management.md section 5.
 
 const view = document.getElementById("view");
 const live = document.getElementById("live");
@@ -63,13 +65,14 @@ async function readEvents(response, onFrame, resume) {
   }
 }
 
-async function follow(path, onFrame, { until } = {}) {
+async function follow(path, onFrame, { until, signal } = {}) {
   const resume = { lastId: null };
   let pause = 500;
   for (;;) {
+    if (signal && signal.aborted) return;
     const extra = resume.lastId ? { "Last-Event-ID": resume.lastId } : {};
     try {
-      const response = await fetch(path, { headers: headers(extra) });
+      const response = await fetch(path, { headers: headers(extra), signal });
       if (response.status === 401) { askForToken(); return; }
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
       setLive(true);
@@ -77,6 +80,7 @@ async function follow(path, onFrame, { until } = {}) {
       await readEvents(response, onFrame, resume);
       if (until && until()) return;
     } catch (error) {
+      if (signal && signal.aborted) return;
       console.warn("event stream", path, error);
     }
     setLive(false);
@@ -91,6 +95,20 @@ function setLive(on) {
 }
 
 // ---- the one feed of this tab -----------------------------------------------------------------
+
+const feed = { jobs: [], controller: null };
+
+// The feed follows these jobs (the ones a page lists that have not ended): opened again when the
+// set changes.
+function feedJobs(ids) {
+  if (feed.controller && ids.length === feed.jobs.length && ids.every((id, i) => id === feed.jobs[i])) return;
+  feed.jobs = ids;
+  if (feed.controller) feed.controller.abort();
+  const controller = feed.controller = new AbortController();
+  const query = new URLSearchParams({ interval_s: "1", jobs: "off" });
+  for (const id of ids) query.append("job", id);
+  follow(`/api/events?${query}`, onFeed, { signal: controller.signal });
+}
 
 function onFeed(frame) {
   if (frame.type === "stats") {
@@ -196,6 +214,7 @@ const current = (page) => page === state.page;
 
 function overview() {
   const page = state.page;
+  feedJobs([]);
   // the form stays as the user types; what is below it is redrawn on each change
   const body = el("div", { id: "overview" });
   view.replaceChildren(submitForm(), body);
@@ -315,6 +334,7 @@ function jobsPage(params) {
     if (!current(myPage)) return;
     page = answer;
     render();
+    feedJobs(page.rows.filter((r) => !["completed", "failed", "cancelled"].includes(r.status)).map((r) => r.job_id));
   };
 
   const go = (changes) => {
@@ -469,6 +489,7 @@ function jobPage(jobId) {
     }, { until: () => !current(myPage) || ["completed", "failed", "cancelled"].includes(job && job.status) });
   };
   state.onEvent = null;
+  feedJobs([]);
   reload().then(following).catch(showError);
 }
 
@@ -508,7 +529,7 @@ async function start() {
   document.title = `empfast · ${state.info.queue}`;
   window.addEventListener("hashchange", route);
   route();
-  follow("/api/events?interval_s=1", onFeed);
+  feedJobs([]);
   // heartbeat ages tick without a round trip
   setInterval(() => {
     for (const cell of document.querySelectorAll("td.heard")) cell.textContent = ago(Number(cell.dataset.ms));
