@@ -1,4 +1,4 @@
-"""CI smoke of issue 9's benchmarks: each new module of bench/ runs at tiny sizes (set through its
+"""CI smoke of issue 9's and 10's benchmarks: each new module of bench/ runs at tiny sizes (set through its
 EMPFAST_BENCH_* variables) in a pytest of its own, and its JSON report must show sane counts: every
 subscriber and monitor got every event, every connection was welcomed, every job completed, INFO
 commandstats was read. Never timings: this machine's figures belong in bench/README.md."""
@@ -17,12 +17,14 @@ import pytest
 pytestmark = pytest.mark.real_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["test_bench_fanout.py", "test_bench_scale.py", "test_bench_history.py", "test_bench_redis_cost.py"]
+MODULES = ["test_bench_fanout.py", "test_bench_scale.py", "test_bench_history.py", "test_bench_redis_cost.py",
+           "test_bench_dashboard.py"]
 TINY = {
     "EMPFAST_BENCH_FANOUT_SIZES": "1,10", "EMPFAST_BENCH_FANOUT_ROUNDS": "10",
     "EMPFAST_BENCH_MONITOR_FRAMES": "200", "EMPFAST_BENCH_IDLE_CONNECTIONS": "200",
     "EMPFAST_BENCH_HISTORY_JOBS": "2000", "EMPFAST_BENCH_HISTORY_BACKLOG": "300",
     "EMPFAST_BENCH_COST_JOBS": "200",
+    "EMPFAST_BENCH_DASHBOARD_BACKLOG": "300", "EMPFAST_BENCH_DASHBOARD_ROUNDS": "2",
 }
 
 
@@ -53,6 +55,10 @@ def test_the_new_benchmarks_run_at_tiny_sizes(redis_server: object, tmp_path: Pa
     history = results["test_drain_with_history"]
     assert history["finished_jobs_before"] == 2000 and history["completed_after"] == 2000 + 5 * 300
     assert history["empty_completed_after"] == 5 * 300 and len(history["paired_slower_pct"]) == 5
+
+    dashboard = results["test_drain_with_a_dashboard_open"]
+    assert dashboard["completed"] == 2 * 2 * 300 and len(dashboard["paired_slower_pct"]) == 2
+    assert len(dashboard["sse_events_read"]) == 2  # the dashboard's load ran in each round
 
     for scenario in ("one_at_a_time", "backlog"):
         cost = results[f"test_redis_cost_per_job[{scenario}]"]
