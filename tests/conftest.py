@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import pytest
-from support import MakeStore, RedisServer, running_redis_server
+from support import FAST_TIMINGS, MakeStore, RedisServer, free_port, running_redis_server
 
 from empfast.config import HubConfig, QueueSettings
 from empfast.hub import Hub
@@ -78,3 +78,23 @@ async def hub(make_store: MakeStore) -> AsyncIterator[Hub]:
     await h.start()
     yield h
     await h.stop()
+
+
+@pytest.fixture
+async def http_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
+    """A started hub on queue "http" with its HTTP side on a free port, on each backend."""
+    hub = Hub(await make_store(name="http"), HubConfig(port=0, http_port=free_port(), **FAST_TIMINGS))
+    await hub.start()
+    yield hub
+    await hub.stop()
+
+
+@pytest.fixture
+async def secured_hub() -> AsyncIterator[Hub]:
+    """A hub with tokens: m-tok (monitor), c-tok (client), a-tok (admin); its HTTP side on."""
+    config = HubConfig(port=0, http_port=free_port(), monitor_tokens="m-tok", client_tokens="c-tok",
+                       admin_tokens="a-tok", **FAST_TIMINGS)
+    hub = Hub(Store.embedded(QueueSettings(name="secured")), config)
+    await hub.start()
+    yield hub
+    await hub.stop()

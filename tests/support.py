@@ -37,6 +37,10 @@ MakeStore = Callable[..., Awaitable[Store]]
 REDIS_BINARY = shutil.which("redis-server")
 
 
+# a hub's background loops made quick, so tests see sweeps, stats and events within a few tenths
+FAST_TIMINGS = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -13,24 +12,13 @@ import pytest
 from http_support import HttpAnswer, http_request, sse
 from in_process import run_in_process
 from prometheus_client.parser import text_string_to_metric_families
-from support import MakeStore, WSPeer, connect, free_port, register, running_redis_server, submit
+from support import FAST_TIMINGS, WSPeer, connect, free_port, register, running_redis_server, submit
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.hub import Hub, streams
 from empfast.hub.auth import OPEN
 from empfast.hub.streams import StreamPeer
 from empfast.store import Store, redis_from_options
-
-FAST = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
-
-
-@pytest.fixture
-async def http_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
-    """A started hub with its HTTP side on a free port, on each backend (conftest.py)."""
-    hub = Hub(await make_store(name="http"), HubConfig(port=0, http_port=free_port(), **FAST))
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 async def get(hub: Hub, path: str, **options: Any) -> HttpAnswer:
@@ -70,7 +58,7 @@ async def test_readyz_is_503_while_redis_is_down_and_ready_again_after() -> None
     with running_redis_server("readiness needs a Redis to stop") as server:
         store = Store(redis_from_options(RedisOptions(url=server.url, retries=1, connect_timeout_s=0.5,
                                                       socket_timeout_s=0.5)), QueueSettings(name="ready"))
-        hub = Hub(store, HubConfig(port=0, http_port=free_port(), **FAST))
+        hub = Hub(store, HubConfig(port=0, http_port=free_port(), **FAST_TIMINGS))
         await hub.start()
         try:
             assert (await get(hub, "/readyz")).status == 200
@@ -184,7 +172,7 @@ async def test_metrics_count_the_jobs_run_and_this_hubs_connections(http_hub: Hu
 
 async def test_two_hubs_in_one_process_keep_their_own_metrics(http_hub: Hub) -> None:
     other = Hub(Store.embedded(QueueSettings(name="other")),
-                HubConfig(port=0, http_port=free_port(), **FAST))
+                HubConfig(port=0, http_port=free_port(), **FAST_TIMINGS))
     await other.start()
     try:
         worker = await register(http_hub, "w-2", ["a"])
@@ -266,14 +254,6 @@ async def test_bad_requests_get_the_protocols_error_and_change_nothing(
     assert (await http_hub.store.stats()).as_dict() == before
 
 
-@pytest.fixture
-async def secured_hub() -> AsyncIterator[Hub]:
-    config = HubConfig(port=0, http_port=free_port(), monitor_tokens="m-tok", client_tokens="c-tok",
-                       admin_tokens="a-tok", **FAST)
-    hub = Hub(Store.embedded(QueueSettings(name="secured")), config)
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 @pytest.mark.parametrize(("method", "path", "token", "status"), [
@@ -447,7 +427,8 @@ async def test_a_stream_that_falls_behind_is_dropped_not_buffered(http_hub: Hub)
 
 
 async def test_stopping_the_hub_ends_its_open_streams() -> None:
-    hub = Hub(Store.embedded(QueueSettings(name="stop")), HubConfig(port=0, http_port=free_port(), **FAST))
+    config = HubConfig(port=0, http_port=free_port(), **FAST_TIMINGS)
+    hub = Hub(Store.embedded(QueueSettings(name="stop")), config)
     await hub.start()
     assert hub.http is not None
     async with sse(hub.http.port, "/api/events") as feed:

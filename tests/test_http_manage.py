@@ -6,28 +6,16 @@ each route's token role."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 from http_support import HttpAnswer, http_request, sse
-from support import MakeStore, connect, free_port, register, submit
+from support import connect, register, submit
 
-from empfast.config import HubConfig, QueueSettings
 from empfast.hub import Hub
 from empfast.limits import BULK_SLICE
-from empfast.store import NewJob, Store
-
-FAST = {"sweep_interval_s": 0.05, "stats_interval_s": 0.05, "events_block_ms": 50}
-
-
-@pytest.fixture
-async def http_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
-    hub = Hub(await make_store(name="manage"), HubConfig(port=0, http_port=free_port(), **FAST))
-    await hub.start()
-    yield hub
-    await hub.stop()
+from empfast.store import NewJob
 
 
 async def call(hub: Hub, method: str, path: str, body: Any = None, token: str | None = None,
@@ -144,18 +132,10 @@ async def test_the_event_feed_can_carry_some_job_types_only(http_hub: Hub) -> No
 
 async def test_info_and_healthz(http_hub: Hub) -> None:
     info = (await call(http_hub, "GET", "/api/info")).json()
-    assert info["queue"] == "manage" and info["hub_id"] == http_hub.hub_id and info["version"]
+    assert info["queue"] == "http" and info["hub_id"] == http_hub.hub_id and info["version"]
     assert (await call(http_hub, "GET", "/healthz")).json() == {"status": "ok"}
 
 
-@pytest.fixture
-async def secured_hub() -> AsyncIterator[Hub]:
-    config = HubConfig(port=0, http_port=free_port(), monitor_tokens="m-tok", client_tokens="c-tok",
-                       admin_tokens="a-tok", **FAST)
-    hub = Hub(Store.embedded(QueueSettings(name="secured")), config)
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 @pytest.mark.parametrize(("path", "token", "status"), [

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from empfast import errors as e
 from empfast import messages as m
 from empfast.errors import EmpfastError, ProtocolError
-from empfast.hub import frames, openapi
+from empfast.hub import openapi
 from empfast.hub.conn import error_for
 from empfast.hub.metrics import CONTENT_TYPE, HubMetrics
 from empfast.hub.rest import (
@@ -39,6 +39,8 @@ from empfast.hub.rest import (
     identify,
     query,
     read_body,
+    refused,
+    stream_peer,
     with_members,
 )
 from empfast.hub.streams import StreamPeer, Streams, sse_headers
@@ -217,10 +219,8 @@ class HttpSide:
             fields.pop("job", None)
             assert isinstance(feed, m.SetJobFeed)
             message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
-        except HttpError as exc:
-            return exc.response()
-        except ProtocolError as exc:
-            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+        except (HttpError, ProtocolError) as exc:
+            return refused(exc)
         assert isinstance(message, m.SubscribeStats)
         peer = StreamPeer(self.hub, role, identity)
         try:
@@ -244,17 +244,10 @@ class HttpSide:
             since = resume_point(request, query(request, {"since": "since"}).get("since"))
             message = m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id,
                                                    **({"since": since} if since else {})}))
-        except HttpError as exc:
-            return exc.response()
-        except ProtocolError as exc:
-            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
-        peer = StreamPeer(self.hub, role, identity)
-        try:
-            await self.hub.handle(peer, message)  # the subscribed reply, the replay or state, queued
-        except Exception as exc:
-            self.hub.detach(peer)
-            return error_answer(error_for(exc, None, role))
-        return self._stream(peer, job_id)
+        except (HttpError, ProtocolError) as exc:
+            return refused(exc)
+        peer = await stream_peer(self.hub, role, identity, message)  # subscribed, the replay or state
+        return peer if isinstance(peer, Response) else self._stream(peer, job_id)
 
     async def bulk(self, request: Request) -> Response:
         """POST /api/bulk/retry (retry_jobs) and /api/bulk/remove (remove_jobs), the body the
@@ -267,16 +260,11 @@ class HttpSide:
             query(request, {})
             body = (await read_body(request, 4096)).strip() or b"{}"
             message = m.decode(role, with_members(body, {"type": kind}))
-        except HttpError as exc:
-            return exc.response()
-        except ProtocolError as exc:
-            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
-        peer = StreamPeer(self.hub, role, identity)
-        try:
-            await self.hub.handle(peer, message)  # bulk_started queued; the action runs in a task
-        except Exception as exc:
-            self.hub.detach(peer)
-            return error_answer(error_for(exc, None, role))
+        except (HttpError, ProtocolError) as exc:
+            return refused(exc)
+        peer = await stream_peer(self.hub, role, identity, message)  # bulk_started; a task runs it
+        if isinstance(peer, Response):
+            return peer
         return StreamingResponse(self.streams.events(peer, last_kind="bulk_done"),
                                  media_type="text/event-stream", headers=sse_headers())
 

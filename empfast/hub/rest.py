@@ -66,6 +66,26 @@ def error_answer(frame: bytes) -> Response:
     return answer(frame, status)
 
 
+def refused(exc: HttpError | ProtocolError) -> Response:
+    """The answer to a request refused before a handler ran: its token, a parameter, the message."""
+    if isinstance(exc, HttpError):
+        return exc.response()
+    return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+
+
+async def stream_peer(hub: Hub, role: str, identity: Identity,
+                      message: m.AnyMessage) -> StreamPeer | Response:
+    """A StreamPeer that has handled `message` (what the handler sent waits in its queue), or the
+    error answer when the handler refused."""
+    peer = StreamPeer(hub, role, identity)
+    try:
+        await hub.handle(peer, message)
+    except Exception as exc:
+        hub.detach(peer)
+        return error_answer(error_for(exc, None, role))
+    return peer
+
+
 def check_same_site(request: Request) -> None:
     """A route that changes something refuses a browser's cross-site request: with auth off (or a
     token a page could guess), any web page its operator opens could otherwise POST to the hub on
@@ -106,10 +126,8 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
             check_same_site(request)
         role, identity = identify(hub, request, roles)
         decoded = m.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
-    except HttpError as exc:
-        return exc.response()
-    except ProtocolError as exc:
-        return error_answer(frames.error(exc.code, exc.message, **exc.extra))
+    except (HttpError, ProtocolError) as exc:
+        return refused(exc)
     peer = RequestPeer(hub, role, identity)
     try:
         await hub.handle(peer, decoded)
@@ -236,13 +254,12 @@ class RestRoutes:
             check_same_site(request)
             role, identity = identify(self.hub, request, ACT)
             decoded = m.decode(role, message)
-        except HttpError as exc:
-            return exc.response()
-        except ProtocolError as exc:
-            return error_answer(frames.error(exc.code, exc.message, **exc.extra))
-        peer = StreamPeer(self.hub, role, identity)
+        except (HttpError, ProtocolError) as exc:
+            return refused(exc)
+        peer = await stream_peer(self.hub, role, identity, decoded)
+        if isinstance(peer, Response):
+            return peer
         try:
-            await self.hub.handle(peer, decoded)
             # the reply; a job event the reader brought during the store call may be ahead of it
             accepted = next(frame for frame in map(orjson.loads, peer.queued)
                             if frame.get("type") in ("job_accepted", "error"))
