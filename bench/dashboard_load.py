@@ -20,6 +20,7 @@ import time
 
 FEED = "/api/events?interval_s=1&jobs=off"  # what the dashboard's overview keeps open
 stop = threading.Event()
+connected = threading.Event()  # the feed answered: a dashboard is open before the work it watches
 counts = {"events": 0, "sse_bytes": 0, "scrapes": 0, "scrape_failures": 0}
 
 
@@ -28,6 +29,7 @@ def read_feed(port: int, path: str) -> None:
     connection.request("GET", path, headers={"Accept": "text/event-stream"})
     answer = connection.getresponse()
     assert answer.status == 200, answer.status
+    connected.set()
     while not stop.is_set():
         data = answer.read1(1 << 16)  # whole chunks: a browser reads them so too
         if not data:
@@ -56,6 +58,7 @@ def main() -> None:
     parts = os.environ.get("EMPFAST_BENCH_DASHBOARD_PARTS", "feed,scrape").split(",")
     if "feed" in parts:
         threading.Thread(target=read_feed, args=(port, path), daemon=True).start()
+        connected.wait(10)
     if "scrape" in parts:
         threading.Thread(target=scrape_every_second, args=(port,), daemon=True).start()
     print("ready", flush=True)
