@@ -241,10 +241,10 @@ def stats_table(stats: dict[str, Any]) -> str:
         lines.append("paused now   " + ", ".join(stats["paused"]) + "   (`empfast resume TYPE`)")
     by_type = stats.get("by_type") or {}
     if by_type:
-        columns = ("pending", "active", "added", "completed", "failed", "retried", "cancelled")
+        columns = ("pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled")
         width = max(8, *(len(t) for t in by_type))
         lines.append("")
-        lines.append(f"{'':<{width}}{'now':>22}   {'totals since the queue began':>51}")
+        lines.append(f"{'':<{width}}{'now':>33}   {'totals since the queue began':>51}")
         lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
         for job_type, counts in sorted(by_type.items()):
             lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))

@@ -149,6 +149,7 @@ for i = 1, n do
       status = 'scheduled'
       local runAt = tostring(now + delay)
       rcall('ZADD', scheduledKey, runAt, id)
+      countStat(counts, 'scheduled:' .. jobType, 1)
       fields[#fields + 1] = 'run_at'
       fields[#fields + 1] = runAt
     else

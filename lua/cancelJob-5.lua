@@ -45,7 +45,9 @@ end
 local now = getTime(ARGV[2])
 if status == 'pending' or status == 'scheduled' then
   rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
-  rcall('ZREM', scheduledKey, jobId)
+  if rcall('ZREM', scheduledKey, jobId) == 1 then
+    rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
+  end
   finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, f[2], now)
   return {'CANCELLED'}
 end

@@ -59,6 +59,7 @@ for _, jobId in ipairs(due) do
   local jobKey = prefix .. 'job:' .. jobId
   local f = rcall('HMGET', jobKey, 'status', 'type', 'priority')
   if f[1] == 'scheduled' then
+    rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
     enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]), now)
     emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'pending', 'id', jobId, 'type', f[2])
   end

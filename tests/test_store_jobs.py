@@ -477,3 +477,21 @@ async def test_only_failed_or_cancelled_jobs_are_retried(store: Store) -> None:
         await store.retry("never", now=T)
     with pytest.raises(BadArgument):
         await store.retry("stopped", attempts=0, now=T)
+
+
+async def test_scheduled_jobs_are_counted_by_type_as_they_come_and_go(store: Store) -> None:
+    # the dashboard's per-type counts: delayed on add, waiting out a retry's backoff, then due,
+    # or cancelled while waiting
+    await store.add_jobs([NewJob("a", job_id=f"a{i}", delay_ms=60_000) for i in range(3)]
+                         + [NewJob("b", job_id="b0", delay_ms=60_000), NewJob("b", job_id="b1")], now=T)
+    by_type = (await store.stats()).by_type
+    assert (by_type["a"]["scheduled"], by_type["b"]["scheduled"]) == (3, 1)
+    await store.cancel("a0", now=T)
+    await store.cancel("b1", now=T)  # pending: not scheduled, nothing to take off
+    await store.sweep(now=T + 60_000)  # a1, a2 and b0 are due
+    await store.register_worker("w1", ["b"], 1, now=T + 60_000)
+    (job,) = await store.claim("w1", now=T + 60_000)
+    await store.fail(job.job_id, "w1", job.attempt, "later", jitter=0.0, now=T + 60_000)  # a backoff
+    stats = await store.stats()
+    assert (stats.by_type["a"]["scheduled"], stats.by_type["b"]["scheduled"]) == (0, 1)
+    assert stats.scheduled == 1 and stats.by_type["a"]["pending"] == 2

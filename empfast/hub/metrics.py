@@ -167,7 +167,7 @@ def queue_metrics(queue: str, stats: Stats) -> Iterator[Metric]:
     for state in CURRENT_STATES:
         jobs.add_metric([queue, state], getattr(stats, state))
     yield jobs
-    by_type = GaugeMetricFamily("empfast_type_jobs", "pending and active jobs by type now",
+    by_type = GaugeMetricFamily("empfast_type_jobs", "pending, scheduled and active jobs by type now",
                                 labels=["queue", "type", "state"])
     finished = CounterMetricFamily("empfast_jobs_finished", "jobs that ended, by type and outcome "
                                    "(failed: dead-lettered after the last attempt)",
@@ -176,7 +176,7 @@ def queue_metrics(queue: str, stats: Stats) -> Iterator[Metric]:
     retried = CounterMetricFamily("empfast_jobs_retried", "attempts retried after a failure, and jobs "
                                   "retried by hand, by type", labels=["queue", "type"])
     for job_type, counts in sorted(stats.by_type.items()):
-        for state in ("pending", "active"):
+        for state in ("pending", "scheduled", "active"):
             by_type.add_metric([queue, job_type, state], counts.get(state, 0))
         for outcome in OUTCOMES:
             finished.add_metric([queue, job_type, outcome], counts.get(outcome, 0))

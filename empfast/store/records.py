@@ -176,8 +176,10 @@ def stats_from_reply(out: Sequence[Any]) -> Stats:
         elif rest in by_type:
             by_type[rest][kind] = value
     for counts in by_type.values():
-        for kind in ("active", "added", "completed", "failed", "retried", "cancelled"):
+        for kind in ("active", "scheduled", "added", "completed", "failed", "retried", "cancelled"):
             counts.setdefault(kind, 0)
+        # kept by the scripts since this counter exists: a job scheduled before then may take it below 0
+        counts["scheduled"] = max(0, counts["scheduled"])
     paused = orjson.loads(out[8]) if len(out) > 8 and out[8] else []
     return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type,
                  paused)

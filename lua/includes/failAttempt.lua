@@ -27,6 +27,7 @@ local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey
   if runAt > now then
     status, waits = 'scheduled', {'run_at', runAt}
     rcall('ZADD', scheduledKey, runAt, jobId)
+    rcall('HINCRBY', statsKey, 'scheduled:' .. jobType, 1)
     rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
   else
     runAt = 0

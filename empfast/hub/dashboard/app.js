@@ -240,13 +240,13 @@ function overview() {
       chart(),
       el("h2", {}, "Job types"),
       el("table", { id: "types" },
-        el("tr", {}, el("th", {}, "type"), ...["pending", "active", "added", "completed", "failed", "retried",
+        el("tr", {}, el("th", {}, "type"), ...["pending", "scheduled", "active", "added", "completed", "failed", "retried",
           "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", {}, "")),
         types.map(([name, t]) => el("tr", { "data-type": name },
           el("td", {}, el("a", { href: `#/jobs?status=pending&type=${encodeURIComponent(name)}` }, name), " ",
             paused.has(name) ? el("span", { class: "tag paused" }, "paused") : null,
             t.pending > 0 && !takers.has(name) ? el("span", { class: "tag alarm", title: "jobs wait and no registered worker takes this type" }, "no worker") : null),
-          ...["pending", "active", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
+          ...["pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
             el("td", { class: "num" }, fmt.format(t[c] || 0))),
           el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
             paused.has(name) ? "Resume" : "Pause"))))),
