@@ -260,9 +260,15 @@ async def test_a_job_submitted_from_the_form_runs_to_100_percent_one_is_cancelle
         listed = await asyncio.to_thread(page_through)
         assert listed == ids  # every one, once, in the order workers would get them
 
+        await client.submit("later", {}, delay_s=600)
+
         def overview_screenshot() -> None:
             browser.get(f"http://127.0.0.1:{port}/")
             until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "1,000", "the backlog's count")
+            # the types table: pending, then scheduled, by type
+            until(browser, lambda d: text_of(d, "tr[data-type=later] td:nth-child(3)") == "1",
+                  "the delayed job in its type's scheduled column")
+            assert text_of(browser, "tr[data-type=backlog] td:nth-child(2)") == "1,000"
             save_screenshot(browser, "dashboard-overview.png")
 
         await asyncio.to_thread(overview_screenshot)

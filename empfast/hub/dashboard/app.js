@@ -117,9 +117,18 @@ function onFeed(frame) {
       const seconds = (Date.now() - state.lastStats.at) / 1000;
       if (seconds > 0) state.rate = Math.max(0, (done - state.lastStats.done) / seconds);
     }
-    state.lastStats = { at: Date.now(), done };
+    // per type: jobs finished per second since the stats before
+    const byType = {};
+    for (const [name, t] of Object.entries(frame.by_type || {})) byType[name] = (t.completed || 0) + (t.failed || 0);
+    if (state.lastStats && state.lastStats.byType) {
+      const seconds = (Date.now() - state.lastStats.at) / 1000;
+      state.typeRates = Object.fromEntries(Object.entries(byType).map(([name, n]) =>
+        [name, seconds > 0 ? Math.max(0, (n - (state.lastStats.byType[name] || 0)) / seconds) : 0]));
+    }
+    state.lastStats = { at: Date.now(), done, byType };
     state.stats = frame;
-    state.history.push({ at: Date.now(), rate: state.rate, pending: frame.pending || 0 });
+    const pending = frame.pending || 0;
+    state.history.push({ at: Date.now(), rate: state.rate, pending, wait: state.rate > 0 ? pending / state.rate : 0 });
     while (state.history.length && state.history[0].at < Date.now() - HISTORY_MS) state.history.shift();
   } else if (frame.type === "worker_status" || frame.type === "type_paused") {
     refreshWorkers();
@@ -241,13 +250,15 @@ function overview() {
       el("h2", {}, "Job types"),
       el("table", { id: "types" },
         el("tr", {}, el("th", {}, "type"), ...["pending", "scheduled", "active", "added", "completed", "failed", "retried",
-          "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", {}, "")),
+          "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", { class: "num" }, "finished/s"), el("th", {}, "")),
         types.map(([name, t]) => el("tr", { "data-type": name },
           el("td", {}, el("a", { href: `#/jobs?status=pending&type=${encodeURIComponent(name)}` }, name), " ",
             paused.has(name) ? el("span", { class: "tag paused" }, "paused") : null,
             t.pending > 0 && !takers.has(name) ? el("span", { class: "tag alarm", title: "jobs wait and no registered worker takes this type" }, "no worker") : null),
           ...["pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
             el("td", { class: "num" }, fmt.format(t[c] || 0))),
+          el("td", { class: "num", title: "jobs of this type finished per second, from the last two stats" },
+            ((state.typeRates || {})[name] || 0).toFixed(1)),
           el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
             paused.has(name) ? "Resume" : "Pause"))))),
       el("h2", {}, `Workers (${state.workers.length})`),
@@ -280,8 +291,8 @@ function chart() {
     return `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${xy.join(" ")}"/>`;
   };
   box.innerHTML = `<svg viewBox="0 0 ${width} ${height}" width="100%" height="${height}" role="img"
-    aria-label="finished per second and pending over the last ten minutes">${line("rate", "#2f6fed")}${line("pending", "#b76e00")}</svg>
-    <div class="muted"><span style="color:#2f6fed">— finished / s</span> · <span style="color:#b76e00">— pending</span> (last 10 min, each scaled to its peak)</div>`;
+    aria-label="finished per second, pending and the estimated wait over the last ten minutes">${line("rate", "#2f6fed")}${line("pending", "#b76e00")}${line("wait", "#c8372d")}</svg>
+    <div class="muted"><span style="color:#2f6fed">— finished / s</span> · <span style="color:#b76e00">— pending</span> · <span style="color:#c8372d">— est. wait (pending ÷ finished/s)</span> (last 10 min, each scaled to its peak)</div>`;
   return box;
 }
 
