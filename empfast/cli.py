@@ -83,7 +83,8 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
     log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s; it takes %s",
              hub.hub_id, config.host, hub.port, settings.name, where, hub.capacity())
     if hub.http is not None:
-        log.info("HTTP side on http://%s:%d (REST /api, SSE, /openapi.json, /livez, /readyz, /metrics)",
+        log.info("dashboard and HTTP side on http://%s:%d/ (REST /api, SSE, /openapi.json, /livez, /readyz, "
+                 "/metrics)",
                  hub.http.host, hub.http.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
