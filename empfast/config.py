@@ -44,6 +44,41 @@ def read_secret_file(path: str, setting_name: str) -> str:
     return lines[0].strip()
 
 
+USER_INFO = re.compile(r"[^/@]*@")  # what comes before a URL's @: the user and the password
+REDIS_URL_FORMS = "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=DB]"
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that is not one of the supported forms, before anything connects: a URL
+    such as redis:/127.0.0.1:6379/14 (a slash missing) would otherwise be read as db 0 of localhost.
+    The message shows the URL without its password."""
+    parts = urlsplit(url)
+    # a malformed URL is not split into its parts: hide all that precedes its @
+    shown = USER_INFO.sub("***@", url, count=1)
+    problem = None
+    if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(f"{parts.scheme}://"):
+        problem = "it does not start with redis://, rediss:// or unix://"
+        if parts.scheme in ("redis", "rediss") and shown.startswith(f"{parts.scheme}:"):
+            problem += f" (did you mean {parts.scheme}://{shown[len(parts.scheme) + 1:].lstrip('/')}?)"
+    elif parts.scheme == "unix":
+        if parts.netloc or not parts.path or parts.path == "/":
+            problem = "a unix:// URL is unix:///PATH/TO/redis.sock (three slashes, then the socket's path)"
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname:
+            problem = "it names no host"
+        elif port is not None and not 0 < port < 65536:
+            problem = "its port is not a number from 1 to 65535"
+        elif parts.path not in ("", "/") and not parts.path[1:].isdigit():
+            problem = f"its path {parts.path!r} is not a database number such as /0"
+    if problem is not None:
+        raise ValueError(f"the Redis URL {shown!r} is not one empfast takes: {problem}; use "
+                         f"{REDIS_URL_FORMS}")
+
+
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
     """How to reach Redis. TLS comes from a rediss:// URL plus the ssl_* options."""
@@ -75,6 +110,7 @@ class RedisOptions:
         for name in ("health_check_interval_s", "retries"):  # 0: no health checks, no retries
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        check_redis_url(self.url)
         if (self.password is not None) + (self.password_file is not None) + (
                 urlsplit(self.url).password is not None) > 1:
             raise ValueError("give the Redis password once: in the URL, as password, or as password_file")

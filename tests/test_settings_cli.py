@@ -49,10 +49,11 @@ def variable(settings: type[Any], field_name: str) -> str:
     return "EMPFAST_" + option_name(settings, field_name).upper()
 
 
-def value_other_than_default(field: dataclasses.Field[Any], hint: Any) -> Any:
+def value_other_than_default(field: dataclasses.Field[Any], hint: Any,
+                             owner: type[Any] | None = None) -> Any:
     default = field.default
-    if field.name == "url":  # the hub's address must be a WebSocket URL
-        return "ws://other-host:1"
+    if field.name == "url":  # the hub's address must be a WebSocket URL, Redis's a Redis URL
+        return "redis://other-host:1/2" if owner is RedisOptions else "ws://other-host:1"
     if get_origin(hint) is not Literal and type(None) in get_args(hint):
         (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
     if get_origin(hint) is Literal:
@@ -111,7 +112,7 @@ def test_every_setting_has_a_flag_and_a_variable(command: str, received: dict[ty
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     for settings in SETTINGS_OF_COMMAND[command]:
         for field, hint in ((f, get_type_hints(settings)[f.name]) for f in dataclasses.fields(settings)):
-            value = value_other_than_default(field, hint)
+            value = value_other_than_default(field, hint, settings)
             if hint is bool:
                 start(command, flag(settings, field.name).replace("--", "--" if value else "--no-", 1))
             else:
@@ -227,3 +228,35 @@ def test_a_redis_password_is_masked_where_the_hub_names_redis(caplog: pytest.Log
                           "0", "--port", "0")
     assert proc.returncode == 2 and "cannot reach Redis at redis://user:***@127.0.0.1:1/0" in proc.stderr
     assert "hunter2" not in proc.stderr + caplog.text
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "redis://h", "redis://h:1/2", "redis://h/",
+                                 "rediss://:pw@h:6380/0", "redis://user:pw@h:6379", "unix:///tmp/r.sock",
+                                 "unix:///tmp/r.sock?db=3"])
+def test_the_redis_url_forms_empfast_takes(url: str) -> None:
+    assert RedisOptions(url=url).url == url
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis:/127.0.0.1:6379/14", "did you mean redis://127.0.0.1:6379/14?"),  # ran on db 0 of localhost
+    ("redis:/:s3cret@h:6379/1", "did you mean redis://***@h:6379/1?"),
+    ("http://h:6379", "does not start with redis://"),
+    ("redis://", "names no host"),
+    ("redis://h:port", "port is not a number"),
+    ("redis://h:99999", "port is not a number"),
+    ("redis://h/abc", "is not a database number"),
+    ("unix://", "three slashes"),
+    ("unix:/tmp/r.sock", "does not start with"),
+])
+def test_a_redis_url_of_no_supported_form_is_refused_in_one_line(url: str, says: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        RedisOptions(url=url)
+    message = str(refused.value)
+    assert says in message and "\n" not in message and "s3cret" not in message
+    assert "redis://[:PASSWORD@]HOST[:PORT][/DB]" in message
+
+
+def test_serve_refuses_a_malformed_redis_url_before_anything_is_written() -> None:
+    proc = run_in_process("serve", "--redis-url", "redis:/127.0.0.1:6379/14", "--port", "0")
+    assert proc.returncode == 2 and "did you mean redis://127.0.0.1:6379/14?" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
