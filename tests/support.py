@@ -181,7 +181,7 @@ def empfast_serve(redis_url: str, queue: str, *options: str, cwd: Path | None = 
             stderr=log, env={**os.environ, "EMPFAST_JSON_LOGS": ""}, cwd=cwd)
         try:
             deadline = time.monotonic() + 20
-            while not _listening(port):
+            while not listening(port):
                 if proc.poll() is not None:
                     log.seek(0)
                     raise RuntimeError(f"empfast serve exited: {log.read().decode()}")
@@ -194,7 +194,8 @@ def empfast_serve(redis_url: str, queue: str, *options: str, cwd: Path | None = 
             proc.wait(timeout=20)
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Whether something accepts connections on this loopback port."""
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
