@@ -179,6 +179,9 @@ class HubConfig:
     http_port: int = setting(8766, "the HTTP side's port (REST, SSE, /livez, /readyz, /metrics, "
                                    "docs/management.md 4); 0 turns it off")
     http_host: str | None = setting(None, "the HTTP side's address; unset: the hub's host")
+    tls_certfile: str | None = setting(None, "serve wss:// (and https:// on the HTTP side) with this "
+                                             "certificate chain (PEM); unset: plain ws:// and http://")
+    tls_keyfile: str | None = setting(None, "the key of tls_certfile (PEM)")
     token: str | None = setting(None, "require this token on every connection, for every role; "
                                       "unset (and no *_tokens): none", secret=True)
     max_frame_bytes: int = setting(DEFAULT_MAX_FRAME_BYTES,
@@ -243,6 +246,8 @@ class HubConfig:
                      "socket_receive_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("give tls_certfile and tls_keyfile together (the certificate and its key)")
         if self.client_scope not in ("all", "own"):
             raise ValueError(f"client_scope must be all or own, got {self.client_scope!r}")
         if self.max_inbound_total_bytes < self.max_inbound_bytes:

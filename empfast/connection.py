@@ -12,6 +12,7 @@ import itertools
 import logging
 import random
 import re
+import ssl
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -97,8 +98,10 @@ class Connection:
     def __init__(self, url: str, *, on_push: Push, on_connected: Hook | None = None,
                  backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
                  connect_timeout_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 token: str | None = None) -> None:
+                 token: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
+        # for a wss:// hub: None takes the system's CAs (and SSL_CERT_FILE, as OpenSSL does)
+        self.ssl_context = ssl_context
         self.shown_url = redact(url, token)  # for logs: a token given in the URL is masked
         # in a header, never the URL: URLs end up in logs and proxies' access logs
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -313,7 +316,11 @@ class Connection:
         self._lost.clear()
         self._welcome = asyncio.get_running_loop().create_future()
         self.transport, _ = await ws_connect(
-            Listener, self.url, websocket_handshake_timeout=self.connect_timeout_s,
+            Listener, self.url, ssl_context=self.ssl_context,
+            # the loop's own TLS transport: aiofastnet's (1.2) left its socket unclosed at
+            # close, which a short-lived command (the CLI) then reported
+            use_aiofastnet=False if self.url.startswith("wss://") else None,
+            websocket_handshake_timeout=self.connect_timeout_s,
             max_frame_size=self.max_frame_bytes * 4 + 1024, enable_auto_ping=True,
             auto_ping_idle_timeout=10, auto_ping_reply_timeout=10, extra_headers=self._headers)
         lost = asyncio.ensure_future(self._lost.wait())

@@ -3,10 +3,12 @@ exists), and the embedded fakeredis; the store fixture runs every test on both."
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import pytest
+from certs import Certificates, make_certificates
 from support import FAST_TIMINGS, MakeStore, RedisServer, free_port, running_redis_server
 
 from empfast.config import HubConfig, QueueSettings
@@ -98,3 +100,11 @@ async def secured_hub() -> AsyncIterator[Hub]:
     await hub.start()
     yield hub
     await hub.stop()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (tests/certs.py)."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl to make the test certificates")
+    return make_certificates(tmp_path_factory.mktemp("tls"))

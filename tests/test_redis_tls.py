@@ -6,15 +6,14 @@ certificates (mTLS) is refused without one and served with one."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from certs import Certificates
 from redis.exceptions import ConnectionError as RedisConnectionError
 from support import REDIS_BINARY, free_port, listening
 
@@ -25,51 +24,6 @@ from empfast.store import Store
 from empfast.worker import Worker
 
 pytestmark = pytest.mark.real_redis
-
-if not shutil.which("openssl"):
-    pytest.skip("no openssl to make the test certificates", allow_module_level=True)
-
-
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path  # a CA that signed nothing here
-
-
-def openssl(folder: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(folder: Path, name: str) -> None:
-    openssl(folder, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN=empfast test {name}")
-
-
-def make_signed(folder: Path, name: str, subject: str, extensions: str | None = None) -> None:
-    openssl(folder, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", subject)
-    extra: list[str] = []
-    if extensions is not None:
-        (folder / f"{name}.ext").write_text(extensions)
-        extra = ["-extfile", f"{name}.ext"]
-    openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", *extra)
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    folder = tmp_path_factory.mktemp("tls")
-    make_ca(folder, "ca")
-    make_ca(folder, "other-ca")
-    make_signed(folder, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    make_signed(folder, "client", "/CN=empfast-client")
-    return Certificates(folder / "ca.crt", folder / "server.crt", folder / "server.key",
-                        folder / "client.crt", folder / "client.key", folder / "other-ca.crt")
-
 
 def tls_redis_server(folder: Path, certs: Certificates, *, require_client_cert: bool) -> Iterator[int]:
     """A redis-server with a TLS port only (no plain port); its port."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -49,13 +50,14 @@ class Client:
 
     def __init__(self, url: str, *, token: str | None = None, client_id: str | None = None,
                  request_timeout_s: float = 30.0, connect_timeout_s: float | None = 30.0,
-                 backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0) -> None:
+                 backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.connection = Connection(
             endpoint(url, "client", client_id), on_push=self._on_push, on_connected=self._on_connected,
-            backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, token=token)
+            backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, token=token, ssl_context=ssl_context)
         # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
         # then dropped on arrival) instead of piling up in a long-lived client
         self._watches: weakref.WeakValueDictionary[str, Watch] = weakref.WeakValueDictionary()

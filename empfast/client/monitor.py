@@ -6,6 +6,7 @@ acting on one job are the client SDK's (client.py), which a monitor's tools use 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,13 +44,13 @@ class Monitor:
     """`async with Monitor(url) as monitor:` then `await monitor.retry_jobs(...)` etc."""
 
     def __init__(self, url: str, *, token: str | None = None, connect_timeout_s: float = 10.0,
-                 request_timeout_s: float = 30.0) -> None:
+                 request_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.connection = Connection(endpoint(url, "monitor"), on_push=self._on_push,
                                      on_connected=self._on_connected, token=token,
-                                     connect_timeout_s=connect_timeout_s)
+                                     connect_timeout_s=connect_timeout_s, ssl_context=ssl_context)
         self._actions: dict[str, _Action] = {}
 
     async def connect(self) -> Monitor:

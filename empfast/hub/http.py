@@ -149,9 +149,11 @@ class HttpSide:
                                   f"({exc.strerror or exc}): choose another --http-port, or 0 to turn "
                                   "it off") from None
         self.socket.setblocking(False)
+        cfg = self.hub.config
         config = uvicorn.Config(self.app, host=host, port=port, loop="none", lifespan="off", log_config=None,
                                 log_level="warning", access_log=False, http="h11", ws="none",
-                                server_header=False, timeout_graceful_shutdown=STOP_TIMEOUT_S)
+                                server_header=False, timeout_graceful_shutdown=STOP_TIMEOUT_S,
+                                ssl_certfile=cfg.tls_certfile, ssl_keyfile=cfg.tls_keyfile)
         self.server = EmbeddedServer(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
         async with asyncio.timeout(START_TIMEOUT_S):

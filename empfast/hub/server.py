@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,8 @@ class Hub:
         self.server = await ws_create_server(
             self._route, cfg.host, cfg.port, max_frame_size=cfg.max_frame_bytes * 4 + 1024,
             websocket_handshake_timeout=5, enable_auto_ping=True, use_aiofastnet=False,
-            auto_ping_idle_timeout=cfg.ping_interval_s, auto_ping_reply_timeout=cfg.ping_interval_s)
+            auto_ping_idle_timeout=cfg.ping_interval_s, auto_ping_reply_timeout=cfg.ping_interval_s,
+            ssl=self.tls_context())
         for sock in self.server.sockets:
             # inherited by each accepted connection: a fixed receive buffer bounds what one read
             # brings, so a connection the hub pauses can go over its budget by about one buffer
@@ -124,6 +126,15 @@ class Hub:
             except BaseException:
                 await self.stop()
                 raise
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server side of wss:// (and https://), from tls_certfile and tls_keyfile; None: plain."""
+        cfg = self.config
+        if cfg.tls_certfile is None or cfg.tls_keyfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cfg.tls_certfile, cfg.tls_keyfile)
+        return context
 
     def capacity(self) -> str:
         """How many connections the started hub takes, and why: for its start-up log line."""

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
@@ -47,7 +48,8 @@ class Worker:
                  worker_id: str | None = None, concurrency: int = 1, token: str | None = None,
                  grace_s: float = 30.0, heartbeat_interval_s: float | None = None,
                  progress_interval_s: float = 0.1, ack_timeout_s: float = 10.0,
-                 reconnect_base_s: float = 0.1, reconnect_cap_s: float = 10.0) -> None:
+                 reconnect_base_s: float = 0.1, reconnect_cap_s: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
         self.worker_id = worker_id or default_worker_id()
@@ -65,7 +67,8 @@ class Worker:
         self.stats = WorkerStats()
         self.connection = Connection(
             endpoint(url, "worker"), on_push=self._on_push, on_connected=self._on_connected,
-            backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s, token=token)
+            backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s, token=token,
+            ssl_context=ssl_context)
         self._runs: dict[str, Run] = {}
         # job id -> a newer attempt assigned while the lost run of that job was still stopping
         self._next_attempt: dict[str, dict[str, Any]] = {}
