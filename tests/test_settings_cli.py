@@ -107,22 +107,27 @@ def start(command: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# settings that are only valid together: each is given with its companion's flag
+COMPANIONS = {"tls_certfile": ("--tls-keyfile", "key.pem"), "tls_keyfile": ("--tls-certfile", "cert.pem")}
+
+
 @pytest.mark.parametrize("command", SETTINGS_OF_COMMAND)
 def test_every_setting_has_a_flag_and_a_variable(command: str, received: dict[type[Any], Any],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     for settings in SETTINGS_OF_COMMAND[command]:
         for field, hint in ((f, get_type_hints(settings)[f.name]) for f in dataclasses.fields(settings)):
             value = value_other_than_default(field, hint, settings)
+            companion = COMPANIONS.get(field.name, ())
             if hint is bool:
                 start(command, flag(settings, field.name).replace("--", "--" if value else "--no-", 1))
             else:
-                start(command, flag(settings, field.name), as_text(value))
+                start(command, flag(settings, field.name), as_text(value), *companion)
             assert getattr(received[settings], field.name) == value, flag(settings, field.name)
 
             received.clear()
             with monkeypatch.context() as env:
                 env.setenv(variable(settings, field.name), as_text(value))
-                start(command)
+                start(command, *companion)
             assert getattr(received[settings], field.name) == value, variable(settings, field.name)
 
 
