@@ -8,6 +8,7 @@ resubscribe, re-send unacknowledged results).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -26,6 +27,8 @@ from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import frame_header, masked_data, splice
 
 log = logging.getLogger("empfast.connection")
+
+CLOSE_WAIT_S = 1.0  # how long close() waits for the socket to be closed
 
 # the refusals of a connect or of the SDK's restore that a reconnect as is cannot change: besides
 # the fatal codes, `forbidden` (a worker token bound to other worker ids, docs/security.md)
@@ -145,6 +148,10 @@ class Connection:
             self._flush()  # what was sent goes before the close frame
             self.transport.send_close()
             self.transport.disconnect()
+            # until the socket is closed (a TLS one after its close_notify): a command that ends
+            # its event loop right after must not leave it half closed
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.transport.wait_disconnected(), CLOSE_WAIT_S)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
