@@ -33,7 +33,7 @@ local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
---- @include "includes/enqueuePending"
+--- @include "includes/reviveJob"
 
 local metaKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, jobId = ARGV[1], ARGV[3]
@@ -58,12 +58,8 @@ if status ~= 'failed' and status ~= 'cancelled' then
   return {'NOT_RETRYABLE', status}
 end
 local now = getTime(ARGV[2])
-rcall('ZREM', status == 'failed' and failedKey or cancelledKey, jobId)
-rcall('PERSIST', jobKey) -- retention applies again when it finishes
-rcall('HSET', jobKey, 'max_attempts', (tonumber(f[4]) or 0) + extra, 'progress', 0, 'message', '',
-  'cancel', 0, 'retry_id', ARGV[5])
-rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
-enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
+reviveJob(prefix, seqKey, cfg, status == 'failed' and failedKey or cancelledKey, jobKey, jobId, f[2], f[3],
+  f[4], extra, ARGV[5], now)
 rcall('HINCRBY', statsKey, 'retried:' .. f[2], 1)
 emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'pending', 'id', jobId, 'type', f[2])
 return {'RETRIED'}

@@ -40,7 +40,7 @@
 local rcall = redis.call
 --- @include "includes/getTime"
 --- @include "includes/getQueueConfig"
---- @include "includes/enqueuePending"
+--- @include "includes/reviveJob"
 --- @include "includes/emitJobEvents"
 --- @include "includes/rangeAfter"
 
@@ -71,12 +71,7 @@ for _, entry in ipairs(entries) do
   if f[1] == from and (onlyType == '' or f[2] == onlyType) then
     matched = matched + 1
     if not dryRun then
-      rcall('ZREM', setKey, jobId)
-      rcall('PERSIST', jobKey)
-      rcall('HSET', jobKey, 'max_attempts', (tonumber(f[4]) or 0) + extra, 'progress', 0, 'message', '',
-        'cancel', 0, 'retry_id', '')
-      rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
-      enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]) or 0, now)
+      reviveJob(prefix, seqKey, cfg, setKey, jobKey, jobId, f[2], f[3], f[4], extra, '', now)
       retriedByType[f[2]] = (retriedByType[f[2]] or 0) + 1
       events[#events + 1] = 'id'
       events[#events + 1] = jobId
