@@ -4,7 +4,8 @@ A frame decodes straight into its Struct: msgspec parses and validates it in C (
 lengths, patterns), and keeps `payload` and `result` (typed `msgspec.Raw`) as the exact bytes they
 arrived as, never parsed into Python objects. `decode(role, data)` is the one entry point: it
 returns the message, or raises ProtocolError with the code of docs/protocol.md section 3 and, for
-`bad_message`, the path of the bad field (`jobs[2].priority`).
+`bad_message`, the path of the bad field (`jobs[2].priority`). Unknown fields are ignored (section 3),
+so no Struct forbids them.
 
 What the Structs cannot say, and stays in code:
 - names are limited in bytes of UTF-8 (empfast/limits.py), while msgspec's max_length counts
@@ -14,8 +15,6 @@ What the Structs cannot say, and stays in code:
 - a `payload` or `result` given twice (msgspec keeps the last; the hub must refuse it);
 - the size of a payload or result (`limit_exceeded`), which depends on the hub's frame limit;
 - whatever needs the connection: the worker id against the path, registration, subscriptions.
-
-Unknown fields are ignored (docs/protocol.md section 3), so no Struct forbids them.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ MAX_CURSOR_CHARS = 24 + 1 + MAX_JOB_ID_BYTES
 # ---- field types -------------------------------------------------------------------------------
 
 JobType = Annotated[str, Meta(min_length=1, max_length=MAX_JOB_TYPE_BYTES)]
+JobTypes = Annotated[list[JobType], Meta(min_length=1, max_length=MAX_JOB_TYPES_PER_WORKER)]
 JobId = Annotated[str, Meta(min_length=1, max_length=MAX_JOB_ID_BYTES)]
 # ASCII, so characters are bytes; WORKER_ID_RE spells out MAX_WORKER_ID_BYTES
 WorkerId = Annotated[str, Meta(pattern=WORKER_ID_RE.pattern)]
@@ -156,7 +156,7 @@ class Ping(Message, tag="ping"):
 # ---- worker -> hub (4.2) -------------------------------------------------------------------------
 
 class RegisterWorker(Message, tag="register_worker"):
-    job_types: Annotated[list[JobType], Meta(min_length=1, max_length=MAX_JOB_TYPES_PER_WORKER)]
+    job_types: JobTypes
     worker_id: WorkerId | None = None  # default: the path's suffix, else one the hub makes
     concurrency: Annotated[int, Meta(ge=0, le=MAX_CONCURRENCY)] = 1
     batch: bool = False  # jobs given out together come in one jobs_assigned frame
@@ -218,20 +218,15 @@ class GetWorkers(Message, tag="get_workers"):
     pass
 
 
-MAX_FEED_TYPES = MAX_JOB_TYPES_PER_WORKER  # the types one monitor may follow, as a worker may run
-
-
 class SetJobFeed(Message, tag="set_job_feed"):
-    """Whether this monitor gets every job event of the queue (its default), those of some job
-    types only, or none."""
+    """Every job event of the queue (a monitor's default), those of some job types only, or none."""
 
     job_events: bool
-    job_types: Annotated[list[JobType], Meta(min_length=1, max_length=MAX_FEED_TYPES)] | None = None
+    job_types: JobTypes | None = None
 
 
 class RetryJobs(Message, tag="retry_jobs"):
-    """Retry every failed (dead-lettered) or cancelled job, or those of one type, in slices
-    (docs/management.md section 3)."""
+    """Retry every failed (dead-lettered) or cancelled job, or those of a type (management.md 3)."""
 
     status: Literal["failed", "cancelled"] = "failed"
     job_type: JobType | None = None
@@ -240,8 +235,7 @@ class RetryJobs(Message, tag="retry_jobs"):
 
 
 class RemoveJobs(Message, tag="remove_jobs"):
-    """Remove the finished jobs of a status, or those of one type, finished at least
-    `older_than_s` ago, in slices."""
+    """Remove the jobs that finished in a status (of a type) at least `older_than_s` ago."""
 
     status: Literal["completed", "failed", "cancelled"]
     job_type: JobType | None = None
@@ -250,9 +244,7 @@ class RemoveJobs(Message, tag="remove_jobs"):
 
 
 class PauseType(Message, tag="pause_type"):
-    """No worker is given a job of this type until resume_type; its jobs wait, pending."""
-
-    job_type: JobType
+    job_type: JobType  # no worker is given a job of it until resume_type; its jobs wait
 
 
 class ResumeType(Message, tag="resume_type"):
