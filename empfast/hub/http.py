@@ -209,11 +209,12 @@ class HttpSide:
                                      "jobs": "jobs", "job": "job"}, numbers=("interval_s",))
             since = resume_point(request, fields.pop("since", None))
             job_types, job_ids = request.query_params.getlist("type"), request.query_params.getlist("job")
-            if fields.pop("jobs", "on") not in ("on", "off"):
+            jobs = fields.pop("jobs", "on")
+            if jobs not in ("on", "off"):
                 raise HttpError(400, e.BAD_MESSAGE, "jobs must be on (every job event, the default) or off",
                                 field="jobs")
             feed = m.decode(role, orjson.dumps({
-                "type": "set_job_feed", "job_events": request.query_params.get("jobs", "on") == "on",
+                "type": "set_job_feed", "job_events": jobs == "on",
                 **({"job_types": job_types} if job_types else {})}))
             followed = [m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id}))
                         for job_id in job_ids[:self.hub.config.max_subscriptions]]
