@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from empfast.bars import Board, bar
 from empfast.benchmark import JOB_TYPE, OwnHubFailed, own_queue_hub, refuse_a_queue_in_use, run_bench
-from empfast.client import Client, JobCancelledError, JobFailedError
+from empfast.client import JobCancelledError, JobFailedError
 from empfast.config import (
     HubAddress,
     HubConfig,
@@ -39,6 +39,7 @@ from empfast.manage import (
     add_retry_command,
     add_status_command,
     add_workers_command,
+    client_of,
     run_cancel,
     run_jobs,
     run_pause,
@@ -54,7 +55,6 @@ from empfast.worker import Handler, Worker
 
 log = logging.getLogger("empfast.cli")
 
-CONNECT_TIMEOUT_S = 5.0  # submit, status and retry: how long to wait for an unreachable hub
 
 
 async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOptions | None) -> None:
@@ -80,8 +80,10 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
         await store.close()
         raise StartupError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): is "
                            "another hub running there? choose another --port") from None
-    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r, state in %s; it takes %s",
-             hub.hub_id, config.host, hub.port, settings.name, where, hub.capacity())
+    allowed = f"; opens {config.queues_allowed!r} on first use" if config.queues_allowed else ""
+    log.info("empfast hub %s on ws://%s:%d/ws/{client,worker,monitor}, queue %r (of %s%s), state in %s; "
+             "it takes %s", hub.hub_id, config.host, hub.port, settings.name, ", ".join(sorted(hub.rooms)),
+             allowed, where, hub.capacity())
     if hub.http is not None:
         log.info("dashboard and HTTP side on http://%s:%d/ (REST /api, SSE, /openapi.json, /livez, /readyz, "
                  "/metrics)",
@@ -207,7 +209,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         print(f"empfast submit: the payload is not valid JSON ({exc}); quote it for your shell, "
               """e.g. '{"seconds": 2}'""", file=sys.stderr)
         return 2
-    async with Client(hub.url, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S) as client:
+    async with client_of(hub) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
@@ -215,7 +217,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         if not args.wait:
             print(handle.job_id)
             return 0
-        await say_if_nobody_takes(args.job_type, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S)
+        await say_if_nobody_takes(args.job_type, hub)
         board = Board(sys.stderr)
         line = f"{bar(0)}   0.0% {handle.status}"
         try:
@@ -283,8 +285,8 @@ def redis_options(args: argparse.Namespace) -> RedisOptions | None:
 async def run_worker_command(hub: HubAddress, settings: WorkerSettings,
                              handlers: Mapping[str, Handler]) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop gracefully."""
-    worker = Worker(hub.url, handlers, token=hub.resolved_token(), worker_id=settings.worker_id,
-                    concurrency=settings.concurrency, grace_s=settings.grace_s,
+    worker = Worker(hub.url, handlers, queue=hub.queue, token=hub.resolved_token(),
+                    worker_id=settings.worker_id, concurrency=settings.concurrency, grace_s=settings.grace_s,
                     heartbeat_interval_s=settings.heartbeat_interval_s,
                     progress_interval_s=settings.progress_interval_s,
                     ack_timeout_s=settings.ack_timeout_s, reconnect_base_s=settings.reconnect_base_s,
@@ -400,7 +402,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                   "retry": run_retry, "purge": run_purge, "pause": run_pause, "resume": run_pause,
                   }.get(args.command)
     if management is not None:
-        return _run(management(args, hub.url, hub.resolved_token(), CONNECT_TIMEOUT_S))
+        return _run(management(args, hub))
     run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]
     return _run(run_command(args, hub))
 

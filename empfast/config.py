@@ -6,6 +6,7 @@ So a unit belongs in the field's name (`_ms`, `_s`, `_bytes`)."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,13 @@ class HubConfig:
                                            "workers are swept")
     stats_interval_s: float = setting(1.0, "how often subscribed monitors may get fresh stats")
     events_block_ms: int = setting(1000, "how long one read of the events stream waits for news")
+    # many queues (docs/deployment.md 2): the default queue is the queue settings' name
+    queues: str = setting("", "more queues to serve from the start, comma-separated (a connection "
+                              "picks one with ?queue=NAME; without, the default queue)")
+    queues_allowed: str = setting("", "queues opened on a connection's first use, as shell patterns, "
+                                      "comma-separated ('*': any name); unset: only those served")
+    max_queues: int = setting(64, "queues one hub serves at most (each costs a Redis connection for "
+                                  "its scripts and one for its events)")
     # auth (docs/security.md): each *_tokens is a list separated by commas; a *_file holds more, one
     # or more a line; a flag shows in `ps`, so prefer the variables or the files
     token_file: str | None = setting(None, "read tokens for every role from this file")
@@ -243,17 +251,29 @@ class HubConfig:
         for name in ("max_outbound_bytes", "heartbeat_interval_s", "sweep_interval_s", "stats_interval_s",
                      "events_block_ms", "max_inbound_bytes", "max_inbound_total_bytes", "max_connections",
                      "ping_interval_s", "max_subscriptions", "max_frames_per_s", "max_frame_burst",
-                     "socket_receive_bytes"):
+                     "socket_receive_bytes", "max_queues"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("give tls_certfile and tls_keyfile together (the certificate and its key)")
         if self.client_scope not in ("all", "own"):
             raise ValueError(f"client_scope must be all or own, got {self.client_scope!r}")
+        self.queue_names()  # each name checked at start, not at a connection's first use
         if self.max_inbound_total_bytes < self.max_inbound_bytes:
             # else one busy connection would stop the hub reading from every other
             raise ValueError(f"max_inbound_total_bytes ({self.max_inbound_total_bytes}) must be at least "
                              f"max_inbound_bytes ({self.max_inbound_bytes}): raise it, or lower the other")
+
+
+    def queue_names(self) -> list[str]:
+        """The queues named in `queues` (checked), in order, without repeats."""
+        names = [check_queue_name(name.strip()) for name in self.queues.split(",") if name.strip()]
+        return list(dict.fromkeys(names))
+
+    def allows_queue(self, name: str) -> bool:
+        """Whether a queue not served yet may be opened on first use (queues_allowed)."""
+        return any(fnmatch.fnmatchcase(name, pattern.strip())
+                   for pattern in self.queues_allowed.split(",") if pattern.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +302,8 @@ class HubAddress:
     """Where the client-side commands (worker, submit, status, retry, bench) find the hub."""
 
     url: str = setting("ws://127.0.0.1:8765", "the hub, ws://HOST:PORT")
+    queue: str | None = setting(None, "the queue on the hub (it must serve it, or allow it); unset: "
+                                      "the hub's default queue")
     token: str | None = setting(None, "the hub's token (a flag shows in `ps`: prefer the variable or "
                                       "token_file)", secret=True)
     token_file: str | None = setting(None, "read the hub's token from this file")
@@ -289,6 +311,8 @@ class HubAddress:
     def __post_init__(self) -> None:
         if self.token is not None and self.token_file is not None:
             raise ValueError("give the hub's token once: token or token_file")
+        if self.queue is not None:
+            check_queue_name(self.queue)
         if not self.url.startswith(("ws://", "wss://")):
             scheme, sep, rest = self.url.partition("://")
             suggestion = f"{'wss' if scheme == 'https' else 'ws'}://{rest if sep else self.url}"

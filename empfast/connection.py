@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSInvalidStatusError, WSListener, WSMsgType, WSTransport, ws_connect
 
-from empfast.errors import FATAL_CODES, FORBIDDEN
+from empfast.errors import FATAL_CODES, FORBIDDEN, NOT_FOUND
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES
 from empfast.protocol import frame_header, masked_data, splice
 
@@ -48,6 +48,15 @@ class HubError(Exception):
         super().__init__(f"{self.code}: {frame.get('error', '')}")
 
 
+def refused_upgrade(exc: WSInvalidStatusError) -> HubError | None:
+    """The hub's 404 before the upgrade, a path or a queue it does not serve (its body says which),
+    as a refusal for good; None for another status (503, a full hub: try again)."""
+    if exc.response is None or exc.response.status != 404:
+        return None
+    body = (exc.raw_body or b"").decode("utf-8", "replace").strip()
+    return HubError({"type": "error", "code": NOT_FOUND, "error": body or str(exc)})
+
+
 class FrameTooLarge(ValueError):
     """A request larger than the hub accepts (its `welcome` frame says how large): not sent."""
 
@@ -60,14 +69,17 @@ class ConnectionClosed(Exception):
     """The connection was closed for good (close() was called, or the hub refused us)."""
 
 
-def endpoint(url: str, role: str, peer_id: str | None = None) -> str:
-    """The WebSocket URL of a role's endpoint on a hub given as ws://host:port (a path is kept).
-    It never holds the token: Connection sends that in a header, so it is in no URL or log."""
+def endpoint(url: str, role: str, peer_id: str | None = None, queue: str | None = None) -> str:
+    """The WebSocket URL of a role's endpoint on a hub given as ws://host:port (a path is kept),
+    bound to `queue` (None: the hub's default queue; docs/protocol.md section 2). It never holds
+    the token: Connection sends that in a header, so it is in no URL or log."""
     base = url.rstrip("/")
     if not base.endswith(f"/ws/{role}"):
         base = f"{base}/ws/{role}"
     if peer_id:
         base = f"{base}/{quote(peer_id, safe='')}"
+    if queue:
+        base = f"{base}?queue={quote(queue, safe='')}"
     return base
 
 
@@ -368,6 +380,10 @@ class Connection:
             except (TimeoutError, OSError, Disconnected) as exc:
                 log.info("connection to the hub at %s failed or dropped (%s)", self.shown_url,
                          redact(str(exc), self._token))
+            except WSInvalidStatusError as exc:
+                self.fatal = refused_upgrade(exc)
+                if self.fatal is None:
+                    log.info("the hub at %s refused the upgrade (%s)", self.shown_url, exc)
             except HubError as exc:
                 if exc.code in RESTORE_REFUSED_FOR_GOOD:
                     self.fatal = exc

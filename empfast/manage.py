@@ -15,6 +15,7 @@ import orjson
 
 from empfast.bars import Board, bar
 from empfast.client import BulkOutcome, Client, Monitor, NotRetryableError
+from empfast.config import HubAddress
 from empfast.connection import HubError
 
 STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
@@ -23,6 +24,15 @@ FINISHED = ("completed", "failed", "cancelled")
 WHEN = {"completed": "finished_at", "failed": "finished_at", "cancelled": "finished_at",
         "active": "started_at", "scheduled": "run_at", "pending": "created_at"}
 ERROR_CHARS = 60
+CONNECT_TIMEOUT_S = 5.0  # how long a command waits for an unreachable hub
+
+
+def client_of(hub: HubAddress) -> Client:
+    return Client(hub.url, queue=hub.queue, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S)
+
+
+def monitor_of(hub: HubAddress) -> Monitor:
+    return Monitor(hub.url, queue=hub.queue, token=hub.resolved_token(), connect_timeout_s=CONNECT_TIMEOUT_S)
 
 
 def add_retry_command(sub: Any) -> argparse.ArgumentParser:
@@ -107,11 +117,11 @@ def add_jobs_command(sub: Any) -> argparse.ArgumentParser:
     return jobs
 
 
-async def run_jobs(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+async def run_jobs(args: argparse.Namespace, hub: HubAddress) -> int:
     if not 1 <= args.limit <= 500:
         print(f"empfast jobs: --limit must be 1 to 500, not {args.limit}", file=sys.stderr)
         return 2
-    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+    async with client_of(hub) as client:
         try:
             page = await client.list_jobs(args.status, job_type=args.job_type, newest_first=args.newest,
                                           limit=args.limit, cursor=args.cursor)
@@ -145,8 +155,8 @@ def add_cancel_command(sub: Any) -> argparse.ArgumentParser:
     return cancel
 
 
-async def run_cancel(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
-    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+async def run_cancel(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with client_of(hub) as client:
         try:
             state = await client.cancel(args.job_id)
         except HubError as exc:
@@ -172,17 +182,17 @@ def add_workers_command(sub: Any) -> argparse.ArgumentParser:
     return workers
 
 
-async def registered_workers(url: str, token: str | None, connect_timeout_s: float) -> list[dict[str, Any]]:
+async def registered_workers(hub: HubAddress) -> list[dict[str, Any]]:
     """The workers' records, asked through a monitor connection (the role that may ask)."""
-    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+    async with monitor_of(hub) as monitor:
         return await monitor.workers()
 
 
-async def say_if_nobody_takes(job_type: str, url: str, token: str | None, connect_timeout_s: float) -> None:
+async def say_if_nobody_takes(job_type: str, hub: HubAddress) -> None:
     """One line when no registered worker takes `job_type` (a job of it waits until one does);
     nothing when there is one, or when the workers cannot be asked (a token only for clients)."""
     try:
-        workers = await registered_workers(url, token, connect_timeout_s)
+        workers = await registered_workers(hub)
     except (HubError, TimeoutError, OSError):
         return
     if not any(job_type in (worker.get("job_types") or ()) for worker in workers):
@@ -190,8 +200,8 @@ async def say_if_nobody_takes(job_type: str, url: str, token: str | None, connec
               "with `empfast worker` and handlers for it)", file=sys.stderr)
 
 
-async def run_workers(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
-    workers = await registered_workers(url, token, connect_timeout_s)
+async def run_workers(args: argparse.Namespace, hub: HubAddress) -> int:
+    workers = await registered_workers(hub)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(workers) + b"\n")
         return 0
@@ -271,18 +281,18 @@ def job_table(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run_retry(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+async def run_retry(args: argparse.Namespace, hub: HubAddress) -> int:
     if (args.job_id is None) == (not args.all_failed and not args.all_cancelled):
         print("empfast retry: give a JOB_ID, or --all-failed or --all-cancelled (not both)", file=sys.stderr)
         return 2
     if args.job_id is None:
         status = "failed" if args.all_failed else "cancelled"
-        async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+        async with monitor_of(hub) as monitor:
             outcome = await monitor.retry_jobs(status=status, job_type=args.job_type, attempts=args.attempts,
                                                dry_run=args.dry_run, on_progress=ProgressBar("retrying"))
         return said_bulk(outcome, f"{status} jobs" + (f" of type {args.job_type!r}" if args.job_type else ""),
                          "retried")
-    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+    async with client_of(hub) as client:
         try:
             handle = await client.retry(args.job_id, args.attempts)
         except NotRetryableError as exc:
@@ -294,8 +304,8 @@ async def run_retry(args: argparse.Namespace, url: str, token: str | None, conne
     return 0
 
 
-async def run_purge(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
-    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+async def run_purge(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with monitor_of(hub) as monitor:
         outcome = await monitor.remove_jobs(args.status, job_type=args.job_type, older_than_s=args.older_than,
                                             dry_run=args.dry_run, on_progress=ProgressBar("removing"))
     which = f"{args.status} jobs" + (f" of type {args.job_type!r}" if args.job_type else "")
@@ -304,9 +314,9 @@ async def run_purge(args: argparse.Namespace, url: str, token: str | None, conne
     return said_bulk(outcome, which, "removed")
 
 
-async def run_pause(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
+async def run_pause(args: argparse.Namespace, hub: HubAddress) -> int:
     pause = args.command == "pause"
-    async with Monitor(url, token=token, connect_timeout_s=connect_timeout_s) as monitor:
+    async with monitor_of(hub) as monitor:
         state = await (monitor.pause_type if pause else monitor.resume_type)(args.job_type)
     now = "paused" if pause else "resumed"
     print(f"job type {args.job_type!r} {now}: {state['pending']} jobs waiting; paused types: "
@@ -340,8 +350,8 @@ def said_bulk(outcome: BulkOutcome, which: str, done: str) -> int:
     return 0
 
 
-async def run_status(args: argparse.Namespace, url: str, token: str | None, connect_timeout_s: float) -> int:
-    async with Client(url, token=token, connect_timeout_s=connect_timeout_s) as client:
+async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with client_of(hub) as client:
         if args.job_id:
             try:
                 reply = await client.status(args.job_id, payload=True)

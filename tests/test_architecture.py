@@ -16,7 +16,7 @@ PAGE = ROOT / "docs" / "architecture.md"
 CLASSES = {
     "Client": "empfast.client.client", "Watch": "empfast.client.jobs", "JobHandle": "empfast.client.jobs",
     "Connection": "empfast.connection", "Peer": "empfast.hub.conn", "WorkerSlots": "empfast.hub.conn",
-    "Hub": "empfast.hub.server", "ClientHandlers": "empfast.hub.clients",
+    "Hub": "empfast.hub.server", "QueueRoom": "empfast.hub.room", "ClientHandlers": "empfast.hub.clients",
     "WorkerHandlers": "empfast.hub.workers", "MonitorHandlers": "empfast.hub.monitors",
     "Dispatcher": "empfast.hub.dispatch", "Store": "empfast.store.store", "Worker": "empfast.worker.worker",
     "Job": "empfast.worker.job", "Outbox": "empfast.worker.outbox", "Outcome": "empfast.worker.job",

@@ -17,7 +17,7 @@ import pytest
 from in_process import run_in_process
 from support import RedisServer, WSPeer, free_port
 
-from empfast import cli
+from empfast import cli, manage
 from empfast.client import Client
 from empfast.config import HubConfig, LoggingSettings, QueueSettings
 from empfast.hub import Hub
@@ -108,7 +108,7 @@ async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str)
 
 async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "CONNECT_TIMEOUT_S", 0.5)  # the unreachable hub below: fail sooner
+    monkeypatch.setattr(manage, "CONNECT_TIMEOUT_S", 0.5)  # the unreachable hub below: fail sooner
     code, _, err = await run("submit", "echo", "{not json", url=hub_url)
     assert code == 2 and "not valid JSON" in err
     code, _, err = await run("status", "no-such-job", url=hub_url)

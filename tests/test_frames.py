@@ -55,7 +55,7 @@ def sent(frame: bytes | dict[str, Any], req: Any = None) -> dict[str, Any]:
 
 def test_welcome() -> None:
     doc = example("welcome")
-    assert sent(frames.welcome(doc["role"], doc["hub_id"], doc["max_frame_bytes"])) == doc
+    assert sent(frames.welcome(doc["role"], doc["hub_id"], doc["max_frame_bytes"], doc["queue"])) == doc
 
 
 def test_error_frame_of_a_store_refusal() -> None:

@@ -162,7 +162,7 @@ async def test_metrics_count_the_jobs_run_and_this_hubs_connections(http_hub: Hu
     for name in ("empfast_job_duration_seconds_count", "empfast_job_wait_seconds_count"):
         assert got[name, timing] == again[name, timing] == 2
     assert got["empfast_job_duration_seconds_bucket", timing | {("le", "+Inf")}] == 2
-    assert value("empfast_events_reader_lag_seconds") >= 0
+    assert value("empfast_events_reader_lag_seconds", queue=queue) >= 0
     # register, 4 submits, 2 completions, a failure, a cancel
     assert value("empfast_frames_total", direction="in") == 9
     assert value("empfast_frames_total", direction="out") >= 9  # their answers, the jobs, the events
@@ -217,7 +217,7 @@ async def test_a_job_submitted_over_rest_can_be_read_listed_cancelled_and_retrie
     retried = await call(http_hub, "POST", "/api/jobs/r-1/retry", {"attempts": 2})
     assert retried.status == 200 and retried.json()["retried"] is True
     assert retried.json()["status"] == "pending"
-    assert http_hub.subscribers == {}  # the request's retry subscription ended with it
+    assert http_hub.default_room.subscribers == {}  # the request's retry subscription ended with it
 
     stats = await call(http_hub, "GET", "/api/stats")
     assert stats.status == 200 and stats.json()["pending"] == 1
@@ -355,7 +355,7 @@ async def test_a_jobs_events_arrive_in_order_and_its_final_event_ends_the_stream
     ids = [e.id for e in seen]
     assert all(ids) and ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))  # type: ignore[union-attr]
     assert [e.json()["event_id"] for e in seen] == ids
-    assert stream.ended and http_hub.subscribers == {}
+    assert stream.ended and http_hub.default_room.subscribers == {}
 
     # resumed after the assignment: only the later events, then the end
     async with sse(port, "/api/jobs/s-1/events", {"Last-Event-ID": str(ids[0])}) as resumed:
@@ -385,7 +385,7 @@ async def test_a_stream_that_cannot_start_is_refused_with_the_protocols_error(
     assert http_hub.http is not None
     answer = await http_request(http_hub.http.port, "GET", path, headers=headers)
     assert answer.status == status and answer.json()["code"] == code
-    assert http_hub.subscribers == {} and not http_hub.monitors
+    assert http_hub.default_room.subscribers == {} and not http_hub.default_room.monitors
 
 
 async def test_the_event_feed_has_stats_and_every_jobs_events_from_the_hubs_one_reader(http_hub: Hub) -> None:
@@ -393,14 +393,15 @@ async def test_the_event_feed_has_stats_and_every_jobs_events_from_the_hubs_one_
     async with sse(http_hub.http.port, "/api/events?interval_s=0.25") as feed:
         stats = await feed.next()
         assert stats is not None and stats.event == "stats" and stats.json()["pending"] == 0
-        assert len(http_hub.http.streams) == 1 and http_hub.job_feed  # one more subscriber, no reader
+        # one more subscriber, no reader
+        assert len(http_hub.http.streams) == 1 and http_hub.default_room.job_feed
         await call(http_hub, "POST", "/api/jobs", {"job_type": "resize", "job_id": "f-1"})
         added = await until_event(feed, "job_update")
         assert added.json() == {"job_id": "f-1", "event_id": added.id, "type": "job_update",
                                 "status": "pending"}
         assert (await until_event(feed, "stats")).json()["pending"] == 1  # pushed as it changed
     async with asyncio.timeout(5):
-        while http_hub.job_feed:  # noqa: ASYNC110  # the client went: its peer leaves the feed
+        while http_hub.default_room.job_feed:  # noqa: ASYNC110  # the client went: its peer leaves the feed
             await asyncio.sleep(0.01)
     assert len(http_hub.http.streams) == 0
 
@@ -417,13 +418,13 @@ async def test_a_stream_that_falls_behind_is_dropped_not_buffered(http_hub: Hub)
     assert http_hub.http is not None
     peer = StreamPeer(http_hub, "monitor", OPEN)
     await http_hub.http.streams.job_feed(peer, 1.0)
-    assert peer in http_hub.job_feed
+    assert peer in http_hub.default_room.job_feed
     frame = b'{"type":"job_update","job_id":"x","event_id":"1-0"}'
     for _ in range(http_hub.config.max_outbound_bytes // len(frame) + 1):
         peer.send(frame)
     assert peer.ended and peer.overflowed
     await asyncio.sleep(0)
-    assert peer not in http_hub.job_feed and peer not in http_hub.monitors
+    assert peer not in http_hub.default_room.job_feed and peer not in http_hub.default_room.monitors
 
 
 async def test_stopping_the_hub_ends_its_open_streams() -> None:
@@ -496,7 +497,7 @@ async def test_a_live_event_that_the_replay_covered_is_sent_once(http_hub: Hub) 
     peer.end()
     body = b"".join([chunk async for chunk in http_hub.http.streams.events(peer)])
     assert body.count(b'"job_id":"d-1"') == 1 and body.count(b'"job_id":"d-2"') == 1
-    assert peer not in http_hub.job_feed  # the stream's end took it out of the feed
+    assert peer not in http_hub.default_room.job_feed  # the stream's end took it out of the feed
 
 
 async def test_a_resume_replays_no_more_than_a_stream_may_queue_and_says_so(http_hub: Hub) -> None:

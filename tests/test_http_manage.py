@@ -113,7 +113,8 @@ async def test_a_submit_may_wait_for_its_result(http_hub: Hub) -> None:
     assert (answer.status, answer.json()["status"], answer.json()["created"]) == (200, "completed", False)
     bad = await call(http_hub, "POST", "/api/jobs?wait_s=9999", {"job_type": "a"})
     assert (bad.status, bad.json()["field"]) == (400, "wait_s")
-    assert not http_hub.subscribers and not http_hub.peers - {p for p in http_hub.peers if p.role == "worker"}
+    assert not http_hub.default_room.subscribers
+    assert not http_hub.peers - {p for p in http_hub.peers if p.role == "worker"}
     worker.close()
 
 

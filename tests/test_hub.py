@@ -225,7 +225,7 @@ async def test_a_job_for_the_one_idle_worker_is_claimed_by_the_submit_itself(mak
                                events_block_ms=50))
     await hub.start()
     try:
-        reader = hub.dispatch.tasks[0]
+        reader = hub.default_room.dispatch.tasks[0]
         reader.cancel()  # no events read back, no wake-ups: only the submit can hand the job out
         await asyncio.gather(reader, return_exceptions=True)
         worker = await register(hub, "w1", ["a"], concurrency=2)

@@ -37,7 +37,8 @@ async def test_the_first_frame_is_welcome_with_the_role_and_the_limits(hub: Hub)
     for role in ("client", "worker", "monitor"):
         peer = await WSPeer.connect(ws_url(hub, f"/ws/{role}"))
         assert await peer.next() == {"type": "welcome", "protocol": 1, "role": role,
-                                     "hub_id": hub.hub_id, "max_frame_bytes": hub.config.max_frame_bytes}
+                                     "hub_id": hub.hub_id, "queue": hub.store.settings.name,
+                                     "max_frame_bytes": hub.config.max_frame_bytes}
         peer.close()
 
 
@@ -381,7 +382,8 @@ async def test_a_monitor_can_follow_the_job_events_of_some_types_only(hub: Hub) 
     assert (await monitor.until("job_update", job_id=other))["status"] == "pending"
     monitor.send({"type": "set_job_feed", "req": 3, "job_events": False, "job_types": ["a"]})
     assert "job_types" not in await monitor.until("job_feed", req=3)  # off is off
-    assert not hub.typed_feed and not hub.job_feed and not hub.feed_types
+    room = hub.default_room
+    assert not room.typed_feed and not room.job_feed and not room.feed_types
 
 
 async def test_a_monitor_sees_every_job_event_and_worker_changes(hub: Hub) -> None:
@@ -474,7 +476,7 @@ async def test_only_a_job_claimed_in_the_same_read_cancels_its_wake_up(hub: Hub)
         wake: Counter[str] = Counter()
         woken: set[str] = set()
         for flat in events:
-            hub.dispatch._on_event("1-0", flat, wake, woken)
+            hub.default_room.dispatch._on_event("1-0", flat, wake, woken)
         return +wake
 
     added = [b"ev", b"added", b"id", b"new", b"type", b"t", b"status", b"pending", b"priority", b"0"]

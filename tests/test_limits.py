@@ -205,7 +205,7 @@ async def test_subscriptions_per_connection_are_a_setting(make_hub: MakeHub) -> 
     client.send({"type": "unsubscribe_job", "job_id": first})
     client.send({"type": "subscribe_job", "job_id": third["job_id"], "req": "t"})
     assert (await client.until_any(("subscribed", "error")))["type"] == "subscribed"
-    assert hub.subscribers[second] and hub.subscribers[third["job_id"]]
+    assert hub.default_room.subscribers[second] and hub.default_room.subscribers[third["job_id"]]
 
 
 # ---- connections -------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ async def test_the_safety_net_reads_only_the_pending_counts_of_hungry_workers_ty
 
     hub.store.stats = no_full_stats  # type: ignore[method-assign,assignment]
     # this hub hears of no new job: only the safety net can dispatch now
-    hub.dispatch._on_event = lambda *args: None  # type: ignore[method-assign]
+    hub.default_room.dispatch._on_event = lambda *args: None  # type: ignore[method-assign]
     await hub.store.add_jobs([NewJob("other", job_id=f"o{i}") for i in range(3)])
     await hub.store.add_job("a", job_id="for-w1")
     assert (await worker.until("job_assigned"))["job_id"] == "for-w1"

@@ -156,7 +156,7 @@ async def test_a_bound_worker_token_cannot_register_another_id(make_hub: HubFact
     worker.send({"type": "register_worker", "req": 1, "worker_id": "cpu-1", "job_types": ["a"]})
     error = await worker.until("error", req=1)
     assert error["code"] == "forbidden" and "'cpu-1'" in error["error"] and error["field"] == "worker_id"
-    assert "cpu-1" not in hub.workers
+    assert "cpu-1" not in hub.default_room.workers
     for worker_id in ("gpu-7", "spare"):  # the connection stays, and may register what it is bound to
         bound = worker if worker_id == "gpu-7" else await connect(hub, "/ws/worker/spare?token=gpu-tok")
         bound.send({"type": "register_worker", "req": 2, "worker_id": worker_id, "job_types": ["a"]})

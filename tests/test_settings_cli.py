@@ -213,9 +213,10 @@ def test_every_worker_setting_reaches_the_worker(monkeypatch: pytest.MonkeyPatch
                               reconnect_cap_s=5.0)
     args = [arg for field in dataclasses.fields(settings) if field.name != "app_dir"
             for arg in (flag(WorkerSettings, field.name), str(getattr(settings, field.name)))]
-    assert run_in_process("worker", *args, "--url", "ws://hub:1", "--token", "t").returncode == 0
+    hub = ["--url", "ws://hub:1", "--queue", "q1", "--token", "t"]
+    assert run_in_process("worker", *args, *hub).returncode == 0
     options = {name: value for name, value in dataclasses.asdict(settings).items() if name != "app_dir"}
-    assert built == {**options, "url": "ws://hub:1", "token": "t"}
+    assert built == {**options, "url": "ws://hub:1", "queue": "q1", "token": "t"}
 
 
 def test_worker_settings_default_as_the_worker_does() -> None:

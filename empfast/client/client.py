@@ -46,17 +46,24 @@ class Client:
     `await client.connect()` ... `await client.close()`.
 
     `request_timeout_s` bounds each call, including the waits for a reconnect in between; the hub
-    being down for longer surfaces as TimeoutError. `connect_timeout_s` bounds `connect()`."""
+    being down for longer surfaces as TimeoutError. `connect_timeout_s` bounds `connect()`. `queue`:
+    the hub's queue this client's connection is bound to (None: the hub's default); `for_queue`
+    gives a client of another, and `submit(..., queue=...)` uses it."""
 
-    def __init__(self, url: str, *, token: str | None = None, client_id: str | None = None,
-                 request_timeout_s: float = 30.0, connect_timeout_s: float | None = 30.0,
-                 backoff_base_s: float = 0.1, backoff_cap_s: float = 10.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str, *, queue: str | None = None, token: str | None = None,
+                 client_id: str | None = None, request_timeout_s: float = 30.0,
+                 connect_timeout_s: float | None = 30.0, backoff_base_s: float = 0.1,
+                 backoff_cap_s: float = 10.0, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.url, self.queue = url, queue
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self._options: dict[str, Any] = dict(
+            token=token, client_id=client_id, request_timeout_s=request_timeout_s,
+            connect_timeout_s=connect_timeout_s, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s,
+            ssl_context=ssl_context)
+        self._queues: dict[str, Client] = {}  # for_queue's clients, closed with this one
         self.connection = Connection(
-            endpoint(url, "client", client_id), on_push=self._on_push, on_connected=self._on_connected,
+            endpoint(url, "client", client_id, queue), on_push=self._on_push, on_connected=self._on_connected,
             backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, token=token, ssl_context=ssl_context)
         # weak: a job nobody waits on, iterates or holds a handle of is forgotten (its events are
         # then dropped on arrival) instead of piling up in a long-lived client
@@ -94,7 +101,10 @@ class Client:
             watch.fail(reason)
 
     async def close(self) -> None:
-        """Close the connection; waiters and iterators still running raise ConnectionClosed."""
+        """Close the connection (and for_queue's); waiters and iterators still running raise
+        ConnectionClosed."""
+        for other in self._queues.values():
+            await other.close()
         await self.connection.close()
         for watch in list(self._watches.values()):
             watch.fail(ConnectionClosed("the client was closed"))
@@ -106,15 +116,31 @@ class Client:
                         tb: TracebackType | None) -> None:
         await self.close()
 
+    async def for_queue(self, queue: str) -> Client:
+        """A client of another queue of the same hub, with this client's settings: a connection of
+        its own (a connection is bound to one queue, docs/protocol.md section 2), made on first use
+        and closed with this client. Its jobs, stats and listings are that queue's."""
+        if queue == self.queue:
+            return self
+        other = self._queues.get(queue)
+        if other is None:
+            other = self._queues[queue] = Client(self.url, queue=queue, **self._options)
+        return await other.connect()
+
     # ---- requests ------------------------------------------------------------------------------
 
     async def submit(self, job_type: str, payload: Any = None, *, priority: int = 0,
                      job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
-                     payload_json: bytes | str | None = None) -> JobHandle:
+                     payload_json: bytes | str | None = None, queue: str | None = None) -> JobHandle:
         """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
         is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
         handle says `created=False`. Without one, a random id is made here, so the submit is
-        repeated safely after a dropped connection."""
+        repeated safely after a dropped connection. `queue`: another queue of the hub (for_queue;
+        the handle follows the job there)."""
+        if queue is not None and queue != self.queue:
+            return await (await self.for_queue(queue)).submit(
+                job_type, payload, priority=priority, job_id=job_id, max_attempts=max_attempts,
+                delay_s=delay_s, payload_json=payload_json)
         spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
         job_id = job_id or new_job_id()
         body, raw = job_body(spec, job_id)
@@ -143,14 +169,16 @@ class Client:
         return JobHandle(self, watch, reply.get("status", "pending"), bool(reply.get("created", True)))
 
     async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *,
-                          batch_size: int = MAX_BATCH) -> list[str]:
+                          batch_size: int = MAX_BATCH, queue: str | None = None) -> list[str]:
         """Add many jobs, `batch_size` (at most 1000) per request, one batch after another; returns
         their ids in order. Each batch is all or nothing: when the hub refuses one, SubmitManyError
         names the bad job's index in `jobs` and lists the ids of the batches added before it.
         The submitter is not subscribed to these jobs; `result(job_id)` and `events(job_id)`
-        subscribe when asked."""
+        subscribe when asked (on the client of their queue: for_queue)."""
         if not 0 < batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}, got {batch_size}")
+        if queue is not None and queue != self.queue:
+            return await (await self.for_queue(queue)).submit_many(jobs, batch_size=batch_size)
         specs = [as_spec(job, i) for i, job in enumerate(jobs)]
         ids = [spec.job_id or new_job_id() for spec in specs]
         encoded = [job_bytes(spec, job_id) for spec, job_id in zip(specs, ids, strict=True)]

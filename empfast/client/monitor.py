@@ -41,14 +41,16 @@ class _Action:
 
 
 class Monitor:
-    """`async with Monitor(url) as monitor:` then `await monitor.retry_jobs(...)` etc."""
+    """`async with Monitor(url) as monitor:` then `await monitor.retry_jobs(...)` etc.; of one queue
+    of the hub (`queue`; None: the hub's default)."""
 
-    def __init__(self, url: str, *, token: str | None = None, connect_timeout_s: float = 10.0,
-                 request_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str, *, queue: str | None = None, token: str | None = None,
+                 connect_timeout_s: float = 10.0, request_timeout_s: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.url, self.queue = url, queue
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
-        self.connection = Connection(endpoint(url, "monitor"), on_push=self._on_push,
+        self.connection = Connection(endpoint(url, "monitor", queue=queue), on_push=self._on_push,
                                      on_connected=self._on_connected, token=token,
                                      connect_timeout_s=connect_timeout_s, ssl_context=ssl_context)
         self._actions: dict[str, _Action] = {}

@@ -27,7 +27,6 @@ class ClientHandlers:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.store = hub.store
 
     # ---- submit --------------------------------------------------------------------------------
 
@@ -45,7 +44,7 @@ class ClientHandlers:
         Under client scope `own`, those events wait until the job is known to be the submitter's:
         an id that exists already may be another owner's job."""
         scoped = self.scoped(peer)
-        subscribed = [wanted and self.hub.subscribe(peer, job.job_id or "")
+        subscribed = [wanted and peer.room.subscribe(peer, job.job_id or "")
                       for job, wanted in zip(jobs, subscribe, strict=True)]
         if scoped:
             for job, sub in zip(jobs, subscribed, strict=True):
@@ -53,18 +52,18 @@ class ClientHandlers:
                     peer.subs.buffered[job.job_id or ""] = []
         # a local worker that can start one of these now gets its jobs from the same store call
         handlers = self.hub.worker_handlers
-        worker = handlers.ready_for(jobs)
+        worker = handlers.ready_for(peer.room, jobs)
         try:
             if worker is None or worker.worker is None:
-                added, claimed = await self.store.add_jobs(jobs, owner=peer.identity.owner), []
+                added, claimed = await peer.room.store.add_jobs(jobs, owner=peer.identity.owner), []
             else:
-                added, claimed = await self.store.add_and_claim(
+                added, claimed = await peer.room.store.add_and_claim(
                     jobs, owner=peer.identity.owner, worker_id=worker.worker.worker_id,
                     max_claim=min(len(jobs), handlers.dispatchable(worker)))
         except BaseException:
             for job, sub in zip(jobs, subscribed, strict=True):
                 if sub:
-                    self.hub.unsubscribe(peer, job.job_id or "")
+                    peer.room.unsubscribe(peer, job.job_id or "")
             raise
         if claimed and worker is not None and worker.worker is not None:
             handlers.assign(worker, claimed)
@@ -78,12 +77,12 @@ class ClientHandlers:
         dropped with the subscription if it is another owner's."""
         held = peer.subs.buffered.pop(added.job_id, [])
         if added.foreign:
-            self.hub.unsubscribe(peer, added.job_id)
+            peer.room.unsubscribe(peer, added.job_id)
             return False
         for _, frame in held:
             peer.send(frame)
         if any(p.is_final_event(orjson.loads(frame)) for _, frame in held):
-            self.hub.unsubscribe(peer, added.job_id)
+            peer.room.unsubscribe(peer, added.job_id)
         return True
 
     def scoped(self, peer: Peer) -> bool:
@@ -163,19 +162,19 @@ class ClientHandlers:
     # ---- following a job ---------------------------------------------------------------------
 
     async def on_subscribe_job(self, peer: Peer, message: m.SubscribeJob) -> None:
-        hub, job_id, since = self.hub, message.job_id, message.since
-        if not hub.subscribe(peer, job_id):
+        hub, room, job_id, since = self.hub, peer.room, message.job_id, message.since
+        if not room.subscribe(peer, job_id):
             limit = hub.config.max_subscriptions
             raise ProtocolError(e.LIMIT_EXCEEDED, f"this connection already has {limit} subscriptions "
                                 "(max_subscriptions): unsubscribe some first", limit=limit)
         # live events are buffered until we know what the replay (or the job's state) covers
         buffered = peer.subs.buffered[job_id] = []
         try:
-            job = self.check_visible(peer, job_id, await self.store.get_job(job_id))
-            replay, resumed = ([], True) if since is None else await self.store.job_events_since(job_id,
+            job = self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
+            replay, resumed = ([], True) if since is None else await peer.room.store.job_events_since(job_id,
                                                                                                since)
         except BaseException:
-            hub.unsubscribe(peer, job_id)
+            room.unsubscribe(peer, job_id)
             raise
         peer.subs.buffered.pop(job_id, None)
         peer.reply(message.req, frames.subscribed(job_id, resumed if since is not None else None))
@@ -186,7 +185,7 @@ class ClientHandlers:
         if job["status"] in p.FINAL_STATUSES or since is not None:
             # the job's state stands for every event before it (final, or trimmed from the stream)
             flag = {"synthetic": True} if since is None else {"resumed": False}
-            peer.send(frames.job_state(job_id, job, hub.dispatch.last_event_id, flag))
+            peer.send(frames.job_state(job_id, job, room.dispatch.last_event_id, flag))
             if self.end_if_final(peer, job_id, job):
                 return
         for _, frame in buffered:
@@ -207,25 +206,25 @@ class ClientHandlers:
 
     def end_if_final(self, peer: Peer, job_id: str, job: dict[str, Any]) -> bool:
         if job["status"] in p.FINAL_STATUSES:
-            self.hub.unsubscribe(peer, job_id)
+            peer.room.unsubscribe(peer, job_id)
             return True
         return False
 
     async def send_final(self, peer: Peer, job_id: str) -> None:
         """A subscriber of a job that had already finished gets its final state as an event."""
-        job = await self.store.get_job(job_id)
+        job = await peer.room.store.get_job(job_id)
         if job is not None:
-            peer.send(frames.job_state(job_id, job, self.hub.dispatch.last_event_id, {"synthetic": True}))
-        self.hub.unsubscribe(peer, job_id)
+            peer.send(frames.job_state(job_id, job, peer.room.dispatch.last_event_id, {"synthetic": True}))
+        peer.room.unsubscribe(peer, job_id)
 
     async def on_unsubscribe_job(self, peer: Peer, message: m.UnsubscribeJob) -> None:
-        self.hub.unsubscribe(peer, message.job_id)
+        peer.room.unsubscribe(peer, message.job_id)
         peer.reply(message.req, frames.unsubscribed(message.job_id))
 
     # ---- acting on a job -------------------------------------------------------------------------
 
     async def job_status(self, peer: Peer, job_id: str, req: Any, **extra: Any) -> bytes:
-        job = self.check_visible(peer, job_id, await self.store.get_job(job_id))
+        job = self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
         return frames.job_status(job_id, job, req, **extra)
 
     async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
@@ -233,26 +232,26 @@ class ClientHandlers:
 
     async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
         if self.scoped(peer):  # checked before acting: the owner of a job never changes
-            self.check_visible(peer, message.job_id, await self.store.get_job(message.job_id))
-        await self.store.cancel(message.job_id)
+            self.check_visible(peer, message.job_id, await peer.room.store.get_job(message.job_id))
+        await peer.room.store.cancel(message.job_id)
         peer.send(await self.job_status(peer, message.job_id, message.req))
 
     async def on_retry_job(self, peer: Peer, message: m.RetryJob) -> None:
         job_id = message.job_id
         if self.scoped(peer):
-            self.check_visible(peer, job_id, await self.store.get_job(job_id))
+            self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
-        fresh = job_id not in peer.subs.jobs and self.hub.subscribe(peer, job_id)
+        fresh = job_id not in peer.subs.jobs and peer.room.subscribe(peer, job_id)
         retried = False
         try:
-            retried = await self.store.retry(job_id, message.attempts, retry_id=message.retry_id or "")
+            retried = await peer.room.store.retry(job_id, message.attempts, retry_id=message.retry_id or "")
         finally:
             if fresh and not retried:
-                self.hub.unsubscribe(peer, job_id)
+                peer.room.unsubscribe(peer, job_id)
         peer.send(await self.job_status(peer, job_id, message.req, retried=retried))
 
     async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
-        peer.send(frames.stats((await self.store.stats()).as_dict(), message.req))
+        peer.send(frames.stats((await peer.room.store.stats()).as_dict(), message.req))
 
     async def on_list_jobs(self, peer: Peer, message: m.ListJobs) -> None:
         """A page of the jobs of a status, for monitors and clients that see every job (a client
@@ -264,7 +263,7 @@ class ClientHandlers:
             cursor = Cursor.decode(message.cursor) if message.cursor is not None else None
         except ValueError as exc:
             raise ProtocolError(e.BAD_MESSAGE, f"field 'cursor' is {exc}", field="cursor") from None
-        page = await self.store.list_jobs(message.status, job_type=message.job_type,
+        page = await peer.room.store.list_jobs(message.status, job_type=message.job_type,
                                           newest_first=message.order == "newest", limit=message.limit,
                                           cursor=cursor, payloads=message.payloads)
         peer.send(frames.jobs_listed(page, message.req, payload_limit(self.hub.config.max_frame_bytes)))

@@ -24,6 +24,7 @@ from empfast.messages import AnyMessage, MessageError, decode
 from empfast.protocol import frame_header
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
@@ -114,8 +115,9 @@ class Peer(WSListener):
     frames are handled in order by one task per connection, so a worker's progress never overtakes
     its completion."""
 
-    def __init__(self, hub: Hub, role: str, path_id: str | None, authorized: bool) -> None:
+    def __init__(self, hub: Hub, room: QueueRoom, role: str, path_id: str | None, authorized: bool) -> None:
         self.hub, self.role, self.path_id, self.authorized = hub, role, path_id, authorized
+        self.room = room  # the queue this connection is bound to (its URL's ?queue=)
         # the loop, kept: asyncio.get_running_loop() makes a getpid() system call on Python 3.11
         self.loop = asyncio.get_running_loop()
         self.transport: WSTransport | None = None
@@ -146,7 +148,7 @@ class Peer(WSListener):
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.hub.attach(self)
-        self.send(frames.welcome(self.role, self.hub.hub_id, self.hub.config.max_frame_bytes))
+        self.send(frames.welcome(self.role, self.hub.hub_id, self.hub.config.max_frame_bytes, self.room.name))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -307,6 +309,13 @@ class Peer(WSListener):
     # ---- the inbox ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self.room.opened is not None:  # a queue opened on first use: its frames wait for it
+            try:
+                await self.room.opened
+            except Exception as exc:
+                self.close(e.UNAVAILABLE, f"queue {self.room.name!r} could not be opened ({exc}); try "
+                                          "again after a pause", CLOSE_GOING_AWAY)
+                return
         # `closed` as well as the cancel: redis-py may turn a cancel inside a read into an error
         while not self.closed:
             batch = [await self.inbox.get()]

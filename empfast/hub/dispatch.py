@@ -20,6 +20,7 @@ from empfast.protocol import frame_header
 from empfast.store import EventFields, entry_events, event_fields
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
@@ -33,9 +34,10 @@ QUIET_KINDS = frozenset({b"completed", b"assigned"})
 
 
 class Dispatcher:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, room: QueueRoom) -> None:
         self.hub = hub
-        self.store = hub.store
+        self.room = room
+        self.store = room.store
         self.last_event_id = "0-0"  # the newest entry of the events stream this hub has read
         self.reader_interrupted = False  # set when the events reader failed or stalled
         self.tasks: list[asyncio.Task[None]] = []
@@ -98,9 +100,9 @@ class Dispatcher:
     def _followed(self, flat: list[bytes], woken: set[str]) -> bool:
         """Whether an entry of a quiet kind concerns anyone here: a monitor, a subscriber of one of
         its jobs, or a job of this read counted for a wake-up (docs/data-model.md, "Events")."""
-        if self.hub.job_feed or self.hub.typed_feed:
+        if self.room.job_feed or self.room.typed_feed:
             return True
-        subscribers = self.hub.subscribers
+        subscribers = self.room.subscribers
         if not subscribers and not woken:
             return False
         for i in range(2, len(flat), 2):
@@ -143,21 +145,21 @@ class Dispatcher:
             wake[event_fields(flat)[b"type"].decode()] -= 1
         elif ev == b"cancel_requested":
             f = event_fields(flat)
-            worker = self.hub.workers.get(f[b"worker"].decode())
+            worker = self.room.workers.get(f[b"worker"].decode())
             if worker is not None and worker.worker is not None and job_id in worker.worker.jobs:
                 worker.send(frames.cancel_job(job_id, "cancelled"))
-        subs = self.hub.subscribers.get(job_id)
-        if subs or self.hub.job_feed or self.hub.typed_feed:
+        subs = self.room.subscribers.get(job_id)
+        if subs or self.room.job_feed or self.room.typed_feed:
             self._fan_out(job_id, event_id, f or event_fields(flat), subs)
 
     def _fan_out(self, job_id: str, event_id: str, f: EventFields, subs: set[Peer] | None) -> None:
         """A job event to its subscribers and the monitors; a final event ends the subscriptions."""
-        hub = self.hub
+        room = self.room
         frame = frames.job_event(event_id, f)
         # a monitor that also subscribed to the job gets each event once
-        feed = hub.job_feed
-        if hub.typed_feed:
-            typed = hub.typed_feed.get(f.get(b"type", b"").decode())
+        feed = room.job_feed
+        if room.typed_feed:
+            typed = room.typed_feed.get(f.get(b"type", b"").decode())
             if typed:
                 feed = feed | typed
         targets = feed.union(subs) if subs and feed else (subs or feed)
@@ -176,21 +178,21 @@ class Dispatcher:
         if subs is not None and frames.is_final_entry(f):
             for peer in list(subs):
                 if job_id not in peer.subs.buffered:  # a subscribe in progress ends it itself
-                    hub.unsubscribe(peer, job_id)
+                    room.unsubscribe(peer, job_id)
 
     def _on_worker_event(self, event_id: str, f: EventFields) -> None:
-        hub = self.hub
+        hub, room = self.hub, self.room
         worker_id, status = f[b"id"].decode(), f[b"status"].decode()
         frame = frames.worker_status(worker_id, status, event_id)
-        for peer in hub.monitors:
+        for peer in room.monitors:
             peer.send(frame)
         other_hub = f.get(b"hub", b"").decode()
-        local = hub.workers.get(worker_id)
+        local = room.workers.get(worker_id)
         if status == "gone" and local is not None:
             hub.worker_handlers.record_gone(local)
         if status == "registered" and other_hub and other_hub != hub.hub_id and local is not None:
             # one connection per worker id, across hubs: the newer registration wins
-            del hub.workers[worker_id]
+            del room.workers[worker_id]
             if local.worker is not None:
                 local.worker.jobs.clear()
             local.close(e.REPLACED, f"worker id {worker_id!r} registered on hub {other_hub!r}; this "
@@ -203,12 +205,12 @@ class Dispatcher:
         if not paused and pending:
             wake[job_type] += pending
         frame = frames.type_paused_event(job_type, paused, pending, event_id)
-        for peer in self.hub.monitors:
+        for peer in self.room.monitors:
             peer.send(frame)
 
     def _offer(self, job_id: str, job_type: str, priority: int) -> None:
         frame = None
-        for peer in self.hub.workers.values():
+        for peer in self.room.workers.values():
             if peer.worker is not None and peer.worker.takes_offers(job_type):
                 frame = frame or frames.job_available(job_id, job_type, priority)
                 peer.send(frame)
@@ -242,7 +244,7 @@ class Dispatcher:
         self._wake_turn += 1
         handlers = self.hub.worker_handlers
         for job_type, count in wanted.items():
-            eligible = [peer for peer in self.hub.workers.values() if peer.worker is not None
+            eligible = [peer for peer in self.room.workers.values() if peer.worker is not None
                         and job_type in peer.worker.job_types and handlers.dispatchable(peer)]
             if not eligible:
                 continue
@@ -264,7 +266,7 @@ class Dispatcher:
         """After the reader was interrupted: if the stream was trimmed past the last entry this hub
         read, its subscribers may have missed events, so each gets its job's state as an event
         marked `resumed: false`, and monitors get fresh stats (docs/protocol.md section 6)."""
-        hub = self.hub
+        hub, room = self.hub, self.room
         first = await self.store.first_event_id()
         self.reader_interrupted = False
         behind = first is not None and _order(first) > _order(self.last_event_id)
@@ -272,7 +274,7 @@ class Dispatcher:
             return
         log.warning("the events stream was trimmed past this hub's position (%s < %s): sending each "
                     "subscription its job's state", self.last_event_id, first)
-        for job_id, subs in list(hub.subscribers.items()):
+        for job_id, subs in list(room.subscribers.items()):
             job = await self.store.get_job(job_id)
             if job is None:
                 continue
@@ -280,9 +282,9 @@ class Dispatcher:
             for peer in list(subs):
                 peer.send(frame)
                 hub.clients.end_if_final(peer, job_id, job)
-        if hub.monitors:
+        if room.monitors:
             stats = frames.stats((await self.store.stats()).as_dict())
-            for peer in list(hub.monitors):
+            for peer in list(room.monitors):
                 peer.send(stats)
 
     # ---- upkeep ------------------------------------------------------------------------------
@@ -305,7 +307,7 @@ class Dispatcher:
         expired lease, a reader that fell behind), at the cost of one read a tick of the pending
         counts of the hungry workers' types only (so not growing with the queue's types)."""
         dispatchable = self.hub.worker_handlers.dispatchable
-        hungry = {t for peer in self.hub.workers.values()
+        hungry = {t for peer in self.room.workers.values()
                   if peer.worker is not None and dispatchable(peer) for t in peer.worker.job_types}
         if not hungry:
             return

@@ -29,9 +29,9 @@ def error(code: str, message: str, req: Any = None, **extra: Any) -> bytes:
     return reply({"type": "error", "code": code, "error": message, **extra}, req)
 
 
-def welcome(role: str, hub_id: str, max_frame_bytes: int) -> bytes:
+def welcome(role: str, hub_id: str, max_frame_bytes: int, queue: str) -> bytes:
     return orjson.dumps({"type": "welcome", "protocol": PROTOCOL_VERSION, "role": role, "hub_id": hub_id,
-                         "max_frame_bytes": max_frame_bytes})
+                         "queue": queue, "max_frame_bytes": max_frame_bytes})
 
 
 def pong() -> dict[str, Any]:

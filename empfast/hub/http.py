@@ -40,6 +40,7 @@ from empfast.hub.rest import (
     query,
     read_body,
     refused,
+    room_of,
     stream_peer,
     with_members,
 )
@@ -225,7 +226,10 @@ class HttpSide:
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
         assert isinstance(message, m.SubscribeStats)
-        peer = StreamPeer(self.hub, role, identity)
+        try:
+            peer = StreamPeer(self.hub, role, identity, room_of(self.hub, request))
+        except HttpError as exc:
+            return exc.response()
         try:
             await self.streams.job_feed(peer, message.interval_s, since, frozenset(feed.job_types or ()),
                                         on=feed.job_events)
@@ -249,7 +253,7 @@ class HttpSide:
                                                    **({"since": since} if since else {})}))
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
-        peer = await stream_peer(self.hub, role, identity, message)  # subscribed, the replay or state
+        peer = await stream_peer(self.hub, request, role, identity, message)  # subscribed, the replay
         return peer if isinstance(peer, Response) else self._stream(peer, job_id)
 
     async def bulk(self, request: Request) -> Response:
@@ -265,7 +269,7 @@ class HttpSide:
             message = m.decode(role, with_members(body, {"type": kind}))
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
-        peer = await stream_peer(self.hub, role, identity, message)  # bulk_started; a task runs it
+        peer = await stream_peer(self.hub, request, role, identity, message)  # bulk_started; then a task
         if isinstance(peer, Response):
             return peer
         return StreamingResponse(self.streams.events(peer, last_kind="bulk_done"),
@@ -279,13 +283,15 @@ class HttpSide:
                         headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY"})
 
     async def info(self, request: Request) -> Response:
-        """GET /api/info: what the dashboard shows in its header (the queue, this hub, the version)."""
+        """GET /api/info: what the dashboard shows in its header (the queue, this hub, the version),
+        and every queue this hub serves."""
         try:
             identify(self.hub, request, READ)
+            room = room_of(self.hub, request)
         except HttpError as exc:
             return exc.response()
-        return json_response({"queue": self.hub.store.settings.name, "hub_id": self.hub.hub_id,
-                              "version": self.metrics.version})
+        return json_response({"queue": room.name, "queues": sorted(self.hub.rooms),
+                              "hub_id": self.hub.hub_id, "version": self.metrics.version})
 
     def _stream(self, peer: StreamPeer, job_id: str | None = None) -> StreamingResponse:
         return StreamingResponse(self.streams.events(peer, job_id), media_type="text/event-stream",
@@ -308,9 +314,15 @@ class HttpSide:
             checks["redis"] = checks["scripts"] = f"no answer within {READY_TIMEOUT_S:g} s"
         except Exception as exc:  # the Redis client's errors: only the store names them
             checks["redis"] = checks["scripts"] = f"unreachable: {exc}"
-        reader = hub.dispatch.tasks[0] if hub.dispatch.tasks else None  # Dispatcher.start's first task
-        if reader is None or reader.done():
-            checks["events_reader"] = "not running"
-        elif hub.dispatch.reader_interrupted:
-            checks["events_reader"] = "interrupted: its last read failed; it retries every second"
+        for room in list(hub.rooms.values()):
+            if room.opened is not None and not room.opened.done():
+                continue  # a queue opening on first use: its connections wait, the others are served
+            dispatch = room.dispatch
+            reader = dispatch.tasks[0] if dispatch.tasks else None  # Dispatcher.start's first task
+            where = "" if len(hub.rooms) == 1 else f" (queue {room.name!r})"
+            if reader is None or reader.done():
+                checks["events_reader"] = "not running" + where
+            elif dispatch.reader_interrupted:
+                checks["events_reader"] = ("interrupted: its last read failed; it retries every second"
+                                           + where)
         return checks

@@ -17,6 +17,7 @@ from empfast.hub.conn import Peer, StatsPushes
 from empfast.store import Cursor, Slice
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
@@ -29,7 +30,6 @@ class MonitorHandlers:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.store = hub.store
         self.task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()  # wakes the stats loop early for a shorter interval
 
@@ -43,27 +43,27 @@ class MonitorHandlers:
 
     async def on_subscribe_stats(self, peer: Peer, message: m.SubscribeStats) -> None:
         interval_s = message.interval_s
-        counts = (await self.store.stats()).as_dict()
+        counts = (await peer.room.store.stats()).as_dict()
         now = asyncio.get_running_loop().time()
         peer.stats = StatsPushes(interval_s, frames.stats(counts), now + interval_s)
-        self.hub.stats_subscribers.add(peer)
+        peer.room.stats_subscribers.add(peer)
         self._subscribed.set()
         peer.send(frames.stats(counts, message.req))
 
     async def on_get_workers(self, peer: Peer, message: m.GetWorkers) -> None:
-        peer.reply(message.req, frames.workers(await self.store.get_workers()))
+        peer.reply(message.req, frames.workers(await peer.room.store.get_workers()))
 
     async def on_set_job_feed(self, peer: Peer, message: m.SetJobFeed) -> None:
         """A monitor that wants stats and workers only (a dashboard's overview) stops the job
         events it would otherwise get, and the hub's work of sending them; one that follows some
         job types gets theirs only."""
         types = frozenset(message.job_types or ()) if message.job_events else frozenset()
-        self.hub.set_job_feed(peer, message.job_events, types)
+        peer.room.set_job_feed(peer, message.job_events, types)
         peer.reply(message.req, frames.job_feed(message.job_events, sorted(types) or None))
 
     async def on_retry_jobs(self, peer: Peer, message: m.RetryJobs) -> None:
         self.hub.bulk.check_room(peer)
-        store = self.store
+        store = peer.room.store
         until_ms = await store.clock_ms()  # jobs that fail again meanwhile are not retried twice
         total = await store.count_finished(message.status, until_ms)
 
@@ -76,7 +76,7 @@ class MonitorHandlers:
 
     async def on_remove_jobs(self, peer: Peer, message: m.RemoveJobs) -> None:
         self.hub.bulk.check_room(peer)
-        store = self.store
+        store = peer.room.store
         until_ms = await store.clock_ms() - round(message.older_than_s * 1000)
         total = await store.count_finished(message.status, until_ms)
 
@@ -93,7 +93,7 @@ class MonitorHandlers:
         await self._set_paused(peer, message.req, message.job_type, False)
 
     async def _set_paused(self, peer: Peer, req: Any, job_type: str, paused: bool) -> None:
-        state = await self.store.set_type_paused(job_type, paused)
+        state = await peer.room.store.set_type_paused(job_type, paused)
         if state.changed:
             log.info("job type %r %s (%d pending)", job_type, "paused" if paused else "resumed",
                      state.pending)
@@ -101,7 +101,8 @@ class MonitorHandlers:
 
     def _sleep_s(self, now: float) -> float:
         """Until the earliest monitor's next check; with none subscribed, the hub's interval."""
-        due = [peer.stats.next_at for peer in self.hub.stats_subscribers if peer.stats is not None]
+        due = [peer.stats.next_at for room in self.hub.rooms.values() for peer in room.stats_subscribers
+               if peer.stats is not None]
         return max(0.0, min(due) - now) if due else self.hub.config.stats_interval_s
 
     async def _stats_loop(self) -> None:
@@ -112,21 +113,27 @@ class MonitorHandlers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._subscribed.wait(), timeout=self._sleep_s(loop.time()))
             now = loop.time()
-            due = [peer for peer in self.hub.stats_subscribers
-                   if peer.stats is not None and peer.stats.next_at <= now + TIMER_SLACK_S]
-            if not due:
-                continue
-            try:
-                frame = frames.stats((await self.store.stats()).as_dict())
-            except Exception:
-                log.exception("stats failed; trying again in %.1f s", self.hub.config.stats_interval_s)
-                for peer in due:
-                    assert peer.stats is not None
-                    peer.stats.next_at = now + self.hub.config.stats_interval_s
-                continue
+            for room in list(self.hub.rooms.values()):
+                due = [peer for peer in room.stats_subscribers
+                       if peer.stats is not None and peer.stats.next_at <= now + TIMER_SLACK_S]
+                if due:
+                    await self._push_stats(room, due, now)
+
+    async def _push_stats(self, room: QueueRoom, due: list[Peer], now: float) -> None:
+        """One read of a queue's stats for its monitors whose push is due; each gets them if they
+        changed since its last."""
+        try:
+            frame = frames.stats((await room.store.stats()).as_dict())
+        except Exception:
+            log.exception("stats of queue %r failed; trying again in %.1f s", room.name,
+                          self.hub.config.stats_interval_s)
             for peer in due:
                 assert peer.stats is not None
-                peer.stats.next_at = now + peer.stats.interval_s
-                if frame != peer.stats.sent:
-                    peer.stats.sent = frame
-                    peer.send(frame)
+                peer.stats.next_at = now + self.hub.config.stats_interval_s
+            return
+        for peer in due:
+            assert peer.stats is not None
+            peer.stats.next_at = now + peer.stats.interval_s
+            if frame != peer.stats.sent:
+                peer.stats.sent = frame
+                peer.send(frame)

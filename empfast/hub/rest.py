@@ -25,6 +25,7 @@ from empfast.hub.conn import error_for
 from empfast.hub.streams import RequestPeer, StreamPeer
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 # the HTTP status of each error code of the protocol (docs/protocol.md section 3)
@@ -73,11 +74,27 @@ def refused(exc: HttpError | ProtocolError) -> Response:
     return error_answer(frames.error(exc.code, exc.message, **exc.extra))
 
 
-async def stream_peer(hub: Hub, role: str, identity: Identity,
+def room_of(hub: Hub, request: Request) -> QueueRoom:
+    """The queue a request names with ?queue= (every /api route takes it), else the default one.
+    The HTTP side serves the queues the hub serves; it opens none (a WebSocket connection may)."""
+    name = request.query_params.get("queue")
+    if name is None:
+        return hub.default_room
+    room = hub.rooms.get(name)
+    if room is None:
+        raise HttpError(404, e.NOT_FOUND, f"queue {name!r} is not served by this hub (it serves "
+                        f"{', '.join(sorted(hub.rooms))}): name one of them", field="queue")
+    return room
+
+
+async def stream_peer(hub: Hub, request: Request, role: str, identity: Identity,
                       message: m.AnyMessage) -> StreamPeer | Response:
-    """A StreamPeer that has handled `message` (what the handler sent waits in its queue), or the
-    error answer when the handler refused."""
-    peer = StreamPeer(hub, role, identity)
+    """A StreamPeer of the request's queue that has handled `message` (what the handler sent waits
+    in its queue), or the error answer when the handler refused."""
+    try:
+        peer = StreamPeer(hub, role, identity, room_of(hub, request))
+    except HttpError as exc:
+        return exc.response()
     try:
         await hub.handle(peer, message)
     except Exception as exc:
@@ -126,9 +143,10 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
             check_same_site(request)
         role, identity = identify(hub, request, roles)
         decoded = m.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
+        room = room_of(hub, request)
     except (HttpError, ProtocolError) as exc:
         return refused(exc)
-    peer = RequestPeer(hub, role, identity)
+    peer = RequestPeer(hub, role, identity, room)
     try:
         await hub.handle(peer, decoded)
     except Exception as exc:
@@ -145,9 +163,12 @@ def query(request: Request, names: dict[str, str], numbers: tuple[str, ...] = ()
           flags: tuple[str, ...] = ()) -> dict[str, Any]:
     """The query's parameters as message fields (`names`: parameter -> field). Numbers and flags
     are converted when they can be; when not, the text goes on and the message's decoder names the
-    field. An unknown parameter is refused, so a typo does not go unnoticed."""
+    field. An unknown parameter is refused, so a typo does not go unnoticed; `queue` is every
+    route's (room_of)."""
     fields: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
+        if name == "queue":
+            continue
         if name not in names:
             raise HttpError(400, e.BAD_MESSAGE, f"unknown query parameter {name!r}; this route takes "
                             f"{', '.join(sorted(names)) or 'none'}", field=name)
@@ -256,7 +277,7 @@ class RestRoutes:
             decoded = m.decode(role, message)
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
-        peer = await stream_peer(self.hub, role, identity, decoded)
+        peer = await stream_peer(self.hub, request, role, identity, decoded)
         if isinstance(peer, Response):
             return peer
         try:

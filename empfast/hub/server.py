@@ -13,7 +13,6 @@ import resource
 import socket
 import ssl
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,16 +26,16 @@ from picows import (
 
 from empfast import errors as e
 from empfast import messages as m
-from empfast.config import HubConfig
+from empfast.config import HubConfig, check_queue_name
 from empfast.errors import ProtocolError
 from empfast.hub import frames
 from empfast.hub.auth import NOBODY, Auth, Identity
 from empfast.hub.bulk import BulkRunner
 from empfast.hub.clients import ClientHandlers
 from empfast.hub.conn import CLOSE_GOING_AWAY, NOT_REGISTERED_YET, Peer
-from empfast.hub.dispatch import Dispatcher
 from empfast.hub.http import HttpSide
 from empfast.hub.monitors import MonitorHandlers
+from empfast.hub.room import QueueRoom
 from empfast.hub.workers import WorkerHandlers
 from empfast.store import Store
 
@@ -55,19 +54,16 @@ class Hub:
     Redis; the hub keeps only what belongs to its own connections."""
 
     def __init__(self, store: Store, config: HubConfig | None = None) -> None:
-        self.store = store
         self.config = config or HubConfig()
         self.hub_id = self.config.hub_id or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.auth = Auth.from_config(self.config)  # the tokens of each role, read once
         self.peers: set[Peer] = set()
-        self.workers: dict[str, Peer] = {}  # worker id -> its connection to this hub
-        self.monitors: set[Peer] = set()
-        self.job_feed: set[Peer] = set()  # the monitors that get every job event (set_job_feed)
-        # job type -> the monitors that get the job events of that type only (set_job_feed)
-        self.typed_feed: defaultdict[str, set[Peer]] = defaultdict(set)
-        self.feed_types: dict[Peer, frozenset[str]] = {}  # such a monitor -> its types
-        self.stats_subscribers: set[Peer] = set()
-        self.subscribers: defaultdict[str, set[Peer]] = defaultdict(set)  # job id -> who follows it
+        # queue name -> the queue served here; the store given is the default queue (a connection
+        # that names none is bound to it), more are opened at start (queues) or on first use
+        # (queues_allowed)
+        self.default_room = QueueRoom(self, store)
+        self.rooms: dict[str, QueueRoom] = {self.default_room.name: self.default_room}
+        self._opening: dict[str, asyncio.Task[None]] = {}
         self.server: asyncio.Server | None = None
         self.connections = 0  # open WebSocket connections, authorized or not
         self.connection_limit = self.config.max_connections  # lowered at start by the descriptor limit
@@ -81,7 +77,6 @@ class Hub:
         self.worker_handlers = WorkerHandlers(self)
         self.monitor_handlers = MonitorHandlers(self)
         self.bulk = BulkRunner(self)
-        self.dispatch = Dispatcher(self)
         # the HTTP side (REST, SSE, health, metrics) on its own port; None when http_port is 0
         self.http: HttpSide | None = HttpSide(self) if self.config.http_port else None
         # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
@@ -95,9 +90,21 @@ class Hub:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def store(self) -> Store:
+        """The default queue's store."""
+        return self.default_room.store
+
     async def start(self) -> None:
-        await self.store.start()
-        await self.dispatch.prepare()
+        for name in self.config.queue_names():
+            if name not in self.rooms:
+                self.rooms[name] = QueueRoom(self, self.store.for_queue(name))
+        try:
+            for room in self.rooms.values():
+                await room.open()
+        except BaseException:
+            await self._close_rooms()
+            raise
         cfg = self.config
         descriptors = raise_descriptor_limit(cfg.max_connections)
         self.descriptor_reserve = min(DESCRIPTOR_RESERVE, descriptors // 2)  # half of very few
@@ -118,7 +125,8 @@ class Hub:
             # (with the kernel's autotuning, a flood grew reads to megabytes)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cfg.socket_receive_bytes)
         self.running = True
-        self.dispatch.start()
+        for room in self.rooms.values():
+            room.run()
         self.monitor_handlers.start()
         if self.http is not None:
             try:
@@ -151,7 +159,10 @@ class Hub:
         # a cancel can arrive inside a Redis read that turns it into a connection error, so the
         # loops also check `running`, and the wait is bounded
         self.running = False
-        await self.dispatch.stop()
+        for task in self._opening.values():
+            task.cancel()
+        for room in self.rooms.values():
+            await room.stop()
         await self.monitor_handlers.stop()
         await self.bulk.stop()
         transports = [peer.transport for peer in self.peers if peer.transport is not None]
@@ -173,6 +184,14 @@ class Hub:
                 await self.server.wait_closed()
         if self.http is not None:  # last: until here, /readyz answers 503 (the hub is stopping)
             await self.http.stop()
+        await self._close_rooms()
+
+    async def _close_rooms(self) -> None:
+        """Close the stores of the queues the hub opened; the default store is its caller's."""
+        for room in list(self.rooms.values()):
+            if room is not self.default_room:
+                await room.store.close()
+                del self.rooms[room.name]
 
     # ---- connections -------------------------------------------------------------------------
 
@@ -187,18 +206,79 @@ class Hub:
             body = (f"empfast hub: full ({self.connection_limit} connections, max_connections); "
                     "try again later or another hub\n").encode()
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(503, body), None)
-        identity = self._authorized(request, query, parts[1])
-        peer = Peer(self, parts[1], parts[2] if len(parts) == 3 and parts[2] else None, identity is not None)
+        fields = parse_qs(query)
+        name = fields.get("queue", [""])[0] or self.default_room.name
+        room = self.rooms.get(name)
+        if room is None:
+            refusal = self._cannot_open(name)
+            if refusal is not None:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(404, f"empfast hub: {refusal}\n".encode()), None)
+            room = self._open_room(name)
+        identity = self._authorized(request, fields, parts[1])
+        peer = Peer(self, room, parts[1], parts[2] if len(parts) == 3 and parts[2] else None,
+                    identity is not None)
         peer.identity = identity or NOBODY
         return peer
 
-    def _authorized(self, request: WSUpgradeRequest, query: str, role: str) -> Identity | None:
+    def _authorized(self, request: WSUpgradeRequest, query: dict[str, list[str]],
+                    role: str) -> Identity | None:
         """The identity of the token presented, or None when it does not open this role."""
-        given = parse_qs(query).get("token", [""])[0]
+        given = query.get("token", [""])[0]
         header = request.headers.get("authorization", "")
         if not given and header.lower().startswith("bearer "):
             given = header[7:].strip()
         return self.auth.identify(given, role)
+
+    # ---- queues --------------------------------------------------------------------------------
+
+    def _cannot_open(self, name: str) -> str | None:
+        """Why a queue this hub does not serve yet cannot be opened for a connection; None if it can."""
+        try:
+            check_queue_name(name)
+        except ValueError as exc:
+            return str(exc)
+        if not self.config.allows_queue(name):
+            allowed = self.config.queues_allowed
+            served = ", ".join(sorted(self.rooms)) + (f"; queues_allowed {allowed!r}" if allowed else "")
+            return (f"queue {name!r} is not served here (this hub serves {served}): connect with "
+                    "?queue= one of them, or start the hub with it in --queues")
+        if len(self.rooms) >= self.config.max_queues:
+            return (f"this hub serves {len(self.rooms)} queues already (max_queues): connect to a queue it "
+                    "serves, or raise max_queues")
+        return None
+
+    def _open_room(self, name: str) -> QueueRoom:
+        """A queue opened on first use: registered at once (so a second connection finds it), its
+        store started by a task that its first connections wait for (QueueRoom.ready)."""
+        loop = asyncio.get_running_loop()
+        room = QueueRoom(self, self.store.for_queue(name))
+        room.opened = loop.create_future()
+        self.rooms[name] = room
+        task = loop.create_task(self._start_room(room))
+        self._opening[name] = task
+        task.add_done_callback(lambda _: self._opening.pop(name, None))
+        return room
+
+    async def _start_room(self, room: QueueRoom) -> None:
+        assert room.opened is not None
+        try:
+            await room.open()
+        except asyncio.CancelledError:  # the hub is stopping
+            room.opened.cancel()
+            raise
+        except Exception as exc:
+            log.warning("could not open queue %r: %s", room.name, exc)
+            if self.rooms.get(room.name) is room:  # the next connection that names it tries again
+                del self.rooms[room.name]
+            room.opened.set_exception(exc)
+            room.opened.exception()  # retrieved: a queue nobody waits for is only logged
+            await room.store.close()
+            return
+        room.opened.set_result(None)
+        if self.running:
+            room.run()
+        log.info("opened queue %r on its first use", room.name)
 
     def inbox_released(self, size: int) -> None:
         """Frames of `size` bytes were handled (or dropped with their connection): connections
@@ -213,57 +293,13 @@ class Hub:
         if peer.task is not None:
             self.peer_tasks.add(peer.task)
             peer.task.add_done_callback(self.peer_tasks.discard)
-        if peer.role == "monitor":
-            self.monitors.add(peer)
-            self.job_feed.add(peer)
+        peer.room.attach(peer)
 
     def detach(self, peer: Peer) -> None:
         self.peers.discard(peer)
         self.reading_paused.discard(peer)
-        self.monitors.discard(peer)
-        self.set_job_feed(peer, False)
-        self.stats_subscribers.discard(peer)
         self.bulk.forget(peer)
-        for job_id in list(peer.subs.jobs):
-            self.unsubscribe(peer, job_id)
-        if peer.worker is not None and self.workers.get(peer.worker.worker_id) is peer:
-            # its leases stay: a worker that reconnects in time keeps its jobs; else the sweep
-            # takes them back when its liveness lapses
-            del self.workers[peer.worker.worker_id]
-
-    def set_job_feed(self, peer: Peer, on: bool, job_types: frozenset[str] = frozenset()) -> None:
-        """A monitor's job events: all (on, no types), those of `job_types`, or none."""
-        for job_type in self.feed_types.pop(peer, ()):
-            followers = self.typed_feed[job_type]
-            followers.discard(peer)
-            if not followers:
-                del self.typed_feed[job_type]
-        self.job_feed.discard(peer)
-        if on and job_types:
-            self.feed_types[peer] = job_types
-            for job_type in job_types:
-                self.typed_feed[job_type].add(peer)
-        elif on:
-            self.job_feed.add(peer)
-
-    # ---- job subscriptions -------------------------------------------------------------------
-
-    def subscribe(self, peer: Peer, job_id: str) -> bool:
-        """Subscribe unless the connection is at its limit; False when it is."""
-        if job_id not in peer.subs.jobs and len(peer.subs.jobs) >= self.config.max_subscriptions:
-            return False
-        peer.subs.jobs.add(job_id)
-        self.subscribers[job_id].add(peer)
-        return True
-
-    def unsubscribe(self, peer: Peer, job_id: str) -> None:
-        peer.subs.jobs.discard(job_id)
-        peer.subs.buffered.pop(job_id, None)
-        subs = self.subscribers.get(job_id)
-        if subs is not None:
-            subs.discard(peer)
-            if not subs:
-                del self.subscribers[job_id]
+        peer.room.detach(peer)
 
     # ---- routing of frames -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from empfast.messages import SubscribeStats
 from empfast.store import entry_events, event_fields
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
@@ -40,8 +41,8 @@ class RequestPeer(Peer):
     """One HTTP request as a connection of `role` with the identity its token gives: what the
     hub's handlers send it (a reply, or an error frame) is kept in `sent`."""
 
-    def __init__(self, hub: Hub, role: str, identity: Identity) -> None:
-        super().__init__(hub, role, None, True)
+    def __init__(self, hub: Hub, role: str, identity: Identity, room: QueueRoom | None = None) -> None:
+        super().__init__(hub, room or hub.default_room, role, None, True)
         self.identity = identity
         self.sent: list[bytes] = []
 
@@ -60,14 +61,14 @@ class RequestPeer(Peer):
     def forget_subscriptions(self) -> None:
         """A request is over: the jobs a handler subscribed it to (a retry does) are dropped."""
         for job_id in list(self.subs.jobs):
-            self.hub.unsubscribe(self, job_id)
+            self.room.unsubscribe(self, job_id)
 
 
 class StreamPeer(RequestPeer):
     """An SSE response's peer: frames wait in a queue of at most `max_bytes` until written."""
 
-    def __init__(self, hub: Hub, role: str, identity: Identity) -> None:
-        super().__init__(hub, role, identity)
+    def __init__(self, hub: Hub, role: str, identity: Identity, room: QueueRoom | None = None) -> None:
+        super().__init__(hub, role, identity, room)
         self.queued: collections.deque[bytes] = collections.deque()
         self.queued_bytes = 0
         self.max_bytes = hub.config.max_outbound_bytes
@@ -172,12 +173,13 @@ class Streams:
         length, not a reader. Raises what Redis raises (the caller detaches the peer)."""
         hub = self.hub
         await hub.monitor_handlers.on_subscribe_stats(peer, SubscribeStats(interval_s=interval_s))
-        hub.monitors.add(peer)
-        hub.set_job_feed(peer, on, job_types)
+        room = peer.room
+        room.monitors.add(peer)
+        room.set_job_feed(peer, on, job_types)
         if since is None:
             return
-        scan = max(10_000, 2 * hub.store.settings.events_maxlen)  # the stream is trimmed about there
-        entries, complete = await hub.store.entries_since(since, scan=scan)
+        scan = max(10_000, 2 * room.store.settings.events_maxlen)  # the stream is trimmed about there
+        entries, complete = await room.store.entries_since(since, scan=scan)
         # a full scan may stop short of where the live feed began
         complete = complete and len(entries) < scan
         replay: list[bytes] = []

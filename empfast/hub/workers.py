@@ -21,6 +21,7 @@ from empfast.limits import MAX_ERROR_CHARS, MAX_PROGRESS_MESSAGE_CHARS
 from empfast.store import ClaimedJob, Completion, NewJob
 
 if TYPE_CHECKING:
+    from empfast.hub.room import QueueRoom
     from empfast.hub.server import Hub
 
 log = logging.getLogger("empfast.hub")
@@ -45,7 +46,6 @@ class WorkerHandlers:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.store = hub.store
 
     # ---- giving jobs out -------------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ class WorkerHandlers:
         """Give jobs to a worker: one job_assigned each, or, to a batch worker, jobs_assigned frames
         (the reply to claim_job, which has a `req`, stays a job_assigned)."""
         slots = registered(peer)
-        lease_s = self.store.settings.lease_ms / 1000
+        lease_s = peer.room.store.settings.lease_ms / 1000
         for job in jobs:
             slots.jobs[job.job_id] = job.attempt
         if slots.batch and req is None:
@@ -63,14 +63,14 @@ class WorkerHandlers:
         for job in jobs:
             peer.send(frames.job_assigned(job, lease_s, req, reassigned))
 
-    def ready_for(self, jobs: list[NewJob]) -> Peer | None:
+    def ready_for(self, room: QueueRoom, jobs: list[NewJob]) -> Peer | None:
         """The one local worker that can start some of these new jobs now (free slots, awake), so
         that a submit claims them for it in its own store call (Store.add_and_claim) instead of
         waiting for its `added` events to come back. None when there is no such worker, or several:
         then the events wake them and the jobs are shared among them (Dispatcher._wake)."""
         job_types = {job.job_type for job in jobs}
         found = None
-        for peer in self.hub.workers.values():
+        for peer in room.workers.values():
             if peer.worker is not None and not peer.worker.job_types.isdisjoint(job_types) \
                     and self.dispatchable(peer):
                 if found is not None:
@@ -85,7 +85,7 @@ class WorkerHandlers:
         if free <= 0:
             return 0
         try:
-            jobs = await self.store.claim(slots.worker_id, free)
+            jobs = await peer.room.store.claim(slots.worker_id, free)
         except WorkerNotFound:
             self.lapse(peer)
             return 0
@@ -96,8 +96,9 @@ class WorkerHandlers:
 
     def heartbeat_interval_s(self) -> float:
         """The interval worker_registered asks for: the hub's setting, but at most a third of the
-        shorter of lease and liveness (docs/protocol.md 4.2), so it never outlasts a short lease."""
-        settings = self.store.settings
+        shorter of lease and liveness (docs/protocol.md 4.2), so it never outlasts a short lease.
+        Every queue of a hub has the same timings (Store.for_queue)."""
+        settings = self.hub.store.settings
         return min(self.hub.config.heartbeat_interval_s, min(settings.lease_ms, settings.liveness_ms) / 3000)
 
     def dispatchable(self, peer: Peer) -> int:
@@ -125,7 +126,7 @@ class WorkerHandlers:
         if slots.lapsed:
             return
         slots.lapsed = True
-        liveness_s = self.store.settings.liveness_ms / 1000
+        liveness_s = peer.room.store.settings.liveness_ms / 1000
         log.warning("worker %s sent no heartbeat for %g s: its record lapsed and its jobs were taken "
                     "back", slots.worker_id, liveness_s)
         peer.send(frames.error(e.NOT_REGISTERED, f"worker {slots.worker_id!r} is no longer registered: "
@@ -154,19 +155,19 @@ class WorkerHandlers:
             raise ProtocolError(e.BAD_MESSAGE, f"this connection is worker {current!r}; open "
                                 "another connection for another worker id", field="worker_id")
         job_types, concurrency = message.job_types, message.concurrency
-        previous = hub.workers.get(worker_id)
+        previous = peer.room.workers.get(worker_id)
         if previous is not None and previous is not peer:
             previous.close(e.REPLACED, f"worker id {worker_id!r} registered on another connection; "
                                        "this one is replaced (two processes share one id?)", CLOSE_REPLACED)
-        held = await self.store.register_worker(worker_id, job_types, concurrency, hub_id=hub.hub_id)
+        held = await peer.room.store.register_worker(worker_id, job_types, concurrency, hub_id=hub.hub_id)
         known = peer.worker.jobs if peer.worker is not None else {}
         reassigned = [job_id for job_id in held if job_id not in known]
         peer.worker = WorkerSlots(worker_id, frozenset(job_types), concurrency, jobs=held,
                                   heard_at=asyncio.get_running_loop().time(), batch=message.batch)
-        hub.workers[worker_id] = peer
+        peer.room.workers[worker_id] = peer
         log.info("worker %s registered: types %s, concurrency %d%s", worker_id, ",".join(job_types),
                  concurrency, f", holding {len(held)} jobs from before" if held else "")
-        settings = self.store.settings
+        settings = peer.room.store.settings
         peer.reply(message.req, frames.worker_registered(
             worker_id, self.heartbeat_interval_s(), settings.lease_ms / 1000, settings.liveness_ms / 1000,
             list(held), message.batch))
@@ -179,7 +180,7 @@ class WorkerHandlers:
         slots = registered(peer)
         jobs: list[ClaimedJob] = []
         for job_id in job_ids:
-            job = await self.store.get_job(job_id)
+            job = await peer.room.store.get_job(job_id)
             if job is None or job.get("status") != "active" or job.get("worker") != slots.worker_id:
                 slots.jobs.pop(job_id, None)
                 continue
@@ -190,18 +191,18 @@ class WorkerHandlers:
     async def on_unregister_worker(self, peer: Peer, message: m.UnregisterWorker) -> None:
         slots = registered(peer)
         try:
-            released = await self.store.deregister_worker(slots.worker_id)
+            released = await peer.room.store.deregister_worker(slots.worker_id)
         except WorkerNotFound:
             released = 0
         peer.reply(message.req, frames.worker_unregistered(slots.worker_id, released))
-        if self.hub.workers.get(slots.worker_id) is peer:
-            del self.hub.workers[slots.worker_id]
+        if peer.room.workers.get(slots.worker_id) is peer:
+            del peer.room.workers[slots.worker_id]
         slots.jobs.clear()
         peer.close_quietly()
 
     async def on_worker_status(self, peer: Peer, message: m.WorkerStatus) -> None:
         slots = registered(peer)
-        status = await self.store.set_worker_status(slots.worker_id, message.status)
+        status = await peer.room.store.set_worker_status(slots.worker_id, message.status)
         slots.draining = status == "draining"
         peer.reply(message.req, frames.worker_status_ack(slots.worker_id, status))
         await self.fill(peer)
@@ -210,7 +211,7 @@ class WorkerHandlers:
 
     async def on_claim_job(self, peer: Peer, message: m.ClaimJob) -> None:
         slots = registered(peer)
-        self.assign(peer, [await self.store.claim_by_id(slots.worker_id, message.job_id)], message.req)
+        self.assign(peer, [await peer.room.store.claim_by_id(slots.worker_id, message.job_id)], message.req)
 
     @staticmethod
     def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.Completion | m.FailJob) -> int:
@@ -223,7 +224,7 @@ class WorkerHandlers:
         slots, job_id = registered(peer), message.job_id
         attempt = self._attempt(slots, message)
         try:
-            cancel = await self.store.progress(job_id, slots.worker_id, attempt, message.progress,
+            cancel = await peer.room.store.progress(job_id, slots.worker_id, attempt, message.progress,
                                                message.message[:MAX_PROGRESS_MESSAGE_CHARS])
         except LeaseLost:
             slots.forget(job_id, attempt)
@@ -274,7 +275,7 @@ class WorkerHandlers:
         stored: list[Exception | None] = []
         if completions:
             try:
-                refused, next_jobs = await self.store.complete_many(slots.worker_id, completions,
+                refused, next_jobs = await peer.room.store.complete_many(slots.worker_id, completions,
                                                                     claim_next=slots.free())
                 stored = list(refused)
             except Exception as exc:
@@ -290,8 +291,9 @@ class WorkerHandlers:
         slots, job_id = registered(peer), message.job_id
         attempt = self._attempt(slots, message)
         slots.forget(job_id, attempt)
-        outcome = await self.store.fail(job_id, slots.worker_id, attempt, message.error[:MAX_ERROR_CHARS],
-                                        retry=message.retry, claim_next=slots.free())
+        outcome = await peer.room.store.fail(job_id, slots.worker_id, attempt,
+                                             message.error[:MAX_ERROR_CHARS], retry=message.retry,
+                                             claim_next=slots.free())
         peer.reply(message.req, frames.job_failed_ack(job_id, outcome.status, outcome.final, outcome.run_at))
         self.assign(peer, outcome.next_jobs)
 
@@ -307,14 +309,14 @@ class WorkerHandlers:
         slots = registered(peer)
         missed_dispatch = not self._awake(slots)
         try:
-            beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
+            beat = await peer.room.store.heartbeat(slots.worker_id, slots.jobs)
         except WorkerNotFound:
             # its record expired after missed heartbeats: register it again with its last values;
             # the jobs it held were taken back
-            held = await self.store.register_worker(slots.worker_id, sorted(slots.job_types),
-                                                    slots.concurrency, hub_id=self.hub.hub_id)
+            held = await peer.room.store.register_worker(slots.worker_id, sorted(slots.job_types),
+                                                         slots.concurrency, hub_id=self.hub.hub_id)
             self._drop_lost(peer, [job_id for job_id in slots.jobs if job_id not in held])
-            beat = await self.store.heartbeat(slots.worker_id, slots.jobs)
+            beat = await peer.room.store.heartbeat(slots.worker_id, slots.jobs)
         slots.heard(asyncio.get_running_loop().time())
         self._drop_lost(peer, beat.lost)
         for job_id in beat.cancel:

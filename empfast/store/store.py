@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -78,6 +79,7 @@ class Store(EventReads, JobListing, BulkActions):
         self.script_seconds = 0.0
         self._events_connection: PipelinedConnection | None = None
         self._started = False
+        self._owns_redis = True  # a store of for_queue shares its parent's client
 
     @classmethod
     async def connect(cls, options: RedisOptions | None = None,
@@ -94,11 +96,19 @@ class Store(EventReads, JobListing, BulkActions):
 
         return cls(fakeredis.FakeAsyncRedis(), settings)
 
+    def for_queue(self, name: str) -> Store:
+        """Another queue's store on the same Redis and settings, sharing this one's redis-py client;
+        its script and events connections are its own. Close it first; start() it before use."""
+        store = Store(self.redis, replace(self.settings, name=name))
+        store._owns_redis = False
+        return store
+
     async def close(self) -> None:
         for connection in (self.script_connection, self._events_connection):
             if connection is not None:
                 await connection.close()
-        await self.redis.aclose()
+        if self._owns_redis:
+            await self.redis.aclose()
 
     # ---- start-up ----------------------------------------------------------------------------
 

@@ -42,10 +42,12 @@ log = logging.getLogger("empfast.worker")
 
 class Worker:
     """A worker process's connection to the hub and the jobs it runs. Use `await run()` (until
-    SIGINT/SIGTERM), `async with Worker(...)`, or `start()` and `stop()`."""
+    SIGINT/SIGTERM), `async with Worker(...)`, or `start()` and `stop()`. It serves one queue of
+    the hub (`queue`; None: the hub's default): a worker of several queues is a Worker each."""
 
     def __init__(self, url: str, handlers: Mapping[str, Handler] | None = None, *,
-                 worker_id: str | None = None, concurrency: int = 1, token: str | None = None,
+                 queue: str | None = None, worker_id: str | None = None, concurrency: int = 1,
+                 token: str | None = None,
                  grace_s: float = 30.0, heartbeat_interval_s: float | None = None,
                  progress_interval_s: float = 0.1, ack_timeout_s: float = 10.0,
                  reconnect_base_s: float = 0.1, reconnect_cap_s: float = 10.0,
@@ -66,7 +68,7 @@ class Worker:
             self.handlers[job_type] = check_handler(job_type, handler)
         self.stats = WorkerStats()
         self.connection = Connection(
-            endpoint(url, "worker"), on_push=self._on_push, on_connected=self._on_connected,
+            endpoint(url, "worker", queue=queue), on_push=self._on_push, on_connected=self._on_connected,
             backoff_base_s=reconnect_base_s, backoff_cap_s=reconnect_cap_s, token=token,
             ssl_context=ssl_context)
         self._runs: dict[str, Run] = {}
