@@ -98,7 +98,11 @@ class Store(EventReads, JobListing, BulkActions):
         for connection in (self.script_connection, self._events_connection):
             if connection is not None:
                 await connection.close()
+        # behind Sentinels, the client's pool holds the Sentinels' clients, which it does not close
+        sentinels = getattr(self.redis.connection_pool, "sentinel_manager", None)
         await self.redis.aclose()
+        if sentinels is not None:
+            await sentinels.aclose()
 
     # ---- start-up ----------------------------------------------------------------------------
 
@@ -157,8 +161,10 @@ class Store(EventReads, JobListing, BulkActions):
             try:
                 return await self._evalsha(script, keys, args)
             except NoScriptError:
-                # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
-                log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
+                # Redis restarted, failed over (a replica holds no scripts) or SCRIPT FLUSH: the meta
+                # hash may be gone too, so start again
+                log.warning("Redis lost the empfast scripts (restart, failover or SCRIPT FLUSH); loading "
+                            "them again")
             except ResponseError as exc:
                 if not str(exc).startswith(NO_CONFIG_REPLY + " "):
                     raise
