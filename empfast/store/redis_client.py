@@ -8,7 +8,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,6 +55,22 @@ def _through_sentinels(options: RedisOptions, target: SentinelTarget,
     if options.sentinel_password is not None:
         sentinel_kwargs["password"] = options.sentinel_password
     password = target.password if target.password is not None else options.resolved_password()
-    sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    sentinels = _Sentinels(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
     return sentinels.master_for(target.master_name, redis_class=aioredis.Redis, db=target.db,
                                 username=target.username, password=password, **common, **tls)
+
+
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel, with a short error when no master is found: its own message holds the
+    repr of every Sentinel's client (a screenful), and it reaches the start-up error and the log
+    line of every request refused during a failover."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            return await super().discover_master(service_name)  # type: ignore[no-any-return]
+        except MasterNotFoundError:
+            addresses = ", ".join(f"{s.connection_pool.connection_kwargs['host']}:"
+                                  f"{s.connection_pool.connection_kwargs['port']}" for s in self.sentinels)
+            raise MasterNotFoundError(
+                f"the Sentinels at {addresses} name no master {service_name!r} that is up (they are "
+                "unreachable, the name is not theirs, or a failover is under way)") from None
