@@ -71,8 +71,9 @@ async def run_hub(config: HubConfig, settings: QueueSettings, redis: RedisOption
         await hub.start()
     except RedisError as exc:
         await store.close()
-        raise StartupError(f"cannot reach {where} ({exc}): start it, or fix --redis-url "
-                           "(EMPFAST_REDIS_URL)") from None
+        fix = ("--redis-sentinels and --redis-master-name" if redis is not None and redis.sentinels
+               else "--redis-url (EMPFAST_REDIS_URL)")
+        raise StartupError(f"cannot reach {where} ({exc}): start it, or fix {fix}") from None
     except HttpListenError as exc:
         await store.close()
         raise StartupError(exc.strerror or str(exc)) from None
@@ -274,11 +275,12 @@ def setup_logging(settings: LoggingSettings) -> None:
 def redis_options(args: argparse.Namespace) -> RedisOptions | None:
     """The Redis options given, or None for the embedded store when no Redis URL is."""
     given = REDIS.given(args)
-    if "url" in given:
+    if given.keys() & {"url", "sentinels", "master_name"}:  # Sentinels need no URL: they name the master
         return RedisOptions(**given)
     if given:  # they would silently do nothing
         raise ValueError(f"{', '.join(REDIS.flag(name) for name in given)}: no effect without "
-                         "--redis-url (EMPFAST_REDIS_URL), as the hub then runs on the embedded store")
+                         "--redis-url (EMPFAST_REDIS_URL) or --redis-sentinels, as the hub then runs on "
+                         "the embedded store")
     return None
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JOB_TYPES, FRAME_HEADROOM_BYTES
 
@@ -46,7 +46,70 @@ def read_secret_file(path: str, setting_name: str) -> str:
 
 
 USER_INFO = re.compile(r"[^/@]*@")  # what comes before a URL's @: the user and the password
-REDIS_URL_FORMS = "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=DB]"
+SENTINEL_URL_FORM = "redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
+REDIS_URL_FORMS = (f"redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS), unix:///PATH[?db=DB] or "
+                   f"{SENTINEL_URL_FORM} (rediss+sentinel:// for TLS)")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEFAULT_SENTINEL_PORT = 26379
+# one Sentinel's address: HOST, HOST:PORT, [IPV6] or [IPV6]:PORT
+SENTINEL_ADDRESS = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::([0-9]{1,5}))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """A master found through Redis Sentinels: where the Sentinels are, the name they know the
+    master by, and how to talk to the master once found."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """HOST[:PORT],... (the port 26379 when left out) as (host, port) pairs; ValueError naming the
+    item that is not an address."""
+    found = []
+    for item in (item.strip() for item in text.split(",")):
+        match = SENTINEL_ADDRESS.match(item)
+        port = int(match[3]) if match and match[3] else DEFAULT_SENTINEL_PORT
+        if not match or not 0 < port < 65536:
+            raise ValueError(f"{item!r} is not a Sentinel's address (HOST:PORT, the port 1 to 65535)")
+        found.append((match[1] or match[2], port))
+    return tuple(found)
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """A redis+sentinel:// (or rediss+sentinel://) URL's parts; ValueError in one line, without the
+    password, when it is not of the form."""
+    scheme, _, rest = url.partition("://")
+    hosts_part, _, path = rest.partition("/")
+    user_info, at, hosts = hosts_part.rpartition("@")
+    shown = f"{scheme}://{'***@' if at else ''}{hosts}/{path}"
+    segments = path.rstrip("/").split("/") if path.rstrip("/") else []
+    problem = None
+    if "?" in rest or "#" in rest:
+        problem = "it has a query or a fragment, which this form does not take"
+    elif not hosts:
+        problem = "it names no Sentinel"
+    elif not segments or not segments[0]:
+        problem = "it names no master: the Sentinels' name for it comes after the first /"
+    elif len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+        problem = f"what follows the master's name, {'/'.join(segments[1:])!r}, is not a database number"
+    if problem is None:
+        try:
+            sentinels = parse_sentinels(hosts)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is not None:
+        raise ValueError(f"the Redis URL {shown!r} is not one empfast takes: {problem}; use "
+                         f"{SENTINEL_URL_FORM}")
+    username, _, password = user_info.partition(":")
+    return SentinelTarget(sentinels, unquote(segments[0]), int(segments[1]) if len(segments) == 2 else 0,
+                          unquote(username) or None, unquote(password) if at and ":" in user_info else None,
+                          tls=scheme == "rediss+sentinel")
 
 
 def check_redis_url(url: str) -> None:
@@ -57,9 +120,11 @@ def check_redis_url(url: str) -> None:
     # a malformed URL is not split into its parts: hide all that precedes its @
     shown = USER_INFO.sub("***@", url, count=1)
     problem = None
-    if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(f"{parts.scheme}://"):
-        problem = "it does not start with redis://, rediss:// or unix://"
-        if parts.scheme in ("redis", "rediss") and shown.startswith(f"{parts.scheme}:"):
+    if parts.scheme in SENTINEL_SCHEMES and url.startswith(f"{parts.scheme}://"):
+        parse_sentinel_url(url)
+    elif parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(f"{parts.scheme}://"):
+        problem = "it does not start with redis://, rediss://, unix:// or redis+sentinel://"
+        if parts.scheme in ("redis", "rediss", *SENTINEL_SCHEMES) and shown.startswith(f"{parts.scheme}:"):
             problem += f" (did you mean {parts.scheme}://{shown[len(parts.scheme) + 1:].lstrip('/')}?)"
     elif parts.scheme == "unix":
         if parts.netloc or not parts.path or parts.path == "/":
@@ -85,7 +150,14 @@ class RedisOptions:
     """How to reach Redis. TLS comes from a rediss:// URL plus the ssl_* options."""
 
     url: str = setting("redis://127.0.0.1:6379/0",
-                       "Redis URL, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS)")
+                       "Redis URL, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS), or "
+                       "redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
+    sentinels: str | None = setting(None, "find the master through these Redis Sentinels, HOST:PORT,"
+                                          "... (with master_name), following failovers; the URL then "
+                                          "gives only the password, the db and TLS (rediss://)")
+    master_name: str | None = setting(None, "the name the Sentinels know the master by (with sentinels)")
+    sentinel_password: str | None = setting(None, "the Sentinels' own password (their requirepass), "
+                                                  "when they have one", secret=True)
     socket_timeout_s: float = setting(5.0, "a Redis command that takes longer fails and is retried")
     connect_timeout_s: float = setting(5.0, "how long connecting to Redis may take")
     max_connections: int = setting(64, "the size of the Redis connection pool")
@@ -112,9 +184,45 @@ class RedisOptions:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         check_redis_url(self.url)
+        self._check_sentinels()
         if (self.password is not None) + (self.password_file is not None) + (
                 urlsplit(self.url).password is not None) > 1:
             raise ValueError("give the Redis password once: in the URL, as password, or as password_file")
+
+    def _check_sentinels(self) -> None:
+        in_url = self.url.startswith(tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES))
+        if (self.sentinels is None) != (self.master_name is None):
+            raise ValueError("give sentinels and master_name together (the Sentinels' addresses and "
+                             "their name for the master), or a redis+sentinel:// URL")
+        if self.sentinels is not None:
+            if in_url:
+                raise ValueError("give the Sentinels once: in the redis+sentinel:// URL, or as "
+                                 "sentinels with master_name")
+            if self.url.startswith("unix://"):
+                raise ValueError("sentinels find a master on TCP: give a redis:// or rediss:// URL (for "
+                                 "the password and the db), not a unix:// one")
+            try:
+                parse_sentinels(self.sentinels)
+            except ValueError as exc:
+                raise ValueError(f"sentinels: {exc}; give HOST:PORT[,HOST:PORT...]") from None
+            if not self.master_name:
+                raise ValueError("master_name is empty: give the name the Sentinels know the master by")
+        elif self.sentinel_password is not None and not in_url:
+            raise ValueError("sentinel_password has no effect without Sentinels: give sentinels and "
+                             "master_name, or a redis+sentinel:// URL")
+
+    def sentinel_target(self) -> SentinelTarget | None:
+        """The Sentinels and the master's name, of the URL or of sentinels and master_name (the URL
+        then gives the password, the db and TLS); None when Redis is reached directly."""
+        if self.url.startswith(tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES)):
+            return parse_sentinel_url(self.url)
+        if self.sentinels is None or self.master_name is None:
+            return None
+        parts = urlsplit(self.url)
+        return SentinelTarget(parse_sentinels(self.sentinels), self.master_name,
+                              int(parts.path[1:] or 0), unquote(parts.username or "") or None,
+                              unquote(parts.password) if parts.password is not None else None,
+                              tls=parts.scheme == "rediss")
 
     def resolved_password(self) -> str | None:
         """The password of `password` or `password_file`, merged into the URL's at connect time;
@@ -123,7 +231,15 @@ class RedisOptions:
                                                                                    "password_file")
 
     def masked_url(self) -> str:
-        """The URL with its password replaced, fit for a log line or an error message."""
+        """The URL with its password replaced, fit for a log line or an error message; with
+        sentinels and master_name, the redis+sentinel:// URL they and the URL make."""
+        target = self.sentinel_target()
+        if target is not None and self.sentinels is not None:
+            user_info = f"{target.username or ''}:***@" if target.password is not None else ""
+            hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                             for host, port in target.sentinels)
+            return (f"{'rediss' if target.tls else 'redis'}+sentinel://{user_info}{hosts}/"
+                    f"{target.master_name}/{target.db}")
         parts = urlsplit(self.url)
         if parts.password is None:
             return self.url

@@ -25,7 +25,7 @@ CLASSES = {
 # the store talks to Redis; the hub and the CLI only name its errors, to answer `unavailable` and to
 # say that Redis cannot be reached
 REDIS_IMPORTERS = {"empfast.store.store", "empfast.store.events", "empfast.store.redis_client",
-                   "empfast.store.pipelined", "empfast.store.bulk",
+                   "empfast.store.pipelined", "empfast.store.bulk", "empfast.store.workers",
                    "empfast.hub.conn", "empfast.cli"}
 MODULES = {"protocol": "empfast.protocol", "messages": "empfast.messages", "msgspec": "msgspec",
            "frames": "empfast.hub.frames", "worker/job": "empfast.worker.job"}

@@ -108,7 +108,9 @@ def start(command: str, *args: str) -> None:
 
 
 # settings that are only valid together: each is given with its companion's flag
-COMPANIONS = {"tls_certfile": ("--tls-keyfile", "key.pem"), "tls_keyfile": ("--tls-certfile", "cert.pem")}
+COMPANIONS = {"tls_certfile": ("--tls-keyfile", "key.pem"), "tls_keyfile": ("--tls-certfile", "cert.pem"),
+              "sentinels": ("--redis-master-name", "m"), "master_name": ("--redis-sentinels", "h:1"),
+              "sentinel_password": ("--redis-sentinels", "h:1", "--redis-master-name", "m")}
 
 
 @pytest.mark.parametrize("command", SETTINGS_OF_COMMAND)

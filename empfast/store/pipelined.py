@@ -11,7 +11,11 @@ What it does about failures:
 - a call in flight when the connection breaks or times out fails with ConnectionError or
   TimeoutError and is never sent again: the caller decides (a script may have run; the hub answers
   `unavailable` and the SDKs re-send, which the scripts' idempotence makes safe);
-- the next call connects again (AUTH, SELECT, TLS as the URL and options say);
+- the next call connects again (AUTH, SELECT, TLS as the URL and options say), behind Redis
+  Sentinels to the master they name at that moment (a failover breaks the connection);
+- a READONLY reply (the server became a replica: a failover moved the master while this connection
+  stayed up) and an UNBLOCKED one (a blocking read ended by that change) break the connection the
+  same way, so the call is retried on the new master instead of failing until a restart;
 - a reply slower than the command timeout closes the connection (one timer for the connection,
   not one per call).
 """
@@ -22,18 +26,23 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
 from redis import asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = bytes | str | int | float
+# where the master is now (the Sentinels' answer), asked at every connect
+Resolver = Callable[[], Awaitable[tuple[str, int]]]
+# error replies that mean the server is no longer the master it was when this connection was made
+STALE_SERVER_REPLIES = ("READONLY", "UNBLOCKED")
 
 
 def _bulk(value: Arg) -> bytes:
@@ -87,7 +96,14 @@ class _Protocol(asyncio.Protocol):
                 if future.done():  # its caller was cancelled: the reply is dropped
                     continue
                 if type(reply) is ResponseError:
-                    future.set_exception(NoScriptError(str(reply)) if str(reply).startswith("NOSCRIPT")
+                    message = str(reply)
+                    if message.startswith(STALE_SERVER_REPLIES):  # a replica now: the master moved
+                        error = RedisConnectionError(f"Redis answered {message.split('.')[0]!r}: it is "
+                                                     "no longer the master; reconnecting")
+                        future.set_exception(error)
+                        self.abort(error)
+                        return
+                    future.set_exception(NoScriptError(message) if message.startswith("NOSCRIPT")
                                          else reply)
                 else:
                     future.set_result(reply)
@@ -120,8 +136,10 @@ class PipelinedConnection:
     def __init__(self, *, host: str | None = None, port: int = 6379, path: str | None = None, db: int = 0,
                  username: str | None = None, password: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, connect_timeout_s: float = 5.0,
-                 command_timeout_s: float = 5.0, retry: Retry | None = None) -> None:
+                 command_timeout_s: float = 5.0, retry: Retry | None = None,
+                 resolve: Resolver | None = None) -> None:
         self.host, self.port, self.path, self.db = host, port, path, db
+        self.resolve = resolve  # set: host and port are asked of it at every connect (Sentinels)
         self.username, self.password, self.ssl_context = username, password, ssl_context
         self.connect_timeout_s, self.command_timeout_s = connect_timeout_s, command_timeout_s
         self.retry = retry
@@ -136,13 +154,17 @@ class PipelinedConnection:
     @classmethod
     def like(cls, client: aioredis.Redis) -> PipelinedConnection | None:
         """A connection to the server a redis-py client talks to, as redis-py parsed its URL and
-        options; None for a client that is not on a socket (fakeredis, the embedded store)."""
+        options (for a client behind Sentinels, to the master its pool finds at each connect); None
+        for a client that is not on a socket (fakeredis, the embedded store)."""
         pool = client.connection_pool
-        if pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
+        resolve: Resolver | None = None
+        if isinstance(pool, SentinelConnectionPool) and pool.is_master:
+            resolve = pool.get_master_address  # which also drops the pool's idle connections to an old master
+        elif pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
             return None
         kwargs = pool.connection_kwargs
         context = None
-        if pool.connection_class is SSLConnection:
+        if issubclass(pool.connection_class, SSLConnection):
             context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
             if kwargs.get("ssl_certfile"):
                 context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"))
@@ -150,7 +172,8 @@ class PipelinedConnection:
                    db=int(kwargs.get("db", 0)), username=kwargs.get("username"),
                    password=kwargs.get("password"), ssl_context=context,
                    connect_timeout_s=kwargs.get("socket_connect_timeout") or 5.0,
-                   command_timeout_s=kwargs.get("socket_timeout") or 5.0, retry=kwargs.get("retry"))
+                   command_timeout_s=kwargs.get("socket_timeout") or 5.0, retry=kwargs.get("retry"),
+                   resolve=resolve)
 
     async def call(self, parts: Sequence[bytes]) -> Any:
         """Send one command (the parts of `command()`), batched with the others of this loop turn,
@@ -221,6 +244,8 @@ class PipelinedConnection:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
+                    if self.resolve is not None:
+                        self.host, self.port = await self.resolve()
                     if self.path:
                         _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self.path)
                     else:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -42,7 +41,6 @@ from empfast.store.records import (
     ClaimedJob,
     Completion,
     FailOutcome,
-    Heartbeat,
     NewJob,
     Stats,
     SweepResult,
@@ -53,6 +51,7 @@ from empfast.store.records import (
     text,
 )
 from empfast.store.redis_client import redis_from_options
+from empfast.store.workers import WorkerRecords
 
 log = logging.getLogger("empfast.store")
 
@@ -61,7 +60,7 @@ log = logging.getLogger("empfast.store")
 NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 
 
-class Store(EventReads, JobListing, BulkActions):
+class Store(EventReads, JobListing, BulkActions, WorkerRecords):
     """Async API over the Lua scripts of one queue."""
 
     def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
@@ -107,8 +106,13 @@ class Store(EventReads, JobListing, BulkActions):
         for connection in (self.script_connection, self._events_connection):
             if connection is not None:
                 await connection.close()
-        if self._owns_redis:
-            await self.redis.aclose()
+        if not self._owns_redis:
+            return
+        # behind Sentinels, the client's pool holds the Sentinels' clients, which it does not close
+        sentinels = getattr(self.redis.connection_pool, "sentinel_manager", None)
+        await self.redis.aclose()
+        if sentinels is not None:
+            await sentinels.aclose()
 
     # ---- start-up ----------------------------------------------------------------------------
 
@@ -167,8 +171,10 @@ class Store(EventReads, JobListing, BulkActions):
             try:
                 return await self._evalsha(script, keys, args)
             except NoScriptError:
-                # Redis restarted or SCRIPT FLUSH: the meta hash may be gone too, so start again
-                log.warning("Redis lost the empfast scripts (restart or SCRIPT FLUSH); loading them again")
+                # Redis restarted, failed over (a replica holds no scripts) or SCRIPT FLUSH: the meta
+                # hash may be gone too, so start again
+                log.warning("Redis lost the empfast scripts (restart, failover or SCRIPT FLUSH); loading "
+                            "them again")
             except ResponseError as exc:
                 if not str(exc).startswith(NO_CONFIG_REPLY + " "):
                     raise
@@ -341,78 +347,6 @@ class Store(EventReads, JobListing, BulkActions):
         """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist."""
         raw = await self.redis.hgetall(self.keys.job(job_id))
         return job_from_hash(raw) if raw else None
-
-    # ---- workers -----------------------------------------------------------------------------
-
-    async def register_worker(self, worker_id: str, job_types: Sequence[str], concurrency: int = 1,
-                              *, hub_id: str = "", liveness_ms: int | None = None,
-                              now: int | None = None) -> dict[str, int]:
-        """Register (or re-register) a worker. Returns the jobs it still holds: job id -> attempt."""
-        k = self.keys
-        out = await self._run("registerWorker", (k.meta, k.workers, k.stats, k.events, k.worker_states), (
-            k.prefix, "" if now is None else now, worker_id, orjson.dumps(list(job_types)),
-            concurrency, liveness_ms or self.settings.liveness_ms, hub_id))
-        held = out[1]
-        return {text(held[i]): int(held[i + 1]) for i in range(0, len(held), 2)}
-
-    async def heartbeat(self, worker_id: str, held: Mapping[str, int] | None = None, *,
-                        lease_ms: int | None = None, now: int | None = None) -> Heartbeat:
-        """Refresh the worker and extend its leases. `held` (job id -> attempt) is what the caller
-        believes the worker holds: any of those it no longer holds is reported lost too."""
-        k = self.keys
-        args: list[Any] = [k.prefix, "" if now is None else now, worker_id,
-                           lease_ms or self.settings.lease_ms]
-        for job_id, attempt in (held or {}).items():
-            args += (job_id, attempt)
-        out = await self._run("heartbeat", (k.active, k.workers), args)
-        if out[0] != b"OK":
-            raise refusal(text(out[0]), worker_id=worker_id)
-        return Heartbeat(int(out[1]), [text(x) for x in out[2]], [text(x) for x in out[3]])
-
-    async def set_worker_status(self, worker_id: str, status: str, *,
-                                now: int | None = None) -> str:
-        """Set "draining" (no new jobs) or "idle" (take jobs again). Returns the status now."""
-        k = self.keys
-        out = await self._run("setWorkerStatus", (k.meta, k.workers, k.stats, k.events, k.worker_states), (
-            k.prefix, "" if now is None else now, worker_id, status))
-        if out[0] != b"OK":
-            raise refusal(text(out[0]), worker_id=worker_id)
-        return text(out[1])
-
-    async def deregister_worker(self, worker_id: str, *, now: int | None = None) -> int:
-        """Remove a worker; the jobs it held go back to pending. Returns how many."""
-        k = self.keys
-        out = await self._run(
-            "deregisterWorker", (k.meta, k.active, k.workers, k.seq, k.failed, k.cancelled, k.worker_states,
-                                 k.stats, k.events),
-            (k.prefix, "" if now is None else now, worker_id))
-        if out[0] != b"OK":
-            raise refusal(text(out[0]), worker_id=worker_id)
-        return int(out[1])
-
-    async def get_workers(self) -> list[dict[str, Any]]:
-        """Every registered worker's record (few: one round trip for the ids, one for the records)."""
-        k = self.keys
-        ids = [text(w) for w in await self.redis.zrange(k.workers, 0, -1)]
-        if not ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for worker_id in ids:
-            pipe.hgetall(k.worker(worker_id))
-            pipe.scard(k.worker_jobs(worker_id))
-        raw = await pipe.execute()
-        workers = []
-        for worker_id, record, jobs in zip(ids, raw[::2], raw[1::2], strict=True):
-            if not record:
-                continue
-            w = {text(a): text(b) for a, b in record.items()}
-            workers.append({
-                "worker_id": worker_id, "status": w.get("status", "idle"),
-                "job_types": orjson.loads(w.get("job_types", "[]")),
-                "concurrency": int(w.get("concurrency", 0)), "active_jobs": jobs,
-                "hub": w.get("hub", ""), "last_seen": int(w.get("last_seen", 0)),
-            })
-        return workers
 
     # ---- upkeep and stats --------------------------------------------------------------------
 

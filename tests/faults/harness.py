@@ -119,6 +119,10 @@ class Cluster:
     def redis_client(self) -> redis.Redis:
         return redis.Redis(port=self.redis_port, socket_timeout=5, decode_responses=True)
 
+    def hub_redis_args(self) -> list[str]:
+        """How a hub of this cluster finds Redis (a cluster behind Sentinels says otherwise)."""
+        return ["--redis-url", self.redis_url]
+
     def _spawn(self, name: str, args: list[str], **env: str) -> Proc:
         proc = Proc(name, args, self.workdir / f"{name}.log", _clean_env(**env))
         proc.start()
@@ -155,7 +159,7 @@ class Cluster:
         """An `empfast serve` on Redis, on `port` (a free one by default); returns once it listens."""
         port = port or free_port()
         args = [sys.executable, "-m", "empfast", "serve", "--port", str(port), "--http-port", "0",
-                "--redis-url", self.redis_url,
+                *self.hub_redis_args(),
                 "--lease-ms", str(self.lease_ms), "--liveness-ms", str(self.liveness_ms),
                 "--sweep-interval-s", str(self.sweep_interval_s), "--events-block-ms", "200",
                 "--redis-retries", "3", "--redis-socket-timeout-s", "2", "--redis-connect-timeout-s", "1"]
