@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the empfast image: docker/build.sh [TAG]   (TAG default: empfast:local)
+# Build the empfast image: docker/build.sh [--stand-ins] [TAG]   (TAG default: empfast:local)
 #
 # Idempotent, so CI and tests/test_docker.py both call it:
 #   1. a Docker daemon: used if one answers; else dockerd is started (root only), logging to
@@ -8,11 +8,15 @@
 #      (python:3.11-slim) when present or pullable; else a local Debian bookworm base made with
 #      debootstrap (about five minutes, once: it is kept as empfast-base:bookworm);
 #   3. docker build --network host of the project's Dockerfile on that base.
+#   4. with --stand-ins, also empfast-redis:local and empfast-haproxy:local from the same base
+#      (docker/stand-ins/), which docker-compose.yml runs on where redis and haproxy cannot be pulled.
 # Machines without the public registry (such as the development machines here) take step 2's last
 # branch; any machine may skip it with EMPFAST_BASE_IMAGE=an-image-of-yours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+STAND_INS=0
+if [ "${1:-}" = --stand-ins ]; then STAND_INS=1; shift; fi
 TAG="${1:-empfast:local}"
 OFFICIAL_BASE="python:3.11-slim"
 LOCAL_BASE="${EMPFAST_LOCAL_BASE:-empfast-base:bookworm}"
@@ -110,3 +114,13 @@ started=$SECONDS
 docker build --network host --build-arg "BASE_IMAGE=$BASE" "${INDEX_ARGS[@]}" -t "$TAG" . >&2 \
   || die "docker build failed (its output is above)"
 say "built $TAG in $((SECONDS - started)) s: $(docker image inspect -f '{{.Size}}' "$TAG") bytes"
+
+if [ "$STAND_INS" = 1 ]; then
+  for name in redis haproxy; do
+    say "building the stand-in empfast-$name:local on $BASE"
+    # the folder as context: nothing of the project goes into these images
+    docker build --network host --build-arg "BASE_IMAGE=$BASE" -t "empfast-$name:local" \
+      -f "docker/stand-ins/$name.Dockerfile" docker/stand-ins >&2 \
+      || die "docker build of the $name stand-in failed (its output is above; apt-get inside needs the Debian mirror)"
+  done
+fi

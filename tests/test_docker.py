@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from docker_support import (
     build,
     containers,
     docker,
+    docker_missing,
     image_size,
     inspect,
     json_lines,
@@ -32,6 +35,7 @@ from support import RedisServer, free_port, listening
 from empfast.client import Client
 
 IMAGE = "empfast:test"
+COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 FIGURES: dict[str, float] = {}
 
 
@@ -106,3 +110,76 @@ def test_a_hub_and_a_worker_in_containers_run_a_job_on_redis(image: str, redis_s
         messages = [line.get("msg") for line in json_lines(made.logs(hub))]
         assert "stopping" in messages and messages[-1] == "stopped", messages
     record(container_run_s=round(time.monotonic() - started, 1), hub_stop_s=round(stop_s, 2))
+
+
+def compose(project: str, env: dict[str, str], *args: str, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """docker-compose (Debian's 1.29, as CI installs it) on the project's file, bounded in time."""
+    done = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "-p", project, *args],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker-compose {' '.join(args)} failed: {done.stderr.strip()[-3000:]}")
+    return done
+
+
+def require_compose() -> None:
+    if not shutil.which("docker-compose"):
+        docker_missing("no docker-compose command")
+
+
+def test_the_compose_file_is_valid_as_written() -> None:
+    """As a user runs it, with the official images' names; and every service's image is a variable."""
+    require_compose()
+    defaults = compose("empfast", {}, "config")
+    assert "image: redis:7" in defaults.stdout and "appendonly" in defaults.stdout
+    chosen = compose("empfast", {"EMPFAST_IMAGE": "mine:1", "EMPFAST_REDIS_IMAGE": "r:1",
+                                 "EMPFAST_HAPROXY_IMAGE": "h:1"}, "config", "--services")
+    assert set(chosen.stdout.split()) == {"redis", "hub1", "hub2", "lb", "worker"}
+    images = compose("empfast", {"EMPFAST_IMAGE": "mine:1", "EMPFAST_REDIS_IMAGE": "r:1",
+                                 "EMPFAST_HAPROXY_IMAGE": "h:1"}, "config").stdout
+    assert {line.split()[-1] for line in images.splitlines() if "image:" in line} == {"mine:1", "r:1", "h:1"}
+
+
+def workers_behind(http_url: str) -> list[dict[str, object]]:
+    """The workers that the hubs behind the balancer know (they share them through Redis)."""
+    try:
+        return json.loads(http_get(f"{http_url}/api/workers")[1])["workers"]
+    except OSError:
+        return []
+
+
+def test_the_compose_stack_runs_a_job_through_the_balancer(image: str) -> None:
+    """Redis (AOF), two hubs, HAProxy and two workers, on stand-ins of the redis and haproxy images
+    (docker/build.sh --stand-ins) where those cannot be pulled; a job from the host through HAProxy."""
+    require_compose()
+    build(image, "--stand-ins")
+    port, http_port = free_port(), free_port()
+    project = f"empfast-test-{os.getpid()}"
+    env = {"EMPFAST_IMAGE": image, "EMPFAST_REDIS_IMAGE": "empfast-redis:local",
+           "EMPFAST_HAPROXY_IMAGE": "empfast-haproxy:local", "EMPFAST_LB_ADDRESS": "127.0.0.1",
+           "EMPFAST_LB_PORT": str(port), "EMPFAST_LB_HTTP_PORT": str(http_port)}
+    started = time.monotonic()
+    try:
+        compose(project, env, "up", "-d", "--no-build")
+
+        def ready() -> bool:
+            try:
+                return http_get(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
+            except OSError:
+                return False
+
+        logs = lambda: compose(project, env, "logs", "--tail", "20", check=False).stdout  # noqa: E731
+        wait_until(ready, 60, "a hub is ready behind the balancer", logs)
+        http_url = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: len(workers_behind(http_url)) == 2, 60, "both workers registered", logs)
+        assert asyncio.run(run_one_job(f"ws://127.0.0.1:{port}")) == {"from": "the host"}
+        aof = compose(project, env, "exec", "-T", "redis", "redis-cli", "config", "get", "appendonly")
+        assert aof.stdout.split() == ["appendonly", "yes"]
+        hubs = {worker["hub"] for worker in workers_behind(http_url)}
+        record(compose_up_to_result_s=round(time.monotonic() - started, 1),
+               compose_hubs_with_workers=len(hubs))
+    except BaseException:
+        print(compose(project, env, "logs", "--tail", "50", check=False).stdout)
+        raise
+    finally:
+        compose(project, env, "down", "-v", "--timeout", "10", check=False)
