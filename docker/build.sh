@@ -55,7 +55,7 @@ debootstrap to make a local base: apt-get install debootstrap, or set EMPFAST_BA
   # the chroot's /proc and the tree itself go, whatever happens (its log stays on failure)
   trap 'umount "$BASE_DIR/proc" 2>/dev/null || true; rm -rf "$BASE_DIR"' EXIT
   started=$SECONDS
-  say "making the local base $LOCAL_BASE: debootstrap of Debian bookworm into $dir (a few minutes)"
+  say "making the local base $LOCAL_BASE: debootstrap of Debian bookworm into $dir (about a minute)"
   debootstrap --variant=minbase bookworm "$dir" >"$dir.log" 2>&1 \
     || die "debootstrap failed; its log: $dir.log (is the Debian mirror reachable?)"
   say "installing python3 and python3-venv into the base"
