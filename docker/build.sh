@@ -111,15 +111,22 @@ INDEX_ARGS=()
 index_args
 say "building $TAG on $BASE"
 started=$SECONDS
-docker build --network host --build-arg "BASE_IMAGE=$BASE" "${INDEX_ARGS[@]}" -t "$TAG" . >&2 \
+previous="$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)"
+# --force-rm: a failed step leaves no stopped container behind
+docker build --force-rm --network host --build-arg "BASE_IMAGE=$BASE" "${INDEX_ARGS[@]}" -t "$TAG" . >&2 \
   || die "docker build failed (its output is above)"
+# the image this build replaced, now untagged: removed, or every change of the code would leave
+# one more behind (kept when a container still uses it; the layers the new image shares stay)
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$TAG")" ]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true
+fi
 say "built $TAG in $((SECONDS - started)) s: $(docker image inspect -f '{{.Size}}' "$TAG") bytes"
 
 if [ "$STAND_INS" = 1 ]; then
   for name in redis haproxy; do
     say "building the stand-in empfast-$name:local on $BASE"
     # the folder as context: nothing of the project goes into these images
-    docker build --network host --build-arg "BASE_IMAGE=$BASE" -t "empfast-$name:local" \
+    docker build --force-rm --network host --build-arg "BASE_IMAGE=$BASE" -t "empfast-$name:local" \
       -f "docker/stand-ins/$name.Dockerfile" docker/stand-ins >&2 \
       || die "docker build of the $name stand-in failed (its output is above; apt-get inside needs the Debian mirror)"
   done

@@ -2,7 +2,8 @@
 
 The image runs workers too, and a worker has no HTTP side: a container whose main process is not
 `empfast serve` is healthy while it runs (Docker already watches the process). The HTTP port and
-TLS are read from the EMPFAST_* variables the hub reads, and from the command line's flags.
+address, port and TLS are read from the EMPFAST_* variables the hub reads, and from the command
+line's flags.
 Standard library only: the venv's Python runs it, with no curl in the image."""
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ def main() -> int:
     if port in (None, "", "0"):  # the HTTP side is off: nothing to ask
         return 0
     tls = setting(args, "--tls-certfile", "EMPFAST_TLS_CERTFILE", None)
-    # the probe asks its own container over loopback: the certificate is for the service's name
+    # the probe asks its own container: the certificate is for the service's name, not this one
     context = ssl._create_unverified_context() if tls else None
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/livez"
+    host = setting(args, "--http-host", "EMPFAST_HTTP_HOST", None) or setting(
+        args, "--host", "EMPFAST_HOST", "127.0.0.1")
+    if host in (None, "", "0.0.0.0", "::"):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    url = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in str(host) else host}:{port}/livez"
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return 0 if response.status == 200 else 1
