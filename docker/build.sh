@@ -33,11 +33,25 @@ ensure_daemon() {
   command -v dockerd >/dev/null 2>&1 || die "no Docker daemon answers and there is no dockerd to start: \
 install one (Debian: apt-get install docker.io) or start yours"
   [ "$(id -u)" = 0 ] || die "no Docker daemon answers; starting dockerd needs root (sudo dockerd &)"
+  local pidfile=/var/run/docker.pid pid
+  # a daemon that was killed (-9, or with the machine's session) leaves its pid file, and a new
+  # one then refuses to start; it is stale when no dockerd runs with that pid
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+      say "removing the stale $pidfile (pid ${pid:-none} is no dockerd)"
+      rm -f "$pidfile"
+    else
+      die "dockerd runs (pid $pid) but does not answer on its socket; see its log, or stop it"
+    fi
+  fi
   say "no Docker daemon answers; starting dockerd (log: $DOCKERD_LOG)"
   # setsid: the daemon outlives this script and the test that called it, as a system service would
   setsid dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+  pid=$!
   for _ in $(seq 120); do
     docker info >/dev/null 2>&1 && { say "dockerd is up"; return; }
+    kill -0 "$pid" 2>/dev/null || die "dockerd exited at start: $(tail -n 3 "$DOCKERD_LOG")"
     sleep 0.5
   done
   die "dockerd did not answer within 60 s; see the end of $DOCKERD_LOG"
