@@ -148,9 +148,19 @@ def workers_behind(http_url: str) -> list[dict[str, object]]:
         return []
 
 
+def hub_id(project: str, env: dict[str, str], service: str) -> str:
+    """A compose hub's id, from its first log line (`empfast hub ID on ws://...`)."""
+    for line in json_lines(compose(project, env, "logs", "--no-color", "--no-log-prefix", service).stdout):
+        words = str(line.get("msg", "")).split()
+        if words[:2] == ["empfast", "hub"]:
+            return words[2]
+    raise AssertionError(f"no hub id in the log of {service}")
+
+
 def test_the_compose_stack_runs_a_job_through_the_balancer(image: str) -> None:
     """Redis (AOF), two hubs, HAProxy and two workers, on stand-ins of the redis and haproxy images
-    (docker/build.sh --stand-ins) where those cannot be pulled; a job from the host through HAProxy."""
+    (docker/build.sh --stand-ins) where those cannot be pulled; a job from the host through HAProxy,
+    and another once a hub is killed."""
     require_compose()
     build(image, "--stand-ins")
     port, http_port = free_port(), free_port()
@@ -178,8 +188,21 @@ def test_the_compose_stack_runs_a_job_through_the_balancer(image: str) -> None:
         hubs = {worker["hub"] for worker in workers_behind(http_url)}
         record(compose_up_to_result_s=round(time.monotonic() - started, 1),
                compose_hubs_with_workers=len(hubs))
+
+        # a hub that holds a worker killed: HAProxy sends new connections to the other, the
+        # workers that were on the dead one reconnect through it, and a job still runs
+        victim = next(service for service in ("hub1", "hub2") if hub_id(project, env, service) in hubs)
+        survivor = hub_id(project, env, "hub2" if victim == "hub1" else "hub1")
+        compose(project, env, "kill", "-s", "SIGKILL", victim)
+        killed = time.monotonic()
+        assert asyncio.run(run_one_job(f"ws://127.0.0.1:{port}")) == {"from": "the host"}
+        wait_until(lambda: [w["hub"] for w in workers_behind(http_url)] == [survivor] * 2, 30,
+                   f"both workers back on the surviving hub {survivor}", logs)
+        record(compose_workers_moved_after_hub_killed_s=round(time.monotonic() - killed, 1))
     except BaseException:
         print(compose(project, env, "logs", "--tail", "50", check=False).stdout)
         raise
     finally:
+        stopping = time.monotonic()
         compose(project, env, "down", "-v", "--timeout", "10", check=False)
+        print(f"compose down in {time.monotonic() - stopping:.1f} s")
