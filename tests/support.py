@@ -145,12 +145,17 @@ class WSPeer:
 
 
 @contextlib.contextmanager
-def running_redis_server(purpose: str) -> Iterator[RedisServer]:
-    """A redis-server of our own for a test session; skips (or fails, in CI) when there is none."""
+def require_redis_binary(purpose: str) -> None:
+    """Skip a test that needs redis-server when there is none; in CI (EMPFAST_REQUIRE_REAL_REDIS), fail."""
     if not REDIS_BINARY:
         if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
             pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
         pytest.skip(f"no redis-server binary on PATH: {purpose} (apt-get install redis-server)")
+
+
+def running_redis_server(purpose: str) -> Iterator[RedisServer]:
+    """A redis-server of our own for a test session; skips (or fails, in CI) when there is none."""
+    require_redis_binary(purpose)
     with tempfile.TemporaryDirectory(prefix="empfast-redis-") as workdir:
         server = RedisServer(free_port(), workdir)
         server.start()

@@ -46,7 +46,7 @@ class EventReads:
                 return list(reply.get(self.keys.events.encode(), []))
             return reply[0][1] if reply else []
         if self._events_connection is None:  # a blocking read holds its connection: one of its own
-            self._events_connection = PipelinedConnection.like(self.redis)
+            self._events_connection = PipelinedConnection.like(self.redis, self.keys.events)
             assert self._events_connection is not None
         connection = self._events_connection
         connection.command_timeout_s = self.script_connection.command_timeout_s + (block_ms or 0) / 1000

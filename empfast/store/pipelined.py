@@ -31,6 +31,7 @@ from typing import Any
 
 import hiredis
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
@@ -42,7 +43,27 @@ Arg = bytes | str | int | float
 # where the master is now (the Sentinels' answer), asked at every connect
 Resolver = Callable[[], Awaitable[tuple[str, int]]]
 # error replies that mean the server is no longer the master it was when this connection was made
-STALE_SERVER_REPLIES = ("READONLY", "UNBLOCKED")
+# (a failover), or, on a Redis Cluster, no longer (or not yet alone) serves the queue's slot (a
+# resharding, a restart): the connection is left and the call tried again on the right server
+STALE_SERVER_REPLIES = ("READONLY", "UNBLOCKED", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def _slot_master(client: RedisCluster, key: str) -> Resolver:
+    """Where the master of `key`'s slot is: the cluster client's map the first time, asked of the
+    cluster again at every later connect (a reconnect follows a MOVED, a failover or a restart)."""
+    first = True
+
+    async def resolve() -> tuple[str, int]:
+        nonlocal first
+        await client.initialize()
+        if not first:
+            await client.nodes_manager.initialize()
+        first = False
+        node = client.get_node_from_key(key)
+        assert node is not None
+        return node.host, node.port
+
+    return resolve
 
 
 def _bulk(value: Arg) -> bytes:
@@ -152,19 +173,27 @@ class PipelinedConnection:
         self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
-    def like(cls, client: aioredis.Redis) -> PipelinedConnection | None:
+    def like(cls, client: aioredis.Redis, route_key: str = "") -> PipelinedConnection | None:
         """A connection to the server a redis-py client talks to, as redis-py parsed its URL and
-        options (for a client behind Sentinels, to the master its pool finds at each connect); None
-        for a client that is not on a socket (fakeredis, the embedded store)."""
-        pool = client.connection_pool
+        options: behind Sentinels, to the master its pool finds at each connect; on a Redis Cluster,
+        to the master that serves `route_key`'s slot, asked of the cluster at each connect. None for
+        a client that is not on a socket (fakeredis, the embedded store)."""
         resolve: Resolver | None = None
-        if isinstance(pool, SentinelConnectionPool) and pool.is_master:
-            resolve = pool.get_master_address  # which also drops the pool's idle connections to an old master
-        elif pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
-            return None
-        kwargs = pool.connection_kwargs
+        if isinstance(client, RedisCluster):
+            # the cluster client keeps its Retry apart from its nodes' connection options
+            kwargs = {**client.connection_kwargs, "retry": client.retry}
+            tls = kwargs.get("connection_class") is SSLConnection
+            resolve = _slot_master(client, route_key)
+        else:
+            pool = client.connection_pool
+            if isinstance(pool, SentinelConnectionPool) and pool.is_master:
+                # which also drops the pool's idle connections to an old master
+                resolve = pool.get_master_address
+            elif pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
+                return None
+            kwargs, tls = pool.connection_kwargs, issubclass(pool.connection_class, SSLConnection)
         context = None
-        if issubclass(pool.connection_class, SSLConnection):
+        if tls:
             context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
             if kwargs.get("ssl_certfile"):
                 context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"))

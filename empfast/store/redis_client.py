@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialBackoff
@@ -37,6 +38,11 @@ def redis_from_options(options: RedisOptions) -> aioredis.Redis:
     if options.url.startswith("rediss://"):
         common.update(ssl_ca_certs=options.ssl_ca_certs, ssl_certfile=options.ssl_certfile,
                       ssl_keyfile=options.ssl_keyfile)
+    if options.cluster:
+        # the cluster client: it finds every node from this one and follows MOVED; the store only
+        # runs single-slot commands on it (each queue is one hash tag), and its pipelined
+        # connections go to the master of their queue's slot (store/pipelined.py)
+        return RedisCluster.from_url(options.url, **common)  # type: ignore[return-value]
     return aioredis.Redis.from_url(options.url, **common)
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from empfast.config import QueueSettings, RedisOptions
@@ -72,7 +73,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords):
         self.scripts_version = scripts_version(self.scripts)
         # the scripts run on a connection of their own, auto-pipelined (pipelined.py says why);
         # None on the embedded store, where they go through fakeredis
-        self.script_connection = PipelinedConnection.like(redis)
+        self.script_connection = PipelinedConnection.like(redis, self.keys.meta)
         self._script_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
         self.script_calls = 0
         self.script_seconds = 0.0
@@ -109,7 +110,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords):
         if not self._owns_redis:
             return
         # behind Sentinels, the client's pool holds the Sentinels' clients, which it does not close
-        sentinels = getattr(self.redis.connection_pool, "sentinel_manager", None)
+        sentinels = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
         await self.redis.aclose()
         if sentinels is not None:
             await sentinels.aclose()
@@ -120,7 +121,8 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords):
         """Check the data layout, record the settings and limits the scripts read (getQueueConfig),
         and load every script."""
         k, s = self.keys, self.settings
-        pipe = self.redis.pipeline(transaction=True)
+        # no MULTI: HSETNX alone is atomic, and redis-py 8.1's cluster client breaks after one
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(k.meta, "layout", LAYOUT_VERSION)
         pipe.hget(k.meta, "layout")
         _, layout = await pipe.execute()
@@ -144,10 +146,13 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords):
         self._started = True
 
     async def _load_scripts(self) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for script in self.scripts.values():
-            pipe.script_load(script.source)
-        shas = await pipe.execute()
+        if isinstance(self.redis, RedisCluster):  # SCRIPT LOAD goes to every master, not in a pipeline
+            shas = [await self.redis.script_load(script.source) for script in self.scripts.values()]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for script in self.scripts.values():
+                pipe.script_load(script.source)
+            shas = await pipe.execute()
         for script, sha in zip(self.scripts.values(), shas, strict=True):
             if text(sha) != script.sha:
                 raise RuntimeError(f"Redis gave SHA {text(sha)} for {script.name}, expected {script.sha}")
