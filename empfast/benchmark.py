@@ -64,8 +64,8 @@ class Latencies:
 
 
 def make_workers(url: str, count: int, concurrency: int, handler: Handler, name: str,
-                 token: str | None = None) -> list[Worker]:
-    return [Worker(url, {JOB_TYPE: handler}, worker_id=f"{name}-{i}", concurrency=concurrency,
+                 token: str | None = None, queue: str | None = None) -> list[Worker]:
+    return [Worker(url, {JOB_TYPE: handler}, queue=queue, worker_id=f"{name}-{i}", concurrency=concurrency,
                    token=token, grace_s=2) for i in range(count)]
 
 

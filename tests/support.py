@@ -144,7 +144,6 @@ class WSPeer:
             self.transport.disconnect()
 
 
-@contextlib.contextmanager
 def require_redis_binary(purpose: str) -> None:
     """Skip a test that needs redis-server when there is none; in CI (EMPFAST_REQUIRE_REAL_REDIS), fail."""
     if not REDIS_BINARY:
@@ -153,6 +152,7 @@ def require_redis_binary(purpose: str) -> None:
         pytest.skip(f"no redis-server binary on PATH: {purpose} (apt-get install redis-server)")
 
 
+@contextlib.contextmanager
 def running_redis_server(purpose: str) -> Iterator[RedisServer]:
     """A redis-server of our own for a test session; skips (or fails, in CI) when there is none."""
     require_redis_binary(purpose)
