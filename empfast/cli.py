@@ -36,6 +36,7 @@ from empfast.manage import (
     add_jobs_command,
     add_pause_commands,
     add_purge_command,
+    add_queues_command,
     add_retry_command,
     add_status_command,
     add_workers_command,
@@ -44,6 +45,7 @@ from empfast.manage import (
     run_jobs,
     run_pause,
     run_purge,
+    run_queues,
     run_retry,
     run_status,
     run_workers,
@@ -122,7 +124,7 @@ COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
     "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
     "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,), "purge": (HUB_ADDRESS,), "pause": (HUB_ADDRESS,),
-    "resume": (HUB_ADDRESS,),
+    "resume": (HUB_ADDRESS,), "queues": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_command(sub)
     add_cancel_command(sub)
     add_workers_command(sub)
+    add_queues_command(sub)
     add_purge_command(sub)
     add_pause_commands(sub)
     for command, groups in COMMAND_SETTINGS.items():
@@ -402,9 +405,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.path.abspath(settings.app_dir))  # as uvicorn's --app-dir: import user code
         _run(run_worker_command(hub, settings, load_handlers(args.handlers)))
         return 0
-    management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "status": run_status,
-                  "retry": run_retry, "purge": run_purge, "pause": run_pause, "resume": run_pause,
-                  }.get(args.command)
+    management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "queues": run_queues,
+                  "status": run_status, "retry": run_retry, "purge": run_purge, "pause": run_pause,
+                  "resume": run_pause}.get(args.command)
     if management is not None:
         return _run(management(args, hub))
     run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]

@@ -182,6 +182,28 @@ def add_workers_command(sub: Any) -> argparse.ArgumentParser:
     return workers
 
 
+def add_queues_command(sub: Any) -> argparse.ArgumentParser:
+    queues = sub.add_parser("queues", help="list the hub's queues with their counts",
+                            description="Every queue the hub serves (its default, --queues, and those "
+                            "opened on first use), with its jobs by status and its workers; --queue "
+                            "of the other commands picks one.")
+    queues.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    return queues
+
+
+async def run_queues(args: argparse.Namespace, hub: HubAddress) -> int:
+    async with monitor_of(hub) as monitor:
+        queues = await monitor.queues()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(queues) + b"\n")
+        return 0
+    header = ("QUEUE", *(status.upper() for status in STATUSES), "WORKERS", "PAUSED")
+    print(table(header, [(q["queue"], *(str(q.get(status, 0)) for status in STATUSES),
+                          str(sum(q.get("workers", {}).values())), ",".join(q.get("paused", [])) or "-")
+                         for q in queues]))
+    return 0
+
+
 async def registered_workers(hub: HubAddress) -> list[dict[str, Any]]:
     """The workers' records, asked through a monitor connection (the role that may ask)."""
     async with monitor_of(hub) as monitor:

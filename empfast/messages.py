@@ -8,10 +8,9 @@ returns the message, or raises ProtocolError with the code of docs/protocol.md s
 so no Struct forbids them.
 
 What the Structs cannot say, and stays in code:
-- names are limited in bytes of UTF-8 (empfast/limits.py), while msgspec's max_length counts
-  characters: the Meta bound (chars <= bytes) is checked in C, and decode() measures the bytes,
-  and looks for control characters, when the frame has escapes, DEL or non-ASCII text (a
-  __post_init__ would do it too, but costs a Python call per Struct on every frame);
+- names are limited in bytes of UTF-8 (limits.py) while max_length counts characters: Meta bounds
+  the characters in C, decode() the bytes and control characters when the frame has escapes, DEL
+  or non-ASCII text (a __post_init__ would cost a Python call per Struct on every frame);
 - a `payload` or `result` given twice (msgspec keeps the last; the hub must refuse it);
 - the size of a payload or result (`limit_exceeded`), which depends on the hub's frame limit;
 - whatever needs the connection: the worker id against the path, registration, subscriptions.
@@ -218,6 +217,10 @@ class GetWorkers(Message, tag="get_workers"):
     pass
 
 
+class GetQueues(Message, tag="get_queues"):  # every queue of the hub with its stats
+    pass
+
+
 class SetJobFeed(Message, tag="set_job_feed"):
     """Every job event of the queue (a monitor's default), those of some job types only, or none."""
 
@@ -254,15 +257,14 @@ class ResumeType(Message, tag="resume_type"):
 # ---- roles, handlers, decoding -------------------------------------------------------------------
 
 AnyMessage = Message | SubmitJob | CompleteJob
-_JOB_STATUS = (GetJobStatus, RequestJobStatus)
-_SUBSCRIBE = (SubscribeJob, UnsubscribeJob)
+_JOB_STATUS, _SUBSCRIBE = (GetJobStatus, RequestJobStatus), (SubscribeJob, UnsubscribeJob)
 ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
     "client": (SubmitJob, SubmitJobs, *_JOB_STATUS, *_SUBSCRIBE, CancelJob, RetryJob, GetStats, ListJobs,
                Ping),
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
                WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
-    "monitor": (SubscribeStats, GetStats, GetWorkers, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS, ListJobs,
-                RetryJobs, RemoveJobs, PauseType, ResumeType, Ping),
+    "monitor": (SubscribeStats, GetStats, GetWorkers, GetQueues, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS,
+                ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, Ping),
 }
 
 
@@ -290,9 +292,8 @@ def handler_name(cls: type[AnyMessage]) -> str:
 
 
 def handler_table(*rooms: object) -> dict[type[AnyMessage], Any]:
-    """Message class -> the bound `on_<wire name>` handler of the first room that has one, for
-    every type of every role; a missing handler is an AttributeError at start-up, not at the first
-    frame of that type."""
+    """Message class -> the bound `on_<wire name>` handler of the first room that has one, for every
+    type of every role; a missing handler fails the start-up, not the first frame of that type."""
     table: dict[type[AnyMessage], Any] = {}
     for cls in ALL_MESSAGES.values():
         name = handler_name(cls)
@@ -306,9 +307,8 @@ def handler_table(*rooms: object) -> dict[type[AnyMessage], Any]:
 # ---- decoding ------------------------------------------------------------------------------------
 
 class MessageError(ProtocolError):
-    """A refused frame. `req` is the frame's request id when it has a valid one (the error echoes
-    it), `kind` its type when that is one the role may send (the hub answers `not_registered` for
-    it first, as it did when it checked registration before the fields)."""
+    """A refused frame. `req` is its request id when valid (the error echoes it), `kind` its type
+    when the role may send it (the hub answers `not_registered` for it first)."""
 
     def __init__(self, code: str, message: str, req: Any = None, kind: str | None = None,
                  **extra: Any) -> None:

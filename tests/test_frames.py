@@ -225,3 +225,9 @@ async def test_the_handler_table_is_derived_from_the_declared_messages() -> None
 def test_every_message_type_has_an_example_in_the_document(kind: str) -> None:
     text = DOC.read_text(encoding="utf-8")
     assert f"`{kind}`" in text or f'"type":"{kind}"' in text
+
+
+def test_queues() -> None:
+    doc = example("queues")
+    stats_of = {q["queue"]: {k: v for k, v in q.items() if k != "queue"} for q in doc["queues"]}
+    assert sent(frames.queues(stats_of, doc["default"]), doc["req"]) == doc

@@ -75,6 +75,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "unregister_worker": ("worker_unregistered", frozenset()),
     "subscribe_stats": ("stats", frozenset()),
     "get_workers": ("workers", frozenset()),
+    "get_queues": ("queues", frozenset()),
     "set_job_feed": ("job_feed", frozenset()),
     # one bulk action at a time per connection: another one while it runs is limit_exceeded
     "retry_jobs": ("bulk_started", frozenset({"limit_exceeded"})),

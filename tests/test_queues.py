@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from http_support import http_request
+from in_process import run_in_process
 from picows import WSInvalidStatusError
 from support import FAST_TIMINGS, MakeStore, WSPeer, free_port, ws_url
 
@@ -138,3 +139,23 @@ async def test_the_http_side_answers_for_the_queue_it_is_asked_about(make_store:
         assert 'empfast_jobs{queue="b",state="pending"} 1.0' in metrics
         assert 'empfast_jobs{queue="a",state="pending"} 0.0' in metrics
         assert (await http_request(port, "GET", "/readyz")).status == 200
+
+
+async def test_a_monitor_sees_every_queue_with_its_counts_from_sdk_cli_and_http(
+        make_store: MakeStore) -> None:
+    async with queued_hub(make_store, queues="b,c", http_port=free_port()) as hub:
+        assert hub.http is not None
+        async with Client(ws_url(hub), queue="b") as client:
+            await client.submit("resize", {"n": 1})
+            await client.submit("resize", {"n": 2})
+        async with Monitor(ws_url(hub), queue="c") as monitor:  # its own queue need not be the one asked
+            queues = await monitor.queues()
+        assert [(q["queue"], q["pending"]) for q in queues] == [("a", 0), ("b", 2), ("c", 0)]
+        assert queues[1]["by_type"]["resize"]["pending"] == 2
+        answer = await http_request(hub.http.port, "GET", "/api/queues")
+        assert answer.status == 200 and [q["queue"] for q in answer.json()["queues"]] == ["a", "b", "c"]
+        printed = await asyncio.to_thread(run_in_process, "queues", "--url", ws_url(hub))
+        assert printed.returncode == 0, printed.stderr
+        rows = [line.split() for line in printed.stdout.splitlines()]
+        assert rows[0][:3] == ["QUEUE", "SCHEDULED", "PENDING"]
+        assert [row[:3] for row in rows[1:]] == [["a", "0", "0"], ["b", "0", "2"], ["c", "0", "0"]]

@@ -88,6 +88,11 @@ class Monitor:
     async def stats(self) -> dict[str, Any]:
         return await self._request({"type": "get_stats"})
 
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue the hub serves, each a `stats` frame's members with its name (`queue`)."""
+        queues: list[dict[str, Any]] = (await self._request({"type": "get_queues"}))["queues"]
+        return queues
+
     async def retry_jobs(self, *, status: str = "failed", job_type: str | None = None, attempts: int = 1,
                          dry_run: bool = False, on_progress: Progress | None = None) -> BulkOutcome:
         """Retry every job that ended `status` (failed: dead-lettered; or cancelled), or those of

@@ -115,6 +115,12 @@ def workers(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "workers", "workers": records}
 
 
+def queues(stats_of: dict[str, dict[str, Any]], default: str) -> dict[str, Any]:
+    """Every queue of the hub with the members of its `stats`, and which is the default."""
+    return {"type": "queues", "default": default,
+            "queues": [{"queue": name, **counts} for name, counts in stats_of.items()]}
+
+
 def job_feed(job_events: bool, job_types: list[str] | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "job_feed", "job_events": job_events}
     if job_types is not None:

@@ -114,6 +114,7 @@ class HttpSide:
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/api/stats", rest.stats, methods=["GET"]),
             Route("/api/workers", rest.workers, methods=["GET"]),
+            Route("/api/queues", rest.queues, methods=["GET"]),
             Route("/api/jobs", rest.list_jobs, methods=["GET"]),
             Route("/api/jobs", rest.submit, methods=["POST"]),
             Route("/api/jobs/{job_id}", rest.job, methods=["GET"]),

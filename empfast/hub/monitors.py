@@ -53,6 +53,14 @@ class MonitorHandlers:
     async def on_get_workers(self, peer: Peer, message: m.GetWorkers) -> None:
         peer.reply(message.req, frames.workers(await peer.room.store.get_workers()))
 
+    async def on_get_queues(self, peer: Peer, message: m.GetQueues) -> None:
+        """Every queue this hub serves (by name), with its stats: one getStats each (a queue still
+        opening on first use is left out). Stats per queue or all (docs/protocol.md 4.3)."""
+        rooms = sorted(self.hub.rooms.values(), key=lambda room: room.name)
+        stats_of = {room.name: (await room.store.stats()).as_dict() for room in rooms
+                    if room.opened is None or room.opened.done()}
+        peer.reply(message.req, frames.queues(stats_of, self.hub.default_room.name))
+
     async def on_set_job_feed(self, peer: Peer, message: m.SetJobFeed) -> None:
         """A monitor that wants stats and workers only (a dashboard's overview) stops the job
         events it would otherwise get, and the hub's work of sending them; one that follows some

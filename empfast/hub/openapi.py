@@ -66,6 +66,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/stats": {"get": _op("get_stats: counts by status and type, workers by state", _json("stats"),
                               *READ_ERRORS)},
     "/api/workers": {"get": _op("get_workers: every registered worker", _json("workers"), *READ_ERRORS)},
+    "/api/queues": {"get": _op("get_queues: every queue the hub serves, each with its stats",
+                               _json("queues"), *READ_ERRORS)},
     "/api/jobs": {
         "get": _op("list_jobs: a page of the jobs of one status (docs/management.md section 2)",
                    _json("jobs: rows and the next page's cursor"), 400, *READ_ERRORS, params=[
@@ -137,6 +139,14 @@ PATHS: dict[str, dict[str, Any]] = {
         "resumes after that event", SSE, 400, 404, *READ_ERRORS,
         params=[JOB_ID, _query("since", "an event id, as Last-Event-ID", {"type": "string"})])},
 }
+
+
+QUEUE = _query("queue", "the queue (one the hub serves); default: the hub's default queue",
+               {"type": "string"})
+for _path, _operations in PATHS.items():  # every /api route takes ?queue= (rest.room_of)
+    if _path.startswith("/api/"):
+        for _operation in _operations.values():
+            _operation["parameters"] = [*_operation.get("parameters", []), QUEUE]
 
 
 def document(version: str) -> dict[str, Any]:

@@ -238,6 +238,9 @@ class RestRoutes:
     async def workers(self, request: Request) -> Response:
         return await self._ask(request, MONITOR, {"type": "get_workers"}, {})
 
+    async def queues(self, request: Request) -> Response:
+        return await self._ask(request, MONITOR, {"type": "get_queues"}, {})
+
     async def list_jobs(self, request: Request) -> Response:
         names = {"status": "status", "type": "job_type", "order": "order", "limit": "limit",
                  "cursor": "cursor", "payloads": "payloads"}
