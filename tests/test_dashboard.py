@@ -279,3 +279,36 @@ def save_screenshot(driver: WebDriver, name: str) -> None:
     folder = os.environ.get("EMPFAST_ARTIFACTS") or tempfile.gettempdir()
     os.makedirs(folder, exist_ok=True)
     assert driver.save_screenshot(os.path.join(folder, name))
+
+
+async def test_the_dashboard_shows_the_queue_its_address_names(browser: WebDriver,
+                                                                 make_store: MakeStore) -> None:
+    hub = Hub(await make_store(name="dash"), HubConfig(port=0, http_port=free_port(), queues="dash-b",
+                                                       sweep_interval_s=0.05, stats_interval_s=0.05,
+                                                       events_block_ms=50))
+    await hub.start()
+    try:
+        assert hub.http is not None
+        port = hub.http.port
+        async with Client(f"ws://127.0.0.1:{hub.port}", queue="dash-b") as client:
+            await client.submit("thumb", {"n": 1})
+            await client.submit("thumb", {"n": 2})
+
+        def queue_b() -> list[str]:
+            browser.get(f"http://127.0.0.1:{port}/?queue=dash-b")
+            until(browser, lambda d: "queue dash-b" in text_of(d, "#where"), "queue dash-b in the header")
+            until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "2", "its two pending jobs")
+            options: list[str] = browser.execute_script(
+                "return [...document.querySelectorAll('#queue option')].map((o) => o.value);")
+            return options
+
+        assert await asyncio.to_thread(queue_b) == ["dash", "dash-b"]
+
+        def default_queue() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            until(browser, lambda d: "queue dash ·" in text_of(d, "#where"), "the default queue")
+            until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "0", "none pending there")
+
+        await asyncio.to_thread(default_queue)
+    finally:
+        await hub.stop()

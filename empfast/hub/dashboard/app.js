@@ -22,13 +22,21 @@ class ApiError extends Error {
   }
 }
 
+// The queue this page shows: ?queue= of the page's address (the hub's default without it); every
+// request names it, so one dashboard serves each queue of a hub (docs/protocol.md section 2).
+const QUEUE = new URLSearchParams(location.search).get("queue");
+
+function inQueue(path) {
+  return QUEUE ? `${path}${path.includes("?") ? "&" : "?"}queue=${encodeURIComponent(QUEUE)}` : path;
+}
+
 function headers(extra = {}) {
   const token = sessionStorage.getItem("empfast-token");
   return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  const response = await fetch(inQueue(path), { ...options, headers: headers(options.headers) });
   const text = await response.text();
   const body = text ? JSON.parse(text) : null;
   if (response.status === 401) askForToken(body && body.error);
@@ -72,7 +80,7 @@ async function follow(path, onFrame, { until, signal } = {}) {
     if (signal && signal.aborted) return;
     const extra = resume.lastId ? { "Last-Event-ID": resume.lastId } : {};
     try {
-      const response = await fetch(path, { headers: headers(extra), signal });
+      const response = await fetch(inQueue(path), { headers: headers(extra), signal });
       if (response.status === 401) { askForToken(); return; }
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
       setLive(true);
@@ -436,7 +444,7 @@ async function bulkAction(kind, filter) {
 
 async function runBulk(path, body) {
   const box = document.getElementById("bulk-progress");
-  const response = await fetch(path, { method: "POST", body: JSON.stringify(body),
+  const response = await fetch(inQueue(path), { method: "POST", body: JSON.stringify(body),
                                        headers: headers({ "Content-Type": "application/json" }) });
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   let outcome = null;
@@ -538,6 +546,14 @@ async function start() {
   } catch (error) { showError(error); return; }
   document.getElementById("where").textContent = `queue ${state.info.queue} · ${state.info.hub_id}`;
   document.title = `empfast · ${state.info.queue}`;
+  const queues = state.info.queues || [];
+  if (queues.length > 1) { // a hub of several queues: each has this page, at ?queue=NAME
+    const picker = el("select", { id: "queue", title: "the queue this page shows" },
+      ...queues.map((name) => el("option", { value: name }, name)));
+    picker.value = state.info.queue;
+    picker.addEventListener("change", () => { location.search = `?queue=${encodeURIComponent(picker.value)}`; });
+    document.getElementById("where").after(picker);
+  }
   window.addEventListener("hashchange", route);
   route();
   feedJobs([]);
