@@ -56,6 +56,23 @@ async def test_heartbeat_reports_jobs_taken_back_that_the_caller_thinks_it_holds
     assert (await store.heartbeat("w1", {"kept": 2}, now=T + 13_000)).lost == ["kept"]  # not that attempt
 
 
+async def test_a_job_the_hub_does_not_list_is_not_extended_and_runs_again(store: Store) -> None:
+    """A completion a Redis failover lost leaves its job active under the worker, which no longer
+    runs it: the hub's heartbeat lists the jobs it gave out, so that job's lease is not extended,
+    and the sweep gives it out again (it was stuck until the worker reconnected)."""
+    await store.add_jobs([NewJob("a", job_id="running"), NewJob("a", job_id="finished")], now=T)
+    await store.register_worker("w1", ["a"], 2, now=T)
+    await store.claim("w1", 2, now=T)  # leases to T + 10 s
+    beat = await store.heartbeat("w1", {"running": 1}, now=T + 8_000)
+    assert beat.extended == 1 and beat.lost == []
+    swept = await store.sweep(now=T + 10_001)
+    assert swept.expired == 1
+    again = await store.get_job("finished")
+    assert again is not None and again["status"] == "pending"
+    running = await store.get_job("running")
+    assert running is not None and running["status"] == "active"  # its lease runs to T + 18 s
+
+
 async def test_heartbeat_of_an_unknown_worker_says_register_again(store: Store) -> None:
     with pytest.raises(WorkerNotFound, match="register it again"):
         await store.heartbeat("ghost", now=T)

@@ -40,10 +40,12 @@ class WorkerRecords:
     async def heartbeat(self, worker_id: str, held: Mapping[str, int] | None = None, *,
                         lease_ms: int | None = None, now: int | None = None) -> Heartbeat:
         """Refresh the worker and extend its leases. `held` (job id -> attempt) is what the caller
-        believes the worker holds: any of those it no longer holds is reported lost too."""
+        believes the worker holds: any of those it no longer holds is reported lost too, and a job
+        active under the worker that `held` leaves out is not extended (lua/heartbeat-2.lua says
+        why); without `held`, every job active under the worker is extended."""
         k = self.keys
         args: list[Any] = [k.prefix, "" if now is None else now, worker_id,
-                           lease_ms or self.settings.lease_ms]
+                           lease_ms or self.settings.lease_ms, 0 if held is None else 1]
         for job_id, attempt in (held or {}).items():
             args += (job_id, attempt)
         out = await self._run("heartbeat", (k.active, k.workers), args)
