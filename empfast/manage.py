@@ -173,22 +173,23 @@ async def run_cancel(args: argparse.Namespace, hub: HubAddress) -> int:
     return 1
 
 
+def _listing_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A command that prints a table, or with --json the hub's reply as is."""
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
+    return parser
+
+
 def add_workers_command(sub: Any) -> argparse.ArgumentParser:
-    workers = sub.add_parser("workers", help="list the registered workers",
-                             description="The workers registered with the queue: id, status, job "
-                             "types, jobs held of its concurrency, hub, and how long ago it was last "
-                             "heard from.")
-    workers.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
-    return workers
+    return _listing_command(sub, "workers", "list the registered workers", "The workers registered with "
+                            "the queue: id, status, job types, jobs held of its concurrency, hub, and "
+                            "how long ago it was last heard from.")
 
 
 def add_queues_command(sub: Any) -> argparse.ArgumentParser:
-    queues = sub.add_parser("queues", help="list the hub's queues with their counts",
-                            description="Every queue the hub serves (its default, --queues, and those "
-                            "opened on first use), with its jobs by status and its workers; --queue "
-                            "of the other commands picks one.")
-    queues.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
-    return queues
+    return _listing_command(sub, "queues", "list the hub's queues with their counts", "Every queue the "
+                            "hub serves (its default, --queues, and those opened on first use), with "
+                            "its jobs by status and its workers; --queue of the other commands picks one.")
 
 
 async def run_queues(args: argparse.Namespace, hub: HubAddress) -> int:

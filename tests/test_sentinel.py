@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from figures import figure, summarize
 from in_process import run_in_process
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
-from support import REDIS_BINARY
+from support import require_redis_binary
 
 from empfast import cli
 from empfast.config import QueueSettings, RedisOptions, SentinelTarget
@@ -140,10 +139,7 @@ async def test_behind_sentinels_every_store_connection_asks_them_for_the_master(
 @pytest.fixture
 def make_sentinel_cluster(tmp_path: Path) -> Iterator[Callable[..., SentinelCluster]]:
     """SentinelCluster(workdir, **settings) factory; every process is killed at teardown."""
-    if not REDIS_BINARY:
-        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
-            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set: install redis-server")
-        pytest.skip("no redis-server binary: the Sentinel tests need one (redis-sentinel is optional)")
+    require_redis_binary("the Sentinel tests need one (redis-sentinel is optional)")
     made: list[SentinelCluster] = []
 
     def make(**settings: Any) -> SentinelCluster:

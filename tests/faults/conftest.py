@@ -4,14 +4,13 @@ counted, printed at the end of the run."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from figures import SUMMARY
-from support import REDIS_BINARY
+from support import require_redis_binary
 
 from .harness import Cluster
 
@@ -29,10 +28,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Cluster]]:
     """Cluster(workdir, **settings) factory; every process of every cluster is killed at teardown."""
-    if not REDIS_BINARY:
-        if os.environ.get("EMPFAST_REQUIRE_REAL_REDIS"):
-            pytest.fail("no redis-server binary, and EMPFAST_REQUIRE_REAL_REDIS is set")
-        pytest.skip("no redis-server binary on PATH: the fault tests need one")
+    require_redis_binary("the fault tests need one")
     made: list[Cluster] = []
 
     def make(**settings: Any) -> Cluster:
