@@ -159,3 +159,16 @@ async def test_a_monitor_sees_every_queue_with_its_counts_from_sdk_cli_and_http(
         rows = [line.split() for line in printed.stdout.splitlines()]
         assert rows[0][:3] == ["QUEUE", "SCHEDULED", "PENDING"]
         assert [row[:3] for row in rows[1:]] == [["a", "0", "0"], ["b", "0", "2"], ["c", "0", "0"]]
+
+
+async def test_a_peer_without_a_valid_token_opens_no_queue_and_learns_none(make_store: MakeStore) -> None:
+    async with queued_hub(make_store, queues_allowed="*", client_tokens="c-tok") as hub:
+        for name in ("tenant-x", "{bad}"):
+            peer = await WSPeer.connect(ws_url(hub, f"/ws/client?queue={name}&token=wrong"))
+            refused = await peer.next()
+            assert refused["code"] == "unauthorized" and name not in refused["error"]
+            assert (await peer.next())["type"] == "<disconnected>"
+        assert set(hub.rooms) == {"a"}  # nothing opened
+        async with Client(ws_url(hub), queue="tenant-x", token="c-tok") as client:
+            assert (await client.stats())["pending"] == 0
+        assert set(hub.rooms) == {"a", "tenant-x"}

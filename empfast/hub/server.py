@@ -207,15 +207,14 @@ class Hub:
                     "try again later or another hub\n").encode()
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(503, body), None)
         fields = parse_qs(query)
-        name = fields.get("queue", [""])[0] or self.default_room.name
-        room = self.rooms.get(name)
-        if room is None:
-            refusal = self._cannot_open(name)
-            if refusal is not None:
+        identity = self._authorized(request, fields, parts[1])
+        room = self.default_room
+        if identity is not None:  # a peer without a valid token opens no queue and learns none
+            name = fields.get("queue", [""])[0] or room.name
+            if name not in self.rooms and (refusal := self._cannot_open(name)) is not None:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(404, f"empfast hub: {refusal}\n".encode()), None)
-            room = self._open_room(name)
-        identity = self._authorized(request, fields, parts[1])
+            room = self.rooms.get(name) or self._open_room(name)
         peer = Peer(self, room, parts[1], parts[2] if len(parts) == 3 and parts[2] else None,
                     identity is not None)
         peer.identity = identity or NOBODY
@@ -249,8 +248,9 @@ class Hub:
         return None
 
     def _open_room(self, name: str) -> QueueRoom:
-        """A queue opened on first use: registered at once (so a second connection finds it), its
-        store started by a task that its first connections wait for (QueueRoom.ready)."""
+        """A queue opened on first use (_cannot_open said it may be): registered at once (so a
+        second connection finds it), its store started by a task that its first connections wait
+        for (QueueRoom.opened)."""
         loop = asyncio.get_running_loop()
         room = QueueRoom(self, self.store.for_queue(name))
         room.opened = loop.create_future()
