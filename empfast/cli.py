@@ -51,6 +51,7 @@ from empfast.manage import (
     run_workers,
     say_if_nobody_takes,
 )
+from empfast.schedule_commands import add_schedules_command, run_schedules
 from empfast.settings_cli import Alias, SettingsOptions
 from empfast.store import Store, redis_from_options
 from empfast.worker import Handler, Worker
@@ -124,7 +125,7 @@ COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
     "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
     "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,), "purge": (HUB_ADDRESS,), "pause": (HUB_ADDRESS,),
-    "resume": (HUB_ADDRESS,), "queues": (HUB_ADDRESS,),
+    "resume": (HUB_ADDRESS,), "queues": (HUB_ADDRESS,), "schedules": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cancel_command(sub)
     add_workers_command(sub)
     add_queues_command(sub)
+    add_schedules_command(sub)
     add_purge_command(sub)
     add_pause_commands(sub)
     for command, groups in COMMAND_SETTINGS.items():
@@ -407,7 +409,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "queues": run_queues,
                   "status": run_status, "retry": run_retry, "purge": run_purge, "pause": run_pause,
-                  "resume": run_pause}.get(args.command)
+                  "resume": run_pause, "schedules": run_schedules}.get(args.command)
     if management is not None:
         return _run(management(args, hub))
     run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]

@@ -87,6 +87,21 @@ class TooManyJobTypes(BadArgument):
         return {"limit": self.limit}
 
 
+class TooManySchedules(StoreRefusal):
+    """A new schedule past MAX_SCHEDULES of the queue (setSchedule answers `LIMIT`)."""
+
+    code = LIMIT_EXCEEDED
+    lua_reply = "LIMIT"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this queue has {limit} schedules already: remove one first, or replace one "
+                         "by its name")
+        self.limit = limit
+
+    def wire_extra(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
 class JobNotFound(StoreRefusal):
     code = NOT_FOUND
     lua_reply = "NOT_FOUND"

@@ -26,6 +26,8 @@ class QueueKeys:
     worker_states: str
     stats: str
     events: str
+    schedules: str  # repeating jobs: name -> its JSON (empfast/schedules.py)
+    schedule_due: str  # name -> its next due time (ms)
 
     @classmethod
     def for_queue(cls, queue: str) -> QueueKeys:

@@ -36,6 +36,10 @@ DEFAULT_MAX_JOB_TYPES = 1000
 MAX_PRIORITY = 1000  # priorities are -MAX_PRIORITY..MAX_PRIORITY, higher first
 MAX_ATTEMPTS = 1000  # max_attempts of a job, and attempts added by one retry
 MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year
+# repeating jobs (docs/job-control.md 2): schedules of one queue, and the bounds of every_s
+MAX_SCHEDULES = 1000
+MIN_EVERY_S, MAX_EVERY_S = 1.0, float(MAX_DELAY_S)
+SCHEDULES_PER_SWEEP = 100  # due schedules one hub fires in one sweep tick
 MAX_CONCURRENCY = 10_000  # slots of one worker
 MAX_ATTEMPT_NUMBER = 1_000_000  # `attempt` a worker names on a re-sent outcome
 MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of subscribe_stats

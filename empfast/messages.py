@@ -43,6 +43,7 @@ from empfast.limits import (
     MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE, member_given_twice
+from empfast.schedules import SCHEDULE_NAME_RE
 
 # a page's cursor: a score (at most 24 characters) and a job id (MAX_JOB_ID_BYTES)
 MAX_CURSOR_CHARS = 24 + 1 + MAX_JOB_ID_BYTES
@@ -55,6 +56,7 @@ JobId = Annotated[str, Meta(min_length=1, max_length=MAX_JOB_ID_BYTES)]
 # ASCII, so characters are bytes; WORKER_ID_RE spells out MAX_WORKER_ID_BYTES
 WorkerId = Annotated[str, Meta(pattern=WORKER_ID_RE.pattern)]
 EventId = Annotated[str, Meta(pattern=EVENT_ID_RE.pattern)]
+ScheduleName = Annotated[str, Meta(pattern=SCHEDULE_NAME_RE.pattern)]
 Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 MaxAttempts = Annotated[int, Meta(ge=1, le=MAX_ATTEMPTS)]
 Attempt = Annotated[int, Meta(ge=0, le=MAX_ATTEMPT_NUMBER)]
@@ -254,6 +256,41 @@ class ResumeType(Message, tag="resume_type"):
     job_type: JobType
 
 
+class SetSchedule(Message, tag="set_schedule"):
+    """Create or replace a repeating job (docs/job-control.md 2): `cron` in `tz`, or `every_s`
+    (empfast/schedules.py checks what a Struct cannot: one of the two, the expression, the zone)."""
+
+    name: ScheduleName
+    job_type: JobType
+    payload: Raw = Raw(b"{}")
+    priority: Priority = 0
+    max_attempts: MaxAttempts = 3
+    cron: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    every_s: float | None = None
+    tz: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    paused: bool = False
+
+
+class ListSchedules(Message, tag="list_schedules"):
+    pass
+
+
+class NamedSchedule(Message):
+    name: ScheduleName
+
+
+class PauseSchedule(NamedSchedule, tag="pause_schedule"):
+    pass
+
+
+class ResumeSchedule(NamedSchedule, tag="resume_schedule"):
+    pass
+
+
+class RemoveSchedule(NamedSchedule, tag="remove_schedule"):
+    pass
+
+
 # ---- roles, handlers, decoding -------------------------------------------------------------------
 
 AnyMessage = Message | SubmitJob | CompleteJob
@@ -264,7 +301,8 @@ ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
                WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
     "monitor": (SubscribeStats, GetStats, GetWorkers, GetQueues, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS,
-                ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, Ping),
+                ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, SetSchedule, ListSchedules,
+                PauseSchedule, ResumeSchedule, RemoveSchedule, Ping),
 }
 
 
@@ -280,7 +318,8 @@ ROLE_TYPES: dict[str, frozenset[str]] = {role: frozenset(map(tag_of, classes))
 # a message type whose handler is another's (request_job_status is get_job_status)
 ALIASES: dict[type[AnyMessage], type[AnyMessage]] = {RequestJobStatus: GetJobStatus}
 # the members kept raw, which a frame must not give twice
-RAW_FIELDS: dict[type[AnyMessage], str] = {SubmitJob: "payload", CompleteJob: "result"}
+RAW_FIELDS: dict[type[AnyMessage], str] = {SubmitJob: "payload", CompleteJob: "result",
+                                          SetSchedule: "payload"}
 # list fields whose length over the limit is limit_exceeded (with `limit`), not bad_message
 COUNT_LIMITS: dict[tuple[type[AnyMessage], str], int] = {(SubmitJobs, "jobs"): MAX_BATCH,
                                                          (CompleteJobs, "jobs"): MAX_BATCH}

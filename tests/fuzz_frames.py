@@ -116,6 +116,13 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "job_events": st.booleans().map(dumps),
     "dry_run": st.booleans().map(dumps),
     "older_than_s": st.one_of(st.integers(0, 3), st.floats(0, 1e6)).map(dumps),
+    # schedules that never come due while the fuzz runs (a run would add jobs no submit accepted),
+    # and expressions and zones that do not parse
+    "name": st.sampled_from(["nightly", "s-1", "other"]).map(dumps),
+    "cron": st.sampled_from(["0 0 1 1 *", "0 3 1 1 *", "bad cron", "61 * * * *"]).map(dumps),
+    "every_s": st.one_of(st.floats(86_400, MAX_DELAY_S), st.sampled_from([0.5, 86_400])).map(dumps),
+    "tz": st.sampled_from(["UTC", "Europe/Paris", "Mars/Olympus"]).map(dumps),
+    "paused": st.booleans().map(dumps),
     # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
     "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
                         NAMES.map(dumps)),

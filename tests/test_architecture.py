@@ -26,6 +26,7 @@ CLASSES = {
 # say that Redis cannot be reached
 REDIS_IMPORTERS = {"empfast.store.store", "empfast.store.events", "empfast.store.redis_client",
                    "empfast.store.pipelined", "empfast.store.bulk", "empfast.store.workers",
+                   "empfast.store.schedules",
                    "empfast.hub.conn", "empfast.cli"}
 MODULES = {"protocol": "empfast.protocol", "messages": "empfast.messages", "msgspec": "msgspec",
            "frames": "empfast.hub.frames", "worker/job": "empfast.worker.job"}
@@ -73,7 +74,7 @@ def test_imports_flow_one_way() -> None:
     """Only the store talks to Redis; the SDKs never import the hub or the store; the store and the
     protocol never import upward; the leaves import no other room."""
     leaves = {"empfast.limits", "empfast.errors", "empfast.ids", "empfast.config", "empfast.redis_urls",
-              "empfast.keys"}
+              "empfast.keys", "empfast.schedules"}
     for path in (ROOT / "empfast").rglob("*.py"):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         ours = {m for m in _imports(path) if m.startswith("empfast")}

@@ -35,12 +35,14 @@ from empfast.messages import (
     MessageError,
     RegisterWorker,
     RemoveJobs,
+    SetSchedule,
     SubmitJob,
     SubmitJobs,
     UnregisterWorker,
     decode,
     tag_of,
 )
+from empfast.schedules import Schedule, ScheduleError
 from empfast.store import Cursor, Store, redis_from_options
 
 MAX_FRAME_BYTES = 64 * 1024  # a small limit, so frames over it (and payloads near it) are cheap
@@ -82,6 +84,12 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "remove_jobs": ("bulk_started", frozenset({"limit_exceeded"})),
     "pause_type": ("type_paused", frozenset()),
     "resume_type": ("type_paused", frozenset()),
+    # bad_message: a cron expression or zone that does not parse, or an unreadable payload
+    "set_schedule": ("schedule", frozenset({"bad_message", "limit_exceeded"})),
+    "list_schedules": ("schedules", frozenset()),
+    "pause_schedule": ("schedule", frozenset({"not_found"})),
+    "resume_schedule": ("schedule", frozenset({"not_found"})),
+    "remove_schedule": ("schedule_removed", frozenset()),
 }
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
@@ -140,6 +148,16 @@ def unreadable(message: AnyMessage, field: str) -> bool:
     except orjson.JSONDecodeError:
         return True
     return False
+
+
+def schedule_refusal(message: SetSchedule) -> str | None:
+    """The field a schedule of these values is refused for (empfast/schedules.py), or None."""
+    try:
+        Schedule(message.name, message.job_type, "{}", message.priority, message.max_attempts,
+                 message.cron, message.every_s, message.tz)
+    except ScheduleError as exc:
+        return exc.field
+    return None
 
 
 def expect(role: str, data: bytes) -> Expected:
@@ -279,6 +297,9 @@ class Fuzz:
                 assert reply["field"] == "worker_id" and message.worker_id != WORKER_ID
             elif reply["code"] == "bad_message" and isinstance(message, ListJobs):  # not a page's cursor
                 assert reply["field"] == "cursor" and not is_cursor(message.cursor), (expected.data, reply)
+            elif reply["code"] == "bad_message" and isinstance(message, SetSchedule) \
+                    and reply["field"] != "payload":  # what empfast/schedules.py refuses, and why
+                assert schedule_refusal(message) == reply["field"], (expected.data, reply)
             elif reply["code"] == "bad_message":  # a payload or result no SDK could read
                 assert unreadable(message, reply["field"]), (expected.data, reply)
                 self.answers["error:bad_message:unreadable_value"] += 1

@@ -11,6 +11,7 @@ from support import MakeStore, RedisServer, T
 
 from empfast.config import QueueSettings, RedisOptions
 from empfast.errors import LayoutMismatch
+from empfast.schedules import Schedule
 from empfast.scripts import Script
 from empfast.store import Store, redis_from_options
 
@@ -91,6 +92,10 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     await store.retry_jobs_slice(until_ms=T, dry_run=True)
     await store.remove_jobs_slice("completed", until_ms=T, dry_run=True)
     await store.set_type_paused("a", True)
+    nightly = Schedule("nightly", "a", cron="0 3 * * *")
+    await store.set_schedule(nightly, T)
+    await store.advance_schedule("nightly", T, T + 86_400_000)
+    await store.remove_schedule("nightly")
     assert {name for name, _, _ in calls} == set(store.scripts)
     slot = key_slot(store.keys.meta.encode())
     for name, keys, prefix in calls:

@@ -121,6 +121,30 @@ class Monitor:
     async def resume_type(self, job_type: str) -> dict[str, Any]:
         return await self._request({"type": "resume_type", "job_type": job_type})
 
+    async def set_schedule(self, name: str, job_type: str, payload: Any = None, *, cron: str | None = None,
+                           every_s: float | None = None, tz: str = "UTC", priority: int = 0,
+                           max_attempts: int = 3, paused: bool = False) -> dict[str, Any]:
+        """Create or replace a repeating job (`cron` in `tz`, or `every_s`); returns the `schedule`
+        frame (its `next_run_at_ms`, and `created`)."""
+        message: dict[str, Any] = {"type": "set_schedule", "name": name, "job_type": job_type,
+                                   "payload": {} if payload is None else payload, "tz": tz,
+                                   "priority": priority, "max_attempts": max_attempts, "paused": paused}
+        message.update({k: v for k, v in (("cron", cron), ("every_s", every_s)) if v is not None})
+        return await self._request(message)
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self._request({"type": "list_schedules"}))["schedules"]
+        return found
+
+    async def pause_schedule(self, name: str) -> dict[str, Any]:
+        return await self._request({"type": "pause_schedule", "name": name})
+
+    async def resume_schedule(self, name: str) -> dict[str, Any]:
+        return await self._request({"type": "resume_schedule", "name": name})
+
+    async def remove_schedule(self, name: str) -> bool:
+        return bool((await self._request({"type": "remove_schedule", "name": name}))["removed"])
+
     async def set_job_feed(self, job_events: bool) -> None:
         """Turn off (or on again) the job events a monitor gets by default."""
         await self._request({"type": "set_job_feed", "job_events": job_events})

@@ -295,6 +295,7 @@ class Dispatcher:
             try:
                 while (await self.store.sweep()).more:
                     pass
+                await self.hub.schedules.fire_due(self.room)
                 await self._safety_net()
             except asyncio.CancelledError:
                 raise

@@ -153,6 +153,15 @@ def type_paused(job_type: str, paused: bool, pending: int, paused_types: list[st
             "paused_types": paused_types}
 
 
+def schedule(described: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A schedule as peers see it (Schedule.describe): the reply to set, pause and resume."""
+    return {"type": "schedule", **described, **extra}
+
+
+def schedules(described: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "schedules", "schedules": described}
+
+
 def type_paused_event(job_type: str, paused: bool, pending: int, event_id: str) -> bytes:
     """What every monitor is told when a job type is paused or resumed, on any hub."""
     return orjson.dumps({"type": "type_paused", "job_type": job_type, "paused": paused, "pending": pending,

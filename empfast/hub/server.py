@@ -36,6 +36,7 @@ from empfast.hub.conn import CLOSE_GOING_AWAY, NOT_REGISTERED_YET, Peer
 from empfast.hub.http import HttpSide
 from empfast.hub.monitors import MonitorHandlers
 from empfast.hub.room import QueueRoom
+from empfast.hub.schedules import ScheduleHandlers
 from empfast.hub.workers import WorkerHandlers
 from empfast.store import Store
 
@@ -77,11 +78,12 @@ class Hub:
         self.worker_handlers = WorkerHandlers(self)
         self.monitor_handlers = MonitorHandlers(self)
         self.bulk = BulkRunner(self)
+        self.schedules = ScheduleHandlers(self)
         # the HTTP side (REST, SSE, health, metrics) on its own port; None when http_port is 0
         self.http: HttpSide | None = HttpSide(self) if self.config.http_port else None
         # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
         self.handlers: dict[type[m.AnyMessage], FrameHandler] = m.handler_table(
-            self.clients, self.worker_handlers, self.monitor_handlers, self)
+            self.clients, self.worker_handlers, self.monitor_handlers, self.schedules, self)
         # consecutive frames of these types on one connection share one store call
         self.batch_handlers: dict[type[m.AnyMessage], BatchHandler] = {
             m.SubmitJob: self.clients.submit_batch, m.CompleteJob: self.worker_handlers.complete_batch,

@@ -52,6 +52,7 @@ from empfast.store.records import (
     text,
 )
 from empfast.store.redis_client import redis_from_options
+from empfast.store.schedules import ScheduleRecords
 from empfast.store.workers import WorkerRecords
 
 log = logging.getLogger("empfast.store")
@@ -61,7 +62,7 @@ log = logging.getLogger("empfast.store")
 NO_CONFIG_REPLY = "ERR_NO_CONFIG"
 
 
-class Store(EventReads, JobListing, BulkActions, WorkerRecords):
+class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords):
     """Async API over the Lua scripts of one queue."""
 
     def __init__(self, redis: aioredis.Redis, settings: QueueSettings | None = None) -> None:
