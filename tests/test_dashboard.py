@@ -18,7 +18,7 @@ import orjson
 import pytest
 from support import MakeStore, free_port
 
-from empfast.client import Client
+from empfast.client import Client, Monitor
 from empfast.config import HubConfig
 from empfast.hub import Hub
 from empfast.worker import NonRetryableError, Worker
@@ -312,3 +312,25 @@ async def test_the_dashboard_shows_the_queue_its_address_names(browser: WebDrive
         await asyncio.to_thread(default_queue)
     finally:
         await hub.stop()
+
+
+async def test_the_dashboard_lists_pauses_and_removes_repeating_jobs(browser: WebDriver,
+                                                                   dashboard_hub: Hub) -> None:
+    hub = dashboard_hub
+    assert hub.http is not None
+    port = hub.http.port
+    async with Monitor(f"ws://127.0.0.1:{hub.port}") as monitor:
+        await monitor.set_schedule("nightly", "report", cron="0 3 * * *", tz="Europe/Paris")
+
+        def pause_then_remove() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            row = "tr[data-schedule=nightly]"
+            until(browser, lambda d: "cron 0 3 * * * (Europe/Paris)" in text_of(d, row), "the schedule's row")
+            click(browser, By.CSS_SELECTOR, f"{row} button")
+            until(browser, lambda d: "paused" in text_of(d, row), "the paused schedule")
+            click(browser, By.XPATH, "//tr[@data-schedule='nightly']//button[text()='Remove']")
+            click(browser, By.ID, "confirm-ok")
+            until(browser, lambda d: "No repeating jobs" in text_of(d, "#schedules"), "the schedule gone")
+
+        await asyncio.to_thread(pause_then_remove)
+        assert await monitor.schedules() == []

@@ -284,7 +284,8 @@ async def test_with_tokens_configured_each_route_takes_the_role_of_its_message(
 # ---- OpenAPI ---------------------------------------------------------------------------------------
 
 REQUIRED_EXAMPLES = {"status": "scheduled"}  # a value for each required query parameter
-BODY_EXAMPLES = {"job_type": "a", "status": "completed"}  # ... and for each required body member
+# ... and for each required body member
+BODY_EXAMPLES = {"job_type": "a", "status": "completed", "every_s": 3600}
 
 
 async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http_hub: Hub) -> None:
@@ -297,11 +298,12 @@ async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http
                  for method in operations}
     assert described == served
     await call(http_hub, "POST", "/api/jobs", {"job_type": "a", "job_id": "o-1", "delay_s": 60})
+    await call(http_hub, "PUT", "/api/schedules/nightly", {"job_type": "a", "cron": "0 3 * * *"})
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             required = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
                         and p.get("required")]
-            target = path.replace("{job_id}", "o-1").replace("{job_type}", "a")
+            target = path.replace("{job_id}", "o-1").replace("{job_type}", "a").replace("{name}", "nightly")
             if required:
                 target += "?" + "&".join(f"{name}={REQUIRED_EXAMPLES[name]}" for name in required)
             body = None

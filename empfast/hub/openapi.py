@@ -12,6 +12,10 @@ ERROR = {"type": "object", "required": ["type", "code", "error"], "properties": 
     "error": {"type": "string"}, "field": {"type": "string"}}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 JOB_TYPE = {"name": "job_type", "in": "path", "required": True, "schema": {"type": "string"}}
+SCHEDULE = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+SCHEDULE_BODY = {"type": "object", "required": ["job_type", "every_s"], "properties": {
+    "job_type": {"type": "string"}, "payload": {}, "cron": {"type": "string"}, "tz": {"type": "string"},
+    "every_s": {"type": "number", "description": "or cron (with tz) instead"}, "paused": {"type": "boolean"}}}
 BULK = {"type": "object", "properties": {"job_type": {"type": "string"}, "dry_run": {"type": "boolean"}}}
 JSON = "application/json"
 
@@ -68,6 +72,17 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/workers": {"get": _op("get_workers: every registered worker", _json("workers"), *READ_ERRORS)},
     "/api/queues": {"get": _op("get_queues: every queue the hub serves, each with its stats",
                                _json("queues"), *READ_ERRORS)},
+    "/api/schedules": {"get": _op("list_schedules: the queue's repeating jobs", _json("schedules"),
+                                  *READ_ERRORS)},
+    "/api/schedules/{name}/pause": {"post": _op("pause_schedule", _json("schedule"), 401, 403, 404, 503,
+                                                params=[SCHEDULE])},
+    "/api/schedules/{name}/resume": {"post": _op("resume_schedule", _json("schedule"), 401, 403, 404, 503,
+                                                 params=[SCHEDULE])},
+    "/api/schedules/{name}": {
+        "put": _op("set_schedule: create or replace a repeating job; the body is set_schedule's members "
+                   "(cron with tz, or every_s)", _json("schedule"), 400, 401, 403, 503, params=[SCHEDULE],
+                   body=SCHEDULE_BODY),
+        "delete": _op("remove_schedule", _json("schedule_removed"), 401, 403, 503, params=[SCHEDULE])},
     "/api/jobs": {
         "get": _op("list_jobs: a page of the jobs of one status (docs/management.md section 2)",
                    _json("jobs: rows and the next page's cursor"), 400, *READ_ERRORS, params=[

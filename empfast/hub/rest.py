@@ -241,6 +241,27 @@ class RestRoutes:
     async def queues(self, request: Request) -> Response:
         return await self._ask(request, MONITOR, {"type": "get_queues"}, {})
 
+    async def schedules(self, request: Request) -> Response:
+        return await self._ask(request, MONITOR, {"type": "list_schedules"}, {})
+
+    async def schedule(self, request: Request) -> Response:
+        """PUT /api/schedules/{name} (set_schedule: the body is its members), POST
+        .../pause and .../resume, DELETE (remove_schedule): a monitor's, refused cross-site."""
+        name = request.path_params["name"]
+        try:
+            query(request, {})
+            if request.method == "PUT":
+                body = await read_body(request, self.hub.config.max_frame_bytes)
+                message: bytes | dict[str, Any] = with_members(body, {"type": "set_schedule", "name": name})
+            elif request.method == "DELETE":
+                message = {"type": "remove_schedule", "name": name}
+            else:
+                kind = "pause" if request.url.path.endswith("/pause") else "resume"
+                message = {"type": f"{kind}_schedule", "name": name}
+        except HttpError as exc:
+            return exc.response()
+        return await ask(self.hub, request, MONITOR, message, changes=True)
+
     async def list_jobs(self, request: Request) -> Response:
         names = {"status": "status", "type": "job_type", "order": "order", "limit": "limit",
                  "cursor": "cursor", "payloads": "payloads"}

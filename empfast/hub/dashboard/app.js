@@ -269,6 +269,7 @@ function overview() {
             ((state.typeRates || {})[name] || 0).toFixed(1)),
           el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
             paused.has(name) ? "Resume" : "Pause"))))),
+      schedulesTable(),
       el("h2", {}, `Workers (${state.workers.length})`),
       el("table", { id: "workers" },
         el("tr", {}, ...["worker", "status", "jobs", "types", "hub", "last heard"].map((c) => el("th", {}, c))),
@@ -281,7 +282,43 @@ function overview() {
   state.onEvent = (frame) => { if (["stats", "workers", "type_paused"].includes(frame.type)) render(); };
   render();
 
-  Promise.all([refreshStats(), refreshWorkers()]).catch(showError);
+  Promise.all([refreshStats(), refreshWorkers(), refreshSchedules()]).catch(showError);
+}
+
+// The queue's repeating jobs (docs/job-control.md 2), with pause, resume and remove.
+async function refreshSchedules() {
+  state.schedules = (await api("/api/schedules")).schedules;
+  if (state.onEvent) state.onEvent({ type: "stats" });
+}
+
+function schedulesTable() {
+  const schedules = state.schedules || [];
+  if (!schedules.length) return el("p", { class: "muted", id: "schedules" }, "No repeating jobs (empfast schedules set ...).");
+  const act = (name, path, method, done) => async () => {
+    try {
+      await api(`/api/schedules/${encodeURIComponent(name)}${path}`, { method });
+      toast(`schedule ${name} ${done}`);
+      await refreshSchedules();
+    } catch (error) { showError(error); }
+  };
+  const remove = (name) => async () => {
+    if (await confirmAction(`Remove the repeating job ${name}? Runs added already stay.`)) {
+      await act(name, "", "DELETE", "removed")();
+    }
+  };
+  return el("div", {},
+    el("h2", {}, `Repeating jobs (${schedules.length})`),
+    el("table", { id: "schedules" },
+      el("tr", {}, ...["name", "type", "when", "next run", ""].map((c) => el("th", {}, c))),
+      schedules.map((s) => el("tr", { "data-schedule": s.name },
+        el("td", {}, s.name), el("td", {}, s.job_type),
+        el("td", {}, s.cron ? `cron ${s.cron} (${s.tz})` : `every ${s.every_s} s`),
+        el("td", {}, s.paused ? el("span", { class: "tag paused" }, "paused")
+          : new Date(s.next_run_at_ms).toLocaleString()),
+        el("td", {},
+          el("button", { onclick: act(s.name, s.paused ? "/resume" : "/pause", "POST", s.paused ? "resumed" : "paused") },
+            s.paused ? "Resume" : "Pause"), " ",
+          el("button", { onclick: remove(s.name) }, "Remove"))))));
 }
 
 // Jobs finished per second and jobs pending over the last minutes, from the feed's stats.
