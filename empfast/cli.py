@@ -221,7 +221,8 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s)
         created = "" if handle.created else " (it existed already: same job id)"
-        print(f"job {handle.job_id} {handle.status}{created}", file=sys.stderr)
+        place = "" if handle.position is None else f", {handle.position} ahead of it"
+        print(f"job {handle.job_id} {handle.status}{place}{created}", file=sys.stderr)
         if not args.wait:
             print(handle.job_id)
             return 0

@@ -38,6 +38,10 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
+    def job_logs(self, job_id: str) -> str:
+        """A job's log lines (appendJobLog), deleted with its hash."""
+        return f"{self.prefix}job:{job_id}:logs"
+
     def pending(self, job_type: str) -> str:
         return f"{self.prefix}pending:{job_type}"
 

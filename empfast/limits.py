@@ -17,6 +17,12 @@ MAX_REQ_BYTES = 128  # a request id that is a string; echoed back in the reply
 MAX_VALUE_DEPTH = 1023
 MAX_PROGRESS_MESSAGE_CHARS = 4096  # a progress message, truncated beyond
 MAX_ERROR_CHARS = 16_384  # a failure's error text, truncated beyond
+# a job's log (append_job_log): the newest MAX_LOG_LINES lines are kept, each cut to at most
+# MAX_LOG_LINE_BYTES bytes (at a character boundary, ending with LOG_CUT_MARKER); so a job's log
+# is at most about 1 MiB of Redis memory, and one append_job_log frame carries at most that many lines
+MAX_LOG_LINES = 1000
+MAX_LOG_LINE_BYTES = 1024
+LOG_CUT_MARKER = " [cut]"
 
 # ---- frames --------------------------------------------------------------------------------
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -54,6 +60,8 @@ LUA_LIMITS: dict[str, int] = {
     "max_delay_ms": MAX_DELAY_S * 1000,
     "max_concurrency": MAX_CONCURRENCY,
     "max_claim": MAX_BATCH,
+    "max_log_lines": MAX_LOG_LINES,
+    "max_log_line_bytes": MAX_LOG_LINE_BYTES,
 }
 
 

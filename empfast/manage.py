@@ -17,6 +17,7 @@ from empfast.bars import Board, bar
 from empfast.client import BulkOutcome, Client, Monitor, NotRetryableError
 from empfast.config import HubAddress
 from empfast.connection import HubError
+from empfast.limits import MAX_LOG_LINES
 
 STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -96,8 +97,11 @@ def duration_s(text: str) -> float:
 def add_status_command(sub: Any) -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the queue's counts, or one job's state",
                             description="Without JOB_ID: the queue's counts by status and job type. "
-                            "With JOB_ID: that job's state, times and payload.")
+                            "With JOB_ID: that job's state, times, payload, its place in the line "
+                            "while pending and, with --logs, its log lines.")
     status.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    status.add_argument("--logs", nargs="?", const=True, type=int, metavar="N",
+                        help="with JOB_ID: its log lines (every kept one, or the newest N)")
     status.add_argument("--json", action="store_true", help="print the hub's JSON reply as is")
     return status
 
@@ -285,8 +289,8 @@ def stats_table(stats: dict[str, Any]) -> str:
 
 
 def job_table(job: dict[str, Any]) -> str:
-    keys = ("job_id", "job_type", "status", "priority", "progress", "message", "attempts", "max_attempts",
-            "worker_id")
+    keys = ("job_id", "job_type", "status", "position", "priority", "progress", "message", "attempts",
+            "max_attempts", "worker_id")
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
     for key in ("created_at", "started_at", "finished_at", "run_at"):  # in UTC, with the waits
         if job.get(key):
@@ -301,6 +305,9 @@ def job_table(job: dict[str, Any]) -> str:
         lines.append(f"{'error ' + str(attempt):<13}{error}")
     lines.append(f"{'payload':<13}{orjson.dumps(job.get('payload')).decode()}")
     lines.append(f"{'result':<13}{orjson.dumps(job.get('result')).decode()}")
+    if "logs" in job:  # asked for (--logs): oldest first, one a line
+        lines.append(f"{'logs':<13}{len(job['logs'])} lines")
+        lines += [f"  {line}" for line in job["logs"]]
     return "\n".join(lines)
 
 
@@ -374,10 +381,14 @@ def said_bulk(outcome: BulkOutcome, which: str, done: str) -> int:
 
 
 async def run_status(args: argparse.Namespace, hub: HubAddress) -> int:
+    bad_count = args.logs is not None and args.logs is not True and not 0 < args.logs <= MAX_LOG_LINES
+    if bad_count or (args.logs is not None and not args.job_id):
+        print(f"empfast status: --logs takes a JOB_ID, and N from 1 to {MAX_LOG_LINES}", file=sys.stderr)
+        return 2
     async with client_of(hub) as client:
         if args.job_id:
             try:
-                reply = await client.status(args.job_id, payload=True)
+                reply = await client.status(args.job_id, payload=True, logs=args.logs or False)
             except HubError as exc:
                 return said_not_found(exc, args.job_id)
         else:

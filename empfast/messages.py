@@ -36,6 +36,7 @@ from empfast.limits import (
     MAX_JOB_ID_BYTES,
     MAX_JOB_TYPE_BYTES,
     MAX_JOB_TYPES_PER_WORKER,
+    MAX_LOG_LINES,
     MAX_PAGE,
     MAX_PRIORITY,
     MAX_REQ_BYTES,
@@ -110,6 +111,7 @@ class SubmitJobs(Message, tag="submit_jobs"):
 class GetJobStatus(Message, tag="get_job_status"):
     job_id: JobId
     payload: bool = False  # add the job's payload, raw as submitted
+    logs: Annotated[int, Meta(ge=1, le=MAX_LOG_LINES)] | bool = False  # its newest log lines (true: all)
 
 
 class RequestJobStatus(GetJobStatus, tag="request_job_status"):
@@ -172,6 +174,12 @@ class UpdateJobProgress(Message, tag="update_job_progress"):
     progress: Annotated[float, Meta(ge=0, le=100)]
     message: str = ""  # truncated by the hub at MAX_PROGRESS_MESSAGE_CHARS, not refused
     attempt: Attempt = 0  # only when the hub may no longer track the job (docs/protocol.md 5)
+
+
+class AppendJobLog(Message, tag="append_job_log"):
+    job_id: JobId
+    lines: Annotated[list[str], Meta(min_length=1, max_length=MAX_LOG_LINES)]  # cut by the store
+    attempt: Attempt = 0
 
 
 class Completion(Struct, kw_only=True):
@@ -298,8 +306,8 @@ _JOB_STATUS, _SUBSCRIBE = (GetJobStatus, RequestJobStatus), (SubscribeJob, Unsub
 ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
     "client": (SubmitJob, SubmitJobs, *_JOB_STATUS, *_SUBSCRIBE, CancelJob, RetryJob, GetStats, ListJobs,
                Ping),
-    "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, CompleteJob, CompleteJobs, FailJob,
-               WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
+    "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, AppendJobLog, CompleteJob, CompleteJobs,
+               FailJob, WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
     "monitor": (SubscribeStats, GetStats, GetWorkers, GetQueues, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS,
                 ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, SetSchedule, ListSchedules,
                 PauseSchedule, ResumeSchedule, RemoveSchedule, Ping),
@@ -322,25 +330,14 @@ RAW_FIELDS: dict[type[AnyMessage], str] = {SubmitJob: "payload", CompleteJob: "r
                                           SetSchedule: "payload"}
 # list fields whose length over the limit is limit_exceeded (with `limit`), not bad_message
 COUNT_LIMITS: dict[tuple[type[AnyMessage], str], int] = {(SubmitJobs, "jobs"): MAX_BATCH,
-                                                         (CompleteJobs, "jobs"): MAX_BATCH}
+                                                         (CompleteJobs, "jobs"): MAX_BATCH,
+                                                         (AppendJobLog, "lines"): MAX_LOG_LINES}
 
 
 def handler_name(cls: type[AnyMessage]) -> str:
-    """The handler of a message type: `on_<wire name>` (of the type it is an alias of)."""
+    """The handler of a message type: `on_<wire name>` (of the type it is an alias of); the hub's
+    handler table (hub/server.py) is made of these."""
     return "on_" + tag_of(ALIASES.get(cls, cls))
-
-
-def handler_table(*rooms: object) -> dict[type[AnyMessage], Any]:
-    """Message class -> the bound `on_<wire name>` handler of the first room that has one, for every
-    type of every role; a missing handler fails the start-up, not the first frame of that type."""
-    table: dict[type[AnyMessage], Any] = {}
-    for cls in ALL_MESSAGES.values():
-        name = handler_name(cls)
-        owner = next((room for room in rooms if hasattr(room, name)), None)
-        if owner is None:
-            raise AttributeError(f"no handler {name} for {tag_of(cls)!r} messages")
-        table[cls] = getattr(owner, name)
-    return table
 
 
 # ---- decoding ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ PROTOCOL_VERSION = 1
 # a job in one of these has finished: no event follows its final one
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # the job events a client receives for a job it follows
-JOB_EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled"})
+JOB_EVENT_TYPES = frozenset({"job_update", "job_log", "job_completed", "job_failed", "job_cancelled"})
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")

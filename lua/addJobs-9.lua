@@ -29,7 +29,9 @@
     ARGV[5] a worker to claim for after the adds ("": none)
     ARGV[6] lease in ms for the claimed jobs
     ARGV[7] most jobs to claim (never more than the worker's free slots or max_claim)
-    then, from ARGV[8], 6 values per job:
+    ARGV[8] "1": also answer each pending job's position (a single submit_job's reply; a batch
+      submit does not ask, so its hot path pays no ZRANK), else ""
+    then, from ARGV[9], 6 values per job:
       id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
       max_attempts (integer 1..max_attempts), delay_ms (number 0..max_delay_ms)
@@ -41,6 +43,8 @@
       or full)}
     created: 1 added; 0 it existed already; 2 it existed already with another owner than the one
     given (or none), which the hub may refuse to reveal (client scope own)
+    with ARGV[8] "1", each job has a fourth value: its position, its rank among the pending jobs of
+    its type (ZRANK, 0: next), or -1 when it is not pending
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
     error reply "ERR_TOO_MANY_TYPES <max_job_types>" when a job's type is new and the queue has
       max_job_types types already (nothing written)
@@ -66,7 +70,8 @@ local activeKey, workersKey, statesKey = KEYS[7], KEYS[8], KEYS[9]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
 local owner, claimFor, leaseMs, maxClaim = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local FIELDS, FIRST = 6, 7  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
+local positions = ARGV[8] == '1'
+local FIELDS, FIRST = 6, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
 
 local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
@@ -77,7 +82,7 @@ local function isInteger(value, low, high)
 end
 
 if not n or n < 0 or #ARGV ~= FIRST + n * FIELDS or not leaseMs or not maxClaim then
-  return redis.error_reply('ERR_BAD_ARG expected owner, worker, lease and most claims, then ' ..
+  return redis.error_reply('ERR_BAD_ARG expected owner, worker, lease, most claims and positions, then ' ..
     tostring(n) .. ' jobs of 6 values')
 end
 local cfg = getQueueConfig(metaKey)
@@ -140,6 +145,10 @@ for i = 1, n do
     out[#out + 1] = existing
     -- HGET of a missing field is false, never equal to a given owner
     out[#out + 1] = (owner ~= '' and rcall('HGET', jobKey, 'owner') ~= owner) and 2 or 0
+    if positions then
+      out[#out + 1] = existing == 'pending'
+        and rcall('ZRANK', prefix .. 'pending:' .. rcall('HGET', jobKey, 'type'), id) or -1
+    end
   else
     local status = 'pending'
     local priorityText = tostring(priority)
@@ -170,6 +179,9 @@ for i = 1, n do
     out[#out + 1] = id
     out[#out + 1] = status
     out[#out + 1] = 1
+    if positions then
+      out[#out + 1] = status == 'pending' and rcall('ZRANK', prefix .. 'pending:' .. jobType, id) or -1
+    end
   end
 end
 for jobType in pairs(newTypes) do

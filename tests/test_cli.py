@@ -106,6 +106,27 @@ async def test_submit_wait_worker_and_status_from_the_command_line(hub_url: str)
         assert await stop(worker) == 0  # SIGTERM: the worker drains and exits cleanly
 
 
+async def test_status_shows_the_place_in_line_and_the_logs(hub_url: str) -> None:
+    code, out, err = await run("submit", "ocr", "{}", url=hub_url)
+    assert code == 0 and "pending, 0 ahead of it" in err, err
+    job_id = out.strip()
+    code, out, err = await run("submit", "ocr", "{}", url=hub_url)
+    code, out, _ = await run("status", out.strip(), url=hub_url)
+    assert "position     1" in out.splitlines(), out
+    worker = await WSPeer.connect(f"{hub_url}/ws/worker/cli-logs")
+    worker.send({"type": "register_worker", "job_types": ["ocr"]})
+    assert (await worker.until("job_assigned"))["job_id"] == job_id
+    worker.send({"type": "append_job_log", "job_id": job_id, "lines": ["page 1", "page 2"], "req": 1})
+    await worker.until("job_log_ack")
+    code, out, _ = await run("status", job_id, "--logs", url=hub_url)
+    assert code == 0 and out.splitlines()[-3:] == ["logs         2 lines", "  page 1", "  page 2"], out
+    code, out, _ = await run("status", job_id, "--logs", "1", url=hub_url)
+    assert out.splitlines()[-2:] == ["logs         1 lines", "  page 2"], out
+    code, out, _ = await run("status", job_id, url=hub_url)
+    assert "  page 1" not in out and "position" not in out
+    worker.close()
+
+
 async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manage, "CONNECT_TIMEOUT_S", 0.5)  # the unreachable hub below: fail sooner
@@ -113,6 +134,8 @@ async def test_bad_input_on_the_command_line_says_what_to_do(hub_url: str,
     assert code == 2 and "not valid JSON" in err
     code, _, err = await run("status", "no-such-job", url=hub_url)
     assert code == 1 and "no job" in err
+    code, _, err = await run("status", "--logs", url=hub_url)
+    assert code == 2 and "--logs takes a JOB_ID" in err
     code, _, err = await run("submit", "echo", "--priority", "5000", url=hub_url)
     assert code == 2 and "priority" in err
     code, _, err = await run("status", url=f"ws://127.0.0.1:{free_port()}")

@@ -76,6 +76,36 @@ async def test_a_submitted_job_runs_and_every_waiter_and_iterator_gets_everythin
         worker.close()
 
 
+async def test_a_handle_knows_its_position_and_status_reads_logs(hub: Hub) -> None:
+    async with Client(ws_url(hub)) as client:
+        first = await client.submit("ocr", job_id="first")
+        second = await client.submit("ocr", job_id="second", priority=-1)
+        top = await client.submit("ocr", job_id="top", priority=3)
+        later = await client.submit("ocr", job_id="later", delay_s=60)
+        assert (first.position, second.position, top.position, later.position) == (0, 1, 0, None)
+        assert (await client.status("second"))["position"] == 2
+        worker = await register(hub, "w1", ["ocr"])
+        assigned = await worker.until("job_assigned")
+        assert assigned["job_id"] == "top"
+        worker.send({"type": "append_job_log", "job_id": "top", "lines": ["a", "b"], "req": 1})
+        await worker.until("job_log_ack")
+        assert [e["lines"] async for e in _logs(top.events())] == [["a", "b"]]
+        state = await client.status("top", logs=True)
+        assert state["logs"] == ["a", "b"] and "position" not in state
+        assert (await client.status("top", logs=1))["logs"] == ["b"]
+        assert "logs" not in await client.status("top")
+        worker.close()
+
+
+async def _logs(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The job_log events of an iterator, up to the first one."""
+    async with asyncio.timeout(5):
+        async for event in events:
+            if event["type"] == "job_log":
+                yield event
+                return
+
+
 async def test_payload_json_reaches_the_worker_byte_for_byte(hub: Hub) -> None:
     async with Client(ws_url(hub)) as client:
         worker = await register(hub, "w1", ["raw"])

@@ -73,6 +73,7 @@ async def handle(job: Any) -> Any:
     steps = job.payload.get("steps", 0)
     for step in range(steps):
         await asyncio.sleep(0.15)
+        job.log(f"step {step + 1} of {steps}")
         await job.progress(100 * (step + 1) / steps)
     return {"ok": job.payload.get("n")}
 
@@ -210,15 +211,20 @@ async def test_a_job_submitted_from_the_form_runs_to_100_percent_one_is_cancelle
             click(browser, By.CSS_SELECTOR, "#submit button[type=submit]")
             until(browser, lambda d: text_of(d, "h2").startswith("Job "), "the job's page")
             seen = set()
+            logged = set()
 
             def watched(d: WebDriver) -> bool:
                 seen.add(text_of(d, "#job-progress"))
+                logged.add(text_of(d, "#logs"))
                 done = text_of(d, "[data-field=status]") == "completed"
                 return done and "100%" in text_of(d, "#job-progress")
 
             until(browser, watched, "the bar at 100 % and the job completed")
             assert len(seen) >= 2, seen  # it moved while the worker ran, not only at the end
             assert '"ok": 7' in text_of(browser, "#result")
+            # the log lines, appended live from the job's events, then all of them
+            assert text_of(browser, "#logs").splitlines() == [f"step {i} of 4" for i in range(1, 5)]
+            assert any(text.startswith("step 1 of 4") and "step 4" not in text for text in logged), logged
             save_screenshot(browser, "dashboard-job.png")
 
         await asyncio.to_thread(submit_from_the_form)

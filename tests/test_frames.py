@@ -68,7 +68,7 @@ def test_error_frame_of_a_store_refusal() -> None:
 
 def test_client_replies() -> None:
     doc = example("job_accepted")
-    added = Added(doc["job_id"], doc["status"], doc["created"])
+    added = Added(doc["job_id"], doc["status"], doc["created"], position=doc["position"])
     assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
     doc = example("jobs_accepted")
     batch = [Added(job_id, status, created)
@@ -91,12 +91,26 @@ def test_job_status() -> None:
     if result is not None:
         job["result"] = result
     assert sent(frames.job_status(doc["job_id"], job, doc.get("req"))) == doc
+    doc = example("job_status", job_type="ocr")  # with logs
+    job = {"type": doc["job_type"], "worker": doc["worker_id"], "logs": doc["logs"],
+           **{k: doc[k] for k in ("status", "priority", "progress", "message", "attempts", "max_attempts",
+                                  "errors", "cancel_requested", "created_at", "updated_at", "started_at")}}
+    assert sent(frames.job_status(doc["job_id"], job, doc.get("req"))) == doc
+
+
+def test_the_newest_log_lines_that_fit() -> None:
+    lines = ["a" * 10, "b" * 10, "c" * 10]
+    assert frames.newest_lines(lines, 1000) == lines
+    assert frames.newest_lines(lines, 26) == lines[1:]  # 12 bytes of JSON and a comma each
+    assert frames.newest_lines(lines, 5) == []
 
 
 def test_worker_replies() -> None:
     doc = example("worker_registered")
     assert sent(frames.worker_registered(doc["worker_id"], doc["heartbeat_interval_s"], doc["lease_s"],
                                          doc["liveness_s"], doc["held"], False), doc.get("req")) == doc
+    doc = example("job_log_ack")
+    assert sent(frames.job_log_ack(doc["job_id"]), doc.get("req")) == doc
     doc = example("job_progress_ack")
     assert sent(frames.job_progress_ack(doc["job_id"], doc["cancel_requested"]), doc.get("req")) == doc
     doc = example("job_completed_ack")
@@ -194,6 +208,9 @@ def test_job_events_from_stream_entries() -> None:
     check(doc, ev="failed", type="ocr", error=doc["error"], final=1, attempt=doc["attempt"])
     doc = example("job_cancelled")
     check(doc, ev="cancelled")
+    doc = example("job_log")
+    check(doc, ev="log", type="ocr", worker=doc["worker_id"], attempt=doc["attempt"],
+          lines=orjson.dumps(doc["lines"]))
     doc = example("worker_status")
     assert sent(frames.worker_status(doc["worker_id"], doc["status"], doc["event_id"])) == doc
 

@@ -68,6 +68,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining",
                                              "paused"})),
     "update_job_progress": ("job_progress_ack", frozenset({"lease_lost", "not_found"})),
+    "append_job_log": ("job_log_ack", frozenset({"lease_lost", "not_found"})),
     "complete_job": ("job_completed_ack",
                      frozenset({"lease_lost", "not_found", "limit_exceeded", "bad_message"})),
     "complete_jobs": ("jobs_completed_ack", frozenset()),  # each item's refusal is inside the ack
@@ -94,8 +95,10 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
                     "jobs_assigned", "job_available", "cancel_job", "stats", "worker_status",
-                    "bulk_progress", "bulk_done", "type_paused"})
-NEEDS_REQ = frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES) | {"update_job_progress"}
+                    "bulk_progress", "bulk_done", "type_paused", "job_log"})
+# (a frame answered only when it has a req, so without one the fuzz could not tell what it answered)
+NEEDS_REQ = (frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES)
+             | {"update_job_progress", "append_job_log"})
 # refusals a run of 1,000 examples or more must have produced
 COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
                  "limit_exceeded", "too_large")

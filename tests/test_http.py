@@ -225,7 +225,25 @@ async def test_a_job_submitted_over_rest_can_be_read_listed_cancelled_and_retrie
     assert workers.status == 200 and workers.json() == {"type": "workers", "workers": []}
 
 
+async def test_a_jobs_logs_and_position_over_rest(http_hub: Hub) -> None:
+    store = http_hub.store
+    for job_id in ("first", "second"):
+        accepted = await call(http_hub, "POST", "/api/jobs", {"job_type": "ocr", "job_id": job_id})
+        assert accepted.status == 201 and accepted.json()["position"] == (job_id == "second")
+    assert (await call(http_hub, "GET", "/api/jobs/second")).json()["position"] == 1
+    await store.register_worker("w1", ["ocr"], 1)
+    (job,) = await store.claim("w1")
+    await store.append_log(job.job_id, "w1", job.attempt, ["one", "two", "three"])
+    every = (await call(http_hub, "GET", f"/api/jobs/{job.job_id}?logs=true")).json()
+    assert every["logs"] == ["one", "two", "three"] and "position" not in every
+    assert (await call(http_hub, "GET", f"/api/jobs/{job.job_id}?logs=2")).json()["logs"] == ["two", "three"]
+    assert "logs" not in (await call(http_hub, "GET", f"/api/jobs/{job.job_id}?logs=false")).json()
+    assert (await call(http_hub, "GET", "/api/jobs/second")).json()["position"] == 0
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "code", "field"), [
+    ("GET", "/api/jobs/x?logs=0", None, 400, "bad_message", "logs"),
+    ("GET", "/api/jobs/x?logs=some", None, 400, "bad_message", "logs"),
     ("GET", "/api/jobs?status=sleeping", None, 400, "bad_message", "status"),
     ("GET", "/api/jobs?status=pending&limit=many", None, 400, "bad_message", "limit"),
     ("GET", "/api/jobs?status=pending&limit=501", None, 400, "bad_message", "limit"),

@@ -18,6 +18,7 @@ from empfast import errors as e
 from empfast import messages as m
 from empfast import protocol as p
 from empfast.errors import ProtocolError
+from empfast.hub.server import handler_table
 from empfast.limits import MAX_BATCH, MAX_VALUE_DEPTH
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -299,13 +300,13 @@ def test_the_handler_table_covers_every_type() -> None:
     names = {m.handler_name(cls) for cls in m.ALL_MESSAGES.values()}
     for name in names:
         setattr(Hub, name, lambda self, *args, name=name: name)
-    table = m.handler_table(Hub())
+    table = handler_table(Hub())
     assert set(table) == set(m.ALL_MESSAGES.values())
     assert table[m.RequestJobStatus]() == table[m.GetJobStatus]() == "on_get_job_status"
     assert table[m.UpdateJobProgress]() == "on_update_job_progress"
     delattr(Hub, "on_ping")
     with pytest.raises(AttributeError, match="on_ping"):
-        m.handler_table(Hub())
+        handler_table(Hub())
 
 
 # ---- answers that changed when the hub moved to declared messages ----------------------------------

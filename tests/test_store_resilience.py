@@ -77,6 +77,7 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     await store.register_worker("w1", ["a"], 2, now=T)
     (job,) = await store.claim("w1", now=T)
     await store.progress("j", "w1", job.attempt, 50, now=T)
+    await store.append_log("j", "w1", job.attempt, ["a line"])
     await store.heartbeat("w1", now=T)
     await store.fail("j", "w1", job.attempt, "x", retry=False, now=T)
     await store.retry("j", now=T)
@@ -103,3 +104,4 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
         assert [key_slot(k.encode()) for k in keys] == [slot] * len(keys), name
     assert key_slot(store.keys.job("j").encode()) == key_slot(store.keys.pending("a").encode()) == slot
     assert key_slot(store.keys.worker_jobs("w1").encode()) == slot
+    assert key_slot(store.keys.job_logs("j").encode()) == slot

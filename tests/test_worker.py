@@ -17,6 +17,7 @@ from support import MakeStore, WSPeer, started_hub, submit, ws_url
 from empfast.connection import HubError
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
+from empfast.limits import LOG_CUT_MARKER, MAX_LOG_LINE_BYTES
 from empfast.worker import Handler, Job, NonRetryableError, Worker
 
 MakeWorker = Callable[..., Worker]
@@ -386,6 +387,38 @@ async def test_progress_from_a_tight_loop_is_coalesced_and_the_last_value_arrive
     seen += await frames_until(client, "job_completed", job_id=job_id)
     progress_frames = [frame for frame in seen if frame["type"] == "job_update" and "progress" in frame]
     assert len(progress_frames) <= 3
+
+
+async def test_job_log_lines_are_coalesced_and_all_reach_the_hub_before_the_completion(
+        make_worker: MakeWorker, client: WSPeer) -> None:
+    async def logger(job: Job) -> str:
+        job.log("starting")
+        for step in range(200):
+            job.log(f"step {step}", "é" * 2000)  # the long one is cut by the SDK as the hub would
+            await asyncio.sleep(0)
+        job.log("done")
+        with pytest.raises(TypeError):
+            job.log(42)  # type: ignore[arg-type]
+        return "ok"
+
+    await make_worker({"logger": logger}, progress_interval_s=0.05).start()
+    job_id = await submit(client, "logger")
+    seen = await frames_until(client, "job_completed", job_id=job_id)
+    logs = [frame for frame in seen if frame["type"] == "job_log"]
+    assert 1 <= len(logs) <= 10  # coalesced: a frame per interval, not per call
+    lines = [line for frame in logs for line in frame["lines"]]
+    assert len(lines) == 402 and lines[0] == "starting" and lines[-1] == "done"
+    assert lines[1] == "step 0" and lines[2].endswith(LOG_CUT_MARKER)
+    assert len(lines[2].encode()) <= MAX_LOG_LINE_BYTES
+    status = await job_status(client, job_id)  # stored before the completion: all of them
+    client.send({"type": "get_job_status", "job_id": job_id, "logs": 3, "req": 1})
+    assert (await client.until("job_status", req=1))["logs"] == ["step 199", lines[-2], "done"]
+    assert status["status"] == "completed"
+
+
+async def test_a_job_built_by_hand_logs_nowhere() -> None:
+    job = Job("j", "t")
+    job.log("nothing happens")  # no hub: a no-op, so a handler can be unit-tested
 
 
 async def test_builtin_handlers(make_worker: MakeWorker, client: WSPeer) -> None:

@@ -166,7 +166,8 @@ class Client:
             # the hub is at this connection's subscription limit; ask again, so that waiting on
             # the handle reports the limit instead of waiting for events that never come
             self._start_subscription(watch)
-        return JobHandle(self, watch, reply.get("status", "pending"), bool(reply.get("created", True)))
+        return JobHandle(self, watch, reply.get("status", "pending"), bool(reply.get("created", True)),
+                         reply.get("position"))
 
     async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]], *,
                           batch_size: int = MAX_BATCH, queue: str | None = None) -> list[str]:
@@ -190,12 +191,15 @@ class Client:
                 raise _batch_error(exc, start, len(encoded), ids) from None
         return ids
 
-    async def status(self, job_id: str, *, payload: bool = False) -> dict[str, Any]:
-        """The job's state (`status`, `progress`, `result`, `error`, ..., and its `payload` when
-        asked for); HubError `not_found`."""
+    async def status(self, job_id: str, *, payload: bool = False, logs: bool | int = False) -> dict[str, Any]:
+        """The job's state (`status`, `progress`, `result`, `error`, `position` while pending, ...,
+        its `payload` when asked for, and `logs`: True for its log lines, N for the newest N);
+        HubError `not_found`."""
         message: dict[str, Any] = {"type": "get_job_status", "job_id": job_id}
         if payload:
             message["payload"] = True
+        if logs:
+            message["logs"] = logs
         return await self._call(message)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
@@ -271,7 +275,7 @@ class Client:
 
     def events(self, job_id: str, since: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """The job's events from now on (or after the event id `since`), each a dict with `type`
-        (job_update, job_completed, job_failed, job_cancelled) and `event_id`. Ends after the final
+        (job_update, job_log, job_completed, job_failed, job_cancelled) and `event_id`. Ends after the final
         event. Without `since`, a finished job yields its final event at once. An event with
         `resumed: false` stands for events lost from the hub's bounded history."""
         return self._iterate(job_id, since)

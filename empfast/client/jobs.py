@@ -178,14 +178,18 @@ class JobHandle:
     """A submitted job. Holding it keeps the job's events recorded in this client, so `result()` and
     `events()` see everything from the submit on, however late they are called."""
 
-    __slots__ = ("_watch", "client", "created", "job_id", "status")
+    __slots__ = ("_watch", "client", "created", "job_id", "position", "status")
 
-    def __init__(self, client: Client, watch: Watch, status: str, created: bool) -> None:
+    def __init__(self, client: Client, watch: Watch, status: str, created: bool,
+                 position: int | None = None) -> None:
         self.client = client
         self._watch = watch
         self.job_id = watch.job_id
         self.status = status  # as the hub answered the submit
         self.created = created  # False: a job with this id existed already (or a resent submit landed)
+        # pending: its rank among its type's pending jobs at the submit (0: next); else None.
+        # Client.status(job_id)["position"] tells it now
+        self.position = position
 
     # a timeout argument, as in Celery's get(timeout=) and arq's result(timeout=): the error then
     # names the job, and the job keeps its subscription for a later wait
@@ -201,4 +205,5 @@ class JobHandle:
         return await self.client.cancel(self.job_id)
 
     def __repr__(self) -> str:
-        return f"JobHandle(job_id={self.job_id!r}, status={self.status!r}, created={self.created})"
+        return (f"JobHandle(job_id={self.job_id!r}, status={self.status!r}, created={self.created}, "
+                f"position={self.position})")

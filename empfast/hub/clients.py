@@ -15,7 +15,7 @@ from empfast.errors import BadArgument, JobNotFound, ProtocolError
 from empfast.hub import frames
 from empfast.hub.conn import Peer, error_for
 from empfast.ids import event_key, new_job_id
-from empfast.limits import payload_limit
+from empfast.limits import MAX_LOG_LINES, payload_limit
 from empfast.store import Added, Cursor, NewJob
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class ClientHandlers:
-    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+    """Handlers are named `on_<message type>` (server.handler_table finds them)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -38,11 +38,12 @@ class ClientHandlers:
                       job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
                       delay_ms=body.delay_s * 1000)
 
-    async def _add(self, peer: Peer, jobs: list[NewJob],
-                   subscribe: list[bool]) -> tuple[list[Added], list[bool]]:
+    async def _add(self, peer: Peer, jobs: list[NewJob], subscribe: list[bool],
+                   positions: bool = False) -> tuple[list[Added], list[bool]]:
         """Add jobs, with the submitter subscribed before the store call so it misses no event.
         Under client scope `own`, those events wait until the job is known to be the submitter's:
-        an id that exists already may be another owner's job."""
+        an id that exists already may be another owner's job. `positions`: each pending job's rank
+        too (submit_job's job_accepted; a submit_jobs batch does not pay for it)."""
         scoped = self.scoped(peer)
         subscribed = [wanted and peer.room.subscribe(peer, job.job_id or "")
                       for job, wanted in zip(jobs, subscribe, strict=True)]
@@ -55,11 +56,12 @@ class ClientHandlers:
         worker = handlers.ready_for(peer.room, jobs)
         try:
             if worker is None or worker.worker is None:
-                added, claimed = await peer.room.store.add_jobs(jobs, owner=peer.identity.owner), []
+                added, claimed = await peer.room.store.add_jobs(jobs, owner=peer.identity.owner,
+                                                                positions=positions), []
             else:
                 added, claimed = await peer.room.store.add_and_claim(
                     jobs, owner=peer.identity.owner, worker_id=worker.worker.worker_id,
-                    max_claim=min(len(jobs), handlers.dispatchable(worker)))
+                    max_claim=min(len(jobs), handlers.dispatchable(worker)), positions=positions)
         except BaseException:
             for job, sub in zip(jobs, subscribed, strict=True):
                 if sub:
@@ -117,7 +119,7 @@ class ClientHandlers:
         outcomes: list[tuple[Added, bool] | Exception] = []
         if jobs:
             try:
-                outcomes = list(zip(*await self._add(peer, jobs, wanted), strict=True))
+                outcomes = list(zip(*await self._add(peer, jobs, wanted, positions=True), strict=True))
             except BadArgument:
                 outcomes = [await self._add_one(peer, job, sub)
                             for job, sub in zip(jobs, wanted, strict=True)]
@@ -142,7 +144,7 @@ class ClientHandlers:
 
     async def _add_one(self, peer: Peer, job: NewJob, subscribe: bool) -> tuple[Added, bool] | Exception:
         try:
-            (added,), (subscribed,) = await self._add(peer, [job], [subscribe])
+            (added,), (subscribed,) = await self._add(peer, [job], [subscribe], positions=True)
         except Exception as exc:
             return exc
         return added, subscribed
@@ -223,12 +225,23 @@ class ClientHandlers:
 
     # ---- acting on a job -------------------------------------------------------------------------
 
-    async def job_status(self, peer: Peer, job_id: str, req: Any, **extra: Any) -> bytes:
-        job = self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
-        return frames.job_status(job_id, job, req, **extra)
+    async def job_status(self, peer: Peer, job_id: str, req: Any, *, with_payload: bool = False,
+                         logs: int = 0, **extra: Any) -> bytes:
+        """A job_status frame: with a pending job's position, and its newest `logs` log lines
+        that fit in the frame beside its result (and payload, when asked for)."""
+        job = self.check_visible(peer, job_id, await peer.room.store.get_job(job_id, logs=logs,
+                                                                             position=True))
+        if logs:
+            room = payload_limit(self.hub.config.max_frame_bytes) - len(job.get("result") or b"") - (
+                len(job.get("payload") or b"") if with_payload else 0)
+            job["logs"] = frames.newest_lines(job["logs"], room)
+        return frames.job_status(job_id, job, req, with_payload=with_payload, **extra)
 
     async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
-        peer.send(await self.job_status(peer, message.job_id, message.req, with_payload=message.payload))
+        logs = message.logs
+        lines = MAX_LOG_LINES if logs is True else int(logs)  # False: none
+        peer.send(await self.job_status(peer, message.job_id, message.req, with_payload=message.payload,
+                                        logs=lines))
 
     async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
         if self.scoped(peer):  # checked before acting: the owner of a job never changes

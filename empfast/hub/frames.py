@@ -41,8 +41,11 @@ def pong() -> dict[str, Any]:
 # ---- client replies ----------------------------------------------------------------------------
 
 def job_accepted(added: Added, subscribed: bool) -> dict[str, Any]:
-    return {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
-            "created": added.created, "subscribed": subscribed}
+    frame = {"type": "job_accepted", "job_id": added.job_id, "status": added.status,
+             "created": added.created, "subscribed": subscribed}
+    if added.position is not None:  # pending: its rank among its type's pending jobs
+        frame["position"] = added.position
+    return frame
 
 
 def jobs_accepted(added: list[Added], subscribed: bool) -> dict[str, Any]:
@@ -75,11 +78,26 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payloa
              "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
              "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
              "finished_at": job.get("finished_at"), "run_at": job.get("run_at"), **extra}
+    if "position" in job:  # pending (Store.get_job)
+        frame["position"] = job["position"]
+    if "logs" in job:  # asked for: its newest lines, oldest first
+        frame["logs"] = job["logs"]
     if req is not None:
         frame["req"] = req
     result = job.get("result")
     data = splice(frame, "result", result if result is not None else b"null")
     return add_member(data, "payload", job.get("payload")) if with_payload else data
+
+
+def newest_lines(lines: list[str], budget: int) -> list[str]:
+    """The newest of a job's log lines whose JSON fits in `budget` bytes, oldest first: a log of
+    long, escaped lines may not fit in one frame."""
+    kept = len(lines)
+    while kept > 0 and budget >= 0:
+        budget -= len(orjson.dumps(lines[kept - 1])) + 1
+        if budget >= 0:
+            kept -= 1
+    return lines[kept:]
 
 
 RAW_MEMBERS = ("payload", "result")  # a listed row's members kept as raw JSON
@@ -226,6 +244,10 @@ def worker_heartbeat_ack(worker_id: str, extended: int, lost: list[str]) -> dict
     return {"type": "worker_heartbeat_ack", "worker_id": worker_id, "extended": extended, "lost": lost}
 
 
+def job_log_ack(job_id: str) -> dict[str, Any]:
+    return {"type": "job_log_ack", "job_id": job_id}
+
+
 def job_progress_ack(job_id: str, cancel_requested: bool) -> dict[str, Any]:
     return {"type": "job_progress_ack", "job_id": job_id, "cancel_requested": cancel_requested}
 
@@ -285,6 +307,9 @@ def job_event(event_id: str, f: EventFields) -> bytes:
                      attempt=int(f[b"attempt"]))
     elif ev == b"cancel_requested":
         frame.update(type="job_update", status="active", cancel_requested=True)
+    elif ev == b"log":  # the lines of one append_job_log, as stored (cut), a JSON array
+        frame.update(type="job_log", worker_id=f[b"worker"].decode(), attempt=int(f[b"attempt"]),
+                     lines=orjson.loads(f[b"lines"]))
     else:  # added, pending
         frame.update(type="job_update", status=(f.get(b"status") or b"pending").decode())
     return orjson.dumps(frame)

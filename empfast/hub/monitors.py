@@ -26,7 +26,7 @@ TIMER_SLACK_S = 0.001  # a loop timer may fire a hair before its time
 
 
 class MonitorHandlers:
-    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+    """Handlers are named `on_<message type>` (server.handler_table finds them)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -107,7 +107,11 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/jobs/{job_id}": {"get": _op("get_job_status", _json("job_status"), 400, 404, *READ_ERRORS,
                                       params=[JOB_ID, _query("payload", "add the payload",
-                                                             {"type": "boolean"})])},
+                                                             {"type": "boolean"}),
+                                              _query("logs", "add its log: true for every kept line, "
+                                                     "N for the newest N",
+                                                     {"oneOf": [{"type": "boolean"},
+                                                                {"type": "integer", "minimum": 1}]})])},
     "/api/jobs/{job_id}/cancel": {"post": _op("cancel_job; a finished job stays as it is (its status "
                                               "says so)", _json("job_status"), 404, 401, 403, 503,
                                               params=[JOB_ID])},

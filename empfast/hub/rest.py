@@ -172,7 +172,9 @@ def query(request: Request, names: dict[str, str], numbers: tuple[str, ...] = ()
         if name not in names:
             raise HttpError(400, e.BAD_MESSAGE, f"unknown query parameter {name!r}; this route takes "
                             f"{', '.join(sorted(names)) or 'none'}", field=name)
-        if name in numbers:
+        if name in flags and value.lower() in ("true", "false"):
+            fields[names[name]] = value.lower() == "true"
+        elif name in numbers:  # a parameter that is both (logs): a number unless true or false
             fields[names[name]] = number(value)
         elif name in flags:
             fields[names[name]] = TRUE_FALSE.get(value.lower(), value)
@@ -269,7 +271,7 @@ class RestRoutes:
 
     async def job(self, request: Request) -> Response:
         return await self._ask(request, READ, {"type": "get_job_status", **self._job_id(request)},
-                               {"payload": "payload"}, flags=("payload",))
+                               {"payload": "payload", "logs": "logs"}, ("logs",), ("payload", "logs"))
 
     async def submit(self, request: Request) -> Response:
         """POST /api/jobs: a body like submit_job's (job_type, payload, priority, job_id,

@@ -50,6 +50,20 @@ FrameHandler = Callable[[Peer, Any], Awaitable[None]]  # (the connection, its de
 BatchHandler = Callable[[Peer, list[Any]], Awaitable[None]]
 
 
+def handler_table(*rooms: object) -> dict[type[m.AnyMessage], Any]:
+    """Message class -> the bound `on_<wire name>` handler (messages.handler_name) of the first room
+    that has one, for every type of every role; a missing handler fails the start-up, not the first
+    frame of that type."""
+    table: dict[type[m.AnyMessage], Any] = {}
+    for cls in m.ALL_MESSAGES.values():
+        name = m.handler_name(cls)
+        owner = next((room for room in rooms if hasattr(room, name)), None)
+        if owner is None:
+            raise AttributeError(f"no handler {name} for {m.tag_of(cls)!r} messages")
+        table[cls] = getattr(owner, name)
+    return table
+
+
 class Hub:
     """One hub process: its connections, registries and background loops. All job state is in
     Redis; the hub keeps only what belongs to its own connections."""
@@ -82,7 +96,7 @@ class Hub:
         # the HTTP side (REST, SSE, health, metrics) on its own port; None when http_port is 0
         self.http: HttpSide | None = HttpSide(self) if self.config.http_port else None
         # message type -> its `on_<wire name>` handler, derived from the declarations in messages.py
-        self.handlers: dict[type[m.AnyMessage], FrameHandler] = m.handler_table(
+        self.handlers: dict[type[m.AnyMessage], FrameHandler] = handler_table(
             self.clients, self.worker_handlers, self.monitor_handlers, self.schedules, self)
         # consecutive frames of these types on one connection share one store call
         self.batch_handlers: dict[type[m.AnyMessage], BatchHandler] = {

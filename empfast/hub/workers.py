@@ -42,7 +42,7 @@ def registered(peer: Peer) -> WorkerSlots:
 
 
 class WorkerHandlers:
-    """Handlers are named `on_<message type>` (messages.handler_table finds them)."""
+    """Handlers are named `on_<message type>` (server.handler_table finds them)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -214,7 +214,8 @@ class WorkerHandlers:
         self.assign(peer, [await peer.room.store.claim_by_id(slots.worker_id, message.job_id)], message.req)
 
     @staticmethod
-    def _attempt(slots: WorkerSlots, message: m.UpdateJobProgress | m.Completion | m.FailJob) -> int:
+    def _attempt(slots: WorkerSlots,
+                 message: m.UpdateJobProgress | m.AppendJobLog | m.Completion | m.FailJob) -> int:
         # the attempt a worker names is the fencing token: the store refuses a stale one lease_lost
         # and answers a re-sent one as a repeat; only a frame without it (0) takes the attempt this
         # connection was assigned (0 again when there is none, which the store refuses)
@@ -233,6 +234,19 @@ class WorkerHandlers:
             peer.send(frames.cancel_job(job_id, "cancelled"))
         if message.req is not None:
             peer.reply(message.req, frames.job_progress_ack(job_id, cancel))
+
+    async def on_append_job_log(self, peer: Peer, message: m.AppendJobLog) -> None:
+        """Log lines of a job the worker holds, fenced by attempt as progress is; they extend no
+        lease. An ack only when the frame has a `req` (the SDK sends none: errors come anyway)."""
+        slots, job_id = registered(peer), message.job_id
+        attempt = self._attempt(slots, message)
+        try:
+            await peer.room.store.append_log(job_id, slots.worker_id, attempt, message.lines)
+        except LeaseLost:
+            slots.forget(job_id, attempt)
+            raise
+        if message.req is not None:
+            peer.reply(message.req, frames.job_log_ack(job_id))
 
     async def on_complete_job(self, peer: Peer, message: m.CompleteJob) -> None:
         await self.complete_batch(peer, [message])

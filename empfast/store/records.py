@@ -30,6 +30,7 @@ class Added(NamedTuple):
     status: str
     created: bool
     foreign: bool = False  # it existed already, submitted by another owner (docs/security.md)
+    position: int | None = None  # its rank among its type's pending jobs, when asked and pending
 
 
 class ClaimedJob(NamedTuple):

@@ -30,7 +30,7 @@ from empfast.errors import (
 )
 from empfast.ids import new_job_id
 from empfast.keys import LAYOUT_VERSION, QueueKeys
-from empfast.limits import LUA_LIMITS
+from empfast.limits import LOG_CUT_MARKER, LUA_LIMITS
 from empfast.scripts import Script, load_scripts, scripts_version
 from empfast.store.bulk import BulkActions
 from empfast.store.events import EventReads
@@ -202,21 +202,23 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
     # ---- jobs --------------------------------------------------------------------------------
 
     async def add_jobs(self, jobs: Iterable[NewJob], *, now: int | None = None,
-                       owner: str = "") -> list[Added]:
+                       owner: str = "", positions: bool = False) -> list[Added]:
         """Add a batch in one round trip. All or nothing: one bad job refuses the whole batch.
         `owner` (a hash of the submitter's token) is stored with each job added; an existing job
-        with another owner comes back `foreign`."""
-        added, _ = await self.add_and_claim(jobs, now=now, owner=owner)
+        with another owner comes back `foreign`. `positions`: each pending job's rank in its
+        type's pending set too (one ZRANK a job: for replies to single submits only)."""
+        added, _ = await self.add_and_claim(jobs, now=now, owner=owner, positions=positions)
         return added
 
     async def add_and_claim(self, jobs: Iterable[NewJob], *, worker_id: str = "", max_claim: int = 0,
                             lease_ms: int | None = None, now: int | None = None,
-                            owner: str = "") -> tuple[list[Added], list[ClaimedJob]]:
+                            owner: str = "", positions: bool = False) -> tuple[list[Added], list[ClaimedJob]]:
         """add_jobs, then, in the same script call, claim up to max_claim of the best pending jobs
         for `worker_id` (as claim does; none when it is not live, draining or full)."""
         k = self.keys
         args: list[Any] = [k.prefix, "" if now is None else now, 0, owner, worker_id,
-                           lease_ms or self.settings.lease_ms, max_claim if worker_id else 0]
+                           lease_ms or self.settings.lease_ms, max_claim if worker_id else 0,
+                           "1" if positions else ""]
         count = 0
         for job in jobs:
             args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
@@ -227,9 +229,11 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
             return [], []
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types, k.active,
                                           k.workers, k.worker_states), args)
-        end = 1 + 3 * count
-        added = [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2)
-                 for i in range(1, end, 3)]
+        per = 4 if positions else 3
+        end = 1 + per * count
+        added = [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2,
+                       out[i + 3] if positions and out[i + 3] >= 0 else None)
+                 for i in range(1, end, per)]
         return added, claimed_jobs(out, end)
 
     async def add_job(self, job_type: str, payload: Text = b"{}", *, priority: int = 0,
@@ -275,6 +279,17 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         if out[0] != b"OK":
             raise refusal(text(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
         return out[1] == 1
+
+    async def append_log(self, job_id: str, worker_id: str, attempt: int, lines: Sequence[str]) -> int:
+        """Append lines to the job's log, from its lease holder only (LeaseLost otherwise, nothing
+        written); each cut to MAX_LOG_LINE_BYTES, the log kept to MAX_LOG_LINES. Returns the lines
+        the log holds now."""
+        k = self.keys
+        out = await self._run("appendJobLog", (k.meta, k.events),
+                              (k.prefix, job_id, worker_id, attempt, LOG_CUT_MARKER, *lines))
+        if out[0] != b"OK":
+            raise refusal(text(out[0]), job_id=job_id, worker_id=worker_id, attempt=attempt)
+        return int(out[1])
 
     async def complete(self, job_id: str, worker_id: str, attempt: int, result: Text = b"null",
                        *, claim_next: int = 0, lease_ms: int | None = None,
@@ -349,10 +364,29 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
             raise JobNotFound(job_id)
         return out[0] == b"RETRIED"
 
-    async def get_job(self, job_id: str) -> dict[str, Any] | None:
-        """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist."""
-        raw = await self.redis.hgetall(self.keys.job(job_id))
-        return job_from_hash(raw) if raw else None
+    async def get_job(self, job_id: str, *, logs: int = 0, position: bool = False) -> dict[str, Any] | None:
+        """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist.
+        `logs`: the newest that many lines of its log too, oldest first (`logs`, in the same round
+        trip). `position`: a pending job's rank among its type's pending jobs (`position`, 0:
+        next; one ZRANK more, only when it is pending)."""
+        key = self.keys.job(job_id)
+        if logs <= 0:
+            raw = await self.redis.hgetall(key)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(key)
+            pipe.lrange(self.keys.job_logs(job_id), -logs, -1)
+            raw, lines = await pipe.execute()
+        if not raw:
+            return None
+        job = job_from_hash(raw)
+        if logs > 0:
+            job["logs"] = [text(line) for line in lines]
+        if position and job.get("status") == "pending":
+            rank = await self.redis.zrank(self.keys.pending(job["type"]), job_id)
+            if rank is not None:  # claimed meanwhile
+                job["position"] = int(rank)
+        return job
 
     # ---- upkeep and stats --------------------------------------------------------------------
 

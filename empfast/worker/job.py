@@ -7,7 +7,7 @@ import asyncio
 import inspect
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from empfast.limits import MAX_ERROR_CHARS, MAX_JOB_TYPE_BYTES, MAX_PROGRESS_MES
 
 Handler = Callable[["Job"], Awaitable[Any]]
 ProgressReporter = Callable[[float, str], None]
+LogWriter = Callable[[list[str]], None]
 
 SHUTDOWN_ERROR = "worker shutting down"
 CANCELLED_ERROR = "cancelled"
@@ -28,16 +29,16 @@ class NonRetryableError(Exception):
 class Job:
     """One attempt of a job, handed to its handler. `payload` is the submitted JSON, decoded."""
 
-    __slots__ = ("_report", "attempt", "job_id", "job_type", "lease_s", "payload", "priority",
+    __slots__ = ("_log", "_report", "attempt", "job_id", "job_type", "lease_s", "payload", "priority",
                  "reassigned")
 
     def __init__(self, job_id: str, job_type: str, payload: Any = None, *, attempt: int = 1,
                  priority: int = 0, reassigned: bool = False, lease_s: float = 30.0,
-                 report: ProgressReporter | None = None) -> None:
+                 report: ProgressReporter | None = None, log: LogWriter | None = None) -> None:
         self.job_id, self.job_type, self.payload = job_id, job_type, payload
         self.attempt, self.priority, self.reassigned, self.lease_s = attempt, priority, reassigned, lease_s
-        # None for a Job built by hand (e.g. to unit-test a handler): progress is then a no-op
-        self._report = report
+        # None for a Job built by hand (e.g. to unit-test a handler): progress and logs are then no-ops
+        self._report, self._log = report, log
 
     async def progress(self, pct: float, message: str = "") -> None:
         """Report progress (0..100) and extend the lease. Cheap to call in a tight loop: frames are
@@ -51,6 +52,16 @@ class Job:
         # a yield point, so a CPU-bound loop that reports progress still lets heartbeats and
         # cancellation through
         await asyncio.sleep(0)
+
+    def log(self, *lines: str) -> None:
+        """Append lines to the job's log (kept with the job, shown live to its watchers and on
+        the dashboard). Cheap in a loop: lines are coalesced per job with progress, sent at most
+        once an interval and always before the outcome; a line over MAX_LOG_LINE_BYTES is cut."""
+        for line in lines:
+            if not isinstance(line, str):
+                raise TypeError(f"a log line must be a string, got {type(line).__name__}")
+        if self._log is not None and lines:
+            self._log(list(lines))
 
     def __repr__(self) -> str:
         return f"Job({self.job_id!r}, {self.job_type!r}, attempt={self.attempt})"
@@ -84,6 +95,7 @@ class Run:
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None  # "cancelled", "lease_lost" or "shutdown" once we cancel it
     unsent_progress: tuple[float, str] | None = None
+    unsent_logs: list[str] = field(default_factory=list)
     progress_sent_at: float = -math.inf
     flush_timer: asyncio.TimerHandle | None = None
 

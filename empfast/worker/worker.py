@@ -357,6 +357,7 @@ class Worker:
                            lease_s=frame.get("lease_s", 30.0) if lease_s is None else lease_s),
                    handler=self.handlers.get(job_type) or no_handler)
         run.job._report = functools.partial(self.progress.report, run)
+        run.job._log = functools.partial(self.progress.log, run)
         if self._draining:
             log.info("job %s arrived while shutting down; handing it back", job_id)
             self.outbox.submit(failure(run.job, SHUTDOWN_ERROR, retry=True))
@@ -418,8 +419,8 @@ class Worker:
             if newer is not None:
                 self._on_assigned(newer)
             return
-        if run.unsent_progress is not None and run.cancel_reason is None:
-            self.progress.send(run)  # the last value goes out before the outcome
+        if (run.unsent_progress is not None or run.unsent_logs) and run.cancel_reason != "lease_lost":
+            self.progress.send(run)  # the last value and every line go out before the outcome
         self.outbox.submit(outcome)
 
     def _max_result_bytes(self) -> int:

@@ -11,7 +11,8 @@ local function trimSet(prefix, setKey, keepMax, atMost)
   if excess > 0 then
     local old = rcall('ZPOPMIN', setKey, math.min(excess, atMost))
     for i = 1, #old, 2 do
-      rcall('DEL', prefix .. 'job:' .. old[i])
+      local jobKey = prefix .. 'job:' .. old[i]
+      rcall('DEL', jobKey, jobKey .. ':logs')  -- the job's log goes with it, in the same call
     end
   end
 end

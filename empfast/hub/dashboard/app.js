@@ -503,12 +503,14 @@ function jobPage(jobId) {
   const myPage = state.page;
   const events = [];
   let job = null;
+  let logs = []; // read once with the job, then the live job_log events' lines appended
   const render = () => {
     if (!job || !current(myPage)) return;
     const fields = [["status", job.status], ["type", job.job_type], ["attempts", `${job.attempts} of ${job.max_attempts}`],
       ["priority", job.priority], ["worker", job.worker_id || ""], ["progress", `${(job.progress || 0).toFixed(0)}% ${job.message || ""}`],
       ["created", when(job.created_at)], ["started", when(job.started_at)], ["finished", when(job.finished_at)],
       ["due", when(job.run_at)]];
+    if (job.position !== undefined) fields.splice(1, 0, ["position", `${job.position} ahead of it`]);
     view.replaceChildren(
       el("h2", {}, "Job ", el("code", {}, jobId)),
       el("div", { class: "toolbar" },
@@ -523,9 +525,13 @@ function jobPage(jobId) {
       (job.errors || []).length ? el("ol", {}, job.errors.map((e) => el("li", { class: "error" }, e))) : el("p", { class: "muted" }, "none"),
       el("h2", {}, "Payload"), el("pre", { id: "payload" }, shown(job.payload)),
       el("h2", {}, "Result"), el("pre", { id: "result" }, shown(job.result)),
+      el("h2", {}, "Logs (live)"),
+      logs.length ? el("pre", { id: "logs" }, logs.join("\n")) : el("p", { class: "muted", id: "logs" }, "none"),
       el("h2", {}, "Events (live)"),
       el("ol", { id: "events" }, events.map((f) => el("li", {}, `${f.type} ${f.status || ""} ${f.progress !== undefined ? `${f.progress}%` : ""} ${f.error || ""}`))),
     );
+    const pre = document.getElementById("logs");
+    if (pre) pre.scrollTop = pre.scrollHeight; // the newest lines in view
   };
   const actOnJob = async (action) => {
     if (action === "cancel" && !(await confirmAction(`Cancel job ${jobId}?`))) return;
@@ -536,17 +542,27 @@ function jobPage(jobId) {
       following();
     } catch (error) { showError(error); }
   };
-  const reload = async () => { job = await api(`/api/jobs/${encodeURIComponent(jobId)}?payload=true`); render(); };
+  const reload = async (withLogs) => {
+    job = await api(`/api/jobs/${encodeURIComponent(jobId)}?payload=true${withLogs ? "&logs=true" : ""}`);
+    if (withLogs) logs = job.logs || [];
+    render();
+  };
   const following = () => {
     follow(`/api/jobs/${encodeURIComponent(jobId)}/events`, (frame) => {
       if (!current(myPage) || !frame.job_id) return;
+      if (frame.type === "job_log") { // lines come with the event: no reload per line
+        logs.push(...frame.lines);
+        logs.splice(0, logs.length - 1000); // the hub keeps the newest 1,000 too
+        render();
+        return;
+      }
       events.push(frame);
       reload().catch(showError);
     }, { until: () => !current(myPage) || ["completed", "failed", "cancelled"].includes(job && job.status) });
   };
   state.onEvent = null;
   feedJobs([]);
-  reload().then(following).catch(showError);
+  reload(true).then(following).catch(showError);
 }
 
 // Big payloads stay out of the page until asked for (a few MB would slow the browser).
