@@ -26,6 +26,8 @@ class QueueKeys:
     worker_states: str
     stats: str
     events: str
+    deadlines: str  # the running attempts' deadlines of the jobs with a timeout
+    expiries: str  # the waiting jobs with an expiry (ttl_s, expires_at)
 
     @classmethod
     def for_queue(cls, queue: str) -> QueueKeys:

@@ -35,7 +35,8 @@ DEFAULT_MAX_JOB_TYPES = 1000
 # ---- job and worker values -------------------------------------------------------------------
 MAX_PRIORITY = 1000  # priorities are -MAX_PRIORITY..MAX_PRIORITY, higher first
 MAX_ATTEMPTS = 1000  # max_attempts of a job, and attempts added by one retry
-MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year
+MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year; also how far ahead run_at and an expiry may be
+MAX_TIMEOUT_S = 7 * 86_400  # timeout_s of a job (and the queue's and types' defaults): a week
 MAX_CONCURRENCY = 10_000  # slots of one worker
 MAX_ATTEMPT_NUMBER = 1_000_000  # `attempt` a worker names on a re-sent outcome
 MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of subscribe_stats
@@ -48,6 +49,7 @@ LUA_LIMITS: dict[str, int] = {
     "max_priority": MAX_PRIORITY,
     "max_attempts": MAX_ATTEMPTS,
     "max_delay_ms": MAX_DELAY_S * 1000,
+    "max_timeout_ms": MAX_TIMEOUT_S * 1000,
     "max_concurrency": MAX_CONCURRENCY,
     "max_claim": MAX_BATCH,
 }
