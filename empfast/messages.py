@@ -1,16 +1,14 @@
 """Every message a peer may send (docs/protocol.md section 4), declared once as a msgspec Struct.
 
 A frame decodes straight into its Struct: msgspec parses and validates it in C (types, ranges,
-lengths, patterns), and keeps `payload` and `result` (typed `msgspec.Raw`) as the exact bytes they
-arrived as, never parsed into Python objects. `decode(role, data)` is the one entry point: it
-returns the message, or raises ProtocolError with the code of docs/protocol.md section 3 and, for
-`bad_message`, the path of the bad field (`jobs[2].priority`). Unknown fields are ignored (section 3),
-so no Struct forbids them.
+lengths, patterns) and keeps `payload` and `result` (`msgspec.Raw`) as the exact bytes they came
+as, never parsed. `decode(role, data)` is the one entry point: it returns the message, or raises
+ProtocolError with the code of docs/protocol.md section 3 and, for `bad_message`, the bad field's
+path (`jobs[2].priority`). Unknown fields are ignored (section 3), so no Struct forbids them.
 
 What the Structs cannot say, and stays in code:
-- names are limited in bytes of UTF-8 (limits.py) while max_length counts characters: Meta bounds
-  the characters in C, decode() the bytes and control characters when the frame has escapes, DEL
-  or non-ASCII text (a __post_init__ would cost a Python call per Struct on every frame);
+- names are limited in UTF-8 bytes (limits.py), max_length counts characters: decode() checks bytes
+  and control characters of a frame with escapes, DEL or non-ASCII (no __post_init__: a call a Struct);
 - a `payload` or `result` given twice (msgspec keeps the last; the hub must refuse it);
 - the size of a payload or result (`limit_exceeded`), which depends on the hub's frame limit;
 - whatever needs the connection: the worker id against the path, registration, subscriptions.
@@ -22,7 +20,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-from msgspec import Meta, Raw, Struct
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
 from empfast.ids import MAX_EVENT_ID_PART
@@ -40,6 +38,7 @@ from empfast.limits import (
     MAX_PRIORITY,
     MAX_REQ_BYTES,
     MAX_STATS_INTERVAL_S,
+    MAX_TIMEOUT_S,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE, member_given_twice
@@ -58,8 +57,7 @@ EventId = Annotated[str, Meta(pattern=EVENT_ID_RE.pattern)]
 Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 MaxAttempts = Annotated[int, Meta(ge=1, le=MAX_ATTEMPTS)]
 Attempt = Annotated[int, Meta(ge=0, le=MAX_ATTEMPT_NUMBER)]
-# a request id: a string of at most 128 bytes (bytes checked by decode()), or a JSON number
-# (an integer orjson can encode again; msgspec bounds are int64, so no greater one)
+# a request id: a string of at most 128 bytes (checked by decode()), or a JSON number (int64)
 Req = (Annotated[str, Meta(max_length=MAX_REQ_BYTES)] | Annotated[int, Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
        | float | None)
 
@@ -81,14 +79,18 @@ class Message(Struct, tag_field="type", kw_only=True):
 
 
 class JobBody(Struct, kw_only=True):
-    """One job of submit_job, and of submit_jobs' `jobs` (docs/protocol.md 4.1)."""
+    """One job of submit_job and of submit_jobs' `jobs` (protocol.md 4.1); UNSET: not given, null refused."""
 
     job_type: JobType
     payload: Raw = Raw(b"{}")
     priority: Priority = 0
     job_id: JobId | None = None
     max_attempts: MaxAttempts = 3
-    delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] = 0.0
+    delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] | UnsetType = UNSET
+    run_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with delay_s
+    timeout_s: Annotated[float, Meta(ge=0.001, le=MAX_TIMEOUT_S)] | UnsetType = UNSET  # absent: the default
+    ttl_s: Annotated[float, Meta(ge=0.001, le=MAX_DELAY_S)] | UnsetType = UNSET
+    expires_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with ttl_s
 
 
 # ---- client -> hub (4.1) -------------------------------------------------------------------------
@@ -401,8 +403,7 @@ def _valid_req(req: Any) -> bool:
 
 
 def _refusal(role: str, data: bytes, text: str) -> MessageError:
-    """The error for a frame the role's decoder refused, checked in the order the hub always
-    answered: JSON, object, type, req, type known, type allowed, then the first bad field."""
+    """A refused frame's error, in the hub's order: JSON, object, type, req, type known, allowed, field."""
     try:
         envelope = _ENVELOPE.decode(data)
     except msgspec.ValidationError:  # not an object; but is it JSON at all?
@@ -429,9 +430,8 @@ def _refusal(role: str, data: bytes, text: str) -> MessageError:
 
 
 def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
-    """bad_message naming the field of msgspec's error, e.g. `Expected `int` <= 1000 - at
-    `$.jobs[2].priority`` -> field "jobs[2].priority"; a list over its count limit is
-    limit_exceeded."""
+    """bad_message naming the field of msgspec's error (`... - at `$.jobs[2].priority`` -> field
+    "jobs[2].priority"); a list over its count limit is limit_exceeded."""
     match = _AT.fullmatch(text)
     detail, path = (match[1], match[2] or "") if match else (text, "")
     kind = tag_of(cls)

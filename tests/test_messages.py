@@ -86,7 +86,8 @@ def test_defaults_are_the_documented_ones() -> None:
     job = m.decode("client", b'{"type":"submit_job","job_type":"a"}')
     assert isinstance(job, m.SubmitJob)
     assert (bytes(job.payload), job.priority, job.job_id, job.max_attempts, job.delay_s, job.subscribe,
-            job.req) == (b"{}", 0, None, 3, 0.0, True, None)
+            job.req) == (b"{}", 0, None, 3, msgspec.UNSET, True, None)  # no delay_s: at once (or run_at)
+    assert {job.run_at, job.timeout_s, job.ttl_s, job.expires_at} == {msgspec.UNSET}
     done = m.decode("worker", b'{"type":"complete_job","job_id":"j"}')
     assert isinstance(done, m.CompleteJob) and (bytes(done.result), done.attempt) == (b"null", 0)
     worker = m.decode("worker", b'{"type":"register_worker","job_types":["a"]}')

@@ -20,9 +20,11 @@ from empfast.client.jobs import (
     NotRetryableError,
     SubmitManyError,
     Watch,
+    When,
     as_spec,
     job_body,
     job_bytes,
+    spec_arguments,
 )
 from empfast.connection import (
     Connection,
@@ -131,17 +133,20 @@ class Client:
 
     async def submit(self, job_type: str, payload: Any = None, *, priority: int = 0,
                      job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
-                     payload_json: bytes | str | None = None, queue: str | None = None) -> JobHandle:
+                     payload_json: bytes | str | None = None, queue: str | None = None,
+                     timeout_s: float | None = None, run_at: When | None = None,
+                     ttl_s: float | None = None, expires_at: When | None = None) -> JobHandle:
         """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
         is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
         handle says `created=False`. Without one, a random id is made here, so the submit is
         repeated safely after a dropped connection. `queue`: another queue of the hub (for_queue;
-        the handle follows the job there)."""
+        the handle follows the job there). `timeout_s` bounds each attempt (unset: the type's or
+        queue's default); `run_at` replaces delay_s; `ttl_s` or `expires_at`: a job not started by
+        then fails `expired` (times: epoch seconds or aware datetimes; docs/protocol.md 4.1)."""
+        spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json,
+                       timeout_s, run_at, ttl_s, expires_at)
         if queue is not None and queue != self.queue:
-            return await (await self.for_queue(queue)).submit(
-                job_type, payload, priority=priority, job_id=job_id, max_attempts=max_attempts,
-                delay_s=delay_s, payload_json=payload_json)
-        spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
+            return await (await self.for_queue(queue)).submit(**spec_arguments(spec))
         job_id = job_id or new_job_id()
         body, raw = job_body(spec, job_id)
         message: dict[str, Any] = {"type": "submit_job", **body}
