@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from figures import figure, long_mode, summarize
@@ -123,6 +124,23 @@ class Expected:
 
 
 _reqs = itertools.count(1)
+
+
+def bad_times(message: AnyMessage, reply: dict[str, Any]) -> bool:
+    """Whether a submit's bad_message is for its times (docs/protocol.md 4.1): two that exclude
+    each other (the hub names the second), or a start or expiry the store refuses on its clock
+    (too far ahead, an expiry passed or before the start; its error names the time)."""
+    jobs = message.jobs if isinstance(message, SubmitJobs) else [message]
+    for job in jobs if isinstance(message, SubmitJob | SubmitJobs) else ():
+        given = {name for name in ("delay_s", "run_at", "ttl_s", "expires_at")
+                 if getattr(job, name) is not msgspec.UNSET}
+        if ({"delay_s", "run_at"} <= given or {"ttl_s", "expires_at"} <= given) and str(
+                reply.get("field", "")).endswith(("run_at", "expires_at")):
+            return True
+        if given & {"run_at", "ttl_s", "expires_at"} and re.search(r"run_at|expires_at|ttl|expire",
+                                                                     reply["error"]):
+            return True
+    return False
 
 
 def unreadable(message: AnyMessage, field: str) -> bool:
@@ -279,6 +297,8 @@ class Fuzz:
                 assert reply["field"] == "worker_id" and message.worker_id != WORKER_ID
             elif reply["code"] == "bad_message" and isinstance(message, ListJobs):  # not a page's cursor
                 assert reply["field"] == "cursor" and not is_cursor(message.cursor), (expected.data, reply)
+            elif reply["code"] == "bad_message" and bad_times(message, reply):  # times out of order
+                self.answers["error:bad_message:times"] += 1
             elif reply["code"] == "bad_message":  # a payload or result no SDK could read
                 assert unreadable(message, reply["field"]), (expected.data, reply)
                 self.answers["error:bad_message:unreadable_value"] += 1
