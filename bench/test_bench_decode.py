@@ -5,7 +5,7 @@ raw payload + per-field checks, was measured beside these before it was removed:
 keeps those figures.)
 - `msgspec`: one msgspec.json.Decoder of a Struct whose payload/result is msgspec.Raw, which
   validates every field in C and keeps the payload as the exact bytes it arrived as;
-- `messages_decode`: empfast.messages.decode, the whole of it (the role's tagged union, the byte
+- `messages_decode`: empfast.decoding.decode, the whole of it (the role's tagged union, the byte
   and control-character checks of names, the check that the payload is given once, and for a
   refused frame the error with its code and field), then the hub's check_value of the payload or
   result (size, and that orjson, the SDKs' parser, reads it: a full parse, about 4 ns a byte);
@@ -28,7 +28,7 @@ import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from empfast import messages
+from empfast import decoding
 from empfast import protocol as p
 from empfast.errors import LIMIT_EXCEEDED, ProtocolError
 from empfast.hub.clients import check_value
@@ -143,16 +143,16 @@ BAD_JSON = BIG_SUBMIT[:-40]
 assert len(OVER_LIMIT) <= DEFAULT_MAX_FRAME_BYTES < len(OVER_LIMIT) + 4096 + 2_000
 
 def messages_submit(frame: bytes) -> Any:
-    """empfast.messages.decode: the client's tagged union, the role and byte checks, and the check
+    """empfast.decoding.decode: the client's tagged union, the role and byte checks, and the check
     that the payload is given once; then the hub's check of the payload (its copy to bytes, size,
     and that the SDKs' parser reads it)."""
-    message = messages.decode("client", frame)
+    message = decoding.decode("client", frame)
     check_value(bytes(message.payload), "payload", DEFAULT_MAX_FRAME_BYTES)
     return message
 
 
 def messages_complete(frame: bytes) -> Any:
-    message = messages.decode("worker", frame)
+    message = decoding.decode("worker", frame)
     check_value(bytes(message.result), "result", DEFAULT_MAX_FRAME_BYTES)
     return message
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, NoReturn
 
 import orjson
@@ -173,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--job-id", default=None, help="an idempotency key: the same id is one job")
     submit.add_argument("--max-attempts", type=int, default=3)
     submit.add_argument("--delay-s", type=float, default=0.0)
+    submit.add_argument("--run-at", type=a_time, default=None, metavar="TIME",
+                        help="start at this time instead: ISO 8601 (local time without an offset) or "
+                             "seconds since the epoch")
+    # --timeout-s bounds --wait (it did before jobs had timeouts), so the job's limit has its own name
+    submit.add_argument("--job-timeout-s", type=float, default=None,
+                        help="fail an attempt that runs longer (default: the type's or the queue's)")
+    submit.add_argument("--ttl-s", type=float, default=None, help="fail the job `expired` if it has not "
+                                                                  "started this long from now")
+    submit.add_argument("--expires-at", type=a_time, default=None, metavar="TIME",
+                        help="as --ttl-s, at a time (as --run-at)")
     submit.add_argument("--wait", action="store_true", help="wait for the job, showing its progress")
     submit.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
 
@@ -210,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def a_time(value: str) -> float:
+    """A time of the command line as seconds since the epoch: a number, or ISO 8601."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).astimezone().timestamp()  # naive: local time
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither ISO 8601 (2026-12-03T14:00:00+01:00) "
+                                         "nor seconds since the epoch") from None
+
+
 async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
     try:
         payload = orjson.loads(args.payload)
@@ -219,7 +243,9 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         return 2
     async with client_of(hub) as client:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
-                                     max_attempts=args.max_attempts, delay_s=args.delay_s)
+                                     max_attempts=args.max_attempts, delay_s=args.delay_s,
+                                     run_at=args.run_at, timeout_s=args.job_timeout_s, ttl_s=args.ttl_s,
+                                     expires_at=args.expires_at)
         created = "" if handle.created else " (it existed already: same job id)"
         place = "" if handle.position is None else f", {handle.position} ahead of it"
         print(f"job {handle.job_id} {handle.status}{place}{created}", file=sys.stderr)

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from empfast.limits import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JOB_TYPES, FRAME_HEADROOM_BYTES
+from empfast.limits import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_JOB_TYPES,
+    FRAME_HEADROOM_BYTES,
+    MAX_JOB_TYPE_BYTES,
+    MAX_TIMEOUT_S,
+)
 from empfast.redis_urls import (
     SENTINEL_SCHEMES,
     SentinelTarget,
@@ -196,9 +202,17 @@ class QueueSettings:
     max_job_types: int = setting(DEFAULT_MAX_JOB_TYPES, "distinct job types the queue takes; a job of "
                                                         "a new type past it is refused (types are never "
                                                         "forgotten)")
+    job_timeout_s: float = setting(0.0, "a job that gives no timeout_s and whose type has none in "
+                                        "type_timeouts may run this long per attempt, then fails "
+                                        "`timeout` (0: no limit)")
+    type_timeouts: str = setting("", "default timeouts per job type, TYPE=SECONDS comma-separated "
+                                     "(resize=60,render=600); over job_timeout_s")
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
+        if not 0 <= self.job_timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(f"job_timeout_s must be 0 (none) to {MAX_TIMEOUT_S} s, got {self.job_timeout_s}")
+        self.type_timeout_ms()
         for name in ("lease_ms", "liveness_ms", "events_maxlen", "keep_completed_ms",
                      "keep_completed_max", "keep_failed_ms", "keep_failed_max", "sweep_limit",
                      "max_job_types"):
@@ -206,6 +220,23 @@ class QueueSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_base_ms < 0 or self.backoff_cap_ms < self.backoff_base_ms:
             raise ValueError("backoff_base_ms must be >= 0 and backoff_cap_ms >= backoff_base_ms")
+
+    def type_timeout_ms(self) -> dict[str, int]:
+        """type_timeouts as job type -> ms (what the meta hash holds for addJobs); ValueError
+        naming the bad item."""
+        timeouts: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.type_timeouts.split(","))):
+            job_type, _, seconds = item.rpartition("=")
+            try:
+                value = float(seconds)
+            except ValueError:
+                value = -1.0
+            if not job_type or len(job_type.encode()) > MAX_JOB_TYPE_BYTES or \
+                    not 0 < value <= MAX_TIMEOUT_S or job_type in timeouts:
+                raise ValueError(f"type_timeouts: {item!r} must be TYPE=SECONDS, each type once, seconds "
+                                 f"above 0 and at most {MAX_TIMEOUT_S}")
+            timeouts[job_type] = max(1, round(value * 1000))
+        return timeouts
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ class QueueKeys:
     events: str
     schedules: str  # repeating jobs: name -> its JSON (empfast/schedules.py)
     schedule_due: str  # name -> its next due time (ms)
+    deadlines: str  # the running attempts' deadlines of the jobs with a timeout
+    expiries: str  # the waiting jobs with an expiry (ttl_s, expires_at)
 
     @classmethod
     def for_queue(cls, queue: str) -> QueueKeys:

@@ -41,7 +41,8 @@ DEFAULT_MAX_JOB_TYPES = 1000
 # ---- job and worker values -------------------------------------------------------------------
 MAX_PRIORITY = 1000  # priorities are -MAX_PRIORITY..MAX_PRIORITY, higher first
 MAX_ATTEMPTS = 1000  # max_attempts of a job, and attempts added by one retry
-MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year
+MAX_DELAY_S = 365 * 86_400  # delay_s of a submit: one year; also how far ahead run_at and an expiry may be
+MAX_TIMEOUT_S = 7 * 86_400  # timeout_s of a job (and the queue's and types' defaults): a week
 # repeating jobs (docs/job-control.md 2): schedules of one queue, and the bounds of every_s
 MAX_SCHEDULES = 1000
 MIN_EVERY_S, MAX_EVERY_S = 1.0, float(MAX_DELAY_S)
@@ -58,6 +59,7 @@ LUA_LIMITS: dict[str, int] = {
     "max_priority": MAX_PRIORITY,
     "max_attempts": MAX_ATTEMPTS,
     "max_delay_ms": MAX_DELAY_S * 1000,
+    "max_timeout_ms": MAX_TIMEOUT_S * 1000,
     "max_concurrency": MAX_CONCURRENCY,
     "max_claim": MAX_BATCH,
     "max_log_lines": MAX_LOG_LINES,

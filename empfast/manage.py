@@ -292,7 +292,9 @@ def job_table(job: dict[str, Any]) -> str:
     keys = ("job_id", "job_type", "status", "position", "priority", "progress", "message", "attempts",
             "max_attempts", "worker_id")
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
-    for key in ("created_at", "started_at", "finished_at", "run_at"):  # in UTC, with the waits
+    if job.get("timeout_ms"):
+        lines.append(f"{'timeout':<13}{job['timeout_ms'] / 1000:g} s per attempt")
+    for key in ("created_at", "started_at", "finished_at", "run_at", "expires_at"):  # in UTC, with the waits
         if job.get(key):
             lines.append(f"{key:<13}{readable_time(job[key])} UTC")
     if job.get("created_at") and job.get("started_at"):

@@ -1,31 +1,16 @@
-"""Every message a peer may send (docs/protocol.md section 4), declared once as a msgspec Struct.
-
-A frame decodes straight into its Struct: msgspec parses and validates it in C (types, ranges,
-lengths, patterns), and keeps `payload` and `result` (typed `msgspec.Raw`) as the exact bytes they
-arrived as, never parsed into Python objects. `decode(role, data)` is the one entry point: it
-returns the message, or raises ProtocolError with the code of docs/protocol.md section 3 and, for
-`bad_message`, the path of the bad field (`jobs[2].priority`). Unknown fields are ignored (section 3),
-so no Struct forbids them.
-
-What the Structs cannot say, and stays in code:
-- names are limited in bytes of UTF-8 (limits.py) while max_length counts characters: Meta bounds
-  the characters in C, decode() the bytes and control characters when the frame has escapes, DEL
-  or non-ASCII text (a __post_init__ would cost a Python call per Struct on every frame);
-- a `payload` or `result` given twice (msgspec keeps the last; the hub must refuse it);
-- the size of a payload or result (`limit_exceeded`), which depends on the hub's frame limit;
-- whatever needs the connection: the worker id against the path, registration, subscriptions.
+"""Every message a peer may send (docs/protocol.md section 4), declared once as a msgspec Struct,
+and which role may send which. A frame decodes straight into its Struct (empfast/decoding.py): msgspec
+parses and validates it in C (types, ranges, lengths, patterns) and keeps `payload` and `result`
+(`msgspec.Raw`) as the exact bytes they came as, never parsed. Unknown fields are ignored (section
+3), so no Struct forbids them. What the Structs cannot say is checked by the decoding.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal
 
-import msgspec
-from msgspec import Meta, Raw, Struct
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
-from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
-from empfast.ids import MAX_EVENT_ID_PART
 from empfast.limits import (
     MAX_AGE_S,
     MAX_ATTEMPT_NUMBER,
@@ -41,9 +26,10 @@ from empfast.limits import (
     MAX_PRIORITY,
     MAX_REQ_BYTES,
     MAX_STATS_INTERVAL_S,
+    MAX_TIMEOUT_S,
     MIN_STATS_INTERVAL_S,
 )
-from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE, member_given_twice
+from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
 from empfast.schedules import SCHEDULE_NAME_RE
 
 # a page's cursor: a score (at most 24 characters) and a job id (MAX_JOB_ID_BYTES)
@@ -61,21 +47,9 @@ ScheduleName = Annotated[str, Meta(pattern=SCHEDULE_NAME_RE.pattern)]
 Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 MaxAttempts = Annotated[int, Meta(ge=1, le=MAX_ATTEMPTS)]
 Attempt = Annotated[int, Meta(ge=0, le=MAX_ATTEMPT_NUMBER)]
-# a request id: a string of at most 128 bytes (bytes checked by decode()), or a JSON number
-# (an integer orjson can encode again; msgspec bounds are int64, so no greater one)
+# a request id: a string of at most 128 bytes (checked by decode()), or a JSON number (int64)
 Req = (Annotated[str, Meta(max_length=MAX_REQ_BYTES)] | Annotated[int, Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
        | float | None)
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def _utf8_len(value: str) -> int:
-    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
-
-
-# the names whose bytes and characters decode() checks, by field name
-NAME_BYTES = {"job_id": MAX_JOB_ID_BYTES, "retry_id": MAX_JOB_ID_BYTES, "job_type": MAX_JOB_TYPE_BYTES}
-
 
 class Message(Struct, tag_field="type", kw_only=True):
     """A frame from a peer: tagged by its `type`; `req`, when given, is echoed in the reply."""
@@ -84,14 +58,18 @@ class Message(Struct, tag_field="type", kw_only=True):
 
 
 class JobBody(Struct, kw_only=True):
-    """One job of submit_job, and of submit_jobs' `jobs` (docs/protocol.md 4.1)."""
+    """One job of submit_job and of submit_jobs' `jobs` (protocol.md 4.1); UNSET: not given, null refused."""
 
     job_type: JobType
     payload: Raw = Raw(b"{}")
     priority: Priority = 0
     job_id: JobId | None = None
     max_attempts: MaxAttempts = 3
-    delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] = 0.0
+    delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] | UnsetType = UNSET
+    run_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with delay_s
+    timeout_s: Annotated[float, Meta(ge=0.001, le=MAX_TIMEOUT_S)] | UnsetType = UNSET  # absent: the default
+    ttl_s: Annotated[float, Meta(ge=0.001, le=MAX_DELAY_S)] | UnsetType = UNSET
+    expires_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with ttl_s
 
 
 # ---- client -> hub (4.1) -------------------------------------------------------------------------
@@ -299,7 +277,7 @@ class RemoveSchedule(NamedSchedule, tag="remove_schedule"):
     pass
 
 
-# ---- roles, handlers, decoding -------------------------------------------------------------------
+# ---- roles and handlers ---------------------------------------------------------------------------
 
 AnyMessage = Message | SubmitJob | CompleteJob
 _JOB_STATUS, _SUBSCRIBE = (GetJobStatus, RequestJobStatus), (SubscribeJob, UnsubscribeJob)
@@ -338,149 +316,3 @@ def handler_name(cls: type[AnyMessage]) -> str:
     """The handler of a message type: `on_<wire name>` (of the type it is an alias of); the hub's
     handler table (hub/server.py) is made of these."""
     return "on_" + tag_of(ALIASES.get(cls, cls))
-
-
-# ---- decoding ------------------------------------------------------------------------------------
-
-class MessageError(ProtocolError):
-    """A refused frame. `req` is its request id when valid (the error echoes it), `kind` its type
-    when the role may send it (the hub answers `not_registered` for it first)."""
-
-    def __init__(self, code: str, message: str, req: Any = None, kind: str | None = None,
-                 **extra: Any) -> None:
-        super().__init__(code, message, **extra)
-        self.req, self.kind = req, kind
-
-
-class _Envelope(Struct):
-    """What a refused frame is read for: its type and request id (other members are skipped)."""
-
-    type: Any = None
-    req: Any = None
-
-
-_DECODERS = {role: msgspec.json.Decoder(Union[classes])  # noqa: UP007  # a tuple of types
-             for role, classes in ROLE_MESSAGES.items()}
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
-_ANY = msgspec.json.Decoder()
-_AT = re.compile(r"(.*?)(?: - at `\$\.?(.*)`)?", re.DOTALL)
-_MISSING = re.compile(r"Object missing required field `([^`]+)`")
-_BACKSLASH, _DEL = ord("\\"), 0x7F
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def decode(role: str, data: bytes) -> AnyMessage:
-    """The message a peer of `role` sent in one text frame, validated; else MessageError."""
-    try:
-        message: AnyMessage = _DECODERS[role].decode(data)
-    except msgspec.ValidationError as exc:
-        raise _refusal(role, data, str(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise _bad_json(exc) from None
-    escapes = _BACKSLASH in data  # an int: memchr, several times faster than b"\\" in data
-    # JSON text holds no raw control character but DEL: without escapes, DEL or non-ASCII, every
-    # string is printable ASCII, so the Metas' character counts were byte counts
-    if escapes or not data.isascii() or _DEL in data:
-        _check_texts(message)
-    if type(message) is SubscribeJob and message.since is not None:
-        _check_since(message.since, message.req)
-    key = RAW_FIELDS.get(type(message))
-    if key is not None and member_given_twice(data, key, getattr(message, key), escapes):
-        raise MessageError(BAD_MESSAGE, f"field {key!r} is given twice: give it once", message.req,
-                           tag_of(type(message)), field=key)
-    return message
-
-
-def _check_texts(message: AnyMessage) -> None:
-    """What the Metas cannot check: the bytes of a string req, and of each name (limits.py counts
-    bytes of UTF-8, msgspec's max_length characters), and control characters in names."""
-    req = message.req
-    if type(req) is str and _utf8_len(req) > MAX_REQ_BYTES:
-        raise MessageError(BAD_MESSAGE, f"field 'req' must be a string of at most {MAX_REQ_BYTES} bytes "
-                                        "or a number", field="req")
-    names = [(f, getattr(message, f), NAME_BYTES[f]) for f in message.__struct_fields__ if f in NAME_BYTES]
-    if isinstance(message, SubmitJobs | CompleteJobs):
-        names += [(f"jobs[{i}].{f}", getattr(job, f), NAME_BYTES[f])
-                  for i, job in enumerate(message.jobs) for f in ("job_type", "job_id") if hasattr(job, f)]
-    elif isinstance(message, RegisterWorker):
-        names += [(f"job_types[{i}]", name, MAX_JOB_TYPE_BYTES) for i, name in enumerate(message.job_types)]
-    for field, value, max_bytes in names:
-        if value is None or (value.isascii() and value.isprintable()):
-            continue  # one byte a character, bounded by the Meta
-        why = (f"must be 1 to {max_bytes} bytes of UTF-8" if _utf8_len(value) > max_bytes
-               else "must not contain control characters" if _CONTROL.search(value) else "")
-        if why:
-            raise MessageError(BAD_MESSAGE, f"field {field!r} {why}", req, tag_of(type(message)),
-                               field=field)
-
-
-def _check_since(since: str, req: Any) -> None:
-    """The pattern bounds each number of the id to 20 digits, which reach past 2^64 - 1."""
-    if any(int(part) > MAX_EVENT_ID_PART for part in since.split("-")):
-        raise MessageError(BAD_MESSAGE, "field 'since' must be an event id '<ms>-<seq>' whose numbers are "
-                                        f"at most {MAX_EVENT_ID_PART}", req, tag_of(SubscribeJob),
-                           field="since")
-
-
-def _bad_json(exc: BaseException) -> MessageError:
-    why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-    return MessageError(BAD_JSON, f"the frame is not valid JSON ({why}); send one JSON object per "
-                                  "text frame")
-
-
-def _valid_req(req: Any) -> bool:
-    if req is None or type(req) is float:
-        return True
-    if type(req) is int:
-        return _INT64[0] <= req <= _INT64[1]
-    return type(req) is str and _utf8_len(req) <= MAX_REQ_BYTES
-
-
-def _refusal(role: str, data: bytes, text: str) -> MessageError:
-    """The error for a frame the role's decoder refused, checked in the order the hub always
-    answered: JSON, object, type, req, type known, type allowed, then the first bad field."""
-    try:
-        envelope = _ENVELOPE.decode(data)
-    except msgspec.ValidationError:  # not an object; but is it JSON at all?
-        try:
-            value = _ANY.decode(data)
-        except (msgspec.DecodeError, RecursionError) as exc:
-            return _bad_json(exc)
-        return MessageError(BAD_MESSAGE, "a frame must be a JSON object with a 'type' field, got a "
-                                         f"JSON {type(value).__name__}", field="")
-    except (msgspec.DecodeError, RecursionError) as exc:
-        return _bad_json(exc)
-    kind, req = envelope.type, envelope.req
-    if not isinstance(kind, str):
-        return MessageError(BAD_MESSAGE, "field 'type' is missing or not a string", field="type")
-    if not _valid_req(req):
-        return MessageError(BAD_MESSAGE, f"field 'req' must be a string of at most {MAX_REQ_BYTES} "
-                                         "bytes or a number", field="req")
-    if kind not in ALL_MESSAGES:
-        return MessageError(UNKNOWN_TYPE, f"unknown message type {kind!r}; see docs/protocol.md", req)
-    if kind not in ROLE_TYPES[role]:
-        return MessageError(FORBIDDEN, f"a {role} may not send {kind!r}: connect to the matching "
-                                       "/ws/<role> endpoint", req)
-    return _field_error(ALL_MESSAGES[kind], text, req)
-
-
-def _field_error(cls: type[AnyMessage], text: str, req: Any) -> MessageError:
-    """bad_message naming the field of msgspec's error, e.g. `Expected `int` <= 1000 - at
-    `$.jobs[2].priority`` -> field "jobs[2].priority"; a list over its count limit is
-    limit_exceeded."""
-    match = _AT.fullmatch(text)
-    detail, path = (match[1], match[2] or "") if match else (text, "")
-    kind = tag_of(cls)
-    missing = _MISSING.match(detail)
-    field = (f"{path}.{missing[1]}" if path else missing[1]) if missing else path
-    if missing:
-        return MessageError(BAD_MESSAGE, f"field {field!r} is required (see {kind} in docs/protocol.md)",
-                            req, kind, field=field)
-    if field == "type":  # decoded as one type, then given again as another
-        return MessageError(BAD_MESSAGE, "field 'type' is given twice: give it once", req, field="type")
-    limit = COUNT_LIMITS.get((cls, field))
-    if limit is not None and "length <=" in detail:
-        return MessageError(LIMIT_EXCEEDED, f"more than {limit} items in {field!r} of one {kind}; "
-                                            "send several frames", req, kind, field=field, limit=limit)
-    return MessageError(BAD_MESSAGE, f"field {field!r}: {detail} (see {kind} in docs/protocol.md)", req,
-                        kind, field=field)

@@ -26,7 +26,7 @@
   Output:
     {scanned, more, last score, last id, then per row: score, job id, type, status, priority,
      attempts, max_attempts, worker, progress, created_at, started_at, finished_at, run_at,
-     error[, payload, result]}
+     error, timeout_ms, expires_at[, payload, result]}
     scanned: the ids looked at; more: 1 when the set may hold more jobs after the last id looked
     at (the next page's cursor: last score, last id; "" when none was), 0 at its end
     error reply "ERR_BAD_ARG ..." for a bad argument
@@ -74,7 +74,7 @@ else
 end
 
 local fields = {'type', 'status', 'priority', 'attempts', 'max_attempts', 'worker', 'progress',
-  'created_at', 'started_at', 'finished_at', 'run_at', 'error'}
+  'created_at', 'started_at', 'finished_at', 'run_at', 'error', 'timeout_ms', 'expires_at'}
 if withPayloads then
   fields[#fields + 1] = 'payload'
   fields[#fields + 1] = 'result'

@@ -9,6 +9,7 @@ or spelled with a \\u escape, and a payload keeps any spelling of its JSON."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ from empfast.limits import (
     MAX_LOG_LINES,
     MAX_PRIORITY,
     MAX_STATS_INTERVAL_S,
+    MAX_TIMEOUT_S,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.messages import (
@@ -42,6 +44,7 @@ from empfast.messages import (
 
 Member = tuple[bytes, bytes]  # the key's JSON text (quoted), the value's JSON text
 
+NOW = time.time()  # for run_at and expires_at, which are times since the epoch
 WORKER_ID = "fuzz-w"  # the fuzz worker connection's id (its path suffix)
 JOB_TYPES = ["fz", "other", "é型"]  # shared by clients and the worker, so submits meet claims
 
@@ -98,6 +101,13 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "max_attempts": st.integers(1, MAX_ATTEMPTS).map(dumps),
     "attempts": st.integers(1, MAX_ATTEMPTS).map(dumps),
     "delay_s": st.one_of(st.integers(0, 3), st.floats(0, MAX_DELAY_S)).map(dumps),
+    # times since the epoch: past (runs at once), near, or anywhere up to past the year ahead the
+    # store takes (then bad_message, which tests/test_fuzz.py expects of such times)
+    "run_at": st.one_of(st.floats(0, NOW), st.floats(NOW, NOW + 60),
+                        st.floats(0, NOW + 2 * MAX_DELAY_S)).map(dumps),
+    "expires_at": st.one_of(st.floats(NOW + 3600, NOW + MAX_DELAY_S / 2), st.floats(0, 2 * NOW)).map(dumps),
+    "timeout_s": st.one_of(st.integers(1, 60), st.floats(0.001, MAX_TIMEOUT_S)).map(dumps),
+    "ttl_s": st.one_of(st.integers(1, 3), st.floats(0.001, MAX_DELAY_S)).map(dumps),
     "subscribe": st.booleans().map(dumps),
     "since": _event_id(),
     "job_types": st.lists(st.sampled_from(JOB_TYPES), min_size=1, max_size=3).map(dumps),

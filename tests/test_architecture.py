@@ -28,7 +28,8 @@ REDIS_IMPORTERS = {"empfast.store.store", "empfast.store.events", "empfast.store
                    "empfast.store.pipelined", "empfast.store.bulk", "empfast.store.workers",
                    "empfast.store.schedules",
                    "empfast.hub.conn", "empfast.cli"}
-MODULES = {"protocol": "empfast.protocol", "messages": "empfast.messages", "msgspec": "msgspec",
+MODULES = {"protocol": "empfast.protocol", "messages": "empfast.messages", "decoding": "empfast.decoding",
+           "msgspec": "msgspec",
            "frames": "empfast.hub.frames", "worker/job": "empfast.worker.job"}
 
 

@@ -66,6 +66,20 @@ async def hub_url() -> AsyncIterator[str]:
     assert await stop(proc) == 0
 
 
+async def test_submit_takes_a_job_timeout_a_start_time_and_a_ttl(hub_url: str) -> None:
+    code, out, err = await run("submit", "later", "--run-at", "2999-01-01T00:00:00+00:00",
+                               "--job-timeout-s", "90", "--ttl-s", "60", url=hub_url)
+    assert code != 0 and "run_at must be a time at most" in err  # a year ahead at most
+    code, out, err = await run("submit", "later", "--run-at", "1700000000", "--job-timeout-s", "90",
+                               "--ttl-s", "60", url=hub_url)
+    assert code == 0, err
+    job_id = out.strip()
+    code, out, err = await run("status", job_id, url=hub_url)
+    assert code == 0 and "90 s per attempt" in out and "expires_at" in out, out + err
+    code, _, err = await run("submit", "later", "--run-at", "next tuesday", url=hub_url)
+    assert code == 2 and "neither ISO 8601" in err
+
+
 async def test_serve_on_the_embedded_store_answers_and_stops_cleanly_on_sigterm(hub_url: str) -> None:
     client = await WSPeer.connect(f"{hub_url}/ws/client")
     client.send({"type": "submit_job", "job_type": "echo", "payload": {"n": 1}})

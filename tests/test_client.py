@@ -482,3 +482,25 @@ async def test_a_submit_resent_after_a_resubscribe_brings_no_second_final_event(
         assert connection.connects == 2
         assert [f["type"] for f in completed_frames] == ["job_completed"]
         worker.close()
+
+
+async def test_submit_and_submit_many_carry_timeouts_start_times_and_expiries(hub: Hub) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with Client(ws_url(hub)) as client:
+        in_a_minute = datetime.now(UTC) + timedelta(minutes=1)
+        handle = await client.submit("later", timeout_s=2.5, run_at=in_a_minute,
+                                     expires_at=in_a_minute + timedelta(minutes=1))
+        assert handle.status == "scheduled"
+        state = await client.status(handle.job_id)
+        assert state["timeout_ms"] == 2_500
+        assert abs(state["run_at"] - in_a_minute.timestamp() * 1000) < 2
+        assert state["expires_at"] - state["run_at"] == pytest.approx(60_000, abs=2)
+        ids = await client.submit_many([JobSpec("later", ttl_s=30), {"job_type": "later", "timeout_s": 1}])
+        first, second = [await client.status(job_id) for job_id in ids]
+        assert first["expires_at"] - first["created_at"] == 30_000 and second["timeout_ms"] == 1_000
+        with pytest.raises(ValueError, match="time zone"):
+            await client.submit("later", run_at=datetime(2030, 1, 1))  # naive on purpose
+        with pytest.raises(HubError) as refused:
+            await client.submit("later", delay_s=5, run_at=in_a_minute)
+        assert refused.value.code == "bad_message"

@@ -67,7 +67,7 @@ def test_error_frame_of_a_store_refusal() -> None:
 
 
 def test_client_replies() -> None:
-    doc = example("job_accepted")
+    doc = example("job_accepted", status="pending")
     added = Added(doc["job_id"], doc["status"], doc["created"], position=doc["position"])
     assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
     doc = example("jobs_accepted")
@@ -86,7 +86,8 @@ def test_job_status() -> None:
     doc = example("job_status", job_type="resize")
     job = {"type": doc["job_type"], "worker": doc["worker_id"], "payload": b'{"url":"x"}',
            **{k: doc[k] for k in ("status", "priority", "progress", "message", "attempts", "max_attempts",
-                                  "errors", "cancel_requested", "created_at", "updated_at", "started_at")}}
+                                  "errors", "cancel_requested", "created_at", "updated_at", "started_at",
+                                  "timeout_ms")}}
     result = orjson.dumps(doc["result"]) if doc["result"] is not None else None
     if result is not None:
         job["result"] = result
@@ -201,11 +202,16 @@ def test_job_events_from_stream_entries() -> None:
     doc = example("job_completed")
     check(doc, ev="completed", worker=doc["worker_id"], attempt=doc["attempt"],
           result=orjson.dumps(doc["result"]))
-    doc = example("job_failed", final=False)
+    doc = example("job_failed", final=False, status="scheduled")
     check(doc, ev="failed", type="ocr", error=doc["error"], final=0, attempt=doc["attempt"],
           run_at=doc["retry_at"])
-    doc = example("job_failed", final=True)
+    doc = example("job_failed", final=True, job_id="order-18")
     check(doc, ev="failed", type="ocr", error=doc["error"], final=1, attempt=doc["attempt"])
+    doc = example("job_failed", error="timeout")  # the sweep names the worker of a timed-out attempt
+    check(doc, ev="failed", type="render", error="timeout", final=0, attempt=doc["attempt"],
+          worker=doc["worker_id"])
+    doc = example("job_failed", error="expired")
+    check(doc, ev="failed", type="render", error="expired", final=1, attempt=0)
     doc = example("job_cancelled")
     check(doc, ev="cancelled")
     doc = example("job_log")

@@ -1,6 +1,6 @@
 """Property-based fuzz of the hub (issue 8, section 4): batches of frames of every inbound message
 type, valid and mutated (tests/fuzz_frames.py), sent over real sockets to a running hub. For each
-frame the answer is the one `empfast.messages.decode` says (its error code, field and req, or the
+frame the answer is the one `empfast.decoding.decode` says (its error code, field and req, or the
 message's normal reply, or one of the refusals the protocol lists for it); the hub answers a ping
 after every batch; at the end Redis holds exactly the jobs whose submit was accepted (less finished
 ones once a remove_jobs ran), each with the payload it was submitted with, byte for byte.
@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from figures import figure, long_mode, summarize
@@ -27,19 +28,18 @@ from hypothesis import HealthCheck, given, settings
 from support import DISCONNECTED, RedisServer, WSPeer
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
+from empfast.decoding import MessageError, decode
 from empfast.hub import Hub
 from empfast.messages import (
     AnyMessage,
     CompleteJobs,
     ListJobs,
-    MessageError,
     RegisterWorker,
     RemoveJobs,
     SetSchedule,
     SubmitJob,
     SubmitJobs,
     UnregisterWorker,
-    decode,
     tag_of,
 )
 from empfast.schedules import Schedule, ScheduleError
@@ -134,6 +134,23 @@ class Expected:
 
 
 _reqs = itertools.count(1)
+
+
+def bad_times(message: AnyMessage, reply: dict[str, Any]) -> bool:
+    """Whether a submit's bad_message is for its times (docs/protocol.md 4.1): two that exclude
+    each other (the hub names the second), or a start or expiry the store refuses on its clock
+    (too far ahead, an expiry passed or before the start; its error names the time)."""
+    jobs = message.jobs if isinstance(message, SubmitJobs) else [message]
+    for job in jobs if isinstance(message, SubmitJob | SubmitJobs) else ():
+        given = {name for name in ("delay_s", "run_at", "ttl_s", "expires_at")
+                 if getattr(job, name) is not msgspec.UNSET}
+        if ({"delay_s", "run_at"} <= given or {"ttl_s", "expires_at"} <= given) and str(
+                reply.get("field", "")).endswith(("run_at", "expires_at")):
+            return True
+        if given & {"run_at", "ttl_s", "expires_at"} and re.search(r"run_at|expires_at|ttl|expire",
+                                                                     reply["error"]):
+            return True
+    return False
 
 
 def unreadable(message: AnyMessage, field: str) -> bool:
@@ -303,6 +320,8 @@ class Fuzz:
             elif reply["code"] == "bad_message" and isinstance(message, SetSchedule) \
                     and reply["field"] != "payload":  # what empfast/schedules.py refuses, and why
                 assert schedule_refusal(message) == reply["field"], (expected.data, reply)
+            elif reply["code"] == "bad_message" and bad_times(message, reply):  # times out of order
+                self.answers["error:bad_message:times"] += 1
             elif reply["code"] == "bad_message":  # a payload or result no SDK could read
                 assert unreadable(message, reply["field"]), (expected.data, reply)
                 self.answers["error:bad_message:unreadable_value"] += 1

@@ -21,10 +21,10 @@ import pytest
 from support import MakeStore, WSPeer, connect, submit
 
 from empfast.config import HubConfig
+from empfast.decoding import MessageError, decode
 from empfast.errors import TooManyJobTypes
 from empfast.hub import Hub
 from empfast.hub.server import raise_descriptor_limit
-from empfast.messages import MessageError, decode
 from empfast.store import NewJob, Store
 
 MakeHub = Callable[..., Awaitable[Hub]]

@@ -14,6 +14,7 @@ import msgspec
 import orjson
 import pytest
 
+from empfast import decoding
 from empfast import errors as e
 from empfast import messages as m
 from empfast import protocol as p
@@ -65,7 +66,7 @@ def test_the_doc_has_an_example_of_every_type_but_a_few() -> None:
 @pytest.mark.parametrize(("role", "frame"), EXAMPLES, ids=[f.decode()[:60] for _, f in EXAMPLES])
 def test_every_example_of_the_doc_decodes(role: str, frame: bytes) -> None:
     wire = orjson.loads(frame)
-    message = m.decode(role, frame)
+    message = decoding.decode(role, frame)
     assert m.tag_of(type(message)) == wire["type"]
     assert type(message) in m.ROLE_MESSAGES[role]
     for name, value in wire.items():
@@ -84,21 +85,22 @@ def test_every_example_of_the_doc_decodes(role: str, frame: bytes) -> None:
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    job = m.decode("client", b'{"type":"submit_job","job_type":"a"}')
+    job = decoding.decode("client", b'{"type":"submit_job","job_type":"a"}')
     assert isinstance(job, m.SubmitJob)
     assert (bytes(job.payload), job.priority, job.job_id, job.max_attempts, job.delay_s, job.subscribe,
-            job.req) == (b"{}", 0, None, 3, 0.0, True, None)
-    done = m.decode("worker", b'{"type":"complete_job","job_id":"j"}')
+            job.req) == (b"{}", 0, None, 3, msgspec.UNSET, True, None)  # no delay_s: at once (or run_at)
+    assert {job.run_at, job.timeout_s, job.ttl_s, job.expires_at} == {msgspec.UNSET}
+    done = decoding.decode("worker", b'{"type":"complete_job","job_id":"j"}')
     assert isinstance(done, m.CompleteJob) and (bytes(done.result), done.attempt) == (b"null", 0)
-    worker = m.decode("worker", b'{"type":"register_worker","job_types":["a"]}')
+    worker = decoding.decode("worker", b'{"type":"register_worker","job_types":["a"]}')
     assert isinstance(worker, m.RegisterWorker) and (worker.worker_id, worker.concurrency) == (None, 1)
-    retry = m.decode("client", b'{"type":"retry_job","job_id":"j"}')
+    retry = decoding.decode("client", b'{"type":"retry_job","job_id":"j"}')
     assert isinstance(retry, m.RetryJob) and (retry.attempts, retry.retry_id) == (1, None)
-    stats = m.decode("monitor", b'{"type":"subscribe_stats"}')
+    stats = decoding.decode("monitor", b'{"type":"subscribe_stats"}')
     assert isinstance(stats, m.SubscribeStats) and stats.interval_s == 1.0
-    fail = m.decode("worker", b'{"type":"fail_job","job_id":"j","error":"x"}')
+    fail = decoding.decode("worker", b'{"type":"fail_job","job_id":"j","error":"x"}')
     assert isinstance(fail, m.FailJob) and (fail.retry, fail.attempt) == (True, 0)
-    alias = m.decode("monitor", b'{"type":"request_job_status","job_id":"j","req":"r1"}')
+    alias = decoding.decode("monitor", b'{"type":"request_job_status","job_id":"j","req":"r1"}')
     assert isinstance(alias, m.GetJobStatus) and alias.req == "r1"
 
 
@@ -120,19 +122,20 @@ def test_raw_payloads_come_through_byte_exact(payload: bytes) -> None:
         b'{"x": {"payload": 0}, "type": "submit_job", "job_type": "a", "payload" :\n ' + payload + b"\n}",
         b'{"type":"submit_job","job_type":"pay\\u006coad","payload":\t' + payload + b"\r\n}",
     ):
-        message = m.decode("client", frame)
+        message = decoding.decode("client", frame)
         assert isinstance(message, m.SubmitJob) and bytes(message.payload) == payload
-    done = m.decode("worker", b'{"type":"complete_job","job_id":"j","result":  ' + payload + b"  }")
+    done = decoding.decode("worker", b'{"type":"complete_job","job_id":"j","result":  ' + payload + b"  }")
     assert isinstance(done, m.CompleteJob) and bytes(done.result) == payload
-    batch = m.decode("client", b'{"type":"submit_jobs","jobs":[{"job_type":"a","payload":' + payload + b"}]}")
+    batch = decoding.decode("client",
+                            b'{"type":"submit_jobs","jobs":[{"job_type":"a","payload":' + payload + b"}]}")
     assert isinstance(batch, m.SubmitJobs) and bytes(batch.jobs[0].payload) == payload
 
 
 def refusal(role: str, frame: bytes) -> tuple[str, str | None, Any]:
     with pytest.raises(ProtocolError) as caught:
-        m.decode(role, frame)
+        decoding.decode(role, frame)
     exc = caught.value
-    assert isinstance(exc, m.MessageError)
+    assert isinstance(exc, decoding.MessageError)
     return exc.code, exc.extra.get("field"), exc.req
 
 
@@ -226,17 +229,17 @@ BATCH = b'{"type":"submit_jobs","req":2,"jobs":[' + b",".join([b'{"job_type":"a"
 def test_bad_frames_get_the_documented_code_and_field(role: str, frame: bytes, code: str | None,
                                                       field: str | None, req: Any) -> None:
     if code is None:
-        assert isinstance(m.decode(role, frame), m.ALL_MESSAGES[orjson.loads(frame)["type"]])
+        assert isinstance(decoding.decode(role, frame), m.ALL_MESSAGES[orjson.loads(frame)["type"]])
     else:
         assert refusal(role, frame) == (code, field, req)
 
 
 def test_a_refused_field_names_its_type_and_the_limit() -> None:
-    with pytest.raises(m.MessageError) as caught:
-        m.decode("client", BATCH)
+    with pytest.raises(decoding.MessageError) as caught:
+        decoding.decode("client", BATCH)
     assert caught.value.kind == "submit_jobs" and caught.value.extra["limit"] == MAX_BATCH
-    with pytest.raises(m.MessageError) as caught:
-        m.decode("worker", b'{"type":"fail_job","job_id":"j","req":9}')
+    with pytest.raises(decoding.MessageError) as caught:
+        decoding.decode("worker", b'{"type":"fail_job","job_id":"j","req":9}')
     assert caught.value.kind == "fail_job" and caught.value.req == 9
     assert "'error'" in caught.value.message and "required" in caught.value.message
 
@@ -264,7 +267,7 @@ def test_a_payload_given_twice_is_refused(frame: bytes, twice: bool) -> None:
     if twice:
         assert refusal("client", frame)[:2] == (e.BAD_MESSAGE, "payload")
     else:
-        assert isinstance(m.decode("client", frame), m.SubmitJob)
+        assert isinstance(decoding.decode("client", frame), m.SubmitJob)
 
 
 def top_level_count(frame: bytes, key: str) -> int:
@@ -283,9 +286,9 @@ def test_the_duplicate_check_agrees_with_a_full_parse_on_random_frames() -> None
         frame = ("{" + ",".join(members) + "}").encode()
         expected = top_level_count(frame, "payload") > 1
         try:
-            m.decode("client", frame)
+            decoding.decode("client", frame)
             refused = False
-        except m.MessageError as exc:
+        except decoding.MessageError as exc:
             assert (exc.code, exc.extra.get("field")) == (e.BAD_MESSAGE, "payload")
             refused = True
         assert refused == expected, frame
@@ -313,7 +316,7 @@ def test_the_handler_table_covers_every_type() -> None:
 
 def now(role: str, data: bytes) -> tuple[str, str | None] | None:
     try:
-        m.decode(role, data)
+        decoding.decode(role, data)
     except ProtocolError as exc:
         return exc.code, exc.extra.get("field")
     return None

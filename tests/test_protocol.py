@@ -1,10 +1,11 @@
-"""Frame decoding (messages.decode), validation and raw-JSON payloads, without sockets."""
+"""Frame decoding (decoding.decode), validation and raw-JSON payloads, without sockets."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
+from empfast import decoding
 from empfast import errors as e
 from empfast import messages as m
 from empfast import protocol as p
@@ -20,30 +21,30 @@ from empfast.hub import frames
 ])
 def test_bad_frames_get_their_code(frame: bytes, code: str) -> None:
     with pytest.raises(e.ProtocolError) as caught:
-        m.decode("client", frame)
+        decoding.decode("client", frame)
     assert caught.value.code == code
 
 
 def test_roles_limit_types() -> None:
-    assert isinstance(m.decode("client", b'{"type": "submit_job", "job_type": "a"}'), m.SubmitJob)
+    assert isinstance(decoding.decode("client", b'{"type": "submit_job", "job_type": "a"}'), m.SubmitJob)
     with pytest.raises(e.ProtocolError) as caught:
-        m.decode("client", b'{"type": "complete_job", "job_id": "j"}')
+        decoding.decode("client", b'{"type": "complete_job", "job_id": "j"}')
     assert caught.value.code == e.FORBIDDEN
     with pytest.raises(e.ProtocolError) as caught:
-        m.decode("worker", b'{"type": "launch_rockets"}')
+        decoding.decode("worker", b'{"type": "launch_rockets"}')
     assert caught.value.code == e.UNKNOWN_TYPE
 
 
 def test_field_errors_name_the_field() -> None:
     with pytest.raises(e.ProtocolError, match="'priority'"):
-        m.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": 5000}')
+        decoding.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": 5000}')
     with pytest.raises(e.ProtocolError, match="'priority'"):
-        m.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": true}')
+        decoding.decode("client", b'{"type": "submit_job", "job_type": "a", "priority": true}')
     with pytest.raises(e.ProtocolError, match="'job_type' is required"):
-        m.decode("client", b'{"type": "submit_job"}')
+        decoding.decode("client", b'{"type": "submit_job"}')
     with pytest.raises(e.ProtocolError, match="'job_types"):
-        m.decode("worker", b'{"type": "register_worker", "job_types": ["a", 3]}')
-    message = m.decode("client", b'{"type": "submit_job", "job_type": "a", "delay_s": 1}')
+        decoding.decode("worker", b'{"type": "register_worker", "job_types": ["a", 3]}')
+    message = decoding.decode("client", b'{"type": "submit_job", "job_type": "a", "delay_s": 1}')
     assert isinstance(message, m.SubmitJob) and message.delay_s == 1.0
 
 
@@ -61,23 +62,23 @@ def test_a_payload_arrives_as_its_exact_text(payload: bytes) -> None:
         b'{"job_type":"a","type":"submit_job","payload":' + payload + b"}",
         b'{"x": {"payload": 0}, "type": "submit_job", "job_type": "a", "payload" :\n ' + payload + b"\n}",
     ):
-        message = m.decode("client", frame)
+        message = decoding.decode("client", frame)
         assert isinstance(message, m.SubmitJob)
         assert bytes(message.payload) == payload
 
 
 def test_an_absent_payload_is_the_default() -> None:
-    message = m.decode("client", b'{"type": "submit_job", "job_type": "payload"}')
+    message = decoding.decode("client", b'{"type": "submit_job", "job_type": "payload"}')
     assert isinstance(message, m.SubmitJob) and bytes(message.payload) == b"{}"
 
 
 def test_a_payload_given_twice_is_refused() -> None:
     frame = b'{"type": "submit_job", "payload": {"a": 1}, "job_type": "a", "payload": 2}'
     with pytest.raises(e.ProtocolError) as info:
-        m.decode("client", frame)
+        decoding.decode("client", frame)
     assert info.value.code == e.BAD_MESSAGE and info.value.extra["field"] == "payload"
     nested = b'{"type": "submit_job", "job_type": "a", "payload": {"payload": 1, "x": {"payload": 2}}}'
-    message = m.decode("client", nested)
+    message = decoding.decode("client", nested)
     assert isinstance(message, m.SubmitJob)
     assert bytes(message.payload) == b'{"payload": 1, "x": {"payload": 2}}'
 

@@ -135,7 +135,7 @@ def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: 
                     "-w", str(tmp_path / "dist"), str(source)], check=True)
     (wheel,) = (tmp_path / "dist").glob("empfast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "empfast/lua/claimJobs-6.lua" in names and "empfast/lua/includes/activateJob.lua" in names
+    assert "empfast/lua/claimJobs-8.lua" in names and "empfast/lua/includes/activateJob.lua" in names
     modules = {str(path.relative_to(ROOT)) for path in (ROOT / "empfast").rglob("*.py")}
     assert modules <= set(names), f"modules missing from the wheel: {sorted(modules - set(names))}"
     target = tmp_path / "site"

@@ -54,6 +54,8 @@ def value_other_than_default(field: dataclasses.Field[Any], hint: Any,
     default = field.default
     if field.name == "url":  # the hub's address must be a WebSocket URL, Redis's a Redis URL
         return "redis://other-host:1/2" if owner is RedisOptions else "ws://other-host:1"
+    if field.name == "type_timeouts":  # TYPE=SECONDS items, checked at start
+        return "resize=60,render=600"
     if get_origin(hint) is not Literal and type(None) in get_args(hint):
         (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
     if get_origin(hint) is Literal:

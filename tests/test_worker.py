@@ -287,6 +287,36 @@ async def test_a_job_whose_lease_lapsed_while_disconnected_is_stopped(make_worke
     assert worker.stats.failed == worker.stats.dropped == 0  # nothing was sent about the job
 
 
+@pytest.mark.parametrize("swallows", [False, True])
+async def test_a_timed_out_job_is_stopped_and_reports_nothing(make_worker: MakeWorker, client: WSPeer,
+                                                              swallows: bool) -> None:
+    """cancel_job reason timeout: the handler's task is cancelled, and the attempt is not reported,
+    even by a handler that swallows the cancel and returns a result (it would be refused)."""
+    cancelled = asyncio.Event()
+
+    async def slow(job: Job) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            if not swallows:
+                raise
+        return "too late"
+
+    worker = make_worker({"slow": slow})
+    await worker.start()
+    job_id = await submit(client, "slow", timeout_s=0.3, max_attempts=1)
+    failed = await client.until("job_failed", job_id=job_id)
+    assert (failed["error"], failed["final"]) == ("timeout", True)
+    async with asyncio.timeout(5):
+        await cancelled.wait()
+        await worker.wait_idle()
+    assert worker.stats.timed_out == 1
+    assert worker.stats.completed == worker.stats.failed == worker.stats.dropped == 0
+    status = await job_status(client, job_id)
+    assert (status["status"], status["result"]) == ("failed", None)
+
+
 async def test_stop_finishes_jobs_within_the_grace_and_hands_back_the_rest(make_worker: MakeWorker,
                                                                           client: WSPeer) -> None:
     quick_started, stuck_started, stuck_cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()

@@ -20,9 +20,11 @@ from empfast.client.jobs import (
     NotRetryableError,
     SubmitManyError,
     Watch,
+    When,
     as_spec,
     job_body,
     job_bytes,
+    spec_arguments,
 )
 from empfast.connection import (
     Connection,
@@ -42,13 +44,10 @@ _JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
 
 
 class Client:
-    """A connection to a hub's client endpoint. Use `async with Client(url) as client:`, or
-    `await client.connect()` ... `await client.close()`.
-
-    `request_timeout_s` bounds each call, including the waits for a reconnect in between; the hub
-    being down for longer surfaces as TimeoutError. `connect_timeout_s` bounds `connect()`. `queue`:
-    the hub's queue this client's connection is bound to (None: the hub's default); `for_queue`
-    gives a client of another, and `submit(..., queue=...)` uses it."""
+    """A connection to a hub's client endpoint: `async with Client(url) as client:`, or `connect()`
+    ... `close()`. `request_timeout_s` bounds each call, reconnect waits included (then TimeoutError);
+    `connect_timeout_s` bounds `connect()`. `queue`: the hub's queue the connection is bound to
+    (None: the default); `for_queue` gives a client of another, which `submit(queue=...)` uses."""
 
     def __init__(self, url: str, *, queue: str | None = None, token: str | None = None,
                  client_id: str | None = None, request_timeout_s: float = 30.0,
@@ -58,9 +57,8 @@ class Client:
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._options: dict[str, Any] = dict(
-            token=token, client_id=client_id, request_timeout_s=request_timeout_s,
-            connect_timeout_s=connect_timeout_s, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s,
-            ssl_context=ssl_context)
+            token=token, client_id=client_id, request_timeout_s=request_timeout_s, ssl_context=ssl_context,
+            connect_timeout_s=connect_timeout_s, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         self._queues: dict[str, Client] = {}  # for_queue's clients, closed with this one
         self.connection = Connection(
             endpoint(url, "client", client_id, queue), on_push=self._on_push, on_connected=self._on_connected,
@@ -131,17 +129,20 @@ class Client:
 
     async def submit(self, job_type: str, payload: Any = None, *, priority: int = 0,
                      job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
-                     payload_json: bytes | str | None = None, queue: str | None = None) -> JobHandle:
+                     payload_json: bytes | str | None = None, queue: str | None = None,
+                     timeout_s: float | None = None, run_at: When | None = None,
+                     ttl_s: float | None = None, expires_at: When | None = None) -> JobHandle:
         """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
         is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
         handle says `created=False`. Without one, a random id is made here, so the submit is
         repeated safely after a dropped connection. `queue`: another queue of the hub (for_queue;
-        the handle follows the job there)."""
+        the handle follows the job there). `timeout_s` bounds each attempt (unset: the type's or
+        queue's default); `run_at` replaces delay_s; `ttl_s` or `expires_at`: a job not started by
+        then fails `expired` (times: epoch seconds or aware datetimes; docs/protocol.md 4.1)."""
+        spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json,
+                       timeout_s, run_at, ttl_s, expires_at)
         if queue is not None and queue != self.queue:
-            return await (await self.for_queue(queue)).submit(
-                job_type, payload, priority=priority, job_id=job_id, max_attempts=max_attempts,
-                delay_s=delay_s, payload_json=payload_json)
-        spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json)
+            return await (await self.for_queue(queue)).submit(**spec_arguments(spec))
         job_id = job_id or new_job_id()
         body, raw = job_body(spec, job_id)
         message: dict[str, Any] = {"type": "submit_job", **body}

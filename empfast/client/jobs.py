@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,6 +17,8 @@ from empfast.protocol import is_final_event, splice
 
 if TYPE_CHECKING:
     from empfast.client.client import Client
+
+When = float | datetime  # a time: seconds since the epoch, or an aware datetime
 
 
 class JobError(Exception):
@@ -70,9 +73,27 @@ class JobSpec:
     max_attempts: int = 3
     delay_s: float = 0
     payload_json: bytes | str | None = None
+    timeout_s: float | None = None
+    run_at: When | None = None
+    ttl_s: float | None = None
+    expires_at: When | None = None
 
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
+
+
+def spec_arguments(spec: JobSpec) -> dict[str, Any]:
+    """The spec as keyword arguments of Client.submit (the payload as it is, not copied)."""
+    return {name: getattr(spec, name) for name in _SPEC_FIELDS}
+
+
+def epoch_s(when: When) -> float:
+    """A time as seconds since the epoch: a number is one already; a datetime must be aware."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError(f"{when!r} has no time zone: give an aware datetime (or epoch seconds)")
+        return when.timestamp()
+    return float(when)
 
 
 def as_spec(job: JobSpec | Mapping[str, Any], index: int) -> JobSpec:
@@ -95,6 +116,12 @@ def job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
         body["max_attempts"] = spec.max_attempts
     if spec.delay_s:
         body["delay_s"] = spec.delay_s
+    for name in ("timeout_s", "ttl_s"):
+        if getattr(spec, name) is not None:
+            body[name] = getattr(spec, name)
+    for name in ("run_at", "expires_at"):
+        if getattr(spec, name) is not None:
+            body[name] = epoch_s(getattr(spec, name))
     raw = spec.payload_json
     if raw is None:
         if spec.payload is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from msgspec import UNSET, UnsetType
 
 from empfast import errors as e
 from empfast import messages as m
@@ -34,9 +35,14 @@ class ClientHandlers:
         """A job to add; `where` prefixes the field name of an error inside a batch ("jobs[2].")."""
         payload = bytes(body.payload)
         check_value(payload, where + "payload", self.hub.config.max_frame_bytes)
+        # one start and one expiry: the store judges their times on Redis's clock (addJobs)
+        for one, other in (("delay_s", "run_at"), ("ttl_s", "expires_at")):
+            if getattr(body, one) is not UNSET and getattr(body, other) is not UNSET:
+                raise ProtocolError(e.BAD_MESSAGE, f"give {one} or {other}, not both", field=where + other)
         return NewJob(job_type=body.job_type, payload=payload, priority=body.priority,
                       job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
-                      delay_ms=body.delay_s * 1000)
+                      delay_ms=(body.delay_s or 0) * 1000, timeout_ms=ms(body.timeout_s),
+                      run_at_ms=ms(body.run_at), ttl_ms=ms(body.ttl_s), expires_at_ms=ms(body.expires_at))
 
     async def _add(self, peer: Peer, jobs: list[NewJob], subscribe: list[bool],
                    positions: bool = False) -> tuple[list[Added], list[bool]]:
@@ -280,6 +286,11 @@ class ClientHandlers:
                                           newest_first=message.order == "newest", limit=message.limit,
                                           cursor=cursor, payloads=message.payloads)
         peer.send(frames.jobs_listed(page, message.req, payload_limit(self.hub.config.max_frame_bytes)))
+
+
+def ms(seconds: float | UnsetType) -> float | None:
+    """Seconds of a message as the store's ms; None when not given."""
+    return None if seconds is UNSET else seconds * 1000
 
 
 def taken(job_id: str, field: str = "job_id") -> ProtocolError:

@@ -17,10 +17,11 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from redis.exceptions import RedisError
 
 from empfast import errors as e
+from empfast.decoding import MessageError, decode
 from empfast.errors import EmpfastError
 from empfast.hub import frames
 from empfast.hub.auth import OPEN, Identity
-from empfast.messages import AnyMessage, MessageError, decode
+from empfast.messages import AnyMessage
 from empfast.protocol import frame_header
 
 if TYPE_CHECKING:

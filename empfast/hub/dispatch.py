@@ -138,6 +138,8 @@ class Dispatcher:
             if f.get(b"final") == b"0" and b"run_at" not in f:
                 wake[f[b"type"].decode()] += 1  # retried at once: pending again
                 woken.add(job_id)
+            if b"worker" in f:  # a timeout (the sweep, on any hub): its worker may be ours
+                self._on_timeout(job_id, f, wake)
         elif ev == b"assigned" and job_id in woken:
             # claimed already, later in the same read (a submit that claimed for the idle worker,
             # a claim of the next jobs): no one needs waking for it
@@ -151,6 +153,18 @@ class Dispatcher:
         subs = self.room.subscribers.get(job_id)
         if subs or self.room.job_feed or self.room.typed_feed:
             self._fan_out(job_id, event_id, f or event_fields(flat), subs)
+
+    def _on_timeout(self, job_id: str, f: EventFields, wake: Counter[str]) -> None:
+        """An attempt failed `timeout`: its worker, if connected here and still on that attempt,
+        is told to stop (cancel_job reason timeout) and its slot is free again, so the type's
+        pending jobs are claimed for this hub's workers."""
+        peer = self.room.workers.get(f[b"worker"].decode())
+        slots = peer.worker if peer is not None else None
+        if slots is None or slots.jobs.get(job_id) != int(f[b"attempt"]):
+            return  # not ours, or a newer attempt of the job was given to it meanwhile
+        del slots.jobs[job_id]
+        peer.send(frames.cancel_job(job_id, "timeout"))
+        wake[f[b"type"].decode()] += 1
 
     def _fan_out(self, job_id: str, event_id: str, f: EventFields, subs: set[Peer] | None) -> None:
         """A job event to its subscribers and the monitors; a final event ends the subscriptions."""

@@ -77,7 +77,8 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payloa
              "worker_id": job.get("worker"), "error": job.get("error"), "errors": job["errors"],
              "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
              "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
-             "finished_at": job.get("finished_at"), "run_at": job.get("run_at"), **extra}
+             "finished_at": job.get("finished_at"), "run_at": job.get("run_at"),
+             "timeout_ms": job.get("timeout_ms"), "expires_at": job.get("expires_at"), **extra}
     if "position" in job:  # pending (Store.get_job)
         frame["position"] = job["position"]
     if "logs" in job:  # asked for: its newest lines, oldest first
@@ -271,7 +272,8 @@ def job_failed_ack(job_id: str, status: str, final: bool, retry_at: int) -> dict
 
 
 def cancel_job(job_id: str, reason: str) -> bytes:
-    """Tell a worker to stop a job: reason "cancelled" (asked by a client) or "lease_lost"."""
+    """Tell a worker to stop a job: reason "cancelled" (asked by a client), "lease_lost" or
+    "timeout" (the attempt ran past its timeout and was failed; either way, send nothing more)."""
     return orjson.dumps({"type": "cancel_job", "job_id": job_id, "reason": reason})
 
 
@@ -293,6 +295,8 @@ def job_event(event_id: str, f: EventFields) -> bytes:
     if ev == b"failed":
         final = f[b"final"] == b"1"
         frame.update(type="job_failed", error=f[b"error"].decode(), final=final, attempt=int(f[b"attempt"]))
+        if b"worker" in f:  # a timeout: the worker whose attempt it was
+            frame["worker_id"] = f[b"worker"].decode()
         if not final:  # retried: now, or after a backoff
             frame["status"] = "scheduled" if b"run_at" in f else "pending"
             if b"run_at" in f:

@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from empfast import decoding
 from empfast import errors as e
 from empfast import messages as m
 from empfast.errors import EmpfastError, ProtocolError
@@ -219,15 +220,15 @@ class HttpSide:
             if jobs not in ("on", "off"):
                 raise HttpError(400, e.BAD_MESSAGE, "jobs must be on (every job event, the default) or off",
                                 field="jobs")
-            feed = m.decode(role, orjson.dumps({
+            feed = decoding.decode(role, orjson.dumps({
                 "type": "set_job_feed", "job_events": jobs == "on",
                 **({"job_types": job_types} if job_types else {})}))
-            followed = [m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id}))
+            followed = [decoding.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id}))
                         for job_id in job_ids[:self.hub.config.max_subscriptions]]
             fields.pop("type", None)
             fields.pop("job", None)
             assert isinstance(feed, m.SetJobFeed)
-            message = m.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
+            message = decoding.decode(role, orjson.dumps({"type": "subscribe_stats", **fields}))
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
         assert isinstance(message, m.SubscribeStats)
@@ -254,7 +255,7 @@ class HttpSide:
         try:
             role, identity = identify(self.hub, request, READ)
             since = resume_point(request, query(request, {"since": "since"}).get("since"))
-            message = m.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id,
+            message = decoding.decode(role, orjson.dumps({"type": "subscribe_job", "job_id": job_id,
                                                    **({"since": since} if since else {})}))
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
@@ -271,7 +272,7 @@ class HttpSide:
             role, identity = identify(self.hub, request, MONITOR)
             query(request, {})
             body = (await read_body(request, 4096)).strip() or b"{}"
-            message = m.decode(role, with_members(body, {"type": kind}))
+            message = decoding.decode(role, with_members(body, {"type": kind}))
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
         peer = await stream_peer(self.hub, request, role, identity, message)  # bulk_started; then a task

@@ -16,6 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from empfast import decoding
 from empfast import errors as e
 from empfast import messages as m
 from empfast.errors import ProtocolError
@@ -142,7 +143,7 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
         if roles is ACT or changes:
             check_same_site(request)
         role, identity = identify(hub, request, roles)
-        decoded = m.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
+        decoded = decoding.decode(role, message if isinstance(message, bytes) else orjson.dumps(message))
         room = room_of(hub, request)
     except (HttpError, ProtocolError) as exc:
         return refused(exc)
@@ -275,9 +276,10 @@ class RestRoutes:
 
     async def submit(self, request: Request) -> Response:
         """POST /api/jobs: a body like submit_job's (job_type, payload, priority, job_id,
-        max_attempts, delay_s). 201 when the job was created; 200 when a job of that id existed.
-        With `?wait_s=N` (up to MAX_WAIT_S), the answer waits for the job's end, at most N seconds,
-        and is the job's state then (job_status, with `created`): its result once completed."""
+        max_attempts, delay_s or run_at, timeout_s, ttl_s or expires_at). 201 when the job was
+        created; 200 when a job of that id existed. With `?wait_s=N` (up to MAX_WAIT_S), the answer
+        waits for the job's end, at most N seconds, and is the job's state then (job_status, with
+        `created`): its result once completed."""
         try:
             wait_s = query(request, {"wait_s": "wait_s"}, numbers=("wait_s",)).get("wait_s")
             if wait_s is not None and not (isinstance(wait_s, int | float) and 0 < wait_s <= MAX_WAIT_S):
@@ -300,7 +302,7 @@ class RestRoutes:
         try:
             check_same_site(request)
             role, identity = identify(self.hub, request, ACT)
-            decoded = m.decode(role, message)
+            decoded = decoding.decode(role, message)
         except (HttpError, ProtocolError) as exc:
             return refused(exc)
         peer = await stream_peer(self.hub, request, role, identity, decoded)

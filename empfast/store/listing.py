@@ -19,7 +19,7 @@ STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled"
 # a type filter on a queue-wide set looks at no more than this many ids per row wanted
 SCAN_PER_ROW = 10
 _ROW_FIELDS = ("job_type", "status", "priority", "attempts", "max_attempts", "worker_id", "progress",
-               "created_at", "started_at", "finished_at", "run_at", "error")
+               "created_at", "started_at", "finished_at", "run_at", "error", "timeout_ms", "expires_at")
 _RAW_FIELDS = ("payload", "result")
 
 

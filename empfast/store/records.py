@@ -13,16 +13,31 @@ import orjson
 Text = str | bytes
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 INT_FIELDS = frozenset({"priority", "attempts", "max_attempts", "created_at", "updated_at", "run_at",
-                        "started_at", "finished_at", "lease_until"})
+                        "started_at", "finished_at", "lease_until", "timeout_ms", "expires_at"})
 
 
 class NewJob(NamedTuple):
+    """A job to add. Its start is `delay_ms` from now or at `run_at_ms` (ms since the epoch; give
+    one); `timeout_ms` None takes the type's or the queue's default; an expiry is `ttl_ms` from now
+    or at `expires_at_ms` (give at most one). Redis's clock judges them all (addJobs)."""
+
     job_type: str
     payload: Text = b"{}"
     priority: int = 0
     job_id: str | None = None
     max_attempts: int = 3
     delay_ms: float = 0
+    timeout_ms: float | None = None
+    run_at_ms: float | None = None
+    ttl_ms: float | None = None
+    expires_at_ms: float | None = None
+
+    def timing(self) -> tuple[Any, Any, Any]:
+        """addJobs' start, timeout and expiry values: ms from now, or '@' and ms since the epoch."""
+        start = self.delay_ms if self.run_at_ms is None else f"@{self.run_at_ms!r}"
+        expiry = ("" if self.expires_at_ms is None else f"@{self.expires_at_ms!r}") if self.ttl_ms is None \
+            else self.ttl_ms
+        return start, "" if self.timeout_ms is None else self.timeout_ms, expiry
 
 
 class Added(NamedTuple):
@@ -70,10 +85,12 @@ class Heartbeat(NamedTuple):
 
 class SweepResult(NamedTuple):
     promoted: int
-    expired: int
+    expired: int  # leases
     workers_removed: int
     trimmed: int
     more: bool
+    timed_out: int = 0  # attempts past their timeout
+    expired_waiting: int = 0  # pending or scheduled jobs past their expiry
 
 
 @dataclass(slots=True)

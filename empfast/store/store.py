@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
@@ -141,8 +142,15 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
             "keep_failed_ms": s.keep_failed_ms,
             "keep_failed_max": s.keep_failed_max,
             "max_job_types": s.max_job_types,
+            "job_timeout_ms": round(s.job_timeout_s * 1000),
             **LUA_LIMITS,
         })
+        # present only when some job type has a default timeout: every other call reads nothing
+        type_timeouts = s.type_timeout_ms()
+        if type_timeouts:
+            await self.redis.hset(k.meta, "type_timeouts", orjson.dumps(type_timeouts))
+        else:
+            await self.redis.hdel(k.meta, "type_timeouts")
         await self._load_scripts()
         self._started = True
 
@@ -222,13 +230,13 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         count = 0
         for job in jobs:
             args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
-                     job.max_attempts, job.delay_ms]
+                     job.max_attempts, *job.timing()]
             count += 1
         args[2] = count
         if count == 0:
             return [], []
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types, k.active,
-                                          k.workers, k.worker_states), args)
+                                          k.workers, k.worker_states, k.deadlines, k.expiries), args)
         per = 4 if positions else 3
         end = 1 + per * count
         added = [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2,
@@ -248,7 +256,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots
         and the queue's max_claim)."""
         k = self.keys
-        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states)
+        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states, k.deadlines, k.expiries)
         out = await self._run("claimJobs", keys, (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             max_jobs))
@@ -259,7 +267,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
     async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
                           now: int | None = None) -> ClaimedJob:
         k = self.keys
-        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states)
+        keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states, k.deadlines, k.expiries)
         out = await self._run("claimJobById", keys, (
             k.prefix, "" if now is None else now, worker_id, lease_ms or self.settings.lease_ms,
             job_id))
@@ -314,7 +322,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         for completion in completions:
             args += completion
         out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events,
-                                               k.worker_states), args)
+                                               k.worker_states, k.deadlines, k.expiries), args)
         outcomes: list[StoreRefusal | None] = [
             None if code == b"OK" else refusal(text(code), job_id=c.job_id, worker_id=worker_id,
                                                attempt=c.attempt)
@@ -329,7 +337,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         out = await self._run(
             "failJob",
             (k.meta, k.active, k.scheduled, k.failed, k.cancelled, k.workers, k.seq, k.worker_states,
-             k.stats, k.events), (
+             k.stats, k.events, k.deadlines, k.expiries), (
                 k.prefix, "" if now is None else now, job_id, worker_id, attempt, error,
                 1 if retry else 0, s.backoff_base_ms, s.backoff_cap_ms,
                 random.random() if jitter is None else jitter,
@@ -341,7 +349,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
     async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
         k = self.keys
         out = await self._run(
-            "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events),
+            "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events, k.expiries),
             (k.prefix, "" if now is None else now, job_id))
         code = text(out[0])
         if code == JobNotFound.lua_reply:
@@ -394,9 +402,10 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         k = self.keys
         out = await self._run("sweep", (
             k.meta, k.scheduled, k.active, k.workers, k.completed, k.failed, k.cancelled, k.seq,
-            k.worker_states, k.stats, k.events), (k.prefix, "" if now is None else now,
-                                                  limit or self.settings.sweep_limit))
-        return SweepResult(int(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4] == 1)
+            k.worker_states, k.stats, k.events, k.deadlines, k.expiries), (
+                k.prefix, "" if now is None else now, limit or self.settings.sweep_limit))
+        return SweepResult(int(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4] == 1, int(out[5]),
+                           int(out[6]))
 
     async def stats(self) -> Stats:
         k = self.keys

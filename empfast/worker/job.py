@@ -20,6 +20,8 @@ LogWriter = Callable[[list[str]], None]
 
 SHUTDOWN_ERROR = "worker shutting down"
 CANCELLED_ERROR = "cancelled"
+# cancel_job reasons after which the attempt is no longer ours (docs/protocol.md 4.4)
+LOST_REASONS = frozenset({"lease_lost", "timeout"})
 
 
 class NonRetryableError(Exception):
@@ -93,15 +95,21 @@ class Run:
     job: Job
     handler: Handler
     task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None  # "cancelled", "lease_lost" or "shutdown" once we cancel it
+    cancel_reason: str | None = None  # "cancelled", "lease_lost", "timeout" or "shutdown" once cancelled
     unsent_progress: tuple[float, str] | None = None
     unsent_logs: list[str] = field(default_factory=list)
     progress_sent_at: float = -math.inf
     flush_timer: asyncio.TimerHandle | None = None
 
+    @property
+    def lost(self) -> bool:
+        """The attempt is over in the store (its lease lost, or failed `timeout`): nothing more may
+        be sent about it, and a new attempt of the job may come."""
+        return self.cancel_reason in LOST_REASONS
+
     def cancel(self, reason: str) -> None:
-        # lease_lost overrides any earlier reason: nothing more may be sent about the job
-        if self.cancel_reason is None or reason == "lease_lost":
+        # a lost attempt overrides any earlier reason: nothing more may be sent about the job
+        if self.cancel_reason is None or reason in LOST_REASONS:
             self.cancel_reason = reason
         if self.task is not None:
             self.task.cancel()
@@ -144,9 +152,9 @@ def failure(job: Job, error: str, *, retry: bool) -> Outcome:
 
 
 def cancelled_outcome(run: Run) -> Outcome | None:
-    """What a cancelled run reports: nothing after a lost lease (the job runs elsewhere now and
-    anything sent would be refused), else a failure that says why."""
-    if run.cancel_reason == "lease_lost":
+    """What a cancelled run reports: nothing after a lost lease or a timeout (the store ended the
+    attempt: anything sent would be refused), else a failure that says why."""
+    if run.lost:
         return None
     if run.cancel_reason == "cancelled":
         # any retry value works: a job whose cancel was asked ends cancelled

@@ -37,6 +37,7 @@ class WorkerStats:
     failed: int = 0
     cancelled: int = 0
     lease_lost: int = 0
+    timed_out: int = 0  # attempts the hub failed `timeout` while they ran
     dropped: int = 0  # outcomes the hub refused for good (lease lost meanwhile)
     in_flight: int = 0
 

@@ -335,7 +335,7 @@ class Worker:
             return
         attempt = frame.get("attempt") if isinstance(frame.get("attempt"), int) else 0
         running = self._runs.get(job_id)
-        if running is not None and running.cancel_reason == "lease_lost" and attempt > running.job.attempt:
+        if running is not None and running.lost and attempt > running.job.attempt:
             # the lost run is still stopping: the new attempt starts once it has ended
             self._next_attempt[job_id] = frame if lease_s is None else {**frame, "lease_s": lease_s}
             return
@@ -375,6 +375,11 @@ class Worker:
             log.warning("lost the lease on job %s (attempt %d); stopping it", job_id, run.job.attempt)
             self.stats.lease_lost += 1
             run.cancel("lease_lost")
+        elif reason == "timeout":
+            log.warning("job %s (attempt %d) ran past its timeout and was failed; stopping it", job_id,
+                        run.job.attempt)
+            self.stats.timed_out += 1
+            run.cancel("timeout")
         else:
             log.info("job %s was cancelled", job_id)
             run.cancel("cancelled")
@@ -391,7 +396,8 @@ class Worker:
                 result = await run.handler(job)
             finally:
                 self._slots.release()
-            outcome = completion(job, result, self._max_result_bytes())
+            # a handler that swallowed the cancel of a lost attempt reports nothing: it would be refused
+            outcome = None if run.lost else completion(job, result, self._max_result_bytes())
         except asyncio.CancelledError:
             outcome = cancelled_outcome(run)
             if run.cancel_reason is None:

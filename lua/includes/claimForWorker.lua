@@ -6,7 +6,8 @@
   `assigned` events join `events` for the caller to write (emitJobEvents). `stats`: see countStat.
 ]]
 --- @include "activateJob"
-local function claimForWorker(prefix, activeKey, stats, events, cfg, workerId, now, leaseMs, maxJobs)
+local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stats, events, cfg, workerId, now,
+                              leaseMs, maxJobs)
   local claimed = {}
   if maxJobs <= 0 then
     return claimed
@@ -57,7 +58,8 @@ local function claimForWorker(prefix, activeKey, stats, events, cfg, workerId, n
   end
   local nowText, deadline = tostring(now), tostring(now + leaseMs)
   for _, jobId in ipairs(ids) do
-    local job = activateJob(prefix, activeKey, stats, events, jobId, workerId, nowText, deadline)
+    local job = activateJob(prefix, activeKey, deadlinesKey, expiriesKey, stats, events, jobId, workerId,
+      nowText, deadline)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
     end

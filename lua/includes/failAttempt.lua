@@ -5,27 +5,31 @@
   retryable it gets another attempt: pending at once when runAt is not after now, else scheduled
   until runAt (scheduledKey is only used then, so releaseJob, which passes runAt 0, passes nil).
   Otherwise it ends failed (dead-letter). Returns the job's new status and its run_at (0 unless
-  scheduled).
+  scheduled). `worker`, when given (the sweep's timeouts), is named in the `failed` event, so the
+  hub the worker is connected to tells it to stop (cancel_job reason timeout); nil otherwise.
 ]]
 --- @include "emitEvent"
 --- @include "enqueuePending"
 --- @include "finishCancelled"
 --- @include "finishFailed"
 local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
-                           jobKey, jobId, jobType, attempt, err, retryable, runAt, now)
+                           jobKey, jobId, jobType, attempt, err, retryable, runAt, now, worker)
   local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority')
   rcall('HSET', jobKey, 'error', err, 'error:' .. attempt, err)
+  local named = worker and {'worker', worker} or {}
   if f[2] == '1' then
     finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now)
     return 'cancelled', 0
   end
   if not retryable or tonumber(attempt) >= tonumber(f[1]) then
-    finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now)
+    finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now,
+      named)
     return 'failed', 0
   end
-  local status, waits = 'pending', {}
+  local status = 'pending'
   if runAt > now then
-    status, waits = 'scheduled', {'run_at', runAt}
+    status = 'scheduled'
+    named[#named + 1], named[#named + 2] = 'run_at', runAt
     rcall('ZADD', scheduledKey, runAt, jobId)
     rcall('HINCRBY', statsKey, 'scheduled:' .. jobType, 1)
     rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
@@ -35,6 +39,6 @@ local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey
   end
   rcall('HINCRBY', statsKey, 'retried:' .. jobType, 1)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'failed', 'id', jobId, 'type', jobType, 'error', err,
-    'final', 0, 'attempt', attempt, unpack(waits))
+    'final', 0, 'attempt', attempt, unpack(named))
   return status, runAt
 end

@@ -6,18 +6,18 @@
 ]]
 --- @include "endLease"
 --- @include "failAttempt"
-local function releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
-                          jobId, reason, now)
+local function releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, cancelledKey, statsKey,
+                          eventsKey, cfg, jobId, reason, now)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker')
+  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'timeout_ms')
   if f[1] ~= 'active' then
     rcall('ZREM', activeKey, jobId)
     return f[1] or 'missing'
   end
   local jobType = f[3]
-  endLease(prefix, activeKey, statsKey, jobId, jobType, f[4])
+  endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, f[4], f[5])
   local attempt = tonumber(f[2])
   local err = reason .. ' (attempt ' .. attempt .. ')'
   return (failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey,
-    jobId, jobType, attempt, err, true, 0, now))
+    jobId, jobType, attempt, err, true, 0, now, nil))
 end

@@ -6,14 +6,14 @@
 --- @include "emitEvent"
 --- @include "releaseJob"
 --- @include "setWorkerState"
-local function removeWorker(prefix, activeKey, workersKey, seqKey, failedKey, cancelledKey, statesKey,
-                            statsKey, eventsKey, cfg, workerId, reason, now)
+local function removeWorker(prefix, activeKey, deadlinesKey, workersKey, seqKey, failedKey, cancelledKey,
+                            statesKey, statsKey, eventsKey, cfg, workerId, reason, now)
   local workerKey = prefix .. 'worker:' .. workerId
   local jobIds = rcall('SMEMBERS', workerKey .. ':jobs')
   for _, jobId in ipairs(jobIds) do
     if rcall('HGET', prefix .. 'job:' .. jobId, 'worker') == workerId then
-      releaseJob(prefix, activeKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobId,
-        reason, now)
+      releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey,
+        cfg, jobId, reason, now)
     end
   end
   rcall('DEL', workerKey, workerKey .. ':jobs')

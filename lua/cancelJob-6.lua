@@ -2,6 +2,7 @@
   Cancel a job. A pending or scheduled job is cancelled at once. A running job gets a cancel request:
   the hub tells its worker, and the job ends cancelled when the worker fails it or loses its lease
   (a worker that completes it anyway wins: the result is kept). A finished job is left unchanged.
+  A waiting job with an expiry leaves the expiries zset.
 
   Input:
     KEYS[1] meta hash
@@ -9,6 +10,7 @@
     KEYS[3] cancelled zset
     KEYS[4] stats hash
     KEYS[5] events stream
+    KEYS[6] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -30,14 +32,14 @@ local rcall = redis.call
 --- @include "includes/emitEvent"
 --- @include "includes/finishCancelled"
 
-local metaKey, scheduledKey, cancelledKey, statsKey, eventsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local metaKey, scheduledKey, cancelledKey, statsKey, eventsKey, expiriesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, jobId = ARGV[1], ARGV[3]
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
   return cfg
 end
 local jobKey = prefix .. 'job:' .. jobId
-local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts')
+local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts', 'expires_at')
 local status = f[1]
 if not status then
   return {'NOT_FOUND'}
@@ -47,6 +49,9 @@ if status == 'pending' or status == 'scheduled' then
   rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
   if rcall('ZREM', scheduledKey, jobId) == 1 then
     rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
+  end
+  if f[5] then
+    rcall('ZREM', expiriesKey, jobId)
   end
   finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, f[2], now)
   return {'CANCELLED'}

@@ -18,6 +18,8 @@
     KEYS[8] worker states hash
     KEYS[9] stats hash
     KEYS[10] events stream
+    KEYS[11] deadlines zset
+    KEYS[12] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -58,6 +60,7 @@ local rcall = redis.call
 
 local metaKey, activeKey, scheduledKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local workersKey, seqKey, statesKey, statsKey, eventsKey = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local deadlinesKey, expiriesKey = KEYS[11], KEYS[12]
 local prefix, jobId, workerId, attempt, err = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local leaseMs, maxJobs = tonumber(ARGV[11]), tonumber(ARGV[12])
 local cfg = getQueueConfig(metaKey)
@@ -68,7 +71,7 @@ local jobKey = prefix .. 'job:' .. jobId
 local now = getTime(ARGV[2])
 local doneBy = workerId .. '/' .. attempt
 
-local refused, jobType = checkLease(jobKey, workerId, attempt)
+local refused, jobType, timed = checkLease(jobKey, workerId, attempt)
 if refused then
   if isRepeat(jobKey, doneBy, false) then
     -- answered with the job's status now, as the first fail was
@@ -77,17 +80,18 @@ if refused then
   end
   return {refused}
 end
-endLease(prefix, activeKey, statsKey, jobId, jobType, workerId)
+endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, workerId, timed)
 rcall('HSET', jobKey, 'done_by', doneBy)
 local backoff = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(attempt) - 1))
 local runAt = now + math.floor(backoff * (0.5 + tonumber(ARGV[10]) / 2))
 local status
 status, runAt = failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey,
-  cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now)
+  cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now, nil)
 local jobs = {}
 if touchWorker(prefix, workersKey, workerId, now) then
   local assigned = {}
-  jobs = claimForWorker(prefix, activeKey, statsKey, assigned, cfg, workerId, now, leaseMs, maxJobs)
+  jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, statsKey, assigned, cfg, workerId, now,
+    leaseMs, maxJobs)
   emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end

@@ -12,6 +12,7 @@
     KEYS[7] worker states hash
     KEYS[8] stats hash
     KEYS[9] events stream
+    KEYS[10] deadlines zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -32,7 +33,7 @@ local rcall = redis.call
 --- @include "includes/removeWorker"
 
 local metaKey, activeKey, workersKey, seqKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local statesKey, statsKey, eventsKey = KEYS[7], KEYS[8], KEYS[9]
+local statesKey, statsKey, eventsKey, deadlinesKey = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local prefix, workerId = ARGV[1], ARGV[3]
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
@@ -42,5 +43,5 @@ local now = getTime(ARGV[2])
 if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
-return {'OK', removeWorker(prefix, activeKey, workersKey, seqKey, failedKey, cancelledKey, statesKey,
-  statsKey, eventsKey, cfg, workerId, 'worker deregistered', now)}
+return {'OK', removeWorker(prefix, activeKey, deadlinesKey, workersKey, seqKey, failedKey, cancelledKey,
+  statesKey, statsKey, eventsKey, cfg, workerId, 'worker deregistered', now)}

@@ -15,6 +15,8 @@
     KEYS[5] stats hash
     KEYS[6] events stream
     KEYS[7] worker states hash
+    KEYS[8] deadlines zset
+    KEYS[9] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -51,7 +53,7 @@ local rcall = redis.call
 --- @include "includes/flushStats"
 
 local metaKey, activeKey, completedKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local statsKey, eventsKey, statesKey = KEYS[5], KEYS[6], KEYS[7]
+local statsKey, eventsKey, statesKey, deadlinesKey, expiriesKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local count = tonumber(ARGV[6])
 if not count or count < 1 or #ARGV ~= 6 + 3 * count then
@@ -72,14 +74,14 @@ local nowText = tostring(now)
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
   local doneBy = workerId .. '/' .. attempt
-  local refused, jobType = checkLease(jobKey, workerId, attempt)
+  local refused, jobType, timed = checkLease(jobKey, workerId, attempt)
   if refused then
     if isRepeat(jobKey, doneBy, true) then
       return 'OK'
     end
     return refused
   end
-  endLease(prefix, activeKey, counts, jobId, jobType, workerId)
+  endLease(prefix, activeKey, deadlinesKey, counts, jobId, jobType, workerId, timed)
   rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', '100', 'done_by', doneBy,
     'finished_at', nowText, 'updated_at', nowText)
   countStat(counts, 'completed:' .. jobType, 1)
@@ -101,7 +103,8 @@ end
 trimSet(prefix, completedKey, cfg.keep_completed_max, 4 * count)  -- once for the batch
 emitJobEvents(eventsKey, cfg.events_maxlen, 'completed', completed, 10)
 if touchWorker(prefix, workersKey, workerId, now) then
-  local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, workerId, now, leaseMs, maxJobs)
+  local jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, counts, assigned, cfg, workerId,
+    now, leaseMs, maxJobs)
   for _, value in ipairs(jobs) do
     out[#out + 1] = value
   end

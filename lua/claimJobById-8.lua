@@ -10,6 +10,8 @@
     KEYS[4] stats hash
     KEYS[5] events stream
     KEYS[6] worker states hash
+    KEYS[7] deadlines zset
+    KEYS[8] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -39,6 +41,7 @@ local rcall = redis.call
 --- @include "includes/emitJobEvents"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local deadlinesKey, expiriesKey = KEYS[7], KEYS[8]
 local prefix, workerId, leaseMs, jobId = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
@@ -77,7 +80,8 @@ for _, name in ipairs(cfg.paused) do
 end
 rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
 local assigned = {}
-local job = activateJob(prefix, activeKey, statsKey, assigned, jobId, workerId, tostring(now), tostring(now + leaseMs))
+local job = activateJob(prefix, activeKey, deadlinesKey, expiriesKey, statsKey, assigned, jobId, workerId,
+  tostring(now), tostring(now + leaseMs))
 emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
 refreshWorkerState(prefix, statesKey, statsKey, workerId)
 return {'OK', 1, unpack(job)}

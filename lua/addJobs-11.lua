@@ -9,7 +9,10 @@
   docs/security.md), and never changes it. When the caller names a worker (an idle one on its hub),
   up to n of the best pending jobs are claimed for it in the same call, as claimJobs would: a job
   submitted to an idle worker costs one script call before it runs, not an add, an event read back
-  and a claim.
+  and a claim. A job's timeout is the one given, else its type's default (type_timeouts of the meta
+  hash), else the queue's (job_timeout_ms, 0: none); it is kept as timeout_ms, and each attempt's
+  deadline is set when it starts (activateJob). A job with an expiry is kept in the expiries zset
+  until it is claimed (the sweep fails it `expired` if it is still waiting then).
 
   Input:
     KEYS[1] meta hash
@@ -21,6 +24,8 @@
     KEYS[7] active zset
     KEYS[8] workers zset
     KEYS[9] worker states hash
+    KEYS[10] deadlines zset
+    KEYS[11] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -31,10 +36,15 @@
     ARGV[7] most jobs to claim (never more than the worker's free slots or max_claim)
     ARGV[8] "1": also answer each pending job's position (a single submit_job's reply; a batch
       submit does not ask, so its hot path pays no ZRANK), else ""
-    then, from ARGV[9], 6 values per job:
+    then, from ARGV[9], 8 values per job:
       id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
-      max_attempts (integer 1..max_attempts), delay_ms (number 0..max_delay_ms)
+      max_attempts (integer 1..max_attempts),
+      start: a delay in ms (0..max_delay_ms), or "@" and a time in ms since the epoch (run_at: at
+        most max_delay_ms from now; a past one runs at once),
+      timeout_ms ("": the type's or the queue's default; else a number of ms, 1..max_timeout_ms),
+      expiry ("": none; a ttl in ms, 1..max_delay_ms; or "@" and a time in ms since the epoch, after
+        now and the start and at most max_delay_ms from now)
     (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
 
   Output:
@@ -45,7 +55,8 @@
     given (or none), which the hub may refuse to reveal (client scope own)
     with ARGV[8] "1", each job has a fourth value: its position, its rank among the pending jobs of
     its type (ZRANK, 0: next), or -1 when it is not pending
-    error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written)
+    error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written): a
+      start or an expiry is checked against the Redis clock
     error reply "ERR_TOO_MANY_TYPES <max_job_types>" when a job's type is new and the queue has
       max_job_types types already (nothing written)
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
@@ -66,12 +77,12 @@ local rcall = redis.call
 --- @include "includes/refreshWorkerState"
 
 local metaKey, seqKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local activeKey, workersKey, statesKey = KEYS[7], KEYS[8], KEYS[9]
+local activeKey, workersKey, statesKey, deadlinesKey, expiriesKey = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
 local owner, claimFor, leaseMs, maxClaim = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local positions = ARGV[8] == '1'
-local FIELDS, FIRST = 6, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
+local FIELDS, FIRST = 8, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
 
 local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
@@ -83,11 +94,24 @@ end
 
 if not n or n < 0 or #ARGV ~= FIRST + n * FIELDS or not leaseMs or not maxClaim then
   return redis.error_reply('ERR_BAD_ARG expected owner, worker, lease, most claims and positions, then ' ..
-    tostring(n) .. ' jobs of 6 values')
+    tostring(n) .. ' jobs of 8 values')
 end
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
   return cfg
+end
+-- read before the checks: a run_at or an expiry is judged against it
+local now = getTime(ARGV[2])
+-- the job types' default timeouts, decoded once a call and only when the queue has any
+local typeTimeouts = cfg.type_timeouts and cjson.decode(cfg.type_timeouts) or {}
+
+-- a time value: a number of ms from now, or '@' and ms since the epoch; nil when not a number
+local function relative(value)
+  if string.byte(value, 1) == 64 then
+    local at = tonumber(string.sub(value, 2))
+    return at and at - now, true
+  end
+  return tonumber(value), false
 end
 
 local jobs = {}
@@ -97,7 +121,9 @@ local typeCount = nil  -- the types set's size plus the new types of this batch,
 for i = 1, n do
   local base = FIRST + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
-  local priority, maxAttempts, delay = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+  local priority, maxAttempts = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
+  local delay, absolute = relative(ARGV[base + 6])
+  local timeout, expiry = ARGV[base + 7], ARGV[base + 8]
   -- Lua's # counts bytes, as Redis does: the limits are in UTF-8 bytes
   if id == '' or #id > cfg.max_job_id_bytes then
     return bad(i, 'job_id must be 1 to ' .. cfg.max_job_id_bytes .. ' bytes (UTF-8)')
@@ -111,9 +137,37 @@ for i = 1, n do
   if not isInteger(maxAttempts, 1, cfg.max_attempts) then
     return bad(i, 'max_attempts must be an integer from 1 to ' .. cfg.max_attempts)
   end
-  -- delay ~= delay is true only for NaN
+  -- x ~= x is true only for NaN
+  if absolute and delay and delay < 0 then
+    delay = 0  -- a run_at in the past: at once
+  end
   if not delay or delay ~= delay or delay < 0 or delay > cfg.max_delay_ms then
+    if absolute then
+      return bad(i, 'run_at must be a time at most ' .. cfg.max_delay_ms / 1000 .. ' s from now')
+    end
     return bad(i, 'delay must be a number of ms from 0 to ' .. cfg.max_delay_ms)
+  end
+  if timeout == '' then
+    timeout = typeTimeouts[jobType] or cfg.job_timeout_ms
+  else
+    timeout = tonumber(timeout)
+    if not timeout or timeout ~= timeout or timeout < 1 or timeout > cfg.max_timeout_ms then
+      return bad(i, 'timeout must be a number of ms from 1 to ' .. cfg.max_timeout_ms)
+    end
+  end
+  if expiry ~= '' then
+    local ttl, at = relative(expiry)
+    if not ttl or ttl ~= ttl or ttl < 1 or ttl > cfg.max_delay_ms then
+      if at then
+        return bad(i, 'expires_at must be a time after now and at most ' .. cfg.max_delay_ms / 1000 ..
+          ' s from now')
+      end
+      return bad(i, 'ttl must be a number of ms from 1 to ' .. cfg.max_delay_ms)
+    end
+    if ttl <= delay then
+      return bad(i, 'the job would expire before it is due to run: expire it after its start')
+    end
+    expiry = now + math.floor(ttl)
   end
   if not knownTypes[jobType] then
     if rcall('SISMEMBER', typesKey, jobType) == 0 then
@@ -125,19 +179,18 @@ for i = 1, n do
     end
     knownTypes[jobType] = true
   end
-  jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay)}
+  jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay), math.floor(timeout), expiry}
 end
 
 -- Per batch, not per job: the sequence numbers (n taken at once: FIFO holds, unused ones are
 -- harmless gaps), the added counters and the types set.
-local now = getTime(ARGV[2])
 local nowText = tostring(now)  -- numbers go to Redis as text made once: Redis formats each Lua number
 local out = {'OK'}
 local counts = {}
 local added = {}  -- the events of the batch, one stream entry (emitJobEvents)
 local seq = nil
 for i = 1, n do
-  local id, jobType, payload, priority, maxAttempts, delay = unpack(jobs[i])
+  local id, jobType, payload, priority, maxAttempts, delay, timeout, expiry = unpack(jobs[i])
   local jobKey = prefix .. 'job:' .. id
   local existing = rcall('HGET', jobKey, 'status')
   if existing then
@@ -167,6 +220,17 @@ for i = 1, n do
     end
     fields[#fields + 1] = 'status'
     fields[#fields + 1] = status
+    -- only for the jobs that have them: a job without costs no call and no field
+    if timeout > 0 then
+      fields[#fields + 1] = 'timeout_ms'
+      fields[#fields + 1] = tostring(timeout)
+    end
+    if expiry ~= '' then
+      local expiresAt = tostring(expiry)
+      rcall('ZADD', expiriesKey, expiresAt, id)
+      fields[#fields + 1] = 'expires_at'
+      fields[#fields + 1] = expiresAt
+    end
     if owner ~= '' then
       fields[#fields + 1] = 'owner'
       fields[#fields + 1] = owner
@@ -192,7 +256,8 @@ end
 emitJobEvents(eventsKey, cfg.events_maxlen, 'added', added, 8)
 if claimFor ~= '' and isWorkerLive(prefix, workersKey, claimFor, now) then
   local assigned = {}
-  local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, claimFor, now, leaseMs, maxClaim)
+  local jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, counts, assigned, cfg, claimFor,
+    now, leaseMs, maxClaim)
   for _, value in ipairs(jobs) do
     out[#out + 1] = value
   end

@@ -11,6 +11,8 @@
     KEYS[4] stats hash
     KEYS[5] events stream
     KEYS[6] worker states hash
+    KEYS[7] deadlines zset
+    KEYS[8] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -36,6 +38,7 @@ local rcall = redis.call
 --- @include "includes/emitJobEvents"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local deadlinesKey, expiriesKey = KEYS[7], KEYS[8]
 local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
@@ -48,7 +51,8 @@ if not isWorkerLive(prefix, workersKey, workerId, now) then
 end
 local counts = {}  -- the stats counters of this call, written once (countStat)
 local assigned = {}  -- their events, one stream entry (emitJobEvents)
-local jobs = claimForWorker(prefix, activeKey, counts, assigned, cfg, workerId, now, leaseMs, maxJobs)
+local jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, counts, assigned, cfg, workerId, now,
+  leaseMs, maxJobs)
 emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
 flushStats(statsKey, counts)
 if #jobs > 0 then
