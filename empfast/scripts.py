@@ -167,6 +167,11 @@ def load_scripts(root: Traversable | None = None) -> dict[str, Script]:
         if not match:
             raise ScriptError(f"{node.name}: a script's file name must be <verbNoun>-<number of KEYS>.lua")
         num_keys = int(match.group("keys"))
+        if match.group("name") in scripts:
+            # e.g. a stale addJobs-9.lua beside addJobs-11.lua, left in a build/ folder by an older
+            # build: the wrong one would be called with the other's arguments
+            raise ScriptError(f"{node.name}: a second script named {match.group('name')!r} (a file of an "
+                              "older empfast left over? remove it, or build from a clean tree)")
         check_header(node.name, node.read_text(encoding="utf-8"), num_keys)
         source = assemble(root, node.name)
         sha = hashlib.sha1(source.encode()).hexdigest()

@@ -147,3 +147,15 @@ def test_the_wheel_ships_the_lua_scripts_and_loads_them_from_anywhere(tmp_path: 
                          env={**os.environ, "PYTHONPATH": str(target)}, check=True).stdout.split(maxsplit=1)
     assert int(out[0]) == len(load_scripts())
     assert str(target / "empfast" / "lua") in out[1] and str(ROOT) not in out[1]
+
+
+def test_two_files_of_one_script_are_refused(tmp_path: Path) -> None:
+    """A stale `addJobs-9.lua` beside `addJobs-11.lua` (an older build's leftover) must not be
+    loaded in its place."""
+    for name in ("addJobs-1.lua", "addJobs-2.lua"):
+        keys = "\n".join(f"    KEYS[{i}] a key" for i in range(1, int(name[-5]) + 1))
+        uses = " ".join(f"KEYS[{i}]" for i in range(1, int(name[-5]) + 1))
+        (tmp_path / name).write_text(f"--[[\n  Input:\n{keys}\n  Output:\n    1\n  Events:\n    none\n]]\n"
+                                     f"local rcall = redis.call\nreturn {{{uses.replace(' ', ', ')}}}\n")
+    with pytest.raises(ScriptError, match="a second script named 'addJobs'"):
+        load_scripts(tmp_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,8 +28,13 @@ BARE_PYTHON = sys._base_executable
 
 
 def build_pyz(out: Path) -> None:
-    """The README's command: shiv installs the project and its dependencies with pip, then zips."""
-    done = subprocess.run([sys.executable, "-m", "shiv", "-c", "empfast", "-o", str(out), str(ROOT)],
+    """The README's command: shiv installs the project and its dependencies with pip, then zips;
+    from a copy of the working tree without build/ (setuptools adds to what an older build left
+    there, such as a script that was renamed since: seen here)."""
+    tree = out.parent / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "artifacts", "*.pyz"))
+    done = subprocess.run([sys.executable, "-m", "shiv", "-c", "empfast", "-o", str(out), str(tree)],
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise AssertionError(f"shiv failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
