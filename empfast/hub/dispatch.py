@@ -353,6 +353,7 @@ class Dispatcher:
         hub, room = self.hub, self.room
         first = await self.store.first_event_id()
         self.reader_interrupted = False
+        self.limits = await self.store.type_limits()  # a `limits` event may be among those missed
         behind = first is not None and _order(first) > _order(self.last_event_id)
         if not behind or self.last_event_id == "0-0":
             return
