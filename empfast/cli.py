@@ -32,10 +32,10 @@ from empfast.demo import run_demo
 from empfast.handlers import HandlerSpecError, load_handlers
 from empfast.hub import Hub
 from empfast.hub.http import HttpListenError
+from empfast.limit_command import add_type_commands, run_limit
 from empfast.manage import (
     add_cancel_command,
     add_jobs_command,
-    add_pause_commands,
     add_purge_command,
     add_queues_command,
     add_retry_command,
@@ -126,7 +126,7 @@ COMMAND_SETTINGS: dict[str, tuple[SettingsOptions[Any], ...]] = {
     "worker": (WORKER, HUB_ADDRESS, LOGGING),
     "submit": (HUB_ADDRESS,), "status": (HUB_ADDRESS,), "retry": (HUB_ADDRESS,), "jobs": (HUB_ADDRESS,),
     "cancel": (HUB_ADDRESS,), "workers": (HUB_ADDRESS,), "purge": (HUB_ADDRESS,), "pause": (HUB_ADDRESS,),
-    "resume": (HUB_ADDRESS,), "queues": (HUB_ADDRESS,), "schedules": (HUB_ADDRESS,),
+    "resume": (HUB_ADDRESS,), "queues": (HUB_ADDRESS,), "schedules": (HUB_ADDRESS,), "limit": (HUB_ADDRESS,),
     "bench": (HUB_ADDRESS, BENCH_REDIS),
 }
 
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_queues_command(sub)
     add_schedules_command(sub)
     add_purge_command(sub)
-    add_pause_commands(sub)
+    add_type_commands(sub)  # pause, resume, limit
     for command, groups in COMMAND_SETTINGS.items():
         for options in groups:
             options.add_to(sub.choices[command])
@@ -436,7 +436,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     management = {"jobs": run_jobs, "cancel": run_cancel, "workers": run_workers, "queues": run_queues,
                   "status": run_status, "retry": run_retry, "purge": run_purge, "pause": run_pause,
-                  "resume": run_pause, "schedules": run_schedules}.get(args.command)
+                  "resume": run_pause, "schedules": run_schedules, "limit": run_limit}.get(args.command)
     if management is not None:
         return _run(management(args, hub))
     run_command = {"submit": run_submit, "bench": run_bench_command}[args.command]

@@ -25,6 +25,7 @@ REPLACED = "replaced"
 LIMIT_EXCEEDED = "limit_exceeded"
 UNAVAILABLE = "unavailable"
 PAUSED = "paused"
+TYPE_LIMITED = "type_limited"
 
 # answers after which the same request may succeed later (a peer retries them after a pause)
 TRANSIENT_CODES = frozenset({UNAVAILABLE, INTERNAL})
@@ -191,6 +192,22 @@ class TypePaused(StoreRefusal):
         return {"job_id": self.job_id, "job_type": self.job_type}
 
 
+class TypeLimited(StoreRefusal):
+    """Claim by id of a job whose type is at its concurrency or rate limit (setTypeLimits): it
+    stays pending."""
+
+    code = TYPE_LIMITED
+    lua_reply = "LIMITED"
+
+    def __init__(self, job_id: str, job_type: str) -> None:
+        super().__init__(f"job {job_id!r} is of type {job_type!r}, which is at its concurrency or rate "
+                         "limit: it is given to a worker when a job of the type ends or a start is due")
+        self.job_id, self.job_type = job_id, job_type
+
+    def wire_extra(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "job_type": self.job_type}
+
+
 class LayoutMismatch(EmpfastError):
     """The queue's data in Redis was written by an incompatible version of empfast."""
 
@@ -203,7 +220,7 @@ class ScriptError(EmpfastError):
 REFUSALS: dict[str, type[StoreRefusal]] = {
     cls.lua_reply: cls
     for cls in (BadArgument, JobNotFound, LeaseLost, NotPending, WrongJobType, WorkerNotFound,
-                WorkerDraining, TypePaused)
+                WorkerDraining, TypePaused, TypeLimited)
 }
 
 
@@ -224,6 +241,8 @@ def refusal(lua_reply: str, *, job_id: str = "", worker_id: str = "", attempt: i
         return WorkerDraining(worker_id)
     if cls is TypePaused:
         return TypePaused(job_id, detail)
+    if cls is TypeLimited:
+        return TypeLimited(job_id, detail)
     if cls is WorkerNotFound:
         return WorkerNotFound(worker_id)
     if cls is BadArgument:

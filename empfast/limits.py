@@ -48,6 +48,11 @@ MAX_SCHEDULES = 1000
 MIN_EVERY_S, MAX_EVERY_S = 1.0, float(MAX_DELAY_S)
 SCHEDULES_PER_SWEEP = 100  # due schedules one hub fires in one sweep tick
 MAX_CONCURRENCY = 10_000  # slots of one worker
+# a job type's limits (set_type_limits, docs/job-control.md 3): jobs active at once across every
+# worker, and starts per period (rate / per_s); a period is 1 ms to a day
+MAX_TYPE_CONCURRENCY = 1_000_000
+MAX_RATE = 1_000_000
+MIN_RATE_PER_S, MAX_RATE_PER_S = 0.001, 86_400.0
 MAX_ATTEMPT_NUMBER = 1_000_000  # `attempt` a worker names on a re-sent outcome
 MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of subscribe_stats
 
@@ -64,6 +69,9 @@ LUA_LIMITS: dict[str, int] = {
     "max_claim": MAX_BATCH,
     "max_log_lines": MAX_LOG_LINES,
     "max_log_line_bytes": MAX_LOG_LINE_BYTES,
+    "max_type_concurrency": MAX_TYPE_CONCURRENCY,
+    "max_rate": MAX_RATE,
+    "max_rate_per_ms": int(MAX_RATE_PER_S * 1000),
 }
 
 

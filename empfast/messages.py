@@ -24,9 +24,13 @@ from empfast.limits import (
     MAX_LOG_LINES,
     MAX_PAGE,
     MAX_PRIORITY,
+    MAX_RATE,
+    MAX_RATE_PER_S,
     MAX_REQ_BYTES,
     MAX_STATS_INTERVAL_S,
     MAX_TIMEOUT_S,
+    MAX_TYPE_CONCURRENCY,
+    MIN_RATE_PER_S,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.protocol import EVENT_ID_RE, WORKER_ID_RE
@@ -242,6 +246,16 @@ class ResumeType(Message, tag="resume_type"):
     job_type: JobType
 
 
+class SetTypeLimits(Message, tag="set_type_limits"):
+    """A job type's limits (docs/job-control.md 3): at most `concurrency` jobs active at once
+    across every worker, at most `rate` starts per `per_s` seconds; null clears one."""
+
+    job_type: JobType
+    concurrency: Annotated[int, Meta(ge=1, le=MAX_TYPE_CONCURRENCY)] | None = None
+    rate: Annotated[int, Meta(ge=1, le=MAX_RATE)] | None = None
+    per_s: Annotated[float, Meta(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)] = 1.0
+
+
 class SetSchedule(Message, tag="set_schedule"):
     """Create or replace a repeating job (docs/job-control.md 2): `cron` in `tz`, or `every_s`
     (empfast/schedules.py checks what a Struct cannot: one of the two, the expression, the zone)."""
@@ -287,8 +301,8 @@ ROLE_MESSAGES: dict[str, tuple[type[AnyMessage], ...]] = {
     "worker": (RegisterWorker, ClaimJob, UpdateJobProgress, AppendJobLog, CompleteJob, CompleteJobs,
                FailJob, WorkerHeartbeat, WorkerStatus, UnregisterWorker, Ping),
     "monitor": (SubscribeStats, GetStats, GetWorkers, GetQueues, SetJobFeed, *_SUBSCRIBE, *_JOB_STATUS,
-                ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, SetSchedule, ListSchedules,
-                PauseSchedule, ResumeSchedule, RemoveSchedule, Ping),
+                ListJobs, RetryJobs, RemoveJobs, PauseType, ResumeType, SetTypeLimits, SetSchedule,
+                ListSchedules, PauseSchedule, ResumeSchedule, RemoveSchedule, Ping),
 }
 
 

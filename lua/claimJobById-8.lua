@@ -27,6 +27,8 @@
     {"NO_WORKER"}            the worker is not live (see isWorkerLive): register again
     {"DRAINING"}             the worker said it takes no new jobs
     {"PAUSED", type}         the job's type is paused (setTypePaused): it stays pending
+    {"LIMITED", type}        the job's type is at its concurrency or rate limit (setTypeLimits):
+                             it stays pending
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
@@ -37,6 +39,8 @@ local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/isWorkerLive"
 --- @include "includes/activateJob"
+--- @include "includes/typeAllowance"
+--- @include "includes/spendTokens"
 --- @include "includes/refreshWorkerState"
 --- @include "includes/emitJobEvents"
 
@@ -78,10 +82,22 @@ for _, name in ipairs(cfg.paused) do
     return {'PAUSED', f[2]}
   end
 end
+local limit = cfg.limits and cfg.limits[f[2]]
+local bucket
+if limit then
+  local allow
+  allow, bucket = typeAllowance(prefix, statsKey, limit, f[2], now)
+  if allow < 1 then
+    return {'LIMITED', f[2]}
+  end
+end
 rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
 local assigned = {}
 local job = activateJob(prefix, activeKey, deadlinesKey, expiriesKey, statsKey, assigned, jobId, workerId,
   tostring(now), tostring(now + leaseMs))
+if bucket then
+  spendTokens(prefix, bucket, limit, f[2], 1, now)
+end
 emitJobEvents(eventsKey, cfg.events_maxlen, 'assigned', assigned, 8)
 refreshWorkerState(prefix, statesKey, statsKey, workerId)
 return {'OK', 1, unpack(job)}

@@ -1,7 +1,8 @@
 --[[
   Claim up to n of the best pending jobs for a worker: among the pending sets of the worker's job
   types, highest priority first, FIFO within a priority. Never more than the worker's free slots
-  (concurrency minus the jobs it holds); a draining worker gets nothing. Each claimed job is leased
+  (concurrency minus the jobs it holds), nor more of a limited type than its limits allow
+  (setTypeLimits); a draining worker gets nothing. Each claimed job is leased
   until now + lease_ms and its attempt number goes up by one (the lease's fencing token).
 
   Input:
@@ -21,7 +22,8 @@
     ARGV[5] most jobs to claim (never more than max_claim of the meta hash)
 
   Output:
-    {"OK", count, id, type, priority, payload, attempt, ...}  five values per claimed job
+    {"OK", count, id, type, priority, payload, attempt, ..., type, ms, ...}  five values per claimed
+      job, then, for each type whose rate held jobs back, the type and the ms until its next token
     {"NO_WORKER"}  the worker is not live (see isWorkerLive): register again
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
@@ -58,4 +60,8 @@ flushStats(statsKey, counts)
 if #jobs > 0 then
   refreshWorkerState(prefix, statesKey, statsKey, workerId)
 end
-return {'OK', #jobs / 5, unpack(jobs)}
+local out = {'OK', #jobs / 5, unpack(jobs)}
+for _, value in ipairs(cfg.rate_waits or {}) do
+  out[#out + 1] = value
+end
+return out

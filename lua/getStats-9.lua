@@ -1,7 +1,7 @@
 --[[
   Read the queue's counts, O(number of job types): current counts per status from the sets'
   cardinalities, per type from the pending sets and the counters, workers by status from the
-  counters, and the paused types from the meta hash. Changes nothing.
+  counters, and the paused and the limited types from the meta hash. Changes nothing.
 
   Input:
     KEYS[1] stats hash
@@ -18,7 +18,8 @@
 
   Output:
     {scheduled, active, completed, failed, cancelled, workers, {stats hash field, value, ...},
-     {type, pending, ...}, paused types as a JSON array (or false when none is paused)}
+     {type, pending, ...}, paused types as a JSON array (or false when none is paused),
+     the types' limits as a JSON object (or false when none has any, setTypeLimits)}
 
   Events:
     none
@@ -34,4 +35,5 @@ return {
   rcall('ZCARD', KEYS[3]), rcall('ZCARD', KEYS[4]), rcall('ZCARD', KEYS[5]),
   rcall('ZCARD', KEYS[6]), rcall('ZCARD', KEYS[7]), rcall('ZCARD', KEYS[8]),
   rcall('HGETALL', KEYS[1]), pending, rcall('HGET', KEYS[9], 'paused'),
+  rcall('HGET', KEYS[9], 'limits'),
 }

@@ -24,8 +24,10 @@ from empfast.limits import (
     MAX_DELAY_S,
     MAX_LOG_LINES,
     MAX_PRIORITY,
+    MAX_RATE_PER_S,
     MAX_STATS_INTERVAL_S,
     MAX_TIMEOUT_S,
+    MIN_RATE_PER_S,
     MIN_STATS_INTERVAL_S,
 )
 from empfast.messages import (
@@ -39,6 +41,7 @@ from empfast.messages import (
     RemoveJobs,
     RequestJobStatus,
     RetryJobs,
+    SetTypeLimits,
     tag_of,
 )
 
@@ -139,6 +142,9 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "every_s": st.one_of(st.floats(86_400, MAX_DELAY_S), st.sampled_from([0.5, 86_400])).map(dumps),
     "tz": st.sampled_from(["UTC", "Europe/Paris", "Mars/Olympus"]).map(dumps),
     "paused": st.booleans().map(dumps),
+    # a type's limits (set_type_limits): small, or null to clear; per_s within its bounds
+    "rate": st.one_of(st.none(), st.integers(1, 5)).map(dumps),
+    "per_s": st.one_of(st.sampled_from([0.5, 1, 60]), st.floats(MIN_RATE_PER_S, MAX_RATE_PER_S)).map(dumps),
     # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
     "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
                         NAMES.map(dumps)),
@@ -151,6 +157,7 @@ VALID_FOR: dict[tuple[type[msgspec.Struct], str], st.SearchStrategy[bytes]] = {
     (RequestJobStatus, "payload"): st.booleans().map(dumps),
     (RetryJobs, "status"): st.sampled_from(["failed", "cancelled"]).map(dumps),
     (RemoveJobs, "status"): st.sampled_from(["completed", "failed", "cancelled"]).map(dumps),
+    (SetTypeLimits, "concurrency"): st.one_of(st.none(), st.integers(1, 3)).map(dumps),
 }
 # a valid request id, other than none (tests/test_fuzz.py adds a unique one when none is drawn)
 VALID_REQ = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1),

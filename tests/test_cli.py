@@ -18,7 +18,7 @@ from in_process import run_in_process
 from support import RedisServer, WSPeer, free_port
 
 from empfast import cli, manage
-from empfast.client import Client
+from empfast.client import Client, Monitor
 from empfast.config import HubConfig, LoggingSettings, QueueSettings
 from empfast.hub import Hub
 from empfast.store import Store
@@ -361,3 +361,26 @@ async def test_bulk_retry_purge_and_pause_from_the_command_line(hub_url: str) ->
     assert code == 2 and "use 90, 30s, 15m, 12h or 7d" in err
     code, _, err = await run("purge", url=hub_url)
     assert code == 2 and "--status" in err
+
+
+async def test_a_job_types_limits_from_the_command_line_and_the_sdk(hub_url: str) -> None:
+    async with Client(hub_url) as client:
+        for n in range(3):
+            await client.submit("render", {"n": n}, delay_s=60)
+    code, out, err = await run("limit", "render", "--concurrency", "2", "--rate", "10", "--per-s", "60",
+                               url=hub_url)
+    assert code == 0, err
+    assert out.strip() == "job type 'render': at most 2 running, at most 10 starts per 60 s; 0 jobs waiting"
+    code, out, _ = await run("limit", url=hub_url)
+    assert code == 0 and "render" in out and "at most 2 running" in out
+    code, _, err = await run("limit", "render", "--concurrency", "0", url=hub_url)
+    assert code == 1 and "concurrency" in err
+    code, _, err = await run("limit", "render", "--clear", "--rate", "3", url=hub_url)
+    assert code == 2 and "not both" in err
+    code, out, _ = await run("limit", "render", "--clear", url=hub_url)
+    assert code == 0 and out.strip() == "job type 'render': no limits; 0 jobs waiting"
+    async with Monitor(hub_url) as monitor:
+        reply = await monitor.set_type_limits("render", rate=5, per_s=2)
+        assert (reply["concurrency"], reply["rate"], reply["per_s"]) == (None, 5, 2.0)
+        assert (await monitor.stats())["limits"] == {"render": {"concurrency": None, "rate": 5, "per_s": 2.0}}
+        assert (await monitor.set_type_limits("render"))["limits"] == {}

@@ -85,6 +85,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "remove_jobs": ("bulk_started", frozenset({"limit_exceeded"})),
     "pause_type": ("type_paused", frozenset()),
     "resume_type": ("type_paused", frozenset()),
+    "set_type_limits": ("type_limits", frozenset()),
     # bad_message: a cron expression or zone that does not parse, or an unreadable payload
     "set_schedule": ("schedule", frozenset({"bad_message", "limit_exceeded"})),
     "list_schedules": ("schedules", frozenset()),

@@ -93,6 +93,7 @@ async def test_every_script_gets_keys_of_one_cluster_slot(store: Store,
     await store.retry_jobs_slice(until_ms=T, dry_run=True)
     await store.remove_jobs_slice("completed", until_ms=T, dry_run=True)
     await store.set_type_paused("a", True)
+    await store.set_type_limits("a", 2, 10, 1.0)
     nightly = Schedule("nightly", "a", cron="0 3 * * *")
     await store.set_schedule(nightly, T)
     await store.advance_schedule("nightly", T, T + 86_400_000)

@@ -13,7 +13,7 @@ nothing is seen twice.
 
 - client.py: the Client (connection, requests, watches, resubscribe after a reconnect)
 - jobs.py: JobSpec, JobHandle, the per-job record of events, and the job errors
-- monitor.py: the Monitor (the monitor role: workers, counts, bulk retry and removal, pausing types)
+- monitor.py: the Monitor (the monitor role: workers, counts, bulk retry and removal, type pause, limits)
 """
 
 from empfast.client.client import Client

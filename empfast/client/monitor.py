@@ -121,6 +121,13 @@ class Monitor:
     async def resume_type(self, job_type: str) -> dict[str, Any]:
         return await self._request({"type": "resume_type", "job_type": job_type})
 
+    async def set_type_limits(self, job_type: str, *, concurrency: int | None = None, rate: int | None = None,
+                              per_s: float = 1.0) -> dict[str, Any]:
+        """At most `concurrency` jobs of the type running at once across every worker, at most `rate`
+        starts per `per_s` seconds; None clears one (both None: no limits). Returns `type_limits`."""
+        return await self._request({"type": "set_type_limits", "job_type": job_type,
+                                    "concurrency": concurrency, "rate": rate, "per_s": per_s})
+
     async def set_schedule(self, name: str, job_type: str, payload: Any = None, *, cron: str | None = None,
                            every_s: float | None = None, tz: str = "UTC", priority: int = 0,
                            max_attempts: int = 3, paused: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from empfast.hub import frames
 from empfast.hub.conn import CLOSE_REPLACED, Peer
 from empfast.ids import event_key
 from empfast.protocol import frame_header
-from empfast.store import EventFields, entry_events, event_fields
+from empfast.store import EventFields, TypeLimit, entry_events, event_fields
 
 if TYPE_CHECKING:
     from empfast.hub.room import QueueRoom
@@ -31,6 +31,9 @@ FAN_OUT_AT_ONCE = 32
 # here follows, or one counted for a wake-up in the same read (`assigned`): an entry that concerns
 # no one is skipped whole, not split into its jobs (most entries of a busy queue nobody watches)
 QUIET_KINDS = frozenset({b"completed", b"assigned"})
+# job events that free a slot of a type's concurrency limit (docs/job-control.md 3): for a limited
+# type, local workers claim again, not waiting for the sweep's safety net
+FREEING_KINDS = frozenset({b"completed", b"failed", b"cancelled"})
 
 
 class Dispatcher:
@@ -44,10 +47,13 @@ class Dispatcher:
         self._wanted: Counter[str] = Counter()  # job type -> new pending jobs not yet claimed for
         self._wake_signal = asyncio.Event()
         self._wake_turn = 0
+        self.limits: dict[str, TypeLimit] = {}  # the limited job types, kept by the `limits` events
+        self._rate_timers: dict[str, asyncio.TimerHandle] = {}  # job type -> the claim at its next token
 
     async def prepare(self) -> None:
         """Start reading after the newest event: a starting hub has no one to tell of older ones."""
         self.last_event_id = await self.store.last_event_id()
+        self.limits = await self.store.type_limits()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,6 +61,9 @@ class Dispatcher:
                       loop.create_task(self._sweep_loop())]
 
     async def stop(self) -> None:
+        for timer in self._rate_timers.values():
+            timer.cancel()
+        self._rate_timers.clear()
         for task in self.tasks:
             task.cancel()
         if self.tasks:
@@ -102,6 +111,8 @@ class Dispatcher:
         its jobs, or a job of this read counted for a wake-up (docs/data-model.md, "Events")."""
         if self.room.job_feed or self.room.typed_feed:
             return True
+        if self.limits and flat[1] == b"completed" and self._limited_in(flat):
+            return True  # a slot of a limited type is free: its jobs are claimed for (_on_event)
         subscribers = self.room.subscribers
         if not subscribers and not woken:
             return False
@@ -112,6 +123,10 @@ class Dispatcher:
                     return True
         return False
 
+    def _limited_in(self, flat: list[bytes]) -> bool:
+        limits = self.limits
+        return any(flat[i] == b"type" and flat[i + 1].decode() in limits for i in range(2, len(flat), 2))
+
     def _on_event(self, event_id: str, flat: list[bytes], wake: Counter[str], woken: set[str]) -> None:
         """One event of the stream, its fields flat: b"ev" and b"id" come first in every event, so
         most (an assignment, a completion that nobody follows) are routed without a dict. `wake`
@@ -121,11 +136,11 @@ class Dispatcher:
         if ev == b"worker":
             self._on_worker_event(event_id, event_fields(flat))
             return
-        if ev in (b"paused", b"resumed"):
-            self._on_pause_event(event_id, ev == b"paused", event_fields(flat), wake)
+        if ev in (b"paused", b"resumed", b"limits"):  # a job type's setting, by a monitor on any hub
+            self._on_type_event(event_id, ev, event_fields(flat), wake)
             return
         job_id = flat[3].decode()
-        f = None
+        f = self._freed(ev, flat, wake) if self.limits and ev in FREEING_KINDS else None
         if ev in (b"added", b"pending"):
             f = event_fields(flat)
             if f.get(b"status", b"pending") == b"pending":
@@ -212,6 +227,12 @@ class Dispatcher:
             local.close(e.REPLACED, f"worker id {worker_id!r} registered on hub {other_hub!r}; this "
                                     "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
 
+    def _on_type_event(self, event_id: str, ev: bytes, f: EventFields, wake: Counter[str]) -> None:
+        if ev == b"limits":
+            self._on_limits_event(f, wake)
+        else:
+            self._on_pause_event(event_id, ev == b"paused", f, wake)
+
     def _on_pause_event(self, event_id: str, paused: bool, f: EventFields, wake: Counter[str]) -> None:
         """A job type paused or resumed, on any hub: monitors are told; on a resume, the type's
         waiting jobs are claimed for the workers here, as if they had just been added."""
@@ -221,6 +242,50 @@ class Dispatcher:
         frame = frames.type_paused_event(job_type, paused, pending, event_id)
         for peer in self.room.monitors:
             peer.send(frame)
+
+    def _freed(self, ev: bytes, flat: list[bytes], wake: Counter[str]) -> EventFields:
+        """A job that ended (or failed an attempt) frees a slot of its type's concurrency limit: if
+        the type is limited, local workers claim for it. Returns the event's fields."""
+        f = event_fields(flat)
+        job_type = f.get(b"type", b"").decode()
+        if job_type in self.limits and not (ev == b"failed" and f.get(b"final") == b"0"):
+            wake[job_type] += 1  # (a retried failure is counted by _on_event, as pending again)
+        return f
+
+    def _on_limits_event(self, f: EventFields, wake: Counter[str]) -> None:
+        """A job type's limits set or cleared, on any hub: kept here (for the wake-ups on its
+        completions), and its waiting jobs claimed for, as a raised or cleared limit frees them."""
+        job_type, pending = f[b"type"].decode(), int(f[b"pending"])
+        if b"concurrency" in f or b"rate" in f:
+            per_ms = f.get(b"per_ms")
+            self.limits[job_type] = TypeLimit(int(f[b"concurrency"]) if b"concurrency" in f else None,
+                                              int(f[b"rate"]) if b"rate" in f else None,
+                                              int(per_ms) / 1000 if per_ms is not None else None)
+        else:
+            self.limits.pop(job_type, None)
+            timer = self._rate_timers.pop(job_type, None)
+            if timer is not None:
+                timer.cancel()
+        if pending:
+            wake[job_type] += pending
+
+    def wake_at_next_token(self, waits: dict[str, int]) -> None:
+        """A claim was held back by a type's rate: claim for the type again when its next token is
+        due, once per type and hub (a due timer that comes earlier replaces a later one)."""
+        loop = asyncio.get_running_loop()
+        for job_type, ms in waits.items():
+            due = loop.time() + ms / 1000
+            timer = self._rate_timers.get(job_type)
+            if timer is not None and timer.when() <= due:
+                continue
+            if timer is not None:
+                timer.cancel()
+            self._rate_timers[job_type] = loop.call_at(due, self._token_due, job_type)
+
+    def _token_due(self, job_type: str) -> None:
+        self._rate_timers.pop(job_type, None)
+        limit = self.limits.get(job_type)
+        self.request_wake(Counter({job_type: limit.rate if limit is not None and limit.rate else 1}))
 
     def _offer(self, job_id: str, job_type: str, priority: int) -> None:
         frame = None
@@ -269,10 +334,15 @@ class Dispatcher:
                     break
                 if peer.worker is None or not handlers.dispatchable(peer):
                     continue
+                asked = min(share, count, handlers.dispatchable(peer))
                 try:
-                    count -= await handlers.fill(peer, min(share, count))
+                    got = await handlers.fill(peer, min(share, count))
                 except EmpfastError as exc:  # this worker only: the others still get their share
                     log.warning("could not claim for worker %s: %s", peer.worker.worker_id, exc)
+                    continue
+                count -= got
+                if got < asked and job_type in self.limits:
+                    break  # the type's limit (or its pending jobs) ran out: the others would get none
 
     # ---- after an interruption -----------------------------------------------------------------
 
@@ -283,6 +353,7 @@ class Dispatcher:
         hub, room = self.hub, self.room
         first = await self.store.first_event_id()
         self.reader_interrupted = False
+        self.limits = await self.store.type_limits()  # a `limits` event may be among those missed
         behind = first is not None and _order(first) > _order(self.last_event_id)
         if not behind or self.last_event_id == "0-0":
             return

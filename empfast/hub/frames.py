@@ -12,6 +12,7 @@ import orjson
 
 from empfast.protocol import PROTOCOL_VERSION, add_member, splice
 from empfast.store.listing import Cursor
+from empfast.store.records import TypeLimit
 
 if TYPE_CHECKING:
     from empfast.store import Added, ClaimedJob, EventFields, JobPage
@@ -170,6 +171,12 @@ def type_paused(job_type: str, paused: bool, pending: int, paused_types: list[st
     """The reply to pause_type and resume_type."""
     return {"type": "type_paused", "job_type": job_type, "paused": paused, "pending": pending,
             "paused_types": paused_types}
+
+
+def type_limits(job_type: str, limits: dict[str, TypeLimit], pending: int) -> dict[str, Any]:
+    """The reply to set_type_limits: the type's limits (nulls when it has none) and every limited type's."""
+    return {"type": "type_limits", "job_type": job_type, **limits.get(job_type, TypeLimit()).as_dict(),
+            "pending": pending, "limits": {t: limit.as_dict() for t, limit in sorted(limits.items())}}
 
 
 def schedule(described: dict[str, Any], **extra: Any) -> dict[str, Any]:

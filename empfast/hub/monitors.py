@@ -107,6 +107,14 @@ class MonitorHandlers:
                      state.pending)
         peer.reply(req, frames.type_paused(job_type, paused, state.pending, state.paused))
 
+    async def on_set_type_limits(self, peer: Peer, message: m.SetTypeLimits) -> None:
+        state = await peer.room.store.set_type_limits(message.job_type, message.concurrency, message.rate,
+                                                      message.per_s)
+        if state.changed:
+            log.info("job type %r limits: concurrency %s, rate %s per %g s (%d pending)", message.job_type,
+                     message.concurrency, message.rate, message.per_s, state.pending)
+        peer.reply(message.req, frames.type_limits(message.job_type, state.limits, state.pending))
+
     def _sleep_s(self, now: float) -> float:
         """Until the earliest monitor's next check; with none subscribed, the hub's interval."""
         due = [peer.stats.next_at for room in self.hub.rooms.values() for peer in room.stats_subscribers

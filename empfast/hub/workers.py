@@ -85,10 +85,12 @@ class WorkerHandlers:
         if free <= 0:
             return 0
         try:
-            jobs = await peer.room.store.claim(slots.worker_id, free)
+            jobs, waits = await peer.room.store.claim_waits(slots.worker_id, free)
         except WorkerNotFound:
             self.lapse(peer)
             return 0
+        if waits:  # a type's rate held jobs back: claim again when its next token is due
+            peer.room.dispatch.wake_at_next_token(waits)
         self.assign(peer, jobs)
         return len(jobs)
 

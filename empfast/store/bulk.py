@@ -1,5 +1,6 @@
 """Acting on many jobs at once, a slice at a time, and pausing a job type (docs/management.md,
-section 3): the part of the Store the management side uses to change jobs in bulk. A mixin of Store
+section 3), and a job type's limits (docs/job-control.md 3): the part of the Store the management
+side uses to change jobs in bulk. A mixin of Store
 (store.py), which owns the scripts. Each slice is one script call over at most BULK_SLICE jobs
 (lua/retryJobs-6.lua, lua/removeJobs-1.lua), so a bulk action over 100,000 jobs never holds Redis
 for long; the hub calls slice after slice (hub/bulk.py)."""
@@ -13,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from empfast.errors import BadArgument
-from empfast.limits import BULK_SLICE
+from empfast.limits import BULK_SLICE, MAX_RATE_PER_S, MIN_RATE_PER_S
 from empfast.store.listing import Cursor
-from empfast.store.records import text
+from empfast.store.records import TypeLimit, parse_limits, text
 
 if TYPE_CHECKING:
     from redis import asyncio as aioredis
@@ -44,6 +45,16 @@ class PauseState:
     changed: bool
     pending: int
     paused: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsState:
+    """After set_type_limits: whether it changed anything, the type's pending jobs, and the limits
+    of every limited type of the queue."""
+
+    changed: bool
+    pending: int
+    limits: dict[str, TypeLimit]
 
 
 class BulkActions:
@@ -94,6 +105,23 @@ class BulkActions:
         out = await self._run("setTypePaused", (k.meta, k.events),
                               (k.prefix, job_type, "1" if paused else "0"))
         return PauseState(out[0] == 1, int(out[1]), orjson.loads(out[2]))
+
+    async def set_type_limits(self, job_type: str, concurrency: int | None, rate: int | None,
+                              per_s: float = 1.0) -> LimitsState:
+        """Set a job type's limits (None clears one; both None clear the type's limits). Bad values
+        are BadArgument, nothing changed."""
+        if rate is not None and not MIN_RATE_PER_S <= per_s <= MAX_RATE_PER_S:
+            raise BadArgument(f"per_s is from {MIN_RATE_PER_S} to {MAX_RATE_PER_S:g} seconds")
+        k = self.keys
+        out = await self._run("setTypeLimits", (k.meta, k.events), (
+            k.prefix, job_type, "" if concurrency is None else concurrency, "" if rate is None else rate,
+            round(per_s * 1000)))
+        return LimitsState(out[0] == 1, int(out[1]), parse_limits(out[2]))
+
+    async def type_limits(self) -> dict[str, TypeLimit]:
+        """Every limited job type's limits (one HGET; a hub loads them at start, then follows the
+        `limits` events)."""
+        return parse_limits(await self.redis.hget(self.keys.meta, "limits"))
 
 
 def _check_status(status: str, allowed: tuple[str, ...]) -> None:

@@ -93,6 +93,31 @@ class SweepResult(NamedTuple):
     expired_waiting: int = 0  # pending or scheduled jobs past their expiry
 
 
+@dataclass(frozen=True, slots=True)
+class TypeLimit:
+    """A job type's limits (docs/job-control.md 3): jobs active at once, and starts per `per_s`
+    seconds; None where unset."""
+
+    concurrency: int | None = None
+    rate: int | None = None
+    per_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "rate": self.rate, "per_s": self.per_s}
+
+
+def parse_limits(raw: bytes | str | None) -> dict[str, TypeLimit]:
+    """The meta hash's `limits` field (setTypeLimits-2.lua) as TypeLimits by job type."""
+    if not raw:
+        return {}
+    out = {}
+    for job_type, f in orjson.loads(raw).items():
+        per_ms = f.get("per_ms")
+        out[job_type] = TypeLimit(f.get("concurrency"), f.get("rate"),
+                                  per_ms / 1000 if per_ms is not None else None)
+    return out
+
+
 @dataclass(slots=True)
 class Stats:
     pending: int
@@ -104,12 +129,14 @@ class Stats:
     workers: dict[str, int]
     by_type: dict[str, dict[str, int]] = field(default_factory=dict)
     paused: list[str] = field(default_factory=list)  # job types no worker is given (setTypePaused)
+    limits: dict[str, TypeLimit] = field(default_factory=dict)  # the limited job types (setTypeLimits)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
             "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
             "workers": self.workers, "by_type": self.by_type, "paused": self.paused,
+            "limits": {t: limit.as_dict() for t, limit in self.limits.items()},
         }
 
 
@@ -177,7 +204,8 @@ def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 def stats_from_reply(out: Sequence[Any]) -> Stats:
-    """getStats' reply: the set sizes, the counters hash, each type's pending count, the paused types."""
+    """getStats' reply: the set sizes, the counters hash, each type's pending count, the paused and
+    the limited types."""
     scheduled, active, completed, failed, cancelled, _workers = (int(x) for x in out[:6])
     counters = {text(out[6][i]): int(out[6][i + 1]) for i in range(0, len(out[6]), 2)}
     by_type: dict[str, dict[str, int]] = {}
@@ -199,5 +227,6 @@ def stats_from_reply(out: Sequence[Any]) -> Stats:
         # kept by the scripts since this counter exists: a job scheduled before then may take it below 0
         counts["scheduled"] = max(0, counts["scheduled"])
     paused = orjson.loads(out[8]) if len(out) > 8 and out[8] else []
+    limits = parse_limits(out[9]) if len(out) > 9 else {}
     return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type,
-                 paused)
+                 paused, limits)

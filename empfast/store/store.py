@@ -253,8 +253,13 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
 
     async def claim(self, worker_id: str, max_jobs: int = 1, *, lease_ms: int | None = None,
                     now: int | None = None) -> list[ClaimedJob]:
-        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots
-        and the queue's max_claim)."""
+        """Claim up to max_jobs of the best pending jobs the worker can run (within its free slots,
+        the queue's max_claim and the job types' limits)."""
+        return (await self.claim_waits(worker_id, max_jobs, lease_ms=lease_ms, now=now))[0]
+
+    async def claim_waits(self, worker_id: str, max_jobs: int = 1, *, lease_ms: int | None = None,
+                          now: int | None = None) -> tuple[list[ClaimedJob], dict[str, int]]:
+        """claim, and for each job type whose rate held jobs back, the ms until its next token."""
         k = self.keys
         keys = (k.meta, k.active, k.workers, k.stats, k.events, k.worker_states, k.deadlines, k.expiries)
         out = await self._run("claimJobs", keys, (
@@ -262,7 +267,9 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
             max_jobs))
         if out[0] != b"OK":
             raise refusal(text(out[0]), worker_id=worker_id)
-        return claimed_jobs(out, 2)
+        end = 2 + 5 * int(out[1])
+        waits = {text(out[i]): int(out[i + 1]) for i in range(end, len(out), 2)}
+        return claimed_jobs(out[:end], 2), waits
 
     async def claim_by_id(self, worker_id: str, job_id: str, *, lease_ms: int | None = None,
                           now: int | None = None) -> ClaimedJob:

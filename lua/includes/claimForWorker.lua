@@ -2,10 +2,16 @@
   Function to claim up to maxJobs (at most max_claim) of the best pending jobs for a worker, never
   more than its free slots (concurrency minus the jobs it holds). The best job is the lowest score
   among the heads of the pending sets of the worker's job types: O(types * log n). A draining worker
-  gets nothing, and no worker gets a job of a paused type (cfg.paused, setTypePaused). Returns a flat list of the five fields of each claimed job (see activateJob); their
-  `assigned` events join `events` for the caller to write (emitJobEvents). `stats`: see countStat.
+  gets nothing, and no worker gets a job of a paused type (cfg.paused, setTypePaused), nor more jobs
+  of a limited type than its limits allow (cfg.limits, setTypeLimits; see typeAllowance): those wait,
+  pending, in their order. Returns a flat list of the five fields of each claimed job (see
+  activateJob); their `assigned` events join `events` for the caller to write (emitJobEvents).
+  `stats`: see countStat. When a type's rate held jobs back, cfg.rate_waits gets the type and the
+  ms until its next token (claimJobs returns them, so the hub claims again then, once).
 ]]
 --- @include "activateJob"
+--- @include "typeAllowance"
+--- @include "spendTokens"
 local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stats, events, cfg, workerId, now,
                               leaseMs, maxJobs)
   local claimed = {}
@@ -26,27 +32,35 @@ local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stat
   for _, jobType in ipairs(cfg.paused) do
     paused[jobType] = true
   end
-  local pendingKeys = {}
+  local limits = cfg.limits  -- nil unless some type has limits: then only the limited types pay
+  local pendingKeys, left, buckets, taken = {}, {}, {}, {}
   for _, jobType in ipairs(cjson.decode(w[1])) do
-    if not paused[jobType] then
-      pendingKeys[#pendingKeys + 1] = prefix .. 'pending:' .. jobType
+    local key = prefix .. 'pending:' .. jobType
+    local allow = math.huge
+    if limits and limits[jobType] and not paused[jobType] then
+      allow, buckets[jobType] = typeAllowance(prefix, stats, limits[jobType], jobType, now)
+      left[key], taken[jobType] = allow, 0
+    end
+    if not paused[jobType] and allow > 0 then
+      pendingKeys[#pendingKeys + 1] = key
     end
   end
   local ids = {}
   if #pendingKeys == 1 then  -- one type: its best n jobs in one call
-    local popped = rcall('ZPOPMIN', pendingKeys[1], n)
+    local popped = rcall('ZPOPMIN', pendingKeys[1], math.min(n, left[pendingKeys[1]] or n))
     for i = 1, #popped, 2 do
       ids[#ids + 1] = popped[i]
     end
   end
-  while #pendingKeys > 1 and #ids < n do  -- several: the best head among them, n times
-    local bestId, bestScore, bestKey
-    for _, key in ipairs(pendingKeys) do
+  local several = #pendingKeys > 1  -- (a limited type leaves the list when its allowance is used)
+  while several and #pendingKeys > 0 and #ids < n do  -- several: the best head among them, n times
+    local bestId, bestScore, bestKey, bestAt
+    for at, key in ipairs(pendingKeys) do
       local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
       if head[1] then
         local score = tonumber(head[2])
         if bestScore == nil or score < bestScore then
-          bestId, bestScore, bestKey = head[1], score, key
+          bestId, bestScore, bestKey, bestAt = head[1], score, key, at
         end
       end
     end
@@ -55,6 +69,12 @@ local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stat
     end
     rcall('ZREM', bestKey, bestId)
     ids[#ids + 1] = bestId
+    if left[bestKey] then  -- a limited type: out of the race once its allowance is used
+      left[bestKey] = left[bestKey] - 1
+      if left[bestKey] <= 0 then
+        table.remove(pendingKeys, bestAt)
+      end
+    end
   end
   local nowText, deadline = tostring(now), tostring(now + leaseMs)
   for _, jobId in ipairs(ids) do
@@ -62,6 +82,17 @@ local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stat
       nowText, deadline)
     for i = 1, 5 do
       claimed[#claimed + 1] = job[i]
+    end
+    if taken[job[2]] then
+      taken[job[2]] = taken[job[2]] + 1
+    end
+  end
+  for jobType, bucket in pairs(buckets) do
+    local wait = spendTokens(prefix, bucket, limits[jobType], jobType, taken[jobType], now)
+    if wait then
+      cfg.rate_waits = cfg.rate_waits or {}
+      cfg.rate_waits[#cfg.rate_waits + 1] = jobType
+      cfg.rate_waits[#cfg.rate_waits + 1] = wait
     end
   end
   return claimed
