@@ -26,7 +26,7 @@ COPY lua ./lua
 # the check runs from / so that it imports the installed package, not the source in /src
 RUN /opt/empfast/bin/pip install --no-deps . \
     && cd / && /opt/empfast/bin/python -c "import empfast.scripts, importlib.resources as r; \
-assert r.files('empfast.lua').joinpath('addJobs-11.lua').is_file(), 'no Lua scripts installed'; \
+assert len(empfast.scripts.load_scripts()) > 1, 'no Lua scripts installed'; \
 assert r.files('empfast.hub').joinpath('dashboard', 'index.html').is_file(), 'no dashboard installed'"
 
 # the final stage: the base and the venv, nothing of the build (no wheels, no source, no compiler)
