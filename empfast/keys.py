@@ -41,8 +41,9 @@ class QueueKeys:
         return f"{self.prefix}job:{job_id}"
 
     def job_logs(self, job_id: str) -> str:
-        """A job's log lines (appendJobLog), deleted with its hash."""
-        return f"{self.prefix}job:{job_id}:logs"
+        """A job's log lines (appendJobLog), deleted with its hash; in a namespace of its own, as
+        any job id may end in ':logs'."""
+        return f"{self.prefix}logs:{job_id}"
 
     def pending(self, job_type: str) -> str:
         return f"{self.prefix}pending:{job_type}"

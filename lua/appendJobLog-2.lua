@@ -2,7 +2,7 @@
   Append log lines to a job, from its current lease holder only (job id + worker + attempt, as
   progress): each line cut to max_log_line_bytes (at a character boundary, ending with the cut
   marker), the job's list kept to its newest max_log_lines. One event for the whole call, not one
-  a line. The list `job:<id>:logs` goes with the job hash: every DEL of a job hash deletes it too
+  a line. The list `logs:<id>` goes with the job hash: every DEL of a job hash deletes it too
   (sweep, trimSet, removeJobs). It has no PEXPIRE of its own: a failed or cancelled job's hash
   expires at its retention, when the sweep's retention pass deletes both. The lease is not
   extended (heartbeats and progress do that), and the job hash is not written, so a job that logs
@@ -69,7 +69,8 @@ for i = FIRST, #ARGV do
   end
   lines[#lines + 1] = line
 end
-local logsKey = jobKey .. ':logs'
+-- not job:<id>:logs, which a job whose id ends in ':logs' would own
+local logsKey = prefix .. 'logs:' .. jobId
 local length = rcall('RPUSH', logsKey, unpack(lines))
 if length > cfg.max_log_lines then
   rcall('LTRIM', logsKey, -cfg.max_log_lines, -1)

@@ -51,7 +51,7 @@ for _, entry in ipairs(entries) do
     end
     if not dryRun then
       rcall('ZREM', setKey, jobId)
-      rcall('DEL', jobKey, jobKey .. ':logs')
+      rcall('DEL', jobKey, prefix .. 'logs:' .. jobId)
     end
   end
 end

@@ -136,8 +136,7 @@ local retention = {
 for _, r in ipairs(retention) do
   local old = rcall('ZRANGEBYSCORE', r[1], '-inf', now - r[2], 'LIMIT', 0, limit)
   for _, jobId in ipairs(old) do
-    local jobKey = prefix .. 'job:' .. jobId
-    rcall('DEL', jobKey, jobKey .. ':logs')  -- the job's log goes with it, in the same call
+    rcall('DEL', prefix .. 'job:' .. jobId, prefix .. 'logs:' .. jobId)  -- its log goes with it
     rcall('ZREM', r[1], jobId)
   end
   trimmed = trimmed + #old

@@ -367,6 +367,10 @@ class Fuzz:
         prefix = self.store.keys.job("")
         found = {key.decode()[len(prefix):] async for key in self.store.redis.scan_iter(match=prefix + "*",
                                                                                         count=1000)}
+        logs_prefix = self.store.keys.job_logs("")
+        logs = {key.decode()[len(logs_prefix):]
+                async for key in self.store.redis.scan_iter(match=logs_prefix + "*", count=1000)}
+        assert logs <= found, logs - found  # a job's log goes with it: no log outlives its job
         if self.removals:  # remove_jobs took finished jobs; every other job is still here
             assert found <= set(self.accepted), found - set(self.accepted)
         else:

@@ -22,9 +22,10 @@ async def running(store: Store, job_id: str = "j", worker_id: str = "w1", **job:
 
 
 async def job_keys(store: Store) -> set[str]:
-    """Every key of the queue that belongs to one job (SCAN: tests only)."""
-    pattern = store.keys.prefix.replace("{", "\\{").replace("}", "\\}") + "job:*"
-    return {key.decode() async for key in store.redis.scan_iter(match=pattern)}
+    """Every key of the queue that belongs to one job, its hash or its log (SCAN: tests only)."""
+    prefix = store.keys.prefix.replace("{", "\\{").replace("}", "\\}")
+    return {key.decode() for kind in ("job:*", "logs:*")
+            async for key in store.redis.scan_iter(match=prefix + kind)}
 
 
 async def test_lines_are_stored_in_order_and_read_back_newest_first_cut(store: Store) -> None:
@@ -37,6 +38,16 @@ async def test_lines_are_stored_in_order_and_read_back_newest_first_cut(store: S
     assert newest is not None and newest["logs"] == ["two", "three"]
     plain = await store.get_job("j")
     assert plain is not None and "logs" not in plain
+
+
+async def test_a_job_whose_id_ends_in_logs_is_not_another_jobs_log(store: Store) -> None:
+    await store.add_job("a", job_id="x:logs", payload=b'{"mine":1}', now=T)
+    attempt = await running(store, "x")
+    assert await store.append_log("x", "w1", attempt, ["a line"]) == 1
+    other = await store.get_job("x:logs")
+    assert other is not None and other["status"] == "pending" and other["payload"] == b'{"mine":1}'
+    job = await store.get_job("x", logs=10)
+    assert job is not None and job["logs"] == ["a line"]
 
 
 async def test_the_log_keeps_its_newest_lines_and_cuts_long_ones(store: Store) -> None:

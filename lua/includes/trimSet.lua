@@ -11,8 +11,8 @@ local function trimSet(prefix, setKey, keepMax, atMost)
   if excess > 0 then
     local old = rcall('ZPOPMIN', setKey, math.min(excess, atMost))
     for i = 1, #old, 2 do
-      local jobKey = prefix .. 'job:' .. old[i]
-      rcall('DEL', jobKey, jobKey .. ':logs')  -- the job's log goes with it, in the same call
+      -- the job's log goes with it, in the same call
+      rcall('DEL', prefix .. 'job:' .. old[i], prefix .. 'logs:' .. old[i])
     end
   end
 end
