@@ -66,7 +66,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
     "ping": ("pong", frozenset()),
     "register_worker": ("worker_registered", frozenset({"bad_message"})),  # another worker_id
     "claim_job": ("job_assigned", frozenset({"not_found", "already_claimed", "wrong_job_type", "draining",
-                                             "paused"})),
+                                             "paused", "type_limited"})),
     "update_job_progress": ("job_progress_ack", frozenset({"lease_lost", "not_found"})),
     "append_job_log": ("job_log_ack", frozenset({"lease_lost", "not_found"})),
     "complete_job": ("job_completed_ack",
