@@ -20,7 +20,7 @@ from msgspec import Struct
 
 from empfast.errors import BAD_JSON, BAD_MESSAGE, FORBIDDEN, LIMIT_EXCEEDED, UNKNOWN_TYPE, ProtocolError
 from empfast.ids import MAX_EVENT_ID_PART
-from empfast.limits import MAX_JOB_ID_BYTES, MAX_JOB_TYPE_BYTES, MAX_REQ_BYTES
+from empfast.limits import MAX_GROUP_BYTES, MAX_JOB_ID_BYTES, MAX_JOB_TYPE_BYTES, MAX_REQ_BYTES
 from empfast.messages import (
     ALL_MESSAGES,
     COUNT_LIMITS,
@@ -44,7 +44,8 @@ def _utf8_len(value: str) -> int:
 
 
 # the names whose bytes and characters decode() checks, by field name
-NAME_BYTES = {"job_id": MAX_JOB_ID_BYTES, "retry_id": MAX_JOB_ID_BYTES, "job_type": MAX_JOB_TYPE_BYTES}
+NAME_BYTES = {"job_id": MAX_JOB_ID_BYTES, "retry_id": MAX_JOB_ID_BYTES, "job_type": MAX_JOB_TYPE_BYTES,
+              "group": MAX_GROUP_BYTES}
 
 
 class MessageError(ProtocolError):
@@ -105,12 +106,12 @@ def _check_texts(message: AnyMessage) -> None:
                                         "or a number", field="req")
     names = [(f, getattr(message, f), NAME_BYTES[f]) for f in message.__struct_fields__ if f in NAME_BYTES]
     if isinstance(message, SubmitJobs | CompleteJobs):
-        names += [(f"jobs[{i}].{f}", getattr(job, f), NAME_BYTES[f])
-                  for i, job in enumerate(message.jobs) for f in ("job_type", "job_id") if hasattr(job, f)]
+        names += [(f"jobs[{i}].{f}", getattr(job, f), NAME_BYTES[f]) for i, job in enumerate(message.jobs)
+                  for f in ("job_type", "job_id", "group") if hasattr(job, f)]
     elif isinstance(message, RegisterWorker):
         names += [(f"job_types[{i}]", name, MAX_JOB_TYPE_BYTES) for i, name in enumerate(message.job_types)]
     for field, value, max_bytes in names:
-        if value is None or (value.isascii() and value.isprintable()):
+        if type(value) is not str or (value.isascii() and value.isprintable()):  # None, UNSET
             continue  # one byte a character, bounded by the Meta
         why = (f"must be 1 to {max_bytes} bytes of UTF-8" if _utf8_len(value) > max_bytes
                else "must not contain control characters" if _CONTROL.search(value) else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 # ---- sizes of names and texts (UTF-8 bytes, which is what Redis and Lua measure) -------------
 MAX_JOB_ID_BYTES = 256
 MAX_JOB_TYPE_BYTES = 128
+MAX_GROUP_BYTES = 128  # a job's group (a tenant: docs/job-control.md 4)
 MAX_WORKER_ID_BYTES = 128
 MAX_REQ_BYTES = 128  # a request id that is a string; echoed back in the reply
 # nesting of a payload or result: orjson, the SDKs' parser, reads 1,024 levels, and the frame
@@ -60,6 +61,7 @@ MIN_STATS_INTERVAL_S, MAX_STATS_INTERVAL_S = 0.25, 3600.0  # `interval_s` of sub
 LUA_LIMITS: dict[str, int] = {
     "max_job_id_bytes": MAX_JOB_ID_BYTES,
     "max_job_type_bytes": MAX_JOB_TYPE_BYTES,
+    "max_group_bytes": MAX_GROUP_BYTES,
     "max_worker_id_bytes": MAX_WORKER_ID_BYTES,
     "max_priority": MAX_PRIORITY,
     "max_attempts": MAX_ATTEMPTS,

@@ -18,6 +18,7 @@ from empfast.limits import (
     MAX_BATCH,
     MAX_CONCURRENCY,
     MAX_DELAY_S,
+    MAX_GROUP_BYTES,
     MAX_JOB_ID_BYTES,
     MAX_JOB_TYPE_BYTES,
     MAX_JOB_TYPES_PER_WORKER,
@@ -44,6 +45,7 @@ MAX_CURSOR_CHARS = 24 + 1 + MAX_JOB_ID_BYTES
 JobType = Annotated[str, Meta(min_length=1, max_length=MAX_JOB_TYPE_BYTES)]
 JobTypes = Annotated[list[JobType], Meta(min_length=1, max_length=MAX_JOB_TYPES_PER_WORKER)]
 JobId = Annotated[str, Meta(min_length=1, max_length=MAX_JOB_ID_BYTES)]
+GroupName = Annotated[str, Meta(min_length=1, max_length=MAX_GROUP_BYTES)]
 # ASCII, so characters are bytes; WORKER_ID_RE spells out MAX_WORKER_ID_BYTES
 WorkerId = Annotated[str, Meta(pattern=WORKER_ID_RE.pattern)]
 EventId = Annotated[str, Meta(pattern=EVENT_ID_RE.pattern)]
@@ -74,6 +76,7 @@ class JobBody(Struct, kw_only=True):
     timeout_s: Annotated[float, Meta(ge=0.001, le=MAX_TIMEOUT_S)] | UnsetType = UNSET  # absent: the default
     ttl_s: Annotated[float, Meta(ge=0.001, le=MAX_DELAY_S)] | UnsetType = UNSET
     expires_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with ttl_s
+    group: GroupName | UnsetType = UNSET  # a tenant: claims go round-robin across a type's groups
 
 
 # ---- client -> hub (4.1) -------------------------------------------------------------------------

@@ -36,7 +36,7 @@
     ARGV[7] most jobs to claim (never more than the worker's free slots or max_claim)
     ARGV[8] "1": also answer each pending job's position (a single submit_job's reply; a batch
       submit does not ask, so its hot path pays no ZRANK), else ""
-    then, from ARGV[9], 8 values per job:
+    then, from ARGV[9], 9 values per job:
       id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
       max_attempts (integer 1..max_attempts),
@@ -44,7 +44,9 @@
         most max_delay_ms from now; a past one runs at once),
       timeout_ms ("": the type's or the queue's default; else a number of ms, 1..max_timeout_ms),
       expiry ("": none; a ttl in ms, 1..max_delay_ms; or "@" and a time in ms since the epoch, after
-        now and the start and at most max_delay_ms from now)
+        now and the start and at most max_delay_ms from now),
+      group ("": none; else at most max_group_bytes bytes: the tenant whose turn claims take,
+        round-robin across the groups of the type: see groupedQueue)
     (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
 
   Output:
@@ -70,6 +72,7 @@ local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitJobEvents"
 --- @include "includes/pendingScore"
+--- @include "includes/enterGroup"
 --- @include "includes/countStat"
 --- @include "includes/flushStats"
 --- @include "includes/isWorkerLive"
@@ -82,7 +85,7 @@ local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
 local owner, claimFor, leaseMs, maxClaim = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local positions = ARGV[8] == '1'
-local FIELDS, FIRST = 8, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
+local FIELDS, FIRST = 9, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
 
 local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
@@ -94,7 +97,7 @@ end
 
 if not n or n < 0 or #ARGV ~= FIRST + n * FIELDS or not leaseMs or not maxClaim then
   return redis.error_reply('ERR_BAD_ARG expected owner, worker, lease, most claims and positions, then ' ..
-    tostring(n) .. ' jobs of 8 values')
+    tostring(n) .. ' jobs of ' .. FIELDS .. ' values')
 end
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
@@ -123,13 +126,16 @@ for i = 1, n do
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
   local priority, maxAttempts = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
   local delay, absolute = relative(ARGV[base + 6])
-  local timeout, expiry = ARGV[base + 7], ARGV[base + 8]
+  local timeout, expiry, group = ARGV[base + 7], ARGV[base + 8], ARGV[base + 9]
   -- Lua's # counts bytes, as Redis does: the limits are in UTF-8 bytes
   if id == '' or #id > cfg.max_job_id_bytes then
     return bad(i, 'job_id must be 1 to ' .. cfg.max_job_id_bytes .. ' bytes (UTF-8)')
   end
   if jobType == '' or #jobType > cfg.max_job_type_bytes then
     return bad(i, 'job_type must be 1 to ' .. cfg.max_job_type_bytes .. ' bytes (UTF-8)')
+  end
+  if #group > cfg.max_group_bytes then
+    return bad(i, 'group must be at most ' .. cfg.max_group_bytes .. ' bytes (UTF-8)')
   end
   if not isInteger(priority, -cfg.max_priority, cfg.max_priority) then
     return bad(i, 'priority must be an integer from ' .. -cfg.max_priority .. ' to ' .. cfg.max_priority)
@@ -179,7 +185,8 @@ for i = 1, n do
     end
     knownTypes[jobType] = true
   end
-  jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay), math.floor(timeout), expiry}
+  jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay), math.floor(timeout), expiry,
+    group}
 end
 
 -- Per batch, not per job: the sequence numbers (n taken at once: FIFO holds, unused ones are
@@ -190,7 +197,7 @@ local counts = {}
 local added = {}  -- the events of the batch, one stream entry (emitJobEvents)
 local seq = nil
 for i = 1, n do
-  local id, jobType, payload, priority, maxAttempts, delay, timeout, expiry = unpack(jobs[i])
+  local id, jobType, payload, priority, maxAttempts, delay, timeout, expiry, group = unpack(jobs[i])
   local jobKey = prefix .. 'job:' .. id
   local existing = rcall('HGET', jobKey, 'status')
   if existing then
@@ -216,7 +223,9 @@ for i = 1, n do
       fields[#fields + 1] = runAt
     else
       seq = (seq or rcall('INCRBY', seqKey, n) - n) + 1
-      rcall('ZADD', prefix .. 'pending:' .. jobType, pendingScore(cfg, priority, seq), id)
+      local score = pendingScore(cfg, priority, seq)
+      rcall('ZADD', prefix .. 'pending:' .. jobType, score, id)
+      enterGroup(prefix, cfg, jobType, group, id, score, seq)
     end
     fields[#fields + 1] = 'status'
     fields[#fields + 1] = status
@@ -230,6 +239,10 @@ for i = 1, n do
       rcall('ZADD', expiriesKey, expiresAt, id)
       fields[#fields + 1] = 'expires_at'
       fields[#fields + 1] = expiresAt
+    end
+    if group ~= '' then
+      fields[#fields + 1] = 'group'
+      fields[#fields + 1] = group
     end
     if owner ~= '' then
       fields[#fields + 1] = 'owner'

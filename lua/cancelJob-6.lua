@@ -31,6 +31,7 @@ local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
 --- @include "includes/finishCancelled"
+--- @include "includes/leavePending"
 
 local metaKey, scheduledKey, cancelledKey, statsKey, eventsKey, expiriesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, jobId = ARGV[1], ARGV[3]
@@ -39,14 +40,14 @@ if cfg.err then
   return cfg
 end
 local jobKey = prefix .. 'job:' .. jobId
-local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts', 'expires_at')
+local f = rcall('HMGET', jobKey, 'status', 'type', 'worker', 'attempts', 'expires_at', 'group')
 local status = f[1]
 if not status then
   return {'NOT_FOUND'}
 end
 local now = getTime(ARGV[2])
 if status == 'pending' or status == 'scheduled' then
-  rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
+  leavePending(prefix, cfg, jobId, f[2], f[6])
   if rcall('ZREM', scheduledKey, jobId) == 1 then
     rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
   end

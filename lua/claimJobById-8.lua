@@ -43,6 +43,7 @@ local rcall = redis.call
 --- @include "includes/spendTokens"
 --- @include "includes/refreshWorkerState"
 --- @include "includes/emitJobEvents"
+--- @include "includes/leavePending"
 
 local metaKey, activeKey, workersKey, statsKey, eventsKey, statesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local deadlinesKey, expiriesKey = KEYS[7], KEYS[8]
@@ -61,7 +62,7 @@ if w[2] == 'draining' then
   return {'DRAINING'}
 end
 local jobKey = prefix .. 'job:' .. jobId
-local f = rcall('HMGET', jobKey, 'status', 'type')
+local f = rcall('HMGET', jobKey, 'status', 'type', 'group')
 if not f[1] then
   return {'NOT_FOUND'}
 end
@@ -91,7 +92,7 @@ if limit then
     return {'LIMITED', f[2]}
   end
 end
-rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
+leavePending(prefix, cfg, jobId, f[2], f[3])
 local assigned = {}
 local job = activateJob(prefix, activeKey, deadlinesKey, expiriesKey, statsKey, assigned, jobId, workerId,
   tostring(now), tostring(now + leaseMs))

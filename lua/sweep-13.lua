@@ -52,6 +52,7 @@ local rcall = redis.call
 --- @include "includes/endLease"
 --- @include "includes/failAttempt"
 --- @include "includes/finishFailed"
+--- @include "includes/leavePending"
 
 local metaKey, scheduledKey, activeKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local completedKey, failedKey, cancelledKey = KEYS[5], KEYS[6], KEYS[7]
@@ -71,10 +72,10 @@ local lapsed = rcall('ZRANGEBYSCORE', expiriesKey, '-inf', now, 'LIMIT', 0, limi
 for _, jobId in ipairs(lapsed) do
   rcall('ZREM', expiriesKey, jobId)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'type', 'attempts')
+  local f = rcall('HMGET', jobKey, 'status', 'type', 'attempts', 'group')
   if f[1] == 'pending' or f[1] == 'scheduled' then
     if f[1] == 'pending' then
-      rcall('ZREM', prefix .. 'pending:' .. f[2], jobId)
+      leavePending(prefix, cfg, jobId, f[2], f[4])
     elseif rcall('ZREM', scheduledKey, jobId) == 1 then
       rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
     end
@@ -88,10 +89,10 @@ local due = rcall('ZRANGEBYSCORE', scheduledKey, '-inf', now, 'LIMIT', 0, limit)
 for _, jobId in ipairs(due) do
   rcall('ZREM', scheduledKey, jobId)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'type', 'priority')
+  local f = rcall('HMGET', jobKey, 'status', 'type', 'priority', 'group')
   if f[1] == 'scheduled' then
     rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
-    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]), now)
+    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, f[2], tonumber(f[3]), now, f[4])
     emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'pending', 'id', jobId, 'type', f[2])
   end
 end

@@ -22,6 +22,7 @@ from empfast.limits import (
     MAX_BATCH,
     MAX_CONCURRENCY,
     MAX_DELAY_S,
+    MAX_GROUP_BYTES,
     MAX_LOG_LINES,
     MAX_PRIORITY,
     MAX_RATE_PER_S,
@@ -112,6 +113,9 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "timeout_s": st.one_of(st.integers(1, 60), st.floats(0.001, MAX_TIMEOUT_S)).map(dumps),
     "ttl_s": st.one_of(st.integers(1, 3), st.floats(0.001, MAX_DELAY_S)).map(dumps),
     "subscribe": st.booleans().map(dumps),
+    # tenants: few, so claims go round-robin across them; one at the byte limit, with ':' as a
+    # type may have
+    "group": st.sampled_from(["A", "B", "t:1", "\u00e9" * (MAX_GROUP_BYTES // 2)]).map(dumps),
     "since": _event_id(),
     "job_types": st.lists(st.sampled_from(JOB_TYPES), min_size=1, max_size=3).map(dumps),
     "worker_id": st.sampled_from([WORKER_ID, WORKER_ID, "other-w"]).map(dumps),

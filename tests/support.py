@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -248,3 +249,24 @@ async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterato
         yield hub
     finally:
         await hub.stop()
+
+
+async def assert_groups_consistent(store: Store) -> None:
+    """The groups' bookkeeping (docs/job-control.md 4) agrees with the pending sets: each pending
+    job of a grouped type is in its group's set (group '' when it has none) and no other job is;
+    a type's line holds exactly its groups with pending work. A job missing from its group would
+    never be claimed; a group missing from the line, never served."""
+    redis, keys = store.redis, store.keys
+    grouped = await redis.hget(keys.meta, "grouped")
+    for job_type in orjson.loads(grouped) if grouped else []:
+        filed: dict[str, set[bytes]] = {}
+        for job_id in await redis.zrange(keys.pending(job_type), 0, -1):
+            group = await redis.hget(keys.job(job_id.decode()), "group")
+            filed.setdefault(group.decode() if group else "", set()).add(job_id)
+        base = f"{keys.prefix}group:{len(job_type.encode())}:{job_type}:"
+        found = {key.decode()[len(base):]: set(await redis.zrange(key, 0, -1))
+                 async for key in redis.scan_iter(match=re.sub(r"([*?\[\]\\])", r"\\\1", base) + "*",
+                                                  count=1000)}
+        assert found == filed, (job_type, found, filed)
+        line = {g.decode() for g in await redis.zrange(keys.prefix + "groups:" + job_type, 0, -1)}
+        assert line == set(filed), (job_type, line, set(filed))

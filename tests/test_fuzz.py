@@ -25,7 +25,7 @@ import pytest
 from figures import figure, long_mode, summarize
 from fuzz_frames import WORKER_ID, batches
 from hypothesis import HealthCheck, given, settings
-from support import DISCONNECTED, RedisServer, WSPeer
+from support import DISCONNECTED, RedisServer, WSPeer, assert_groups_consistent
 
 from empfast.config import HubConfig, QueueSettings, RedisOptions
 from empfast.decoding import MessageError, decode
@@ -371,6 +371,7 @@ class Fuzz:
         logs = {key.decode()[len(logs_prefix):]
                 async for key in self.store.redis.scan_iter(match=logs_prefix + "*", count=1000)}
         assert logs <= found, logs - found  # a job's log goes with it: no log outlives its job
+        await assert_groups_consistent(self.store)  # no pending job unreachable through its group
         if self.removals:  # remove_jobs took finished jobs; every other job is still here
             assert found <= set(self.accepted), found - set(self.accepted)
         else:

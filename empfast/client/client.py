@@ -39,15 +39,14 @@ from empfast.limits import MAX_BATCH
 from empfast.protocol import JOB_EVENT_TYPES
 
 log = logging.getLogger("empfast.client")
-
 _JOB_FIELD_RE = re.compile(r"^jobs\[(\d+)\]")
 
 
 class Client:
     """A connection to a hub's client endpoint: `async with Client(url) as client:`, or `connect()`
     ... `close()`. `request_timeout_s` bounds each call, reconnect waits included (then TimeoutError);
-    `connect_timeout_s` bounds `connect()`. `queue`: the hub's queue the connection is bound to
-    (None: the default); `for_queue` gives a client of another, which `submit(queue=...)` uses."""
+    `connect_timeout_s` bounds `connect()`. `queue`: the hub's queue the connection is bound to (None:
+    the default); `for_queue` gives a client of another, which `submit(queue=...)` uses."""
 
     def __init__(self, url: str, *, queue: str | None = None, token: str | None = None,
                  client_id: str | None = None, request_timeout_s: float = 30.0,
@@ -131,16 +130,17 @@ class Client:
                      job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
                      payload_json: bytes | str | None = None, queue: str | None = None,
                      timeout_s: float | None = None, run_at: When | None = None,
-                     ttl_s: float | None = None, expires_at: When | None = None) -> JobHandle:
+                     ttl_s: float | None = None, expires_at: When | None = None,
+                     group: str | None = None) -> JobHandle:
         """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
         is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
         handle says `created=False`. Without one, a random id is made here, so the submit is
         repeated safely after a dropped connection. `queue`: another queue of the hub (for_queue;
         the handle follows the job there). `timeout_s` bounds each attempt (unset: the type's or
         queue's default); `run_at` replaces delay_s; `ttl_s` or `expires_at`: a job not started by
-        then fails `expired` (times: epoch seconds or aware datetimes; docs/protocol.md 4.1)."""
+        then fails `expired` (times: epoch s or aware datetimes); `group`: its tenant (4.1)."""
         spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json,
-                       timeout_s, run_at, ttl_s, expires_at)
+                       timeout_s, run_at, ttl_s, expires_at, group)
         if queue is not None and queue != self.queue:
             return await (await self.for_queue(queue)).submit(**spec_arguments(spec))
         job_id = job_id or new_job_id()

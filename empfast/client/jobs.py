@@ -77,6 +77,7 @@ class JobSpec:
     run_at: When | None = None
     ttl_s: float | None = None
     expires_at: When | None = None
+    group: str | None = None
 
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
@@ -116,7 +117,7 @@ def job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
         body["max_attempts"] = spec.max_attempts
     if spec.delay_s:
         body["delay_s"] = spec.delay_s
-    for name in ("timeout_s", "ttl_s"):
+    for name in ("timeout_s", "ttl_s", "group"):
         if getattr(spec, name) is not None:
             body[name] = getattr(spec, name)
     for name in ("run_at", "expires_at"):

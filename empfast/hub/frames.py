@@ -79,7 +79,8 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payloa
              "cancel_requested": job["cancel_requested"], "created_at": job.get("created_at"),
              "updated_at": job.get("updated_at"), "started_at": job.get("started_at"),
              "finished_at": job.get("finished_at"), "run_at": job.get("run_at"),
-             "timeout_ms": job.get("timeout_ms"), "expires_at": job.get("expires_at"), **extra}
+             "timeout_ms": job.get("timeout_ms"), "expires_at": job.get("expires_at"),
+             "group": job.get("group"), **extra}
     if "position" in job:  # pending (Store.get_job)
         frame["position"] = job["position"]
     if "logs" in job:  # asked for: its newest lines, oldest first

@@ -102,7 +102,7 @@ PATHS: dict[str, dict[str, Any]] = {
                             "job_id": {"type": "string"}, "max_attempts": {"type": "integer"},
                             "delay_s": {"type": "number"}, "run_at": {"type": "number"},
                             "timeout_s": {"type": "number"}, "ttl_s": {"type": "number"},
-                            "expires_at": {"type": "number"}}})
+                            "expires_at": {"type": "number"}, "group": {"type": "string"}}})
         | {"responses": {"201": _json("job_accepted: created"),
                          "200": _json("job_accepted: a job of that id existed; nothing changed"),
                          **_errors(400, 401, 403, 413, 503)}},

@@ -19,7 +19,8 @@ INT_FIELDS = frozenset({"priority", "attempts", "max_attempts", "created_at", "u
 class NewJob(NamedTuple):
     """A job to add. Its start is `delay_ms` from now or at `run_at_ms` (ms since the epoch; give
     one); `timeout_ms` None takes the type's or the queue's default; an expiry is `ttl_ms` from now
-    or at `expires_at_ms` (give at most one). Redis's clock judges them all (addJobs)."""
+    or at `expires_at_ms` (give at most one). Redis's clock judges them all (addJobs). `group`: the
+    tenant it is fairly shared with (docs/job-control.md 4)."""
 
     job_type: str
     payload: Text = b"{}"
@@ -31,6 +32,7 @@ class NewJob(NamedTuple):
     run_at_ms: float | None = None
     ttl_ms: float | None = None
     expires_at_ms: float | None = None
+    group: str = ""  # a tenant: claims of a type go round-robin across its groups ("": none)
 
     def timing(self) -> tuple[Any, Any, Any]:
         """addJobs' start, timeout and expiry values: ms from now, or '@' and ms since the epoch."""

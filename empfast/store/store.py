@@ -230,7 +230,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         count = 0
         for job in jobs:
             args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
-                     job.max_attempts, *job.timing()]
+                     job.max_attempts, *job.timing(), job.group]
             count += 1
         args[2] = count
         if count == 0:

@@ -14,7 +14,7 @@
 --- @include "finishFailed"
 local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
                            jobKey, jobId, jobType, attempt, err, retryable, runAt, now, worker)
-  local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority')
+  local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority', 'group')
   rcall('HSET', jobKey, 'error', err, 'error:' .. attempt, err)
   local named = worker and {'worker', worker} or {}
   if f[2] == '1' then
@@ -35,7 +35,7 @@ local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey
     rcall('HSET', jobKey, 'status', 'scheduled', 'run_at', runAt, 'updated_at', now)
   else
     runAt = 0
-    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, jobType, tonumber(f[3]), now)
+    enqueuePending(prefix, seqKey, cfg, jobKey, jobId, jobType, tonumber(f[3]), now, f[4])
   end
   rcall('HINCRBY', statsKey, 'retried:' .. jobType, 1)
   emitEvent(eventsKey, cfg.events_maxlen, 'ev', 'failed', 'id', jobId, 'type', jobType, 'error', err,

@@ -13,5 +13,6 @@ local function reviveJob(prefix, seqKey, cfg, setKey, jobKey, jobId, jobType, pr
   rcall('HSET', jobKey, 'max_attempts', (tonumber(attempts) or 0) + extra, 'progress', 0, 'message', '',
     'cancel', 0, 'retry_id', retryId)
   rcall('HDEL', jobKey, 'finished_at', 'worker', 'done_by')
-  enqueuePending(prefix, seqKey, cfg, jobKey, jobId, jobType, tonumber(priority) or 0, now)
+  enqueuePending(prefix, seqKey, cfg, jobKey, jobId, jobType, tonumber(priority) or 0, now,
+    rcall('HGET', jobKey, 'group'))
 end
