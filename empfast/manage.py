@@ -289,8 +289,8 @@ def stats_table(stats: dict[str, Any]) -> str:
 
 
 def job_table(job: dict[str, Any]) -> str:
-    keys = ("job_id", "job_type", "status", "position", "priority", "progress", "message", "attempts",
-            "max_attempts", "worker_id")
+    keys = ("job_id", "job_type", "group", "status", "position", "priority", "progress", "message",
+            "attempts", "max_attempts", "worker_id")
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
     if job.get("timeout_ms"):
         lines.append(f"{'timeout':<13}{job['timeout_ms'] / 1000:g} s per attempt")

@@ -78,6 +78,12 @@ async def test_submit_takes_a_job_timeout_a_start_time_and_a_ttl(hub_url: str) -
     assert code == 0 and "90 s per attempt" in out and "expires_at" in out, out + err
     code, _, err = await run("submit", "later", "--run-at", "next tuesday", url=hub_url)
     assert code == 2 and "neither ISO 8601" in err
+    code, out, err = await run("submit", "report", "--group", "acme", url=hub_url)
+    assert code == 0, err
+    code, out, err = await run("status", out.strip(), url=hub_url)
+    assert code == 0 and re.search(r"^group +acme$", out, re.M), out + err
+    code, _, err = await run("submit", "report", "--group", "x" * 129, url=hub_url)
+    assert code != 0 and "group" in err and "128" in err, err
 
 
 async def test_serve_on_the_embedded_store_answers_and_stops_cleanly_on_sigterm(hub_url: str) -> None:
