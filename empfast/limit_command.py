@@ -21,18 +21,21 @@ def add_type_commands(sub: Any) -> None:
     limit = sub.add_parser(
         "limit", help="limit how many jobs of a type run at once, or start per period",
         description="Limit a job type across every worker and hub: `--concurrency N` jobs running at once, "
-        "`--rate N` starts per `--per-s S` seconds (default 1). This replaces the type's limits (what is "
+        "`--rate N` starts per `--per-s S` seconds (default 1), `--group-concurrency N` running at once of "
+        "each group (tenant). This replaces the type's limits (what is "
         "not given is unlimited); `--clear` removes them; with no option, every limited type is shown. "
         "Jobs held back wait, pending, in their order.")
     limit.add_argument("job_type", metavar="TYPE", nargs="?")
     limit.add_argument("--concurrency", type=int, help="at most N of its jobs running at once")
     limit.add_argument("--rate", type=int, help="at most N starts per --per-s seconds")
     limit.add_argument("--per-s", type=float, default=1.0, help="the rate's period (default 1 s)")
+    limit.add_argument("--group-concurrency", type=int,
+                       help="at most N running at once of each group (tenant)")
     limit.add_argument("--clear", action="store_true", help="remove the type's limits")
 
 
 async def run_limit(args: argparse.Namespace, hub: HubAddress) -> int:
-    given = args.concurrency is not None or args.rate is not None
+    given = args.concurrency is not None or args.rate is not None or args.group_concurrency is not None
     if args.clear and given:
         print("empfast limit: --clear or limits, not both", file=sys.stderr)
         return 2
@@ -45,7 +48,8 @@ async def run_limit(args: argparse.Namespace, hub: HubAddress) -> int:
                 print(limits_table(limits))
                 return 0
             reply = await monitor.set_type_limits(args.job_type, concurrency=args.concurrency,
-                                                  rate=args.rate, per_s=args.per_s)
+                                                  rate=args.rate, per_s=args.per_s,
+                                                  group_concurrency=args.group_concurrency)
     except HubError as exc:
         print(f"empfast limit: {exc.frame.get('error', exc)}", file=sys.stderr)
         return 1
@@ -59,6 +63,8 @@ def describe(limit: dict[str, Any]) -> str:
         parts.append(f"at most {limit['concurrency']} running")
     if limit.get("rate") is not None:
         parts.append(f"at most {limit['rate']} starts per {limit['per_s']:g} s")
+    if limit.get("group_concurrency") is not None:
+        parts.append(f"at most {limit['group_concurrency']} running per group")
     return ", ".join(parts) or "no limits"
 
 

@@ -251,12 +251,14 @@ class ResumeType(Message, tag="resume_type"):
 
 class SetTypeLimits(Message, tag="set_type_limits"):
     """A job type's limits (docs/job-control.md 3): at most `concurrency` jobs active at once
-    across every worker, at most `rate` starts per `per_s` seconds; null clears one."""
+    across every worker, at most `rate` starts per `per_s` seconds, at most `group_concurrency`
+    active at once of each group (4); null clears one."""
 
     job_type: JobType
     concurrency: Annotated[int, Meta(ge=1, le=MAX_TYPE_CONCURRENCY)] | None = None
     rate: Annotated[int, Meta(ge=1, le=MAX_RATE)] | None = None
     per_s: Annotated[float, Meta(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)] = 1.0
+    group_concurrency: Annotated[int, Meta(ge=1, le=MAX_TYPE_CONCURRENCY)] | None = None
 
 
 class SetSchedule(Message, tag="set_schedule"):

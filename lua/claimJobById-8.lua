@@ -91,6 +91,10 @@ if limit then
   if allow < 1 then
     return {'LIMITED', f[2]}
   end
+  if limit.group_concurrency and f[3]
+      and (tonumber(rcall('HGET', prefix .. 'group_active:' .. f[2], f[3])) or 0) >= limit.group_concurrency then
+    return {'LIMITED', f[2]}
+  end
 end
 leavePending(prefix, cfg, jobId, f[2], f[3])
 local assigned = {}

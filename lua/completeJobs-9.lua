@@ -74,14 +74,14 @@ local nowText = tostring(now)
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
   local doneBy = workerId .. '/' .. attempt
-  local refused, jobType, timed = checkLease(jobKey, workerId, attempt)
+  local refused, jobType, timed, group = checkLease(jobKey, workerId, attempt)
   if refused then
     if isRepeat(jobKey, doneBy, true) then
       return 'OK'
     end
     return refused
   end
-  endLease(prefix, activeKey, deadlinesKey, counts, jobId, jobType, workerId, timed)
+  endLease(prefix, activeKey, deadlinesKey, counts, jobId, jobType, workerId, timed, group, cfg)
   rcall('HSET', jobKey, 'status', 'completed', 'result', result, 'progress', '100', 'done_by', doneBy,
     'finished_at', nowText, 'updated_at', nowText)
   countStat(counts, 'completed:' .. jobType, 1)

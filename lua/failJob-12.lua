@@ -71,7 +71,7 @@ local jobKey = prefix .. 'job:' .. jobId
 local now = getTime(ARGV[2])
 local doneBy = workerId .. '/' .. attempt
 
-local refused, jobType, timed = checkLease(jobKey, workerId, attempt)
+local refused, jobType, timed, group = checkLease(jobKey, workerId, attempt)
 if refused then
   if isRepeat(jobKey, doneBy, false) then
     -- answered with the job's status now, as the first fail was
@@ -80,7 +80,7 @@ if refused then
   end
   return {refused}
 end
-endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, workerId, timed)
+endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, workerId, timed, group, cfg)
 rcall('HSET', jobKey, 'done_by', doneBy)
 local backoff = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(attempt) - 1))
 local runAt = now + math.floor(backoff * (0.5 + tonumber(ARGV[10]) / 2))

@@ -1,9 +1,10 @@
 --[[
   Set or clear a job type's limits: at most `concurrency` of its jobs active at once across every
-  worker and hub, and at most `rate` starts per `per_ms` (a token bucket, `{Q}:rate:<type>`). The
+  worker and hub, at most `rate` starts per `per_ms` (a token bucket, `{Q}:rate:<type>`), and at
+  most `group_concurrency` active at once of each of its groups (groupedQueue). The
   claim enforces them (claimForWorker, claimJobById: see typeAllowance); a job held back waits,
   pending, in its order. The limits are one JSON object in the meta hash (`limits`: type ->
-  {concurrency, rate, per_ms}, the field absent when no type has any), which every claiming script
+  {concurrency, rate, per_ms, group_concurrency}, the field absent when no type has any), which every claiming script
   reads already (getQueueConfig), so a queue without limits pays nothing for them. The bounds are
   the meta hash's max_type_concurrency, max_rate and max_rate_per_ms (empfast/limits.py).
 
@@ -16,18 +17,21 @@
     ARGV[3] concurrency, or "" for none
     ARGV[4] rate (starts per period), or "" for none
     ARGV[5] the rate's period in ms (ignored without a rate)
+    ARGV[6] group_concurrency (jobs active at once per group), or "" for none
 
   Output:
     {changed (1 or 0), pending jobs of the type, every type's limits as a JSON object}
     error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
-    limits (type, pending, and concurrency, rate, per_ms when set): the hubs keep the limits and
-    wake the type's workers (a raised or cleared limit frees waiting jobs at once)
+    limits (type, pending, and concurrency, rate, per_ms, group_concurrency when set): the hubs keep
+    the limits and wake the type's workers (a raised or cleared limit frees waiting jobs at once;
+    so does a changed group limit, which puts every parked group back in the line)
 ]]
 local rcall = redis.call
 --- @include "includes/getQueueConfig"
 --- @include "includes/emitEvent"
+--- @include "includes/unparkGroup"
 
 local metaKey, eventsKey = KEYS[1], KEYS[2]
 local prefix, jobType = ARGV[1], ARGV[2]
@@ -64,7 +68,12 @@ rate, err = whole(ARGV[4], 'rate', bounds[2])
 if err then
   return err
 end
-local limit = {concurrency = concurrency, rate = rate}
+local groupConcurrency
+groupConcurrency, err = whole(ARGV[6] or '', 'group_concurrency', bounds[1])
+if err then
+  return err
+end
+local limit = {concurrency = concurrency, rate = rate, group_concurrency = groupConcurrency}
 if rate then
   local perMs = tonumber(ARGV[5])
   if not perMs or perMs ~= math.floor(perMs) or perMs < 1 or perMs > bounds[3] then
@@ -74,7 +83,7 @@ if rate then
 end
 local all = cfg.limits or {}
 local before = all[jobType] and cjson.encode(all[jobType]) or ''
-if concurrency or rate then
+if concurrency or rate or groupConcurrency then
   all[jobType] = limit
 else
   all[jobType] = nil
@@ -91,8 +100,14 @@ if before ~= after then
   if not rate then
     rcall('DEL', prefix .. 'rate:' .. jobType)  -- a later rate starts with a full bucket
   end
+  -- the parked groups back in the line (the next claims park again the ones still at the limit)
+  local parked = rcall('SMEMBERS', prefix .. 'parked:' .. jobType)
+  table.sort(parked)  -- the same order on every Redis
+  for _, group in ipairs(parked) do
+    unparkGroup(prefix, jobType, group)
+  end
   local fields = {'ev', 'limits', 'id', '', 'type', jobType, 'pending', pending}
-  for _, name in ipairs({'concurrency', 'rate', 'per_ms'}) do
+  for _, name in ipairs({'concurrency', 'rate', 'per_ms', 'group_concurrency'}) do
     if limit[name] and (name ~= 'per_ms' or rate) then
       fields[#fields + 1] = name
       fields[#fields + 1] = limit[name]

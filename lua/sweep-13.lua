@@ -103,11 +103,11 @@ if #due == limit then more = 1 end
 local timedOut = rcall('ZRANGEBYSCORE', deadlinesKey, '-inf', now, 'LIMIT', 0, limit)
 for _, jobId in ipairs(timedOut) do
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'started_at', 'timeout_ms')
+  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'started_at', 'timeout_ms', 'group')
   if f[1] ~= 'active' or not f[6] then
     rcall('ZREM', deadlinesKey, jobId)
   elseif tonumber(f[5]) + tonumber(f[6]) <= now then
-    endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, f[3], f[4], true)
+    endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, f[3], f[4], true, f[7], cfg)
     failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, f[3],
       f[2], 'timeout', true, 0, now, f[4])
   else

@@ -83,6 +83,19 @@ async def hub(make_store: MakeStore) -> AsyncIterator[Hub]:
 
 
 @pytest.fixture
+async def two_hubs(make_store: MakeStore) -> AsyncIterator[tuple[Hub, Hub]]:
+    """Two started hubs on one Redis (each backend), whose sweeps wait 30 s: what they do together
+    is done by the scripts and the events, not by a sweep."""
+    timings = {"sweep_interval_s": 30.0, "stats_interval_s": 0.05, "events_block_ms": 50}
+    hubs = [Hub(await make_store(), HubConfig(port=0, http_port=0, **timings)) for _ in range(2)]
+    for hub in hubs:
+        await hub.start()
+    yield hubs[0], hubs[1]
+    for hub in hubs:
+        await hub.stop()
+
+
+@pytest.fixture
 async def http_hub(make_store: MakeStore) -> AsyncIterator[Hub]:
     """A started hub on queue "http" with its HTTP side on a free port, on each backend."""
     hub = Hub(await make_store(name="http"), HubConfig(port=0, http_port=free_port(), **FAST_TIMINGS))

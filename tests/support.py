@@ -252,21 +252,32 @@ async def started_hub(make_store: MakeStore, **settings: object) -> AsyncIterato
 
 
 async def assert_groups_consistent(store: Store) -> None:
-    """The groups' bookkeeping (docs/job-control.md 4) agrees with the pending sets: each pending
-    job of a grouped type is in its group's set (group '' when it has none) and no other job is;
-    a type's line holds exactly its groups with pending work. A job missing from its group would
-    never be claimed; a group missing from the line, never served."""
+    """The groups' bookkeeping (docs/job-control.md 4) agrees with the jobs: each pending job of a
+    grouped type is in its group's set (group '' when it has none) and no other job is; the groups
+    with pending jobs are those in the type's line or parked by the per-group limit; each group's
+    active count is its number of active jobs. A job missing from its group would never be claimed;
+    a group missing from the line and the parked set, never served; a count off, its limit wrong."""
     redis, keys = store.redis, store.keys
     grouped = await redis.hget(keys.meta, "grouped")
+    active: dict[str, dict[str, int]] = {}
+    for job_id in await redis.zrange(keys.active, 0, -1):
+        job_type, group = await redis.hmget(keys.job(job_id.decode()), "type", "group")
+        if group is not None:
+            counts = active.setdefault(job_type.decode(), {})
+            counts[group.decode()] = counts.get(group.decode(), 0) + 1
     for job_type in orjson.loads(grouped) if grouped else []:
         filed: dict[str, set[bytes]] = {}
         for job_id in await redis.zrange(keys.pending(job_type), 0, -1):
             group = await redis.hget(keys.job(job_id.decode()), "group")
             filed.setdefault(group.decode() if group else "", set()).add(job_id)
         base = f"{keys.prefix}group:{len(job_type.encode())}:{job_type}:"
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", base) + "*"
         found = {key.decode()[len(base):]: set(await redis.zrange(key, 0, -1))
-                 async for key in redis.scan_iter(match=re.sub(r"([*?\[\]\\])", r"\\\1", base) + "*",
-                                                  count=1000)}
+                 async for key in redis.scan_iter(match=pattern, count=1000)}
         assert found == filed, (job_type, found, filed)
         line = {g.decode() for g in await redis.zrange(keys.prefix + "groups:" + job_type, 0, -1)}
-        assert line == set(filed), (job_type, line, set(filed))
+        parked = {g.decode() for g in await redis.smembers(keys.prefix + "parked:" + job_type)}
+        assert line | parked == set(filed), (job_type, line, parked, set(filed))
+        counted = await redis.hgetall(keys.prefix + "group_active:" + job_type)
+        counts = {g.decode(): int(n) for g, n in counted.items()}
+        assert counts == active.get(job_type, {}), (job_type, counts)

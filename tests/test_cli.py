@@ -388,5 +388,6 @@ async def test_a_job_types_limits_from_the_command_line_and_the_sdk(hub_url: str
     async with Monitor(hub_url) as monitor:
         reply = await monitor.set_type_limits("render", rate=5, per_s=2)
         assert (reply["concurrency"], reply["rate"], reply["per_s"]) == (None, 5, 2.0)
-        assert (await monitor.stats())["limits"] == {"render": {"concurrency": None, "rate": 5, "per_s": 2.0}}
+        assert (await monitor.stats())["limits"] == {"render": {"concurrency": None, "rate": 5, "per_s": 2.0,
+                                                                "group_concurrency": None}}
         assert (await monitor.set_type_limits("render"))["limits"] == {}

@@ -8,6 +8,7 @@ import asyncio
 
 from support import connect, register, submit
 from test_http import call
+from test_hub_type_limits import assigned
 
 from empfast.client import Client, JobSpec
 from empfast.hub import Hub
@@ -77,3 +78,25 @@ async def test_the_sdks_and_rest_carry_the_group(http_hub: Hub) -> None:
         # one of big's jobs, then the late tenants' in their turn, not after big's backlog
         assert ran[:3] == ["big", "small", "rest"], ran
         assert (await client.status(late.job_id))["group"] == "small"
+
+
+async def test_a_group_limit_holds_across_two_hubs_and_a_freed_slot_is_filled_at_once(
+        two_hubs: tuple[Hub, Hub]) -> None:
+    """group_concurrency, set by a monitor on one hub, holds for the workers of both; a job of a
+    group at its limit starts as soon as one of the group's jobs ends, with no sweep."""
+    one, two = two_hubs
+    monitor = await connect(one, "/ws/monitor")
+    monitor.send({"type": "set_type_limits", "req": 1, "job_type": "a", "group_concurrency": 1})
+    reply = await monitor.until("type_limits")
+    assert reply["group_concurrency"] == 1 and reply["limits"]["a"]["group_concurrency"] == 1
+    workers = [await register(one, "w1", ["a"], 5), await register(two, "w2", ["a"], 5)]
+    client = await connect(two, "/ws/client")
+    jobs = [{"job_type": "a", "job_id": f"{g}{i}", "group": g} for g in "AB" for i in range(3)]
+    client.send({"type": "submit_jobs", "req": 2, "jobs": jobs, "subscribe": False})
+    await client.until("jobs_accepted")
+    running = {w: [f["job_id"] for f in await assigned(w, 0.5)] for w in workers}
+    assert sorted(j for ids in running.values() for j in ids) == ["A0", "B0"]  # one of each group
+    holder = next(w for w, ids in running.items() if "A0" in ids)
+    holder.send({"type": "complete_job", "job_id": "A0", "attempt": 1, "result": None})
+    after = [f["job_id"] for w in workers for f in await assigned(w, 1.0)]
+    assert after == ["A1"]

@@ -7,26 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from support import MakeStore, WSPeer, connect, register, submit
+from support import WSPeer, connect, register, submit
 
-from empfast.config import HubConfig
 from empfast.hub import Hub
-
-NO_SWEEP = {"sweep_interval_s": 30.0, "stats_interval_s": 0.05, "events_block_ms": 50}
-
-
-@pytest.fixture
-async def two_hubs(make_store: MakeStore) -> AsyncIterator[tuple[Hub, Hub]]:
-    hubs = [Hub(await make_store(), HubConfig(port=0, http_port=0, **NO_SWEEP)) for _ in range(2)]
-    for hub in hubs:
-        await hub.start()
-    yield hubs[0], hubs[1]
-    for hub in hubs:
-        await hub.stop()
 
 
 async def assigned(worker: WSPeer, wait_s: float) -> list[dict[str, Any]]:
@@ -49,7 +34,8 @@ async def test_a_concurrency_limit_holds_across_two_hubs_and_a_freed_slot_is_fil
     monitor = await connect(one, "/ws/monitor")
     reply = await set_limits(monitor, 1, concurrency=2)
     assert reply["type"] == "type_limits" and (reply["concurrency"], reply["rate"]) == (2, None)
-    assert reply["limits"] == {"a": {"concurrency": 2, "rate": None, "per_s": None}}
+    assert reply["limits"] == {"a": {"concurrency": 2, "rate": None, "per_s": None,
+                                     "group_concurrency": None}}
     workers = [await register(one, "w1", ["a"], 5), await register(two, "w2", ["a"], 5)]
     client = await connect(two, "/ws/client")
     for _ in range(6):
@@ -98,4 +84,5 @@ async def test_a_rate_limit_starts_jobs_as_tokens_come_due_and_bad_values_are_re
     took = loop.time() - start
     assert len(more) == 2 and 0.3 <= took < 1.5
     stats = await one.store.stats()
-    assert stats.as_dict()["limits"] == {"a": {"concurrency": None, "rate": 3, "per_s": 0.6}}
+    assert stats.as_dict()["limits"] == {"a": {"concurrency": None, "rate": 3, "per_s": 0.6,
+                                               "group_concurrency": None}}

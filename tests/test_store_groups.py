@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from support import MakeStore, assert_groups_consistent
 
-from empfast.errors import BadArgument
+from empfast.errors import BadArgument, TypeLimited
 from empfast.limits import MAX_GROUP_BYTES
 from empfast.store import Completion, NewJob, Store
 
@@ -20,7 +20,8 @@ def _ids(jobs: list) -> list[str]:
 
 async def _group_keys(store: Store) -> list[str]:
     """The keys of the groups' bookkeeping: none may outlive the pending jobs they file."""
-    found = [k.decode() for k in await store.redis.keys(store.keys.prefix + "group*")]
+    found = [k.decode() for pattern in ("group:*", "groups:*", "parked:*")
+             for k in await store.redis.keys(store.keys.prefix + pattern)]
     return sorted(found)
 
 
@@ -149,3 +150,45 @@ async def test_a_bad_group_is_refused_and_nothing_is_written(store: Store) -> No
     assert await store.get_job("ok") is None
     assert await store.redis.hget(store.keys.meta, "grouped") is None
     assert await _group_keys(store) == []
+
+
+async def test_a_group_at_its_limit_steps_aside_for_the_others(store: Store) -> None:
+    """group_concurrency (set_type_limits): at most N active jobs of each group; a group at its
+    limit is parked out of the line, so it never holds back the others, and comes back when one
+    of its jobs ends, or when the limit changes."""
+    await store.register_worker("w", ["t"], 100, now=T)
+    await store.add_jobs([NewJob("t", job_id=f"a{i}", group="A") for i in range(6)]
+                         + [NewJob("t", job_id=f"b{i}", group="B") for i in range(6)]
+                         + [NewJob("t", job_id=f"u{i}") for i in range(3)], now=T)
+    state = await store.set_type_limits("t", None, None, group_concurrency=2)
+    assert state.limits["t"].group_concurrency == 2
+    assert _ids(await store.claim("w", 100, now=T)) == ["a0", "b0", "u0", "a1", "b1", "u1", "u2"]
+    assert await store.claim("w", 100, now=T) == []  # A and B at their limit; '' has no limit
+    assert set(await store.redis.smembers(store.keys.prefix + "parked:t")) == {b"A", b"B"}
+    with pytest.raises(TypeLimited):
+        await store.claim_by_id("w", "a2", now=T)
+    await assert_groups_consistent(store)
+    # a new tenant is not held back by the parked ones
+    await store.add_jobs([NewJob("t", job_id="c0", group="C")], now=T)
+    assert _ids(await store.claim("w", 100, now=T)) == ["c0"]
+    # one of A's jobs ends (completed, or failed and retried): A is back in the line for one more
+    _, nxt = await store.complete_many("w", [Completion("a0", 1, b"1")], claim_next=100, now=T)
+    assert _ids(nxt) == ["a2"]
+    out = await store.fail("b0", "w", 1, "boom", retry=True, claim_next=100, now=T)
+    assert out.status == "scheduled" and _ids(out.next_jobs) == ["b2"]
+    await assert_groups_consistent(store)
+    # a raised limit puts the parked groups back at once
+    await store.set_type_limits("t", None, None, group_concurrency=3)
+    assert _ids(await store.claim("w", 100, now=T)) == ["a3", "b3"]
+    await assert_groups_consistent(store)
+    # cleared: no bound per group any more
+    await store.set_type_limits("t", None, None)
+    assert _ids(await store.claim("w", 100, now=T)) == ["a4", "b4", "a5", "b5"]
+    await assert_groups_consistent(store)
+    assert await store.redis.scard(store.keys.prefix + "parked:t") == 0
+
+
+async def test_a_bad_group_limit_is_refused(store: Store) -> None:
+    with pytest.raises(BadArgument, match="group_concurrency is a whole number"):
+        await store.set_type_limits("t", None, None, group_concurrency=0)
+    assert await store.type_limits() == {}

@@ -42,7 +42,8 @@ async def test_concurrency_limit_holds_across_workers_and_every_claim_path(store
     assert await _ids(await store.claim("w2", 10, now=T)) == ["a3"]
     stats = await store.stats()
     assert stats.by_type["a"]["active"] == 2 and stats.by_type["a"]["pending"] == 3
-    assert stats.as_dict()["limits"] == {"a": {"concurrency": 2, "rate": None, "per_s": None}}
+    assert stats.as_dict()["limits"] == {"a": {"concurrency": 2, "rate": None, "per_s": None,
+                                               "group_concurrency": None}}
     # clearing the limit releases the waiting jobs at once
     state = await store.set_type_limits("a", None, None)
     assert (state.changed, state.pending, state.limits) == (True, 3, {})

@@ -122,11 +122,13 @@ class Monitor:
         return await self._request({"type": "resume_type", "job_type": job_type})
 
     async def set_type_limits(self, job_type: str, *, concurrency: int | None = None, rate: int | None = None,
-                              per_s: float = 1.0) -> dict[str, Any]:
+                              per_s: float = 1.0, group_concurrency: int | None = None) -> dict[str, Any]:
         """At most `concurrency` jobs of the type running at once across every worker, at most `rate`
-        starts per `per_s` seconds; None clears one (both None: no limits). Returns `type_limits`."""
+        starts per `per_s` seconds, at most `group_concurrency` running at once of each of its groups;
+        None clears one (all None: no limits). Returns `type_limits`."""
         return await self._request({"type": "set_type_limits", "job_type": job_type,
-                                    "concurrency": concurrency, "rate": rate, "per_s": per_s})
+                                    "concurrency": concurrency, "rate": rate, "per_s": per_s,
+                                    "group_concurrency": group_concurrency})
 
     async def set_schedule(self, name: str, job_type: str, payload: Any = None, *, cron: str | None = None,
                            every_s: float | None = None, tz: str = "UTC", priority: int = 0,

@@ -256,11 +256,12 @@ class Dispatcher:
         """A job type's limits set or cleared, on any hub: kept here (for the wake-ups on its
         completions), and its waiting jobs claimed for, as a raised or cleared limit frees them."""
         job_type, pending = f[b"type"].decode(), int(f[b"pending"])
-        if b"concurrency" in f or b"rate" in f:
-            per_ms = f.get(b"per_ms")
+        if b"concurrency" in f or b"rate" in f or b"group_concurrency" in f:
+            per_ms, group = f.get(b"per_ms"), f.get(b"group_concurrency")
             self.limits[job_type] = TypeLimit(int(f[b"concurrency"]) if b"concurrency" in f else None,
                                               int(f[b"rate"]) if b"rate" in f else None,
-                                              int(per_ms) / 1000 if per_ms is not None else None)
+                                              int(per_ms) / 1000 if per_ms is not None else None,
+                                              int(group) if group is not None else None)
         else:
             self.limits.pop(job_type, None)
             timer = self._rate_timers.pop(job_type, None)

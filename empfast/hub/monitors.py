@@ -109,10 +109,11 @@ class MonitorHandlers:
 
     async def on_set_type_limits(self, peer: Peer, message: m.SetTypeLimits) -> None:
         state = await peer.room.store.set_type_limits(message.job_type, message.concurrency, message.rate,
-                                                      message.per_s)
+                                                      message.per_s, message.group_concurrency)
         if state.changed:
-            log.info("job type %r limits: concurrency %s, rate %s per %g s (%d pending)", message.job_type,
-                     message.concurrency, message.rate, message.per_s, state.pending)
+            log.info("job type %r limits: concurrency %s, rate %s per %g s, per group %s (%d pending)",
+                     message.job_type, message.concurrency, message.rate, message.per_s,
+                     message.group_concurrency, state.pending)
         peer.reply(message.req, frames.type_limits(message.job_type, state.limits, state.pending))
 
     def _sleep_s(self, now: float) -> float:

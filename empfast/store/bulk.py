@@ -107,15 +107,16 @@ class BulkActions:
         return PauseState(out[0] == 1, int(out[1]), orjson.loads(out[2]))
 
     async def set_type_limits(self, job_type: str, concurrency: int | None, rate: int | None,
-                              per_s: float = 1.0) -> LimitsState:
-        """Set a job type's limits (None clears one; both None clear the type's limits). Bad values
-        are BadArgument, nothing changed."""
+                              per_s: float = 1.0, group_concurrency: int | None = None) -> LimitsState:
+        """Set a job type's limits (None clears one; all None clear the type's limits):
+        `group_concurrency` bounds the active jobs of each of its groups. Bad values are
+        BadArgument, nothing changed."""
         if rate is not None and not MIN_RATE_PER_S <= per_s <= MAX_RATE_PER_S:
             raise BadArgument(f"per_s is from {MIN_RATE_PER_S} to {MAX_RATE_PER_S:g} seconds")
         k = self.keys
         out = await self._run("setTypeLimits", (k.meta, k.events), (
             k.prefix, job_type, "" if concurrency is None else concurrency, "" if rate is None else rate,
-            round(per_s * 1000)))
+            round(per_s * 1000), "" if group_concurrency is None else group_concurrency))
         return LimitsState(out[0] == 1, int(out[1]), parse_limits(out[2]))
 
     async def type_limits(self) -> dict[str, TypeLimit]:

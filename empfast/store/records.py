@@ -97,15 +97,17 @@ class SweepResult(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TypeLimit:
-    """A job type's limits (docs/job-control.md 3): jobs active at once, and starts per `per_s`
-    seconds; None where unset."""
+    """A job type's limits (docs/job-control.md 3): jobs active at once, starts per `per_s`
+    seconds, and jobs active at once per group (4); None where unset."""
 
     concurrency: int | None = None
     rate: int | None = None
     per_s: float | None = None
+    group_concurrency: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"concurrency": self.concurrency, "rate": self.rate, "per_s": self.per_s}
+        return {"concurrency": self.concurrency, "rate": self.rate, "per_s": self.per_s,
+                "group_concurrency": self.group_concurrency}
 
 
 def parse_limits(raw: bytes | str | None) -> dict[str, TypeLimit]:
@@ -116,7 +118,7 @@ def parse_limits(raw: bytes | str | None) -> dict[str, TypeLimit]:
     for job_type, f in orjson.loads(raw).items():
         per_ms = f.get("per_ms")
         out[job_type] = TypeLimit(f.get("concurrency"), f.get("rate"),
-                                  per_ms / 1000 if per_ms is not None else None)
+                                  per_ms / 1000 if per_ms is not None else None, f.get("group_concurrency"))
     return out
 
 

@@ -5,15 +5,16 @@
   caller's batch `events` (see emitJobEvents, width 8). Returns the five fields a worker needs: id,
   type, priority, payload, attempt. `stats`: see countStat. A job with a timeout gets its attempt's
   deadline in the deadlines zset (start + timeout_ms); a job with an expiry leaves the expiries
-  zset (a running job does not expire). Both fields come with the HMGET it makes anyway, so a job
-  without them costs no call more.
+  zset (a running job does not expire); a job with a group counts in its group's active jobs
+  (`{Q}:group_active:<type>`, for the per-group limit). The fields come with the HMGET it makes
+  anyway, so a job without them costs no call more.
 ]]
 --- @include "countStat"
 local function activateJob(prefix, activeKey, deadlinesKey, expiriesKey, stats, events, jobId, workerId,
                            now, deadline)
   local jobKey = prefix .. 'job:' .. jobId
   -- read first, then one HSET with the new attempt: a script runs alone, so no HINCRBY is needed
-  local f = rcall('HMGET', jobKey, 'type', 'priority', 'payload', 'attempts', 'timeout_ms', 'expires_at')
+  local f = rcall('HMGET', jobKey, 'type', 'priority', 'payload', 'attempts', 'timeout_ms', 'expires_at', 'group')
   local attempt = tostring(tonumber(f[4]) + 1)
   rcall('HSET', jobKey, 'attempts', attempt, 'status', 'active', 'worker', workerId, 'started_at', now,
     'updated_at', now, 'progress', '0', 'message', '')
@@ -24,6 +25,9 @@ local function activateJob(prefix, activeKey, deadlinesKey, expiriesKey, stats, 
   end
   if f[6] then
     rcall('ZREM', expiriesKey, jobId)
+  end
+  if f[7] then  -- a job with a group: its group's active count (the per-group limit, groupedQueue)
+    rcall('HINCRBY', prefix .. 'group_active:' .. f[1], f[7], 1)
   end
   countStat(stats, 'active:' .. f[1], 1)
   local n = #events

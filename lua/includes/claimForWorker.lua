@@ -47,7 +47,8 @@ local function claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, stat
     if not paused[jobType] and allow > 0 then
       pendingKeys[#pendingKeys + 1] = key
       if cfg.grouped and cfg.grouped[jobType] then
-        queues[key] = groupedQueue(prefix, key, jobType, n)
+        queues[key] = groupedQueue(prefix, key, jobType, n, limits and limits[jobType] and
+          limits[jobType].group_concurrency)
       end
     end
   end

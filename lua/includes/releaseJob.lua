@@ -9,13 +9,13 @@
 local function releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, cancelledKey, statsKey,
                           eventsKey, cfg, jobId, reason, now)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'timeout_ms')
+  local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'timeout_ms', 'group')
   if f[1] ~= 'active' then
     rcall('ZREM', activeKey, jobId)
     return f[1] or 'missing'
   end
   local jobType = f[3]
-  endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, f[4], f[5])
+  endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, jobType, f[4], f[5], f[6], cfg)
   local attempt = tonumber(f[2])
   local err = reason .. ' (attempt ' .. attempt .. ')'
   return (failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey,
