@@ -149,6 +149,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     # a type's limits (set_type_limits): small, or null to clear; per_s within its bounds
     "rate": st.one_of(st.none(), st.integers(1, 5)).map(dumps),
     "per_s": st.one_of(st.sampled_from([0.5, 1, 60]), st.floats(MIN_RATE_PER_S, MAX_RATE_PER_S)).map(dumps),
+    "group_concurrency": st.one_of(st.none(), st.integers(1, 2)).map(dumps),  # low: groups get parked
     # a cursor of the right shape (a score and a job id), whether or not such a job exists, or not one
     "cursor": st.one_of(st.tuples(st.integers(0, 1 << 53), NAMES).map(lambda t: dumps(f"{t[0]}:{t[1]}")),
                         NAMES.map(dumps)),
