@@ -229,7 +229,7 @@ async def test_a_job_submitted_from_the_form_runs_to_100_percent_one_is_cancelle
 
         await asyncio.to_thread(submit_from_the_form)
 
-        long_job = await client.submit("thumb", {"steps": 200})
+        long_job = await client.submit("thumb", {"steps": 200}, group="acme")
         async for event in long_job.events():
             if event.get("status") == "active":
                 break
@@ -237,6 +237,7 @@ async def test_a_job_submitted_from_the_form_runs_to_100_percent_one_is_cancelle
         def cancel_it() -> None:
             browser.get(f"http://127.0.0.1:{port}/#/job/{long_job.job_id}")
             until(browser, lambda d: text_of(d, "[data-field=status]") == "active", "the running job")
+            assert text_of(browser, "[data-field=group]") == "acme"  # its tenant (job-control.md 4)
             click(browser, By.ID, "cancel")
             until(browser, lambda d: d.find_element(By.ID, "confirm").is_displayed(), "the confirmation")
             click(browser, By.ID, "confirm-ok")

@@ -16,7 +16,7 @@ from empfast.config import HubConfig
 from empfast.errors import LeaseLost
 from empfast.hub import Hub, frames
 from empfast.hub.conn import error_for
-from empfast.store import Added, ClaimedJob, Cursor, JobPage, Store
+from empfast.store import Added, ClaimedJob, Cursor, JobPage, Store, TypeLimit
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -67,9 +67,10 @@ def test_error_frame_of_a_store_refusal() -> None:
 
 
 def test_client_replies() -> None:
-    doc = example("job_accepted", status="pending")
-    added = Added(doc["job_id"], doc["status"], doc["created"], position=doc["position"])
-    assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
+    for req in (1, 8):  # a job, and a job with a group (the same reply)
+        doc = example("job_accepted", status="pending", req=req)
+        added = Added(doc["job_id"], doc["status"], doc["created"], position=doc["position"])
+        assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
     doc = example("jobs_accepted")
     batch = [Added(job_id, status, created)
              for job_id, status, created in zip(doc["job_ids"], doc["statuses"], doc["created"], strict=True)]
@@ -254,3 +255,10 @@ def test_queues() -> None:
     doc = example("queues")
     stats_of = {q["queue"]: {k: v for k, v in q.items() if k != "queue"} for q in doc["queues"]}
     assert sent(frames.queues(stats_of, doc["default"]), doc["req"]) == doc
+
+
+def test_type_limits() -> None:
+    for req in (21, 22):  # limits of a type, and a per-group limit beside them
+        doc = example("type_limits", req=req)
+        limits = {job_type: TypeLimit(**values) for job_type, values in doc["limits"].items()}
+        assert sent(frames.type_limits(doc["job_type"], limits, doc["pending"]), req) == doc

@@ -87,6 +87,9 @@ local function groupedQueue(prefix, pendingKey, jobType, n, groupLimit)
     for i, group in ipairs(order) do
       if rcall('EXISTS', groupKey(prefix, jobType, group)) == 0 then
         rcall('ZREM', lineKey, group)
+        if groupLimit then  -- (an enqueue may have put a parked group in the line too)
+          rcall('SREM', parkedKey, group)
+        end
       elseif full[group] then
         rcall('ZREM', lineKey, group)
         rcall('SADD', parkedKey, group)

@@ -511,6 +511,7 @@ function jobPage(jobId) {
       ["created", when(job.created_at)], ["started", when(job.started_at)], ["finished", when(job.finished_at)],
       ["due", when(job.run_at)]];
     if (job.position !== undefined) fields.splice(1, 0, ["position", `${job.position} ahead of it`]);
+    if (job.group) fields.splice(2, 0, ["group", job.group]); // its tenant (round-robin by group)
     view.replaceChildren(
       el("h2", {}, "Job ", el("code", {}, jobId)),
       el("div", { class: "toolbar" },
