@@ -118,6 +118,17 @@ def parse_limits(raw: bytes | str | None) -> dict[str, TypeLimit]:
     return out
 
 
+def event_limit(f: dict[bytes, bytes]) -> TypeLimit | None:
+    """The limits a `limits` event of the stream sets (setTypeLimits-2.lua writes only the ones set),
+    None when it clears the type's."""
+    if b"concurrency" not in f and b"rate" not in f:
+        return None
+    per_ms = f.get(b"per_ms")
+    return TypeLimit(int(f[b"concurrency"]) if b"concurrency" in f else None,
+                     int(f[b"rate"]) if b"rate" in f else None,
+                     int(per_ms) / 1000 if per_ms is not None else None)
+
+
 @dataclass(slots=True)
 class Stats:
     pending: int
