@@ -127,6 +127,8 @@ class HttpSide:
             Route("/api/jobs/{job_id}/retry", rest.retry, methods=["POST"]),
             Route("/api/types/{job_type}/pause", rest.pause, methods=["POST"]),
             Route("/api/types/{job_type}/resume", rest.pause, methods=["POST"]),
+            Route("/api/types/{job_type}/limits", rest.limits, methods=["GET"]),
+            Route("/api/types/{job_type}/limits", rest.set_limits, methods=["PUT"]),
             Route("/api/bulk/retry", self.bulk, methods=["POST"]),
             Route("/api/bulk/remove", self.bulk, methods=["POST"]),
             Route("/api/info", self.info, methods=["GET"]),

@@ -16,6 +16,10 @@ SCHEDULE = {"name": "name", "in": "path", "required": True, "schema": {"type": "
 SCHEDULE_BODY = {"type": "object", "required": ["job_type", "every_s"], "properties": {
     "job_type": {"type": "string"}, "payload": {}, "cron": {"type": "string"}, "tz": {"type": "string"},
     "every_s": {"type": "number", "description": "or cron (with tz) instead"}, "paused": {"type": "boolean"}}}
+LIMITS_BODY = {"type": "object", "properties": {
+    "concurrency": {"type": ["integer", "null"], "minimum": 1},
+    "rate": {"type": ["integer", "null"], "minimum": 1},
+    "per_s": {"type": "number", "description": "the rate's period in seconds, default 1"}}}
 BULK = {"type": "object", "properties": {"job_type": {"type": "string"}, "dry_run": {"type": "boolean"}}}
 JSON = "application/json"
 
@@ -133,6 +137,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/types/{job_type}/resume": {"post": _op(
         "resume_type: the type's waiting jobs go to idle workers at once", _json("type_paused"),
         400, 401, 403, 503, params=[JOB_TYPE])},
+    "/api/types/{job_type}/limits": {
+        "get": _op("the type's limits (nulls where unset), its waiting jobs and every limited type's, "
+                   "as set_type_limits answers", _json("type_limits"), 400, *READ_ERRORS,
+                   params=[JOB_TYPE]),
+        "put": _op("set_type_limits: at most `concurrency` of its jobs running at once across every "
+                   "worker and hub, at most `rate` starts per `per_s` seconds; null or absent clears "
+                   "one (a monitor or admin token)", _json("type_limits"), 400, 401, 403, 503,
+                   params=[JOB_TYPE], body=LIMITS_BODY)},
     "/api/bulk/retry": {"post": _op(
         "retry_jobs: every failed (or cancelled) job, or those of a type, in slices; the answer is "
         "an SSE stream of bulk_started, bulk_progress and bulk_done (its end); closing it stops the "

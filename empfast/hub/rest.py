@@ -340,6 +340,35 @@ class RestRoutes:
         message = {"type": kind, "job_type": request.path_params["job_type"]}
         return await ask(self.hub, request, MONITOR, message, changes=True)
 
+    async def limits(self, request: Request) -> Response:
+        """GET /api/types/{job_type}/limits: the type's limits as set_type_limits answers them
+        (`type_limits`, nulls where unset), read from get_stats, which lists every limited type."""
+        job_type = request.path_params["job_type"]
+        try:
+            query(request, {})
+        except HttpError as exc:
+            return exc.response()
+        answered = await ask(self.hub, request, MONITOR, {"type": "get_stats"})
+        if answered.status_code != 200:
+            return answered
+        stats = orjson.loads(bytes(answered.body))
+        limit = stats["limits"].get(job_type) or {"concurrency": None, "rate": None, "per_s": None}
+        pending = stats["by_type"].get(job_type, {}).get("pending", 0)
+        return answer(orjson.dumps({"type": "type_limits", "job_type": job_type, **limit, "pending": pending,
+                                    "limits": stats["limits"]}))
+
+    async def set_limits(self, request: Request) -> Response:
+        """PUT /api/types/{job_type}/limits: set_type_limits, the body its members (`concurrency`,
+        `rate`, `per_s`; null or absent clears one); a monitor's, refused cross-site as pausing is."""
+        job_type = request.path_params["job_type"]
+        try:
+            query(request, {})
+            body = (await read_body(request, 4096)).strip() or b"{}"
+            message = with_members(body, {"type": "set_type_limits", "job_type": job_type})
+        except HttpError as exc:
+            return exc.response()
+        return await ask(self.hub, request, MONITOR, message, changes=True)
+
     async def retry(self, request: Request) -> Response:
         """POST /api/jobs/{id}/retry, with an optional body {attempts, retry_id}."""
         try:
