@@ -10,7 +10,8 @@ FRAME = {"type": "object", "description": "a frame of docs/protocol.md (its `typ
 ERROR = {"type": "object", "required": ["type", "code", "error"], "properties": {
     "type": {"const": "error"}, "code": {"type": "string", "description": "docs/protocol.md section 3"},
     "error": {"type": "string"}, "field": {"type": "string"}}}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "may hold '/' (the routes take the rest of the path up to their own suffix)"}
 JOB_TYPE = {"name": "job_type", "in": "path", "required": True, "schema": {"type": "string"}}
 SCHEDULE = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 SCHEDULE_BODY = {"type": "object", "required": ["job_type", "every_s"], "properties": {
@@ -33,6 +34,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
                401: "unauthorized: no token, or not one of this hub's",
                403: "forbidden: the token does not open the role this route needs",
                404: "not_found: no such job (or not visible to this client token)",
+               409: "nothing changed: the job is finished (cancel) or not failed or cancelled "
+                    "(retry); the body is its job_status, as for 200",
                413: "too_large / limit_exceeded: over the frame limit",
                503: "unavailable: Redis does not answer; retry after a pause"}
     return {str(status): _json(meaning[status], ERROR) for status in statuses}
@@ -118,12 +121,13 @@ PATHS: dict[str, dict[str, Any]] = {
                                                      "N for the newest N",
                                                      {"oneOf": [{"type": "boolean"},
                                                                 {"type": "integer", "minimum": 1}]})])},
-    "/api/jobs/{job_id}/cancel": {"post": _op("cancel_job; a finished job stays as it is (its status "
-                                              "says so)", _json("job_status"), 404, 401, 403, 503,
-                                              params=[JOB_ID])},
+    "/api/jobs/{job_id}/cancel": {"post": _op("cancel_job; a finished job stays as it is (409, its "
+                                              "status says so)", _json("job_status"), 404, 409, 401,
+                                              403, 503, params=[JOB_ID])},
     "/api/jobs/{job_id}/retry": {"post": _op("retry_job: a failed or cancelled job runs again; "
-                                             "`retried` false when it was in another state",
-                                             _json("job_status with retried"), 400, 404, 401, 403, 503,
+                                             "`retried` false (and 409) when it was in another state",
+                                             _json("job_status with retried"), 400, 404, 409, 401, 403,
+                                             503,
                                              params=[JOB_ID], body={"type": "object", "properties": {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},

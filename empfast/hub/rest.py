@@ -41,6 +41,7 @@ ACT = ("client",)
 MONITOR = ("monitor",)
 TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
 MAX_WAIT_S = 300  # POST /api/jobs?wait_s=: the longest an HTTP request waits for its job
+CONFLICT = 409
 
 
 class HttpError(Exception):
@@ -149,7 +150,7 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
         return refused(exc)
     peer = RequestPeer(hub, role, identity, room)
     try:
-        await hub.handle(peer, decoded)
+        changed = await hub.handle(peer, decoded)
     except Exception as exc:
         return error_answer(error_for(exc, None, role))
     finally:
@@ -157,7 +158,11 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
     # a handler's reply is the last it sends: a retry subscribes the request before its store call,
     # so the job's new event may come first (and goes no further)
     reply = peer.sent[-1]
-    return error_answer(reply) if reply.startswith(b'{"type":"error"') else answer(reply, ok_status)
+    if reply.startswith(b'{"type":"error"'):
+        return error_answer(reply)
+    # a cancel of a finished job, a retry of one that is not failed or cancelled: the same reply,
+    # as 409 Conflict, so a caller that looks at the status alone sees that nothing changed
+    return answer(reply, CONFLICT if changed is False else ok_status)
 
 
 def query(request: Request, names: dict[str, str], numbers: tuple[str, ...] = (),

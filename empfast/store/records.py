@@ -75,6 +75,7 @@ class FailOutcome(NamedTuple):
 class CancelOutcome(NamedTuple):
     status: str  # "cancelled", "cancel_requested" or the finished status
     worker_id: str | None  # the worker to tell, when the job is running
+    changed: bool = True  # False for a job that had finished (its status is the one it ended with)
 
 
 class Heartbeat(NamedTuple):
