@@ -251,6 +251,7 @@ class Dispatcher:
         return f
 
     def _keep_limit(self, job_type: str, limit: TypeLimit | None) -> None:
+        """A type's limits as its `limits` event sets them; once cleared, its rate timer goes too."""
         if limit is not None:
             self.limits[job_type] = limit
             return
