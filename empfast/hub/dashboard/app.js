@@ -280,7 +280,7 @@ function overview() {
             el("td", { class: "num" }, fmt.format(t[c] || 0))),
           el("td", { class: "num", title: "jobs of this type finished per second, from the last two stats" },
             ((state.typeRates || {})[name] || 0).toFixed(1)),
-          el("td", { class: "limits", "data-limits": name }, limitText(limits[name])),
+          el("td", { class: limits[name] ? "limits" : "limits muted", "data-limits": name }, limitText(limits[name])),
           el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
             paused.has(name) ? "Resume" : "Pause"), " ",
             el("button", { class: "edit-limits", onclick: () => editLimits(name) }, "Limits…"))))),
