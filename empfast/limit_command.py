@@ -12,7 +12,7 @@ from typing import Any
 
 from empfast.config import HubAddress
 from empfast.connection import HubError
-from empfast.manage import add_pause_commands, monitor_of, table
+from empfast.manage import add_pause_commands, describe_limits, monitor_of, table
 
 
 def add_type_commands(sub: Any) -> None:
@@ -53,22 +53,11 @@ async def run_limit(args: argparse.Namespace, hub: HubAddress) -> int:
     except HubError as exc:
         print(f"empfast limit: {exc.frame.get('error', exc)}", file=sys.stderr)
         return 1
-    print(f"job type {args.job_type!r}: {describe(reply)}; {reply['pending']} jobs waiting")
+    print(f"job type {args.job_type!r}: {describe_limits(reply)}; {reply['pending']} jobs waiting")
     return 0
-
-
-def describe(limit: dict[str, Any]) -> str:
-    parts = []
-    if limit.get("concurrency") is not None:
-        parts.append(f"at most {limit['concurrency']} running")
-    if limit.get("rate") is not None:
-        parts.append(f"at most {limit['rate']} starts per {limit['per_s']:g} s")
-    if limit.get("group_concurrency") is not None:
-        parts.append(f"at most {limit['group_concurrency']} running per group")
-    return ", ".join(parts) or "no limits"
 
 
 def limits_table(limits: dict[str, dict[str, Any]]) -> str:
     if not limits:
         return "no limited job types: set one with `empfast limit TYPE --concurrency N`"
-    return table(("TYPE", "LIMITS"), [(t, describe(v)) for t, v in sorted(limits.items())])
+    return table(("TYPE", "LIMITS"), [(t, describe_limits(v)) for t, v in sorted(limits.items())])

@@ -276,6 +276,9 @@ def stats_table(stats: dict[str, Any]) -> str:
     lines.append("workers now  " + "  ".join(f"{k} {v}" for k, v in sorted(workers.items())))
     if stats.get("paused"):
         lines.append("paused now   " + ", ".join(stats["paused"]) + "   (`empfast resume TYPE`)")
+    for job_type, limit in sorted((stats.get("limits") or {}).items()):
+        lines.append(f"limited      {job_type}: {describe_limits(limit)}   "
+                     f"(`empfast limit {job_type} --clear`)")
     by_type = stats.get("by_type") or {}
     if by_type:
         columns = ("pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled")
@@ -286,6 +289,18 @@ def stats_table(stats: dict[str, Any]) -> str:
         for job_type, counts in sorted(by_type.items()):
             lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
     return "\n".join(lines)
+
+
+def describe_limits(limit: dict[str, Any]) -> str:
+    """A job type's limits (set_type_limits) in words."""
+    parts = []
+    if limit.get("concurrency") is not None:
+        parts.append(f"at most {limit['concurrency']} running")
+    if limit.get("rate") is not None:
+        parts.append(f"at most {limit['rate']} starts per {limit['per_s']:g} s")
+    if limit.get("group_concurrency") is not None:
+        parts.append(f"at most {limit['group_concurrency']} running per group")
+    return ", ".join(parts) or "no limits"
 
 
 def job_table(job: dict[str, Any]) -> str:

@@ -379,6 +379,9 @@ async def test_a_job_types_limits_from_the_command_line_and_the_sdk(hub_url: str
     assert out.strip() == "job type 'render': at most 2 running, at most 10 starts per 60 s; 0 jobs waiting"
     code, out, _ = await run("limit", url=hub_url)
     assert code == 0 and "render" in out and "at most 2 running" in out
+    code, out, _ = await run("status", url=hub_url)  # the queue's status names its limited types
+    assert code == 0 and ("limited      render: at most 2 running, at most 10 starts per 60 s   "
+                          "(`empfast limit render --clear`)") in out.splitlines()
     code, _, err = await run("limit", "render", "--concurrency", "0", url=hub_url)
     assert code == 1 and "concurrency" in err
     code, _, err = await run("limit", "render", "--clear", "--rate", "3", url=hub_url)

@@ -1,8 +1,9 @@
 """The web dashboard (docs/management.md section 5) in a real headless Chromium, driven by Selenium
 against a running hub with an SDK worker: the overview's counts and types follow the queue live,
 the failed jobs are listed with their errors, a job's page retries it, a type is paused and
-resumed, and a bulk removal asks for the queue's name before it removes anything. Skipped where
-Chromium or its driver is missing, unless EMPFAST_REQUIRE_BROWSER is set (CI sets it)."""
+resumed, its limits set and cleared, and a bulk removal asks for the queue's name before it removes
+anything. Skipped where Chromium or its driver is missing, unless EMPFAST_REQUIRE_BROWSER is set
+(CI sets it)."""
 
 from __future__ import annotations
 
@@ -341,3 +342,47 @@ async def test_the_dashboard_lists_pauses_and_removes_repeating_jobs(browser: We
 
         await asyncio.to_thread(pause_then_remove)
         assert await monitor.schedules() == []
+
+
+async def test_the_dashboard_shows_sets_and_clears_a_types_limits(browser: WebDriver,
+                                                                  dashboard_hub: Hub) -> None:
+    hub = dashboard_hub
+    assert hub.http is not None
+    port = hub.http.port
+    row = "tr[data-type=thumb]"
+    async with Client(f"ws://127.0.0.1:{hub.port}") as client, \
+            Monitor(f"ws://127.0.0.1:{hub.port}") as monitor:
+        await client.submit("thumb", {"n": 1})
+
+        def set_from_the_page() -> None:
+            browser.get(f"http://127.0.0.1:{port}/")
+            until(browser, lambda d: text_of(d, f"{row} td.limits") == "none", "the thumb row, no limits")
+            click(browser, By.CSS_SELECTOR, f"{row} button.edit-limits")
+            until(browser, lambda d: d.find_element(By.ID, "limits").is_displayed(), "the limits form")
+            assert text_of(browser, "#limits-type") == "thumb"
+            browser.find_element(By.ID, "limits-concurrency").send_keys("5")
+            browser.find_element(By.ID, "limits-rate").send_keys("10")
+            browser.find_element(By.ID, "limits-group-concurrency").send_keys("2")
+            click(browser, By.ID, "limits-set")
+            shown = "≤ 5 active · 10 / 1 s · ≤ 2 per group"
+            until(browser, lambda d: text_of(d, f"{row} td.limits") == shown, "the limits shown")
+
+        await asyncio.to_thread(set_from_the_page)
+        limits = (await client.stats())["limits"]
+        assert limits == {"thumb": {"concurrency": 5, "rate": 10, "per_s": 1.0, "group_concurrency": 2}}
+        # set elsewhere (a monitor of the hub, as on any hub): the open page follows the feed
+        await monitor.set_type_limits("render", rate=3, per_s=60)
+        await asyncio.to_thread(
+            lambda: until(browser, lambda d: text_of(d, "tr[data-type=render] td.limits") == "3 / 60 s",
+                          "a type limited elsewhere, before its first job"))
+
+        def clear_from_the_page() -> None:
+            click(browser, By.CSS_SELECTOR, f"{row} button.edit-limits")
+            until(browser, lambda d: d.find_element(By.ID, "limits").is_displayed(), "the limits form")
+            assert browser.find_element(By.ID, "limits-concurrency").get_attribute("value") == "5"
+            click(browser, By.ID, "limits-clear")
+            until(browser, lambda d: text_of(d, f"{row} td.limits") == "none", "the limits cleared")
+
+        await asyncio.to_thread(clear_from_the_page)
+        assert (await client.stats())["limits"] == {"render": {"concurrency": None, "rate": 3, "per_s": 60.0,
+                                                               "group_concurrency": None}}

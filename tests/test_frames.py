@@ -222,6 +222,21 @@ def test_job_events_from_stream_entries() -> None:
     assert sent(frames.worker_status(doc["worker_id"], doc["status"], doc["event_id"])) == doc
 
 
+def test_a_job_types_settings_as_every_monitor_is_told_of_them() -> None:
+    """The frames of the stream's entries that setTypeLimits-2.lua and setTypePaused-2.lua write."""
+    set_doc = example("type_limits", event_id="1796186600100-0")
+    entry = {b"ev": b"limits", b"id": b"", b"type": b"render", b"pending": b"35", b"concurrency": b"4",
+             b"rate": b"10", b"per_ms": b"60000"}
+    assert sent(frames.type_setting_event(set_doc["event_id"], entry)) == set_doc
+    cleared = example("type_limits", event_id="1796186650000-0")
+    entry = {b"ev": b"limits", b"id": b"", b"type": b"render", b"pending": b"35"}
+    assert sent(frames.type_setting_event(cleared["event_id"], entry)) == cleared
+    paused = sent(frames.type_setting_event("1-0", {b"ev": b"paused", b"id": b"", b"type": b"resize",
+                                                     b"pending": b"120"}))
+    assert paused == {"type": "type_paused", "job_type": "resize", "paused": True, "pending": 120,
+                      "event_id": "1-0"}
+
+
 def test_a_state_event_after_a_trimmed_resume() -> None:
     doc = example("job_update", resumed=False)
     job = {"status": doc["status"], "progress": doc["progress"], "message": doc["message"]}

@@ -96,7 +96,7 @@ REPLIES: dict[str, tuple[str, frozenset[str]]] = {
 # frames the hub pushes without a request; a reply of one of these types is told apart by its req
 PUSHES = frozenset({"job_update", "job_completed", "job_failed", "job_cancelled", "job_assigned",
                     "jobs_assigned", "job_available", "cancel_job", "stats", "worker_status",
-                    "bulk_progress", "bulk_done", "type_paused", "job_log"})
+                    "bulk_progress", "bulk_done", "type_paused", "type_limits", "job_log"})
 # (a frame answered only when it has a req, so without one the fuzz could not tell what it answered)
 NEEDS_REQ = (frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PUSHES)
              | {"update_job_progress", "append_job_log"})

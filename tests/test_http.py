@@ -214,15 +214,44 @@ async def test_a_job_submitted_over_rest_can_be_read_listed_cancelled_and_retrie
 
     cancelled = await call(http_hub, "POST", "/api/jobs/r-1/cancel")
     assert cancelled.status == 200 and cancelled.json()["status"] == "cancelled"
+    again = await call(http_hub, "POST", "/api/jobs/r-1/cancel")  # finished: nothing changes
+    assert again.status == 409 and again.json()["status"] == "cancelled"
     retried = await call(http_hub, "POST", "/api/jobs/r-1/retry", {"attempts": 2})
     assert retried.status == 200 and retried.json()["retried"] is True
     assert retried.json()["status"] == "pending"
+    not_retryable = await call(http_hub, "POST", "/api/jobs/r-1/retry")  # pending: nothing to retry
+    assert not_retryable.status == 409
+    assert (not_retryable.json()["retried"], not_retryable.json()["status"]) == (False, "pending")
     assert http_hub.default_room.subscribers == {}  # the request's retry subscription ended with it
 
     stats = await call(http_hub, "GET", "/api/stats")
     assert stats.status == 200 and stats.json()["pending"] == 1
     workers = await call(http_hub, "GET", "/api/workers")
     assert workers.status == 200 and workers.json() == {"type": "workers", "workers": []}
+
+
+async def test_a_job_id_with_slashes_works_in_every_job_route(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    job_id = "tenant/7/report"
+    created = await call(http_hub, "POST", "/api/jobs", {"job_type": "a", "job_id": job_id, "delay_s": 60})
+    assert created.status == 201 and created.json()["job_id"] == job_id
+    for path in (f"/api/jobs/{job_id}", f"/api/jobs/{job_id.replace('/', '%2F')}"):
+        got = await call(http_hub, "GET", path)
+        assert (got.status, got.json()["job_id"]) == (200, job_id), path
+    # an id that ends like the events route: read with its last "/" sent as %2F
+    await call(http_hub, "POST", "/api/jobs", {"job_type": "a", "job_id": "t/events", "delay_s": 60})
+    got = await call(http_hub, "GET", "/api/jobs/t%2Fevents")
+    assert (got.status, got.json()["type"], got.json()["job_id"]) == (200, "job_status", "t/events")
+    cancelled = await call(http_hub, "POST", f"/api/jobs/{job_id}/cancel")
+    assert (cancelled.status, cancelled.json()["job_id"], cancelled.json()["status"]) == (200, job_id,
+                                                                                          "cancelled")
+    retried = await call(http_hub, "POST", f"/api/jobs/{job_id}/retry")
+    assert (retried.status, retried.json()["retried"]) == (200, True)
+    async with sse(http_hub.http.port, f"/api/jobs/{job_id}/events") as stream:
+        assert stream.status == 200
+        event = await stream.next()
+        assert event is not None and (event.event, event.json()["job_id"]) == ("subscribed", job_id)
+    assert (await call(http_hub, "GET", "/api/jobs/tenant/8")).status == 404  # another id, not found
 
 
 async def test_a_jobs_logs_and_position_over_rest(http_hub: Hub) -> None:
@@ -310,7 +339,8 @@ async def test_openapi_lists_every_route_served_and_each_answers_as_it_says(http
     assert http_hub.http is not None
     spec = (await call(http_hub, "GET", "/openapi.json")).json()
     assert spec["openapi"] == "3.1.0"
-    served = {(route.path, method) for route in http_hub.http.app.routes
+    # a job id may hold "/": its routes take {job_id:path}, a parameter named job_id all the same
+    served = {(route.path.replace(":path}", "}"), method) for route in http_hub.http.app.routes
               for method in (getattr(route, "methods", None) or set()) - {"HEAD"}}
     described = {(path, method.upper()) for path, operations in spec["paths"].items()
                  for method in operations}

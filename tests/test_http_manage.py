@@ -1,7 +1,7 @@
 """The HTTP side's routes for managing a queue (docs/management.md sections 3 and 4), over a real
-socket: bulk retry and removal as an SSE stream that ends with the action, pausing a type, a submit
-that waits for its job's result, the events of some job types only, /api/info and /healthz, with
-each route's token role."""
+socket: bulk retry and removal as an SSE stream that ends with the action, pausing a type, its
+limits (read, set, and told in the feed), a submit that waits for its job's result, the events of
+some job types only, /api/info and /healthz, with each route's token role."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from support import connect, register, submit
 
 from empfast.hub import Hub
 from empfast.limits import BULK_SLICE
-from empfast.store import NewJob
+from empfast.store import NewJob, TypeLimit
 
 
 async def call(hub: Hub, method: str, path: str, body: Any = None, token: str | None = None,
@@ -91,6 +91,70 @@ async def test_pausing_a_type_over_http_holds_its_jobs_until_resumed(http_hub: H
     client.close()
 
 
+async def test_a_types_limits_are_read_and_set_over_http(http_hub: Hub) -> None:
+    none = await call(http_hub, "GET", "/api/types/a/limits")
+    assert none.status == 200 and none.json() == {"type": "type_limits", "job_type": "a", "concurrency": None,
+                                                  "rate": None, "per_s": None, "group_concurrency": None,
+                                                  "pending": 0, "limits": {}}
+    client = await connect(http_hub, "/ws/client")
+    await submit(client, "a", subscribe=False)
+    put = await call(http_hub, "PUT", "/api/types/a/limits", {"concurrency": 5, "rate": 10, "per_s": 2})
+    assert put.status == 200, put.body
+    limit = {"concurrency": 5, "rate": 10, "per_s": 2.0, "group_concurrency": None}
+    assert put.json() == {"type": "type_limits", "job_type": "a", **limit, "pending": 1,
+                          "limits": {"a": limit}}
+    assert await http_hub.store.type_limits() == {"a": TypeLimit(5, 10, 2.0)}
+    got = (await call(http_hub, "GET", "/api/types/a/limits")).json()
+    assert (got["concurrency"], got["rate"], got["per_s"], got["pending"]) == (5, 10, 2.0, 1)
+    assert (await call(http_hub, "GET", "/api/stats")).json()["limits"] == {"a": limit}
+    only_rate = await call(http_hub, "PUT", "/api/types/a/limits", {"rate": 3})  # the rest is cleared
+    rate_only = only_rate.json()
+    assert (rate_only["concurrency"], rate_only["rate"], rate_only["per_s"]) == (None, 3, 1.0)
+    cleared = await call(http_hub, "PUT", "/api/types/a/limits", {})
+    assert cleared.status == 200 and cleared.json()["limits"] == {}
+    assert await http_hub.store.type_limits() == {}
+    client.close()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"concurrency": 0}, "concurrency"),
+    ({"concurrency": 2, "rate": "ten"}, "rate"),
+    ({"rate": 5, "per_s": 0}, "per_s"),
+    ({"rate": 5, "per_s": 86_401}, "per_s"),
+    ({"concurrency": 1_000_001}, "concurrency"),
+])
+async def test_a_bad_limit_over_http_is_refused_naming_its_field_and_changes_nothing(
+        http_hub: Hub, body: dict[str, Any], field: str) -> None:
+    await call(http_hub, "PUT", "/api/types/a/limits", {"concurrency": 7})
+    answer = await call(http_hub, "PUT", "/api/types/a/limits", body)
+    assert (answer.status, answer.json()["code"], answer.json()["field"]) == (400, "bad_message", field)
+    assert field in answer.json()["error"]
+    assert await http_hub.store.type_limits() == {"a": TypeLimit(7, None, None)}
+
+
+async def test_the_event_feed_carries_limit_changes_and_replays_them_after_a_drop(http_hub: Hub) -> None:
+    assert http_hub.http is not None
+    async with sse(http_hub.http.port, "/api/events?interval_s=3600&jobs=off") as stream:
+        assert (await stream.next()) is not None  # its first stats
+        await call(http_hub, "PUT", "/api/types/a/limits", {"concurrency": 2})
+        event = await stream.next()
+        assert event is not None and event.event == "type_limits", event
+        told = event.json()
+        assert (told["job_type"], told["concurrency"], told["rate"], event.id) == ("a", 2, None,
+                                                                                   told["event_id"])
+    await call(http_hub, "POST", "/api/types/a/pause")
+    await call(http_hub, "PUT", "/api/types/a/limits", {})  # while the feed is away
+    async with sse(http_hub.http.port, "/api/events?interval_s=3600&jobs=off",
+                   {"Last-Event-ID": told["event_id"]}) as resumed:
+        kinds = []
+        while len(kinds) < 3:
+            event = await resumed.next()
+            assert event is not None
+            if event.event != "stats":
+                kinds.append((event.event, event.json().get("paused"), event.json().get("concurrency")))
+    assert kinds == [("subscribed", None, None), ("type_paused", True, None), ("type_limits", None, None)]
+
+
 async def test_a_submit_may_wait_for_its_result(http_hub: Hub) -> None:
     worker = await register(http_hub, "w1", ["a"])
 
@@ -153,12 +217,28 @@ async def test_managing_routes_take_a_monitor_or_admin_token(secured_hub: Hub, p
     assert answer.status == status, answer.body
 
 
-async def test_a_cross_site_page_cannot_pause_or_bulk_act(http_hub: Hub) -> None:
+@pytest.mark.parametrize(("method", "token", "status"), [
+    ("GET", None, 401), ("GET", "c-tok", 403), ("GET", "m-tok", 200), ("GET", "a-tok", 200),
+    ("PUT", None, 401), ("PUT", "c-tok", 403), ("PUT", "m-tok", 200), ("PUT", "a-tok", 200),
+])
+async def test_a_types_limits_take_a_monitor_or_admin_token(secured_hub: Hub, method: str, token: str | None,
+                                                           status: int) -> None:
+    answer = await call(secured_hub, method, "/api/types/a/limits", {"rate": 4} if method == "PUT" else None,
+                        token)
+    assert answer.status == status, answer.body
+    assert await secured_hub.store.type_limits() == ({"a": TypeLimit(None, 4, 1.0)}
+                                                     if method == "PUT" and status == 200 else {})
+
+
+async def test_a_cross_site_page_cannot_pause_limit_or_bulk_act(http_hub: Hub) -> None:
     elsewhere = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
     for path in ("/api/types/a/pause", "/api/bulk/remove"):
         answer = await call(http_hub, "POST", path, {"status": "completed"}, headers=elsewhere)
         assert (answer.status, answer.json()["code"]) == (403, "forbidden")
+    answer = await call(http_hub, "PUT", "/api/types/a/limits", {"concurrency": 1}, headers=elsewhere)
+    assert (answer.status, answer.json()["code"]) == (403, "forbidden")
     assert (await http_hub.store.stats()).paused == []
+    assert await http_hub.store.type_limits() == {}
 
 
 async def test_a_feed_without_job_events_still_follows_the_jobs_it_names(http_hub: Hub) -> None:

@@ -327,16 +327,17 @@ async def test_cancel_pending_scheduled_running_and_finished(store: Store) -> No
     (job,) = await store.claim("w1", now=T)
     assert job.job_id == "running"
 
-    assert (await store.cancel("pending", now=T)).status == "cancelled"
+    assert (await store.cancel("pending", now=T)) == ("cancelled", None, True)
     assert (await store.cancel("later", now=T)).status == "cancelled"
     outcome = await store.cancel("running", now=T)
-    assert outcome == ("cancel_requested", "w1")
+    assert outcome == ("cancel_requested", "w1", True)
     # the worker hears of it on its next progress report or heartbeat, then stops
     assert await store.progress("running", "w1", job.attempt, 10, now=T) is True
     assert (await store.heartbeat("w1", now=T)).cancel == ["running"]
     out = await store.fail("running", "w1", job.attempt, "cancelled by request", now=T)
     assert out.status == "cancelled"
-    assert (await store.cancel("running", now=T)).status == "cancelled"  # finished: unchanged
+    again = await store.cancel("running", now=T)
+    assert (again.status, again.changed) == ("cancelled", False)  # finished: unchanged
     with pytest.raises(JobNotFound):
         await store.cancel("nope")
     assert (await store.sweep(now=T + 120_000)).promoted == 0  # the cancelled delayed job stays put

@@ -16,6 +16,7 @@ from empfast.connection import Connection, Disconnected, endpoint
 
 BULK_FRAMES = ("bulk_progress", "bulk_done")
 Progress = Callable[[dict[str, Any]], None]
+Pushed = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -42,12 +43,16 @@ class _Action:
 
 class Monitor:
     """`async with Monitor(url) as monitor:` then `await monitor.retry_jobs(...)` etc.; of one queue
-    of the hub (`queue`; None: the hub's default)."""
+    of the hub (`queue`; None: the hub's default). `on_event` gets each frame the hub pushes to
+    monitors, decoded: a job type paused or resumed (`type_paused`) or its limits set or cleared
+    (`type_limits`) by any monitor on any hub, `worker_status`, the job events of the feed
+    (set_job_feed) and `stats` after subscribe_stats; a bulk action's frames go to its call."""
 
     def __init__(self, url: str, *, queue: str | None = None, token: str | None = None,
                  connect_timeout_s: float = 10.0, request_timeout_s: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, on_event: Pushed | None = None) -> None:
         self.url, self.queue = url, queue
+        self.on_event = on_event
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.connection = Connection(endpoint(url, "monitor", queue=queue), on_push=self._on_push,
@@ -200,6 +205,8 @@ class Monitor:
             action = self._actions.setdefault(frame["action_id"], _Action())
             action.frames.append(frame)
             action.changed.set()
+        elif self.on_event is not None and "req" not in frame:  # a late reply is no event
+            self.on_event(frame)
 
     async def _on_connected(self) -> None:
         """After a reconnect: the hub stopped the actions of the dropped connection."""

@@ -250,13 +250,16 @@ class ClientHandlers:
         peer.send(await self.job_status(peer, message.job_id, message.req, with_payload=message.payload,
                                         logs=lines))
 
-    async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> None:
+    async def on_cancel_job(self, peer: Peer, message: m.CancelJob) -> bool:
+        """Cancel a job; False for a finished one, which stays as it is (its status says so)."""
         if self.scoped(peer):  # checked before acting: the owner of a job never changes
             self.check_visible(peer, message.job_id, await peer.room.store.get_job(message.job_id))
-        await peer.room.store.cancel(message.job_id)
+        outcome = await peer.room.store.cancel(message.job_id)
         peer.send(await self.job_status(peer, message.job_id, message.req))
+        return outcome.changed
 
-    async def on_retry_job(self, peer: Peer, message: m.RetryJob) -> None:
+    async def on_retry_job(self, peer: Peer, message: m.RetryJob) -> bool:
+        """Run a failed or cancelled job again; False when it was in another state (`retried`)."""
         job_id = message.job_id
         if self.scoped(peer):
             self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
@@ -269,6 +272,7 @@ class ClientHandlers:
             if fresh and not retried:
                 peer.room.unsubscribe(peer, job_id)
         peer.send(await self.job_status(peer, job_id, message.req, retried=retried))
+        return retried
 
     async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
         peer.send(frames.stats((await peer.room.store.stats()).as_dict(), message.req))

@@ -17,7 +17,7 @@ from empfast.hub import frames
 from empfast.hub.conn import CLOSE_REPLACED, Peer
 from empfast.ids import event_key
 from empfast.protocol import frame_header
-from empfast.store import EventFields, TypeLimit, entry_events, event_fields
+from empfast.store import EventFields, TypeLimit, entry_events, event_fields, event_limit
 
 if TYPE_CHECKING:
     from empfast.hub.room import QueueRoom
@@ -136,7 +136,7 @@ class Dispatcher:
         if ev == b"worker":
             self._on_worker_event(event_id, event_fields(flat))
             return
-        if ev in (b"paused", b"resumed", b"limits"):  # a job type's setting, by a monitor on any hub
+        if ev in frames.TYPE_SETTING_KINDS:  # a job type's setting, by a monitor on any hub
             self._on_type_event(event_id, ev, event_fields(flat), wake)
             return
         job_id = flat[3].decode()
@@ -228,18 +228,16 @@ class Dispatcher:
                                     "connection is replaced (two processes share one id?)", CLOSE_REPLACED)
 
     def _on_type_event(self, event_id: str, ev: bytes, f: EventFields, wake: Counter[str]) -> None:
-        if ev == b"limits":
-            self._on_limits_event(f, wake)
-        else:
-            self._on_pause_event(event_id, ev == b"paused", f, wake)
-
-    def _on_pause_event(self, event_id: str, paused: bool, f: EventFields, wake: Counter[str]) -> None:
-        """A job type paused or resumed, on any hub: monitors are told; on a resume, the type's
-        waiting jobs are claimed for the workers here, as if they had just been added."""
+        """A job type paused, resumed, or its limits set or cleared, on any hub: every monitor here
+        is told. The limits are kept (for the wake-ups on the type's completions); on a resume, or
+        a limit raised or cleared, the type's waiting jobs are claimed for the workers here, as if
+        they had just been added."""
         job_type, pending = f[b"type"].decode(), int(f[b"pending"])
-        if not paused and pending:
+        if ev == b"limits":
+            self._keep_limit(job_type, event_limit(f))
+        if ev != b"paused" and pending:
             wake[job_type] += pending
-        frame = frames.type_paused_event(job_type, paused, pending, event_id)
+        frame = frames.type_setting_event(event_id, f)
         for peer in self.room.monitors:
             peer.send(frame)
 
@@ -252,23 +250,15 @@ class Dispatcher:
             wake[job_type] += 1  # (a retried failure is counted by _on_event, as pending again)
         return f
 
-    def _on_limits_event(self, f: EventFields, wake: Counter[str]) -> None:
-        """A job type's limits set or cleared, on any hub: kept here (for the wake-ups on its
-        completions), and its waiting jobs claimed for, as a raised or cleared limit frees them."""
-        job_type, pending = f[b"type"].decode(), int(f[b"pending"])
-        if b"concurrency" in f or b"rate" in f or b"group_concurrency" in f:
-            per_ms, group = f.get(b"per_ms"), f.get(b"group_concurrency")
-            self.limits[job_type] = TypeLimit(int(f[b"concurrency"]) if b"concurrency" in f else None,
-                                              int(f[b"rate"]) if b"rate" in f else None,
-                                              int(per_ms) / 1000 if per_ms is not None else None,
-                                              int(group) if group is not None else None)
-        else:
-            self.limits.pop(job_type, None)
-            timer = self._rate_timers.pop(job_type, None)
-            if timer is not None:
-                timer.cancel()
-        if pending:
-            wake[job_type] += pending
+    def _keep_limit(self, job_type: str, limit: TypeLimit | None) -> None:
+        """A type's limits as its `limits` event sets them; once cleared, its rate timer goes too."""
+        if limit is not None:
+            self.limits[job_type] = limit
+            return
+        self.limits.pop(job_type, None)
+        timer = self._rate_timers.pop(job_type, None)
+        if timer is not None:
+            timer.cancel()
 
     def wake_at_next_token(self, waits: dict[str, int]) -> None:
         """A claim was held back by a type's rate: claim for the type again when its next token is

@@ -12,7 +12,7 @@ import orjson
 
 from empfast.protocol import PROTOCOL_VERSION, add_member, splice
 from empfast.store.listing import Cursor
-from empfast.store.records import TypeLimit
+from empfast.store.records import TypeLimit, event_limit
 
 if TYPE_CHECKING:
     from empfast.store import Added, ClaimedJob, EventFields, JobPage
@@ -189,10 +189,31 @@ def schedules(described: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "schedules", "schedules": described}
 
 
+# the events stream's entries of a job type's settings (setTypePaused-2, setTypeLimits-2.lua): every
+# monitor is told of them (type_setting_event), on every hub
+TYPE_SETTING_KINDS = frozenset({b"paused", b"resumed", b"limits"})
+
+
 def type_paused_event(job_type: str, paused: bool, pending: int, event_id: str) -> bytes:
     """What every monitor is told when a job type is paused or resumed, on any hub."""
     return orjson.dumps({"type": "type_paused", "job_type": job_type, "paused": paused, "pending": pending,
                          "event_id": event_id})
+
+
+def type_limits_event(job_type: str, limit: TypeLimit | None, pending: int, event_id: str) -> bytes:
+    """What every monitor is told when a job type's limits are set or cleared, on any hub: its
+    limits as set_type_limits's reply gives them (nulls once cleared), without every type's."""
+    return orjson.dumps({"type": "type_limits", "job_type": job_type, **(limit or TypeLimit()).as_dict(),
+                         "pending": pending, "event_id": event_id})
+
+
+def type_setting_event(event_id: str, f: EventFields) -> bytes:
+    """The frame of a `paused`, `resumed` or `limits` entry (TYPE_SETTING_KINDS): the live reader
+    and a feed's replay build it alike."""
+    job_type, pending = f[b"type"].decode(), int(f[b"pending"])
+    if f[b"ev"] == b"limits":
+        return type_limits_event(job_type, event_limit(f), pending, event_id)
+    return type_paused_event(job_type, f[b"ev"] == b"paused", pending, event_id)
 
 
 # ---- worker frames -------------------------------------------------------------------------------

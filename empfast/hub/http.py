@@ -98,13 +98,14 @@ class HttpSide:
         self.hub = hub
         self.metrics = HubMetrics(hub)
         self.streams = Streams(hub)
+        self.rest = RestRoutes(hub)
         self.app = Starlette(routes=self.routes())
         self.server: EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.socket: socket.socket | None = None
 
     def routes(self) -> list[BaseRoute]:
-        rest = RestRoutes(self.hub)
+        rest = self.rest
         return [
             Route("/", self.dashboard, methods=["GET"]),
             Mount("/dashboard", StaticFiles(packages=[("empfast.hub", "dashboard")]), name="dashboard"),
@@ -122,16 +123,20 @@ class HttpSide:
             Route("/api/schedules/{name}/resume", rest.schedule, methods=["POST"]),
             Route("/api/jobs", rest.list_jobs, methods=["GET"]),
             Route("/api/jobs", rest.submit, methods=["POST"]),
-            Route("/api/jobs/{job_id}", rest.job, methods=["GET"]),
-            Route("/api/jobs/{job_id}/cancel", rest.cancel, methods=["POST"]),
-            Route("/api/jobs/{job_id}/retry", rest.retry, methods=["POST"]),
+            # a job id may hold "/" (`:path`); its events' route goes before the job's, which
+            # would take ".../events" as part of the id
+            Route("/api/jobs/{job_id:path}/events", self.job_events, methods=["GET"]),
+            Route("/api/jobs/{job_id:path}/cancel", rest.cancel, methods=["POST"]),
+            Route("/api/jobs/{job_id:path}/retry", rest.retry, methods=["POST"]),
+            Route("/api/jobs/{job_id:path}", rest.job, methods=["GET"]),
             Route("/api/types/{job_type}/pause", rest.pause, methods=["POST"]),
             Route("/api/types/{job_type}/resume", rest.pause, methods=["POST"]),
+            Route("/api/types/{job_type}/limits", rest.limits, methods=["GET"]),
+            Route("/api/types/{job_type}/limits", rest.set_limits, methods=["PUT"]),
             Route("/api/bulk/retry", self.bulk, methods=["POST"]),
             Route("/api/bulk/remove", self.bulk, methods=["POST"]),
             Route("/api/info", self.info, methods=["GET"]),
             Route("/api/events", self.feed, methods=["GET"]),
-            Route("/api/jobs/{job_id}/events", self.job_events, methods=["GET"]),
         ]
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -251,6 +256,11 @@ class HttpSide:
         """GET /api/jobs/{id}/events: subscribe_job, with Last-Event-ID (or ?since=) as `since`:
         the events after it (or the job's state when it is older than the stream keeps), then the
         live ones; the stream ends after the job's final event."""
+        raw_path = request.scope.get("raw_path") or b""
+        if not raw_path.partition(b"?")[0].endswith(b"/events"):
+            # "/events" was the end of the job's id, its "/" sent as %2F: GET /api/jobs/{id} is meant
+            request.scope["path_params"]["job_id"] += "/events"
+            return await self.rest.job(request)
         job_id = request.path_params["job_id"]
         try:
             role, identity = identify(self.hub, request, READ)

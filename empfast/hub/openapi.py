@@ -10,12 +10,19 @@ FRAME = {"type": "object", "description": "a frame of docs/protocol.md (its `typ
 ERROR = {"type": "object", "required": ["type", "code", "error"], "properties": {
     "type": {"const": "error"}, "code": {"type": "string", "description": "docs/protocol.md section 3"},
     "error": {"type": "string"}, "field": {"type": "string"}}}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "may hold '/' (the routes take the rest of the path up to their own suffix)"}
 JOB_TYPE = {"name": "job_type", "in": "path", "required": True, "schema": {"type": "string"}}
 SCHEDULE = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 SCHEDULE_BODY = {"type": "object", "required": ["job_type", "every_s"], "properties": {
     "job_type": {"type": "string"}, "payload": {}, "cron": {"type": "string"}, "tz": {"type": "string"},
     "every_s": {"type": "number", "description": "or cron (with tz) instead"}, "paused": {"type": "boolean"}}}
+LIMITS_BODY = {"type": "object", "properties": {
+    "concurrency": {"type": ["integer", "null"], "minimum": 1},
+    "rate": {"type": ["integer", "null"], "minimum": 1},
+    "per_s": {"type": "number", "description": "the rate's period in seconds, default 1"},
+    "group_concurrency": {"type": ["integer", "null"], "minimum": 1,
+                          "description": "at most this many running at once of each group"}}}
 BULK = {"type": "object", "properties": {"job_type": {"type": "string"}, "dry_run": {"type": "boolean"}}}
 JSON = "application/json"
 
@@ -29,6 +36,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
                401: "unauthorized: no token, or not one of this hub's",
                403: "forbidden: the token does not open the role this route needs",
                404: "not_found: no such job (or not visible to this client token)",
+               409: "nothing changed: the job is finished (cancel) or not failed or cancelled "
+                    "(retry); the body is its job_status, as for 200",
                413: "too_large / limit_exceeded: over the frame limit",
                503: "unavailable: Redis does not answer; retry after a pause"}
     return {str(status): _json(meaning[status], ERROR) for status in statuses}
@@ -114,12 +123,13 @@ PATHS: dict[str, dict[str, Any]] = {
                                                      "N for the newest N",
                                                      {"oneOf": [{"type": "boolean"},
                                                                 {"type": "integer", "minimum": 1}]})])},
-    "/api/jobs/{job_id}/cancel": {"post": _op("cancel_job; a finished job stays as it is (its status "
-                                              "says so)", _json("job_status"), 404, 401, 403, 503,
-                                              params=[JOB_ID])},
+    "/api/jobs/{job_id}/cancel": {"post": _op("cancel_job; a finished job stays as it is (409, its "
+                                              "status says so)", _json("job_status"), 404, 409, 401,
+                                              403, 503, params=[JOB_ID])},
     "/api/jobs/{job_id}/retry": {"post": _op("retry_job: a failed or cancelled job runs again; "
-                                             "`retried` false when it was in another state",
-                                             _json("job_status with retried"), 400, 404, 401, 403, 503,
+                                             "`retried` false (and 409) when it was in another state",
+                                             _json("job_status with retried"), 400, 404, 409, 401, 403,
+                                             503,
                                              params=[JOB_ID], body={"type": "object", "properties": {
                                                  "attempts": {"type": "integer"},
                                                  "retry_id": {"type": "string"}}})},
@@ -133,6 +143,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/types/{job_type}/resume": {"post": _op(
         "resume_type: the type's waiting jobs go to idle workers at once", _json("type_paused"),
         400, 401, 403, 503, params=[JOB_TYPE])},
+    "/api/types/{job_type}/limits": {
+        "get": _op("the type's limits (nulls where unset), its waiting jobs and every limited type's, "
+                   "as set_type_limits answers", _json("type_limits"), 400, *READ_ERRORS,
+                   params=[JOB_TYPE]),
+        "put": _op("set_type_limits: at most `concurrency` of its jobs running at once across every "
+                   "worker and hub, at most `rate` starts per `per_s` seconds; null or absent clears "
+                   "one (a monitor or admin token)", _json("type_limits"), 400, 401, 403, 503,
+                   params=[JOB_TYPE], body=LIMITS_BODY)},
     "/api/bulk/retry": {"post": _op(
         "retry_jobs: every failed (or cancelled) job, or those of a type, in slices; the answer is "
         "an SSE stream of bulk_started, bulk_progress and bulk_done (its end); closing it stops the "

@@ -24,6 +24,7 @@ from empfast.hub import frames
 from empfast.hub.auth import ROLES, Identity
 from empfast.hub.conn import error_for
 from empfast.hub.streams import RequestPeer, StreamPeer
+from empfast.store import TypeLimit
 
 if TYPE_CHECKING:
     from empfast.hub.room import QueueRoom
@@ -41,6 +42,7 @@ ACT = ("client",)
 MONITOR = ("monitor",)
 TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
 MAX_WAIT_S = 300  # POST /api/jobs?wait_s=: the longest an HTTP request waits for its job
+CONFLICT = 409
 
 
 class HttpError(Exception):
@@ -149,7 +151,7 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
         return refused(exc)
     peer = RequestPeer(hub, role, identity, room)
     try:
-        await hub.handle(peer, decoded)
+        changed = await hub.handle(peer, decoded)
     except Exception as exc:
         return error_answer(error_for(exc, None, role))
     finally:
@@ -157,7 +159,11 @@ async def ask(hub: Hub, request: Request, roles: tuple[str, ...], message: dict[
     # a handler's reply is the last it sends: a retry subscribes the request before its store call,
     # so the job's new event may come first (and goes no further)
     reply = peer.sent[-1]
-    return error_answer(reply) if reply.startswith(b'{"type":"error"') else answer(reply, ok_status)
+    if reply.startswith(b'{"type":"error"'):
+        return error_answer(reply)
+    # a cancel of a finished job, a retry of one that is not failed or cancelled: the same reply,
+    # as 409 Conflict, so a caller that looks at the status alone sees that nothing changed
+    return answer(reply, CONFLICT if changed is False else ok_status)
 
 
 def query(request: Request, names: dict[str, str], numbers: tuple[str, ...] = (),
@@ -338,6 +344,35 @@ class RestRoutes:
         except HttpError as exc:
             return exc.response()
         message = {"type": kind, "job_type": request.path_params["job_type"]}
+        return await ask(self.hub, request, MONITOR, message, changes=True)
+
+    async def limits(self, request: Request) -> Response:
+        """GET /api/types/{job_type}/limits: the type's limits as set_type_limits answers them
+        (`type_limits`, nulls where unset), read from get_stats, which lists every limited type."""
+        job_type = request.path_params["job_type"]
+        try:
+            query(request, {})
+        except HttpError as exc:
+            return exc.response()
+        answered = await ask(self.hub, request, MONITOR, {"type": "get_stats"})
+        if answered.status_code != 200:
+            return answered
+        stats = orjson.loads(bytes(answered.body))
+        limit = stats["limits"].get(job_type) or TypeLimit().as_dict()
+        pending = stats["by_type"].get(job_type, {}).get("pending", 0)
+        return answer(orjson.dumps({"type": "type_limits", "job_type": job_type, **limit, "pending": pending,
+                                    "limits": stats["limits"]}))
+
+    async def set_limits(self, request: Request) -> Response:
+        """PUT /api/types/{job_type}/limits: set_type_limits, the body its members (`concurrency`,
+        `rate`, `per_s`; null or absent clears one); a monitor's, refused cross-site as pausing is."""
+        job_type = request.path_params["job_type"]
+        try:
+            query(request, {})
+            body = (await read_body(request, 4096)).strip() or b"{}"
+            message = with_members(body, {"type": "set_type_limits", "job_type": job_type})
+        except HttpError as exc:
+            return exc.response()
         return await ask(self.hub, request, MONITOR, message, changes=True)
 
     async def retry(self, request: Request) -> Response:

@@ -46,7 +46,9 @@ log = logging.getLogger("empfast.hub")
 # by default), log files, and connections accepted only to be refused with 503
 DESCRIPTOR_RESERVE = 256
 
-FrameHandler = Callable[[Peer, Any], Awaitable[None]]  # (the connection, its decoded message)
+# (the connection, its decoded message); a handler of a message that may change nothing (cancel_job
+# of a finished job) returns whether it did, which the HTTP side answers 409 for
+FrameHandler = Callable[[Peer, Any], Awaitable[bool | None]]
 BatchHandler = Callable[[Peer, list[Any]], Awaitable[None]]
 
 
@@ -336,10 +338,11 @@ class Hub:
     async def handle_batch(self, peer: Peer, run: list[m.AnyMessage]) -> None:
         await self.batch_handlers[type(run[0])](peer, run)
 
-    async def handle(self, peer: Peer, message: m.AnyMessage) -> None:
+    async def handle(self, peer: Peer, message: m.AnyMessage) -> bool | None:
+        """Handle one message; False when it changed nothing it was asked to (FrameHandler)."""
         if peer.must_register_first(m.tag_of(type(message))):
             raise ProtocolError(e.NOT_REGISTERED, NOT_REGISTERED_YET)
-        await self.handlers[type(message)](peer, message)
+        return await self.handlers[type(message)](peer, message)
 
     async def on_ping(self, peer: Peer, message: m.Ping) -> None:
         peer.reply(message.req, frames.pong())

@@ -189,6 +189,8 @@ class Streams:
             if flat[1] == b"worker":
                 fields = event_fields(flat)
                 built = [frames.worker_status(fields[b"id"].decode(), fields[b"status"].decode(), event_id)]
+            elif flat[1] in frames.TYPE_SETTING_KINDS:  # a pause or a limit, as the live feed has it
+                built = [frames.type_setting_event(event_id, event_fields(flat))]
             else:
                 built = [frames.job_event(event_id, event_fields(one)) for one in entry_events(flat)]
             size += sum(map(len, built))

@@ -25,10 +25,12 @@ from empfast.store.records import (
     SweepResult,
     entry_events,
     event_fields,
+    event_limit,
 )
 from empfast.store.redis_client import redis_from_options
 from empfast.store.store import Store
 
 __all__ = ["Added", "CancelOutcome", "ClaimedJob", "Completion", "Cursor", "EventEntry", "EventFields",
            "FailOutcome", "Heartbeat", "JobPage", "LimitsState", "NewJob", "PauseState", "Slice", "Stats",
-           "Store", "SweepResult", "TypeLimit", "entry_events", "event_fields", "redis_from_options"]
+           "Store", "SweepResult", "TypeLimit", "entry_events", "event_fields", "event_limit",
+           "redis_from_options"]

@@ -77,6 +77,7 @@ class FailOutcome(NamedTuple):
 class CancelOutcome(NamedTuple):
     status: str  # "cancelled", "cancel_requested" or the finished status
     worker_id: str | None  # the worker to tell, when the job is running
+    changed: bool = True  # False for a job that had finished (its status is the one it ended with)
 
 
 class Heartbeat(NamedTuple):
@@ -120,6 +121,18 @@ def parse_limits(raw: bytes | str | None) -> dict[str, TypeLimit]:
         out[job_type] = TypeLimit(f.get("concurrency"), f.get("rate"),
                                   per_ms / 1000 if per_ms is not None else None, f.get("group_concurrency"))
     return out
+
+
+def event_limit(f: dict[bytes, bytes]) -> TypeLimit | None:
+    """The limits a `limits` event of the stream sets (setTypeLimits-2.lua writes only the ones set),
+    None when it clears the type's."""
+    if b"concurrency" not in f and b"rate" not in f and b"group_concurrency" not in f:
+        return None
+    per_ms, group = f.get(b"per_ms"), f.get(b"group_concurrency")
+    return TypeLimit(int(f[b"concurrency"]) if b"concurrency" in f else None,
+                     int(f[b"rate"]) if b"rate" in f else None,
+                     int(per_ms) / 1000 if per_ms is not None else None,
+                     int(group) if group is not None else None)
 
 
 @dataclass(slots=True)

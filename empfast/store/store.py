@@ -365,7 +365,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
             return CancelOutcome("cancelled", None)
         if code == "CANCEL_REQUESTED":
             return CancelOutcome("cancel_requested", text(out[1]))
-        return CancelOutcome(text(out[1]), None)
+        return CancelOutcome(text(out[1]), None, changed=False)
 
     async def retry(self, job_id: str, attempts: int = 1, *, retry_id: str = "",
                     now: int | None = None) -> bool:

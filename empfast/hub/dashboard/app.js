@@ -1,7 +1,8 @@
 // The empfast dashboard: plain ES module, no build step. It reads the hub's REST routes and one
-// Server-Sent-Events stream per tab (/api/events with jobs=off: stats, worker changes, pauses, and
-// the events of the jobs the page lists, job=ID each), read with fetch so that the token goes in a
-// header. A tab never takes every job event of the queue: it would cost the hub per job.
+// Server-Sent-Events stream per tab (/api/events with jobs=off: stats, worker changes, pauses and
+// limits of job types, and the events of the jobs the page lists, job=ID each), read with fetch so
+// that the token goes in a header. A tab never takes every job event of the queue: it would cost
+// the hub per job.
 // docs/management.md section 5.
 
 const view = document.getElementById("view");
@@ -19,6 +20,7 @@ class ApiError extends Error {
     super(body && body.error ? body.error : `HTTP ${status}`);
     this.status = status;
     this.code = body && body.code;
+    this.body = body;
   }
 }
 
@@ -141,6 +143,13 @@ function onFeed(frame) {
   } else if (frame.type === "worker_status" || frame.type === "type_paused") {
     refreshWorkers();
     if (frame.type === "type_paused") refreshStats();
+  } else if (frame.type === "type_limits" && state.stats) {
+    // set or cleared on any hub: the frame holds the type's limits now, no read needed
+    const limits = { ...(state.stats.limits || {}) };
+    if (frame.concurrency == null && frame.rate == null && frame.group_concurrency == null) delete limits[frame.job_type];
+    else limits[frame.job_type] = { concurrency: frame.concurrency, rate: frame.rate, per_s: frame.per_s,
+                                    group_concurrency: frame.group_concurrency };
+    state.stats = { ...state.stats, limits };
   }
   if (state.onEvent) state.onEvent(frame);
 }
@@ -240,9 +249,12 @@ function overview() {
     if (!s || !current(page)) return;
     const takers = new Set(state.workers.flatMap((w) => w.job_types || []));
     const paused = new Set(s.paused || []);
+    const limits = s.limits || {};
     const card = (key, status, note) => el("a", { class: "card", href: `#/jobs?status=${status}`, "data-count": key },
       el("div", { class: "n" }, fmt.format(s[key] || 0)), el("div", { class: "k" }, note || key));
-    const types = Object.entries(s.by_type || {}).sort(([a], [b]) => a.localeCompare(b));
+    // a limited type is listed before its first job too
+    const types = [...new Set([...Object.keys(s.by_type || {}), ...Object.keys(limits)])].sort()
+      .map((name) => [name, (s.by_type || {})[name] || {}]);
     const wait = state.rate > 0 ? (s.pending || 0) / state.rate : null;
     body.replaceChildren(
       el("div", { class: "cards" },
@@ -258,7 +270,9 @@ function overview() {
       el("h2", {}, "Job types"),
       el("table", { id: "types" },
         el("tr", {}, el("th", {}, "type"), ...["pending", "scheduled", "active", "added", "completed", "failed", "retried",
-          "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", { class: "num" }, "finished/s"), el("th", {}, "")),
+          "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", { class: "num" }, "finished/s"),
+          el("th", { title: "at most N running at once · at most N starts per period, across every worker and hub" }, "limits"),
+          el("th", {}, "")),
         types.map(([name, t]) => el("tr", { "data-type": name },
           el("td", {}, el("a", { href: `#/jobs?status=pending&type=${encodeURIComponent(name)}` }, name), " ",
             paused.has(name) ? el("span", { class: "tag paused" }, "paused") : null,
@@ -267,8 +281,10 @@ function overview() {
             el("td", { class: "num" }, fmt.format(t[c] || 0))),
           el("td", { class: "num", title: "jobs of this type finished per second, from the last two stats" },
             ((state.typeRates || {})[name] || 0).toFixed(1)),
+          el("td", { class: limits[name] ? "limits" : "limits muted", "data-limits": name }, limitText(limits[name])),
           el("td", {}, el("button", { onclick: () => setPaused(name, !paused.has(name)) },
-            paused.has(name) ? "Resume" : "Pause"))))),
+            paused.has(name) ? "Resume" : "Pause"), " ",
+            el("button", { class: "edit-limits", onclick: () => editLimits(name) }, "Limits…"))))),
       schedulesTable(),
       el("h2", {}, `Workers (${state.workers.length})`),
       el("table", { id: "workers" },
@@ -279,7 +295,7 @@ function overview() {
           el("td", { class: "heard", "data-ms": w.last_seen }, ago(w.last_seen))))),
     );
   };
-  state.onEvent = (frame) => { if (["stats", "workers", "type_paused"].includes(frame.type)) render(); };
+  state.onEvent = (frame) => { if (["stats", "workers", "type_paused", "type_limits"].includes(frame.type)) render(); };
   render();
 
   Promise.all([refreshStats(), refreshWorkers(), refreshSchedules()]).catch(showError);
@@ -371,6 +387,45 @@ async function setPaused(jobType, pause) {
     const reply = await post(`/api/types/${encodeURIComponent(jobType)}/${pause ? "pause" : "resume"}`);
     toast(`${jobType} ${pause ? "paused" : "resumed"}: ${fmt.format(reply.pending)} jobs waiting`);
     await refreshStats();
+  } catch (error) { showError(error); }
+}
+
+// A job type's limits in short: "≤ 5 active · 10 / 1 s · ≤ 2 per group"; "none" without any.
+function limitText(limit) {
+  const parts = [];
+  if (limit && limit.concurrency != null) parts.push(`≤ ${fmt.format(limit.concurrency)} active`);
+  if (limit && limit.rate != null) parts.push(`${fmt.format(limit.rate)} / ${limit.per_s} s`);
+  if (limit && limit.group_concurrency != null) parts.push(`≤ ${fmt.format(limit.group_concurrency)} per group`);
+  return parts.join(" · ") || "none";
+}
+
+// Set or clear a type's limits (PUT /api/types/{type}/limits) from a small form in a dialog: the
+// types table is redrawn on every change, which would wipe what is typed into a form inside it.
+async function editLimits(jobType) {
+  const limit = ((state.stats && state.stats.limits) || {})[jobType] || {};
+  const dialog = document.getElementById("limits");
+  const field = (name) => document.getElementById(`limits-${name}`);
+  document.getElementById("limits-type").textContent = jobType;
+  field("concurrency").value = limit.concurrency ?? "";
+  field("rate").value = limit.rate ?? "";
+  field("per-s").value = limit.per_s ?? 1;
+  field("group-concurrency").value = limit.group_concurrency ?? "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  const choice = await new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true });
+  });
+  if (choice !== "set" && choice !== "clear") return;
+  const number = (name) => (field(name).value.trim() === "" ? null : Number(field(name).value));
+  const body = choice === "clear" ? {} : { concurrency: number("concurrency"), rate: number("rate"),
+                                           per_s: number("per-s") ?? 1,
+                                           group_concurrency: number("group-concurrency") };
+  try {
+    const reply = await api(`/api/types/${encodeURIComponent(jobType)}/limits`, {
+      method: "PUT", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    toast(`${jobType}: ${reply.limits[jobType] ? limitText(reply) : "no limits"}`);
+    if (state.stats) state.stats = { ...state.stats, limits: reply.limits };
+    if (state.onEvent) state.onEvent({ type: "type_limits" });
   } catch (error) { showError(error); }
 }
 
@@ -541,7 +596,11 @@ function jobPage(jobId) {
       toast(`job ${jobId}: ${job.status}`);
       await reload();
       following();
-    } catch (error) { showError(error); }
+    } catch (error) {
+      // 409: nothing changed (the job ended, or is not failed or cancelled, meanwhile)
+      if (error.status === 409) { toast(`job ${jobId} is ${error.body.status}: nothing to ${action}`); await reload(); return; }
+      showError(error);
+    }
   };
   const reload = async (withLogs) => {
     job = await api(`/api/jobs/${encodeURIComponent(jobId)}?payload=true${withLogs ? "&logs=true" : ""}`);
