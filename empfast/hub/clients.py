@@ -42,7 +42,8 @@ class ClientHandlers:
         return NewJob(job_type=body.job_type, payload=payload, priority=body.priority,
                       job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
                       delay_ms=(body.delay_s or 0) * 1000, timeout_ms=ms(body.timeout_s),
-                      run_at_ms=ms(body.run_at), ttl_ms=ms(body.ttl_s), expires_at_ms=ms(body.expires_at))
+                      run_at_ms=ms(body.run_at), ttl_ms=ms(body.ttl_s), expires_at_ms=ms(body.expires_at),
+                      depends_on=body.depends_on or None)
 
     async def _add(self, peer: Peer, jobs: list[NewJob], subscribe: list[bool],
                    positions: bool = False) -> tuple[list[Added], list[bool]]:

@@ -15,7 +15,7 @@ from empfast.store.records import INT_FIELDS, text
 if TYPE_CHECKING:
     from empfast.keys import QueueKeys
 
-STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
+STATUSES = ("waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled")
 # a type filter on a queue-wide set looks at no more than this many ids per row wanted
 SCAN_PER_ROW = 10
 _ROW_FIELDS = ("job_type", "status", "priority", "attempts", "max_attempts", "worker_id", "progress",
