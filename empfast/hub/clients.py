@@ -52,6 +52,8 @@ class ClientHandlers:
         an id that exists already may be another owner's job. `positions`: each pending job's rank
         too (submit_job's job_accepted; a submit_jobs batch does not pay for it)."""
         scoped = self.scoped(peer)
+        if scoped:
+            await self._check_parents(peer, jobs)
         subscribed = [wanted and peer.room.subscribe(peer, job.job_id or "")
                       for job, wanted in zip(jobs, subscribe, strict=True)]
         if scoped:
@@ -80,6 +82,22 @@ class ClientHandlers:
             subscribed = [sub and self._release(peer, one)
                           for one, sub in zip(added, subscribed, strict=True)]
         return added, subscribed
+
+    async def _check_parents(self, peer: Peer, jobs: list[NewJob]) -> None:
+        """Under client scope own, a job may depend only on the submitter's own jobs: another
+        owner's is refused as one that does not exist (addJobs' words), so nothing tells that it
+        does. Parents earlier in the batch are the submitter's; one round trip, only for parents."""
+        earlier: set[str] = set()
+        named: list[tuple[int, str]] = []
+        for i, job in enumerate(jobs, start=1):
+            named += [(i, parent) for parent in job.depends_on or () if parent not in earlier]
+            earlier.add(job.job_id or "")
+        if not named:
+            return
+        owners = await peer.room.store.owners_of([parent for _, parent in named])
+        for i, parent in named:
+            if owners[parent] != peer.identity.owner:
+                raise BadArgument(f"job {i}: depends_on names {parent}, which is no job of this queue")
 
     def _release(self, peer: Peer, added: Added) -> bool:
         """The events held back during a scoped submit: sent if the job is the submitter's (True),
