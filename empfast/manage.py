@@ -19,7 +19,7 @@ from empfast.config import HubAddress
 from empfast.connection import HubError
 from empfast.limits import MAX_LOG_LINES
 
-STATUSES = ("waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled")
+STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled", "waiting")
 FINISHED = ("completed", "failed", "cancelled")
 # the time a row shows, by status: when it finished, started, is due or was added
 WHEN = {"completed": "finished_at", "failed": "finished_at", "cancelled": "finished_at",
