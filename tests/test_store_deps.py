@@ -234,3 +234,29 @@ async def test_a_long_chain_fails_without_recursion(store: Store) -> None:
     entries = await store.redis.xrange(store.keys.events)
     failed = [event_fields(e[1]) for e in entries if event_fields(e[1])[b"ev"] == b"failed"]
     assert len(failed) == 299
+
+
+async def test_a_released_child_is_claimed_in_the_parents_completion_call(store: Store) -> None:
+    await store.add_jobs([NewJob("a", job_id="p"), NewJob("a", job_id="c", depends_on=["p"])], now=T)
+    await store.register_worker("w1", ["a"], 1, now=T)
+    claimed = await store.claim_by_id("w1", "p", now=T)
+    next_jobs = await store.complete("p", "w1", claimed.attempt, b"1", claim_next=1, now=T)
+    assert [job.job_id for job in next_jobs] == ["c"]
+    assert await status(store, "c") == "active"
+
+
+async def test_a_parent_lost_with_its_worker_on_its_last_attempt_fails_its_children(store: Store) -> None:
+    """Through releaseJob: a deregistered worker (deregisterWorker), and a lapsed lease (the sweep)."""
+    parents = [NewJob("a", job_id=p, max_attempts=1) for p in ("p1", "p2")]
+    children = [NewJob("a", job_id=f"c{i}", depends_on=[f"p{i}"]) for i in (1, 2)]
+    await store.add_jobs(parents + children, now=T)
+    await store.register_worker("w1", ["a"], 2, now=T)
+    await store.claim_by_id("w1", "p1", now=T)
+    await store.deregister_worker("w1", now=T)
+    c1 = await store.get_job("c1")
+    assert c1 is not None and (c1["status"], c1["error"]) == ("failed", "dependency failed: p1 failed")
+    await store.register_worker("w2", ["a"], 1, now=T)
+    await store.claim_by_id("w2", "p2", lease_ms=1000, now=T)
+    await store.sweep(now=T + 2000)
+    c2 = await store.get_job("c2")
+    assert c2 is not None and (c2["status"], c2["error"]) == ("failed", "dependency failed: p2 failed")
