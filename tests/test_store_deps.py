@@ -246,9 +246,11 @@ async def test_a_released_child_is_claimed_in_the_parents_completion_call(store:
 
 
 async def test_a_parent_lost_with_its_worker_on_its_last_attempt_fails_its_children(store: Store) -> None:
-    """Through releaseJob: a deregistered worker (deregisterWorker), and a lapsed lease (the sweep)."""
-    parents = [NewJob("a", job_id=p, max_attempts=1) for p in ("p1", "p2")]
-    children = [NewJob("a", job_id=f"c{i}", depends_on=[f"p{i}"]) for i in (1, 2)]
+    """Through releaseJob: a deregistered worker (deregisterWorker), a lapsed lease (the sweep); and
+    an attempt past its timeout (the sweep)."""
+    parents = [NewJob("a", job_id=p, max_attempts=1, timeout_ms=500 if p == "p3" else None)
+               for p in ("p1", "p2", "p3")]
+    children = [NewJob("a", job_id=f"c{i}", depends_on=[f"p{i}"]) for i in (1, 2, 3)]
     await store.add_jobs(parents + children, now=T)
     await store.register_worker("w1", ["a"], 2, now=T)
     await store.claim_by_id("w1", "p1", now=T)
@@ -257,6 +259,11 @@ async def test_a_parent_lost_with_its_worker_on_its_last_attempt_fails_its_child
     assert c1 is not None and (c1["status"], c1["error"]) == ("failed", "dependency failed: p1 failed")
     await store.register_worker("w2", ["a"], 1, now=T)
     await store.claim_by_id("w2", "p2", lease_ms=1000, now=T)
-    await store.sweep(now=T + 2000)
+    assert (await store.sweep(now=T + 2000)).expired == 1
     c2 = await store.get_job("c2")
     assert c2 is not None and (c2["status"], c2["error"]) == ("failed", "dependency failed: p2 failed")
+    await store.register_worker("w3", ["a"], 1, liveness_ms=60_000, now=T + 2000)
+    await store.claim_by_id("w3", "p3", lease_ms=60_000, now=T + 2000)
+    assert (await store.sweep(now=T + 2600)).timed_out == 1
+    c3 = await store.get_job("c3")
+    assert c3 is not None and (c3["status"], c3["error"]) == ("failed", "dependency failed: p3 failed")
