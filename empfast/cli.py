@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--expires-at", type=a_time, default=None, metavar="TIME",
                         help="as --ttl-s, at a time (as --run-at)")
     submit.add_argument("--group", default=None, help="its tenant: jobs of a type go round-robin by group")
+    submit.add_argument("--depends-on", action="append", metavar="JOB_ID", help="wait until this job has "
+                        "completed (repeat it for each parent; one that fails fails this job)")
     submit.add_argument("--wait", action="store_true", help="wait for the job, showing its progress")
     submit.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
 
@@ -246,7 +248,7 @@ async def run_submit(args: argparse.Namespace, hub: HubAddress) -> int:
         handle = await client.submit(args.job_type, payload, priority=args.priority, job_id=args.job_id,
                                      max_attempts=args.max_attempts, delay_s=args.delay_s,
                                      run_at=args.run_at, timeout_s=args.job_timeout_s, ttl_s=args.ttl_s,
-                                     expires_at=args.expires_at, group=args.group)
+                                     expires_at=args.expires_at, group=args.group, depends_on=args.depends_on)
         created = "" if handle.created else " (it existed already: same job id)"
         place = "" if handle.position is None else f", {handle.position} ahead of it"
         print(f"job {handle.job_id} {handle.status}{place}{created}", file=sys.stderr)

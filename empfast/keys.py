@@ -30,6 +30,7 @@ class QueueKeys:
     schedule_due: str  # name -> its next due time (ms)
     deadlines: str  # the running attempts' deadlines of the jobs with a timeout
     expiries: str  # the waiting jobs with an expiry (ttl_s, expires_at)
+    waiting: str  # the jobs waiting for their parents (depends_on), by the time they were added
 
     @classmethod
     def for_queue(cls, queue: str) -> QueueKeys:
@@ -44,6 +45,11 @@ class QueueKeys:
         """A job's log lines (appendJobLog), deleted with its hash; in a namespace of its own, as
         any job id may end in ':logs'."""
         return f"{self.prefix}logs:{job_id}"
+
+    def children(self, job_id: str) -> str:
+        """The ids of the jobs waiting for this one (depends_on), deleted with its hash; in a
+        namespace of its own, as any job id may end in ':children'."""
+        return f"{self.prefix}children:{job_id}"
 
     def pending(self, job_type: str) -> str:
         return f"{self.prefix}pending:{job_type}"

@@ -49,6 +49,9 @@ MAX_SCHEDULES = 1000
 MIN_EVERY_S, MAX_EVERY_S = 1.0, float(MAX_DELAY_S)
 SCHEDULES_PER_SWEEP = 100  # due schedules one hub fires in one sweep tick
 MAX_CONCURRENCY = 10_000  # slots of one worker
+# parents one job may name in depends_on (docs/job-control.md 5): each costs the add a read and, while
+# it is open, a set entry
+MAX_DEPENDENCIES = 100
 # a job type's limits (set_type_limits, docs/job-control.md 3): jobs active at once across every
 # worker, and starts per period (rate / per_s); a period is 1 ms to a day
 MAX_TYPE_CONCURRENCY = 1_000_000
@@ -71,6 +74,7 @@ LUA_LIMITS: dict[str, int] = {
     "max_claim": MAX_BATCH,
     "max_log_lines": MAX_LOG_LINES,
     "max_log_line_bytes": MAX_LOG_LINE_BYTES,
+    "max_dependencies": MAX_DEPENDENCIES,
     "max_type_concurrency": MAX_TYPE_CONCURRENCY,
     "max_rate": MAX_RATE,
     "max_rate_per_ms": int(MAX_RATE_PER_S * 1000),

@@ -19,11 +19,11 @@ from empfast.config import HubAddress
 from empfast.connection import HubError
 from empfast.limits import MAX_LOG_LINES
 
-STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
+STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled", "waiting")
 FINISHED = ("completed", "failed", "cancelled")
 # the time a row shows, by status: when it finished, started, is due or was added
 WHEN = {"completed": "finished_at", "failed": "finished_at", "cancelled": "finished_at",
-        "active": "started_at", "scheduled": "run_at", "pending": "created_at"}
+        "active": "started_at", "scheduled": "run_at", "pending": "created_at", "waiting": "created_at"}
 ERROR_CHARS = 60
 CONNECT_TIMEOUT_S = 5.0  # how long a command waits for an unreachable hub
 
@@ -269,7 +269,7 @@ def table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> str:
 def stats_table(stats: dict[str, Any]) -> str:
     """Counts of now (what the sets hold) apart from totals (counters since the queue began): the
     finished sets hold only what retention keeps, so `completed` now is not the number ever done."""
-    now = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("pending", "scheduled", "active"))
+    now = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("pending", "scheduled", "active", "waiting"))
     kept = "  ".join(f"{k} {stats.get(k, 0)}" for k in ("completed", "failed", "cancelled"))
     lines = [f"jobs now     {now}", f"kept now     {kept}   (finished jobs retention keeps)"]
     workers = stats.get("workers") or {}
@@ -281,10 +281,11 @@ def stats_table(stats: dict[str, Any]) -> str:
                      f"(`empfast limit {job_type} --clear`)")
     by_type = stats.get("by_type") or {}
     if by_type:
-        columns = ("pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled")
+        columns = ("pending", "scheduled", "active", "waiting", "added", "completed", "failed", "retried",
+                   "cancelled")
         width = max(8, *(len(t) for t in by_type))
         lines.append("")
-        lines.append(f"{'':<{width}}{'now':>33}   {'totals since the queue began':>51}")
+        lines.append(f"{'':<{width}}{'now':>44}   {'totals since the queue began':>51}")
         lines.append(f"{'type':<{width}}" + "".join(f"{c:>11}" for c in columns))
         for job_type, counts in sorted(by_type.items()):
             lines.append(f"{job_type:<{width}}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
@@ -307,6 +308,9 @@ def job_table(job: dict[str, Any]) -> str:
     keys = ("job_id", "job_type", "group", "status", "position", "priority", "progress", "message",
             "attempts", "max_attempts", "worker_id")
     lines = [f"{k:<13}{job.get(k)}" for k in keys if job.get(k) not in (None, "")]
+    if job.get("depends_on"):  # its parents, and how many have not completed yet
+        open_parents = job.get("open_parents") or 0
+        lines.append(f"{'depends on':<13}{', '.join(job['depends_on'])} ({open_parents} open)")
     if job.get("timeout_ms"):
         lines.append(f"{'timeout':<13}{job['timeout_ms'] / 1000:g} s per attempt")
     for key in ("created_at", "started_at", "finished_at", "run_at", "expires_at"):  # in UTC, with the waits

@@ -18,6 +18,7 @@ from empfast.limits import (
     MAX_BATCH,
     MAX_CONCURRENCY,
     MAX_DELAY_S,
+    MAX_DEPENDENCIES,
     MAX_GROUP_BYTES,
     MAX_JOB_ID_BYTES,
     MAX_JOB_TYPE_BYTES,
@@ -77,6 +78,8 @@ class JobBody(Struct, kw_only=True):
     ttl_s: Annotated[float, Meta(ge=0.001, le=MAX_DELAY_S)] | UnsetType = UNSET
     expires_at: Annotated[float, Meta(ge=0)] | UnsetType = UNSET  # s since the epoch; not with ttl_s
     group: GroupName | UnsetType = UNSET  # a tenant: claims go round-robin across a type's groups
+    # its parents (docs/job-control.md 5): it waits until each has completed
+    depends_on: Annotated[list[JobId], Meta(min_length=1, max_length=MAX_DEPENDENCIES)] | UnsetType = UNSET
 
 
 # ---- client -> hub (4.1) -------------------------------------------------------------------------
@@ -129,7 +132,7 @@ class GetStats(Message, tag="get_stats"):
 class ListJobs(Message, tag="list_jobs"):
     """A page of the jobs of one status (docs/management.md section 2)."""
 
-    status: Literal["scheduled", "pending", "active", "completed", "failed", "cancelled"]
+    status: Literal["waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled"]
     job_type: JobType | None = None
     order: Literal["oldest", "newest"] = "oldest"
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50

@@ -168,7 +168,7 @@ def load_scripts(root: Traversable | None = None) -> dict[str, Script]:
             raise ScriptError(f"{node.name}: a script's file name must be <verbNoun>-<number of KEYS>.lua")
         num_keys = int(match.group("keys"))
         if match.group("name") in scripts:
-            # e.g. a stale addJobs-9.lua beside addJobs-11.lua, left in a build/ folder by an older
+            # e.g. a stale addJobs-9.lua beside addJobs-13.lua, left in a build/ folder by an older
             # build: the wrong one would be called with the other's arguments
             raise ScriptError(f"{node.name}: a second script named {match.group('name')!r} (a file of an "
                               "older empfast left over? remove it, or build from a clean tree)")

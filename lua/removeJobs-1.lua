@@ -1,7 +1,7 @@
 --[[
   Remove, in one slice of a bulk action, the jobs of a finished set (completed, failed or
-  cancelled) that finished at or before a time, optionally of one type: the job hash, its log and
-  its entry in the set. The action calls this slice after slice with the cursor the last one returned; jobs
+  cancelled) that finished at or before a time, optionally of one type: the job hash, its log, its
+  children set and its entry in the set. The action calls this slice after slice with the cursor the last one returned; jobs
   of another type stay and are passed by the cursor. Finished jobs have no lease and no pending
   entry, so nothing else refers to them. A dry run counts and changes nothing.
 
@@ -51,7 +51,7 @@ for _, entry in ipairs(entries) do
     end
     if not dryRun then
       rcall('ZREM', setKey, jobId)
-      rcall('DEL', jobKey, prefix .. 'logs:' .. jobId)
+      rcall('DEL', jobKey, prefix .. 'logs:' .. jobId, prefix .. 'children:' .. jobId)
     end
   end
 end

@@ -112,6 +112,8 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     "expires_at": st.one_of(st.floats(NOW + 3600, NOW + MAX_DELAY_S / 2), st.floats(0, 2 * NOW)).map(dumps),
     "timeout_s": st.one_of(st.integers(1, 60), st.floats(0.001, MAX_TIMEOUT_S)).map(dumps),
     "ttl_s": st.one_of(st.integers(1, 3), st.floats(0.001, MAX_DELAY_S)).map(dumps),
+    # parents: names the other frames use, so some exist and some do not (then bad_message)
+    "depends_on": st.lists(NAMES, min_size=1, max_size=3).map(dumps),
     "subscribe": st.booleans().map(dumps),
     # tenants: few, so claims go round-robin across them; one at the byte limit, with ':' as a
     # type may have
@@ -156,7 +158,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[bytes]] = {
 }
 # fields whose valid values depend on the message (`status` of worker_status is another field)
 VALID_FOR: dict[tuple[type[msgspec.Struct], str], st.SearchStrategy[bytes]] = {
-    (ListJobs, "status"): st.sampled_from(["scheduled", "pending", "active", "completed", "failed",
+    (ListJobs, "status"): st.sampled_from(["waiting", "scheduled", "pending", "active", "completed", "failed",
                                            "cancelled"]).map(dumps),
     (GetJobStatus, "payload"): st.booleans().map(dumps),
     (RequestJobStatus, "payload"): st.booleans().map(dumps),

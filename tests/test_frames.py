@@ -16,7 +16,7 @@ from empfast.config import HubConfig
 from empfast.errors import LeaseLost
 from empfast.hub import Hub, frames
 from empfast.hub.conn import error_for
-from empfast.store import Added, ClaimedJob, Cursor, JobPage, Store, TypeLimit
+from empfast.store import Added, ClaimedJob, Cursor, JobPage, Stats, Store, TypeLimit
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -71,10 +71,11 @@ def test_client_replies() -> None:
         doc = example("job_accepted", status="pending", req=req)
         added = Added(doc["job_id"], doc["status"], doc["created"], position=doc["position"])
         assert sent(frames.job_accepted(added, doc["subscribed"]), doc["req"]) == doc
-    doc = example("jobs_accepted")
-    batch = [Added(job_id, status, created)
-             for job_id, status, created in zip(doc["job_ids"], doc["statuses"], doc["created"], strict=True)]
-    assert sent(frames.jobs_accepted(batch, doc["subscribed"]), doc["req"]) == doc
+    for req in (2, 3):  # a batch, and a pipeline whose children wait (depends_on)
+        doc = example("jobs_accepted", req=req)
+        batch = [Added(job_id, status, created) for job_id, status, created
+                 in zip(doc["job_ids"], doc["statuses"], doc["created"], strict=True)]
+        assert sent(frames.jobs_accepted(batch, doc["subscribed"]), doc["req"]) == doc
     doc = example("subscribed", resumed=True)
     assert sent(frames.subscribed(doc["job_id"], True), doc["req"]) == doc
     doc = example("unsubscribed")
@@ -213,6 +214,8 @@ def test_job_events_from_stream_entries() -> None:
           worker=doc["worker_id"])
     doc = example("job_failed", error="expired")
     check(doc, ev="failed", type="render", error="expired", final=1, attempt=0)
+    doc = example("job_failed", job_id="d")  # a child whose parent failed for good
+    check(doc, ev="failed", type="report", error="dependency failed: b failed", final=1, attempt=0)
     doc = example("job_cancelled")
     check(doc, ev="cancelled")
     doc = example("job_log")
@@ -248,6 +251,8 @@ def test_stats_and_workers() -> None:
     doc = example("stats")
     counts = {k: v for k, v in doc.items() if k not in ("type", "req")}
     assert sent(frames.stats(counts, doc.get("req"))) == doc
+    # the members the store's counts have, `waiting` among them
+    assert set(Stats(0, 0, 0, 0, 0, 0, {}).as_dict()) == set(counts)
     doc = example("workers")
     assert sent(frames.workers(doc["workers"]), doc.get("req")) == doc
 

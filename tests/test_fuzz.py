@@ -103,7 +103,7 @@ NEEDS_REQ = (frozenset(tag for tag, (reply, _) in REPLIES.items() if reply in PU
 # refusals a run of 1,000 examples or more must have produced
 COVERED_CODES = ("bad_json", "bad_message", "unknown_type", "forbidden", "not_found", "lease_lost",
                  "limit_exceeded", "too_large")
-STATUSES = {"scheduled", "pending", "active", "completed", "failed", "cancelled"}
+STATUSES = {"waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled"}
 
 
 def is_cursor(value: str | None) -> bool:
@@ -152,6 +152,14 @@ def bad_times(message: AnyMessage, reply: dict[str, Any]) -> bool:
                                                                      reply["error"]):
             return True
     return False
+
+
+def bad_parents(message: AnyMessage, reply: dict[str, Any]) -> bool:
+    """Whether a submit's bad_message is for its depends_on (docs/protocol.md 4.1): a parent that is
+    no job of the queue (nor an earlier job of the batch), or the job itself; the store names it."""
+    jobs = message.jobs if isinstance(message, SubmitJobs) else [message]
+    return isinstance(message, SubmitJob | SubmitJobs) and "depends_on" in reply["error"] and any(
+        job.depends_on is not msgspec.UNSET for job in jobs)
 
 
 def unreadable(message: AnyMessage, field: str) -> bool:
@@ -323,6 +331,8 @@ class Fuzz:
                 assert schedule_refusal(message) == reply["field"], (expected.data, reply)
             elif reply["code"] == "bad_message" and bad_times(message, reply):  # times out of order
                 self.answers["error:bad_message:times"] += 1
+            elif reply["code"] == "bad_message" and bad_parents(message, reply):  # no such parent
+                self.answers["error:bad_message:parents"] += 1
             elif reply["code"] == "bad_message":  # a payload or result no SDK could read
                 assert unreadable(message, reply["field"]), (expected.data, reply)
                 self.answers["error:bad_message:unreadable_value"] += 1
@@ -372,6 +382,12 @@ class Fuzz:
                 async for key in self.store.redis.scan_iter(match=logs_prefix + "*", count=1000)}
         assert logs <= found, logs - found  # a job's log goes with it: no log outlives its job
         await assert_groups_consistent(self.store)  # no pending job unreachable through its group
+        children_prefix = self.store.keys.children("")
+        parents = {key.decode()[len(children_prefix):]
+                   async for key in self.store.redis.scan_iter(match=children_prefix + "*", count=1000)}
+        assert parents <= found, parents - found  # nor a children set its job
+        waiting = {member.decode()
+                   for member in await self.store.redis.zrange(self.store.keys.waiting, 0, -1)}
         if self.removals:  # remove_jobs took finished jobs; every other job is still here
             assert found <= set(self.accepted), found - set(self.accepted)
         else:
@@ -381,6 +397,10 @@ class Fuzz:
             if status is None and self.removals:
                 continue
             assert status.decode() in STATUSES
+            # the waiting zset holds exactly the jobs waiting for their parents
+            assert (status == b"waiting") == (job_id in waiting), (job_id, status)
+            if job_id in parents:  # a finished job's children were settled, and its set deleted
+                assert status.decode() not in ("completed", "failed", "cancelled"), (job_id, status)
             assert payload is None or stored == payload, (job_id, stored, payload)
         peer = await WSPeer.connect(f"ws://127.0.0.1:{self.hub.port}/ws/client")
         assert (await peer.next())["type"] == "welcome"

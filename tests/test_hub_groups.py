@@ -87,7 +87,7 @@ async def test_a_group_limit_holds_across_two_hubs_and_a_freed_slot_is_filled_at
     one, two = two_hubs
     monitor = await connect(one, "/ws/monitor")
     monitor.send({"type": "set_type_limits", "req": 1, "job_type": "a", "group_concurrency": 1})
-    reply = await monitor.until("type_limits")
+    reply = await monitor.until("type_limits", req=1)  # (its push may come first)
     assert reply["group_concurrency"] == 1 and reply["limits"]["a"]["group_concurrency"] == 1
     workers = [await register(one, "w1", ["a"], 5), await register(two, "w2", ["a"], 5)]
     client = await connect(two, "/ws/client")

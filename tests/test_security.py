@@ -404,3 +404,22 @@ async def test_the_store_keeps_a_jobs_owner_and_says_when_an_id_is_anothers(stor
     (unowned,) = await store.add_jobs([NewJob("a", job_id="j1")])  # the hub without auth
     assert unowned.created is False and unowned.foreign is False
     assert (await store.get_job("j1") or {})["owner"] == "owner-1"
+
+
+async def test_with_scope_own_a_job_may_depend_only_on_its_submitters_jobs(make_hub: HubFactory) -> None:
+    hub = await make_hub(**SCOPED)
+    alice = await connect(hub, "/ws/client?token=alice")
+    bob = await connect(hub, "/ws/client?token=bob")
+    await submit(alice, "render", job_id="alices-job", subscribe=False)
+    missing = await answer(bob, {"type": "submit_job", "job_type": "a", "depends_on": ["never-added"]})
+    foreign = await answer(bob, {"type": "submit_job", "job_type": "a", "depends_on": ["alices-job"]})
+    # the same answer as for a job that does not exist: nothing tells that it does
+    assert foreign["code"] == "bad_message" and foreign["error"] == missing["error"].replace(
+        "never-added", "alices-job")
+    bob.send({"type": "submit_jobs", "req": "pipeline", "jobs": [
+        {"job_type": "a", "job_id": "bobs-1"}, {"job_type": "a", "depends_on": ["bobs-1"]}]})
+    assert (await bob.until("jobs_accepted", req="pipeline"))["statuses"] == ["pending", "waiting"]
+    mine = await answer(alice, {"type": "submit_job", "job_type": "a", "depends_on": ["alices-job"]})
+    assert mine["status"] == "waiting"
+    assert await hub.store.redis.smembers(hub.store.keys.children("alices-job")) == {
+        mine["job_id"].encode()}

@@ -192,3 +192,17 @@ async def test_a_bad_group_limit_is_refused(store: Store) -> None:
     with pytest.raises(BadArgument, match="group_concurrency is a whole number"):
         await store.set_type_limits("t", None, None, group_concurrency=0)
     assert await store.type_limits() == {}
+
+
+async def test_a_child_released_by_its_parent_takes_its_groups_turn(store: Store) -> None:
+    """A job waiting for its parent (depends_on) is filed under its group when it becomes pending."""
+    await store.register_worker("w", ["parent", "t"], 100, now=T)
+    await store.add_jobs([NewJob("parent", job_id="p0")], now=T)
+    await store.add_jobs([NewJob("t", job_id=f"a{i}", group="A") for i in range(5)]
+                         + [NewJob("t", job_id="child", group="B", depends_on=["p0"])], now=T)
+    assert (await store.get_job("child"))["status"] == "waiting"
+    await assert_groups_consistent(store)
+    assert _ids(await store.claim("w", 1, now=T)) == ["p0"]
+    _, nxt = await store.complete_many("w", [Completion("p0", 1, b"1")], claim_next=4, now=T)
+    assert _ids(nxt) == ["a0", "child", "a1", "a2"]
+    await assert_groups_consistent(store)

@@ -8,7 +8,7 @@ import logging
 import re
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -129,18 +129,18 @@ class Client:
     async def submit(self, job_type: str, payload: Any = None, *, priority: int = 0,
                      job_id: str | None = None, max_attempts: int = 3, delay_s: float = 0,
                      payload_json: bytes | str | None = None, queue: str | None = None,
-                     timeout_s: float | None = None, run_at: When | None = None,
-                     ttl_s: float | None = None, expires_at: When | None = None,
-                     group: str | None = None) -> JobHandle:
-        """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as
-        is. `job_id` is an idempotency key: a job that exists already is left as it is, and the
-        handle says `created=False`. Without one, a random id is made here, so the submit is
-        repeated safely after a dropped connection. `queue`: another queue of the hub (for_queue;
-        the handle follows the job there). `timeout_s` bounds each attempt (unset: the type's or
-        queue's default); `run_at` replaces delay_s; `ttl_s` or `expires_at`: a job not started by
-        then fails `expired` (times: epoch s or aware datetimes); `group`: its tenant (4.1)."""
+                     timeout_s: float | None = None, run_at: When | None = None, ttl_s: float | None = None,
+                     expires_at: When | None = None, group: str | None = None,
+                     depends_on: Sequence[str] | None = None) -> JobHandle:
+        """Add a job. `payload` is encoded once with orjson; `payload_json` (JSON text) is sent as is.
+        `job_id` is an idempotency key: a job that exists already is left as it is (`created=False`); without
+        one, a random id is made here, so a submit is repeated safely after a reconnect. `queue`: another
+        queue of the hub (for_queue). `timeout_s` bounds each attempt (unset: the type's or queue's default);
+        `run_at` replaces delay_s; `ttl_s` or `expires_at`: a job not started by then fails `expired` (epoch
+        seconds or aware datetimes). `group`: its tenant (jobs go round-robin by group). `depends_on`:
+        ids of the queue's jobs it waits for (`waiting`) until each has completed (protocol.md 4.1)."""
         spec = JobSpec(job_type, payload, priority, job_id, max_attempts, delay_s, payload_json,
-                       timeout_s, run_at, ttl_s, expires_at, group)
+                       timeout_s, run_at, ttl_s, expires_at, group, depends_on)
         if queue is not None and queue != self.queue:
             return await (await self.for_queue(queue)).submit(**spec_arguments(spec))
         job_id = job_id or new_job_id()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -77,7 +77,8 @@ class JobSpec:
     run_at: When | None = None
     ttl_s: float | None = None
     expires_at: When | None = None
-    group: str | None = None
+    group: str | None = None  # its tenant: a type's jobs go round-robin by group
+    depends_on: Sequence[str] | None = None  # its parents: it waits until each has completed
 
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
@@ -117,7 +118,7 @@ def job_body(spec: JobSpec, job_id: str) -> tuple[dict[str, Any], bytes | None]:
         body["max_attempts"] = spec.max_attempts
     if spec.delay_s:
         body["delay_s"] = spec.delay_s
-    for name in ("timeout_s", "ttl_s", "group"):
+    for name in ("timeout_s", "ttl_s", "group", "depends_on"):
         if getattr(spec, name) is not None:
             body[name] = getattr(spec, name)
     for name in ("run_at", "expires_at"):

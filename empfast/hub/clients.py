@@ -43,7 +43,7 @@ class ClientHandlers:
                       job_id=body.job_id or new_job_id(), max_attempts=body.max_attempts,
                       delay_ms=(body.delay_s or 0) * 1000, timeout_ms=ms(body.timeout_s),
                       run_at_ms=ms(body.run_at), ttl_ms=ms(body.ttl_s), expires_at_ms=ms(body.expires_at),
-                      group=body.group or "")
+                      group=body.group or "", depends_on=body.depends_on or None)
 
     async def _add(self, peer: Peer, jobs: list[NewJob], subscribe: list[bool],
                    positions: bool = False) -> tuple[list[Added], list[bool]]:
@@ -52,6 +52,8 @@ class ClientHandlers:
         an id that exists already may be another owner's job. `positions`: each pending job's rank
         too (submit_job's job_accepted; a submit_jobs batch does not pay for it)."""
         scoped = self.scoped(peer)
+        if scoped:
+            await self._check_parents(peer, jobs)
         subscribed = [wanted and peer.room.subscribe(peer, job.job_id or "")
                       for job, wanted in zip(jobs, subscribe, strict=True)]
         if scoped:
@@ -80,6 +82,22 @@ class ClientHandlers:
             subscribed = [sub and self._release(peer, one)
                           for one, sub in zip(added, subscribed, strict=True)]
         return added, subscribed
+
+    async def _check_parents(self, peer: Peer, jobs: list[NewJob]) -> None:
+        """Under client scope own, a job may depend only on the submitter's own jobs: another
+        owner's is refused as one that does not exist (addJobs' words), so nothing tells that it
+        does. Parents earlier in the batch are the submitter's; one round trip, only for parents."""
+        earlier: set[str] = set()
+        named: list[tuple[int, str]] = []
+        for i, job in enumerate(jobs, start=1):
+            named += [(i, parent) for parent in job.depends_on or () if parent not in earlier]
+            earlier.add(job.job_id or "")
+        if not named:
+            return
+        owners = await peer.room.store.owners_of([parent for _, parent in named])
+        for i, parent in named:
+            if owners[parent] != peer.identity.owner:
+                raise BadArgument(f"job {i}: depends_on names {parent}, which is no job of this queue")
 
     def _release(self, peer: Peer, added: Added) -> bool:
         """The events held back during a scoped submit: sent if the job is the submitter's (True),

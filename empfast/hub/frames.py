@@ -81,6 +81,9 @@ def job_status(job_id: str, job: dict[str, Any], req: Any = None, *, with_payloa
              "finished_at": job.get("finished_at"), "run_at": job.get("run_at"),
              "timeout_ms": job.get("timeout_ms"), "expires_at": job.get("expires_at"),
              "group": job.get("group"), **extra}
+    if "depends_on" in job:  # a job with parents: them, and how many have not completed yet
+        frame["depends_on"] = job["depends_on"]
+        frame["open_parents"] = job.get("open_parents", 0)
     if "position" in job:  # pending (Store.get_job)
         frame["position"] = job["position"]
     if "logs" in job:  # asked for: its newest lines, oldest first

@@ -34,7 +34,7 @@ log = logging.getLogger("empfast.hub")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STATS_TIMEOUT_S = 5.0  # a scrape whose stats read takes longer reports the store down
-CURRENT_STATES = ("pending", "scheduled", "active", "completed", "failed", "cancelled")
+CURRENT_STATES = ("waiting", "pending", "scheduled", "active", "completed", "failed", "cancelled")
 # the cumulative per-type counters of {Q}:stats that end a job, as `outcome`; `failed` is a job
 # dead-lettered after its last attempt (a retried attempt is counted in retried, not here)
 OUTCOMES = ("completed", "failed", "cancelled")
@@ -178,7 +178,8 @@ def queue_metrics(stats_of: dict[str, Stats]) -> Iterator[Metric]:
         for state in CURRENT_STATES:
             jobs.add_metric([queue, state], getattr(stats, state))
     yield jobs
-    by_type = GaugeMetricFamily("empfast_type_jobs", "pending, scheduled and active jobs by type now",
+    by_type = GaugeMetricFamily("empfast_type_jobs", "waiting, pending, scheduled and active jobs by type "
+                                "now",
                                 labels=["queue", "type", "state"])
     finished = CounterMetricFamily("empfast_jobs_finished", "jobs that ended, by type and outcome "
                                    "(failed: dead-lettered after the last attempt)",
@@ -190,7 +191,7 @@ def queue_metrics(stats_of: dict[str, Stats]) -> Iterator[Metric]:
                                 "hub), by state", labels=["queue", "state"])
     for queue, stats in sorted(stats_of.items()):
         for job_type, counts in sorted(stats.by_type.items()):
-            for state in ("pending", "scheduled", "active"):
+            for state in ("waiting", "pending", "scheduled", "active"):
                 by_type.add_metric([queue, job_type, state], counts.get(state, 0))
             for outcome in OUTCOMES:
                 finished.add_metric([queue, job_type, outcome], counts.get(outcome, 0))

@@ -61,7 +61,7 @@ def _op(summary: str, ok: dict[str, Any], *errors: int, params: list[dict[str, A
 
 SSE = {"description": "Server-Sent Events: `id:` the event id (send it back as Last-Event-ID), "
                       "`event:` the frame's type, `data:` the frame", "content": {"text/event-stream": {}}}
-STATUSES = ["scheduled", "pending", "active", "completed", "failed", "cancelled"]
+STATUSES = ["waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled"]
 READ_ERRORS = (401, 403, 503)
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -111,7 +111,8 @@ PATHS: dict[str, dict[str, Any]] = {
                             "job_id": {"type": "string"}, "max_attempts": {"type": "integer"},
                             "delay_s": {"type": "number"}, "run_at": {"type": "number"},
                             "timeout_s": {"type": "number"}, "ttl_s": {"type": "number"},
-                            "expires_at": {"type": "number"}, "group": {"type": "string"}}})
+                            "expires_at": {"type": "number"}, "group": {"type": "string"},
+                            "depends_on": {"type": "array", "items": {"type": "string"}}}})
         | {"responses": {"201": _json("job_accepted: created"),
                          "200": _json("job_accepted: a job of that id existed; nothing changed"),
                          **_errors(400, 401, 403, 413, 503)}},

@@ -282,7 +282,7 @@ class RestRoutes:
 
     async def submit(self, request: Request) -> Response:
         """POST /api/jobs: a body like submit_job's (job_type, payload, priority, job_id,
-        max_attempts, delay_s or run_at, timeout_s, ttl_s or expires_at). 201 when the job was
+        max_attempts, delay_s or run_at, timeout_s, ttl_s or expires_at, depends_on). 201 when the job was
         created; 200 when a job of that id existed. With `?wait_s=N` (up to MAX_WAIT_S), the answer
         waits for the job's end, at most N seconds, and is the job's state then (job_status, with
         `created`): its result once completed."""

@@ -15,7 +15,7 @@ from empfast.store.records import INT_FIELDS, text
 if TYPE_CHECKING:
     from empfast.keys import QueueKeys
 
-STATUSES = ("scheduled", "pending", "active", "completed", "failed", "cancelled")
+STATUSES = ("waiting", "scheduled", "pending", "active", "completed", "failed", "cancelled")
 # a type filter on a queue-wide set looks at no more than this many ids per row wanted
 SCAN_PER_ROW = 10
 _ROW_FIELDS = ("job_type", "status", "priority", "attempts", "max_attempts", "worker_id", "progress",
@@ -60,8 +60,20 @@ class JobPage:
 
 class JobListing:
     keys: QueueKeys
+    redis: Any
     if TYPE_CHECKING:
         async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
+
+    async def owners_of(self, job_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each job's owner (docs/security.md section 4; None: none recorded, or no such job), in one
+        round trip: the hub checks under client scope `own` that a job's parents (depends_on) are
+        the submitter's own."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "owner")
+        owners = await pipe.execute() if job_ids else []
+        return {job_id: text(owner) if owner is not None else None
+                for job_id, owner in zip(job_ids, owners, strict=True)}
 
     async def list_jobs(self, status: str, *, job_type: str | None = None, newest_first: bool = False,
                         limit: int = 50, cursor: Cursor | None = None,

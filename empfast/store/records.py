@@ -13,14 +13,16 @@ import orjson
 Text = str | bytes
 JOB_FIELDS = 5  # id, type, priority, payload, attempt: what a claim returns per job
 INT_FIELDS = frozenset({"priority", "attempts", "max_attempts", "created_at", "updated_at", "run_at",
-                        "started_at", "finished_at", "lease_until", "timeout_ms", "expires_at"})
+                        "started_at", "finished_at", "lease_until", "timeout_ms", "expires_at",
+                        "open_parents"})
 
 
 class NewJob(NamedTuple):
     """A job to add. Its start is `delay_ms` from now or at `run_at_ms` (ms since the epoch; give
     one); `timeout_ms` None takes the type's or the queue's default; an expiry is `ttl_ms` from now
     or at `expires_at_ms` (give at most one). Redis's clock judges them all (addJobs). `group`: the
-    tenant it is fairly shared with (docs/job-control.md 4)."""
+    tenant it is fairly shared with (docs/job-control.md 4). `depends_on`: the ids of its parents
+    (docs/job-control.md 5); it waits until they have all completed."""
 
     job_type: str
     payload: Text = b"{}"
@@ -33,6 +35,11 @@ class NewJob(NamedTuple):
     ttl_ms: float | None = None
     expires_at_ms: float | None = None
     group: str = ""  # a tenant: claims of a type go round-robin across its groups ("": none)
+    depends_on: Sequence[str] | None = None
+
+    def flow(self) -> tuple[str, str]:
+        """addJobs' group and depends_on values ("": none)."""
+        return self.group, orjson.dumps(list(self.depends_on)).decode() if self.depends_on else ""
 
     def timing(self) -> tuple[Any, Any, Any]:
         """addJobs' start, timeout and expiry values: ms from now, or '@' and ms since the epoch."""
@@ -147,12 +154,13 @@ class Stats:
     by_type: dict[str, dict[str, int]] = field(default_factory=dict)
     paused: list[str] = field(default_factory=list)  # job types no worker is given (setTypePaused)
     limits: dict[str, TypeLimit] = field(default_factory=dict)  # the limited job types (setTypeLimits)
+    waiting: int = 0  # jobs waiting for their parents (depends_on)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pending": self.pending, "scheduled": self.scheduled, "active": self.active,
             "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
-            "workers": self.workers, "by_type": self.by_type, "paused": self.paused,
+            "waiting": self.waiting, "workers": self.workers, "by_type": self.by_type, "paused": self.paused,
             "limits": {t: limit.as_dict() for t, limit in self.limits.items()},
         }
 
@@ -213,10 +221,13 @@ def job_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
             job[name] = int(value)
         elif name == "progress":
             job[name] = float(value)
+        elif name == "parents":  # depends_on, as the job was added with it (a JSON array)
+            job["depends_on"] = orjson.loads(value)
         else:
             job[name] = text(value)
     job["errors"] = [errors[n] for n in sorted(errors)]
     job["cancel_requested"] = job.pop("cancel", "0") == "1"
+    job.pop("children", None)  # a flag for the scripts: some job waits for this one
     return job
 
 
@@ -239,11 +250,13 @@ def stats_from_reply(out: Sequence[Any]) -> Stats:
         elif rest in by_type:
             by_type[rest][kind] = value
     for counts in by_type.values():
-        for kind in ("active", "scheduled", "added", "completed", "failed", "retried", "cancelled"):
+        for kind in ("active", "scheduled", "waiting", "added", "completed", "failed", "retried",
+                     "cancelled"):
             counts.setdefault(kind, 0)
         # kept by the scripts since this counter exists: a job scheduled before then may take it below 0
         counts["scheduled"] = max(0, counts["scheduled"])
     paused = orjson.loads(out[8]) if len(out) > 8 and out[8] else []
     limits = parse_limits(out[9]) if len(out) > 9 else {}
+    waiting = int(out[10]) if len(out) > 10 else 0
     return Stats(pending_total, scheduled, active, completed, failed, cancelled, worker_counts, by_type,
-                 paused, limits)
+                 paused, limits, waiting)

@@ -230,13 +230,14 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         count = 0
         for job in jobs:
             args += [job.job_id or new_job_id(), job.job_type, job.payload, job.priority,
-                     job.max_attempts, *job.timing(), job.group]
+                     job.max_attempts, *job.timing(), *job.flow()]
             count += 1
         args[2] = count
         if count == 0:
             return [], []
         out = await self._run("addJobs", (k.meta, k.seq, k.scheduled, k.stats, k.events, k.types, k.active,
-                                          k.workers, k.worker_states, k.deadlines, k.expiries), args)
+                                          k.workers, k.worker_states, k.deadlines, k.expiries, k.waiting,
+                                          k.failed), args)
         per = 4 if positions else 3
         end = 1 + per * count
         added = [Added(text(out[i]), text(out[i + 1]), out[i + 2] == 1, out[i + 2] == 2,
@@ -329,7 +330,8 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         for completion in completions:
             args += completion
         out = await self._run("completeJobs", (k.meta, k.active, k.completed, k.workers, k.stats, k.events,
-                                               k.worker_states, k.deadlines, k.expiries), args)
+                                               k.worker_states, k.deadlines, k.expiries, k.waiting, k.seq,
+                                               k.scheduled), args)
         outcomes: list[StoreRefusal | None] = [
             None if code == b"OK" else refusal(text(code), job_id=c.job_id, worker_id=worker_id,
                                                attempt=c.attempt)
@@ -344,7 +346,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         out = await self._run(
             "failJob",
             (k.meta, k.active, k.scheduled, k.failed, k.cancelled, k.workers, k.seq, k.worker_states,
-             k.stats, k.events, k.deadlines, k.expiries), (
+             k.stats, k.events, k.deadlines, k.expiries, k.waiting), (
                 k.prefix, "" if now is None else now, job_id, worker_id, attempt, error,
                 1 if retry else 0, s.backoff_base_ms, s.backoff_cap_ms,
                 random.random() if jitter is None else jitter,
@@ -356,7 +358,8 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
     async def cancel(self, job_id: str, *, now: int | None = None) -> CancelOutcome:
         k = self.keys
         out = await self._run(
-            "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events, k.expiries),
+            "cancelJob", (k.meta, k.scheduled, k.cancelled, k.stats, k.events, k.expiries, k.waiting,
+                          k.failed),
             (k.prefix, "" if now is None else now, job_id))
         code = text(out[0])
         if code == JobNotFound.lua_reply:
@@ -409,7 +412,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         k = self.keys
         out = await self._run("sweep", (
             k.meta, k.scheduled, k.active, k.workers, k.completed, k.failed, k.cancelled, k.seq,
-            k.worker_states, k.stats, k.events, k.deadlines, k.expiries), (
+            k.worker_states, k.stats, k.events, k.deadlines, k.expiries, k.waiting), (
                 k.prefix, "" if now is None else now, limit or self.settings.sweep_limit))
         return SweepResult(int(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4] == 1, int(out[5]),
                            int(out[6]))
@@ -418,7 +421,7 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         k = self.keys
         return stats_from_reply(await self._run("getStats", (
             k.stats, k.types, k.scheduled, k.active, k.completed, k.failed, k.cancelled, k.workers,
-            k.meta),
+            k.meta, k.waiting),
             (k.prefix,)))
 
     async def unloaded_scripts(self) -> list[str]:

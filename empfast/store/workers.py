@@ -1,6 +1,6 @@
 """Workers' records in Redis: registering, heartbeats, status, deregistering, and listing them. A
 mixin of Store (store.py), which owns the scripts (lua/registerWorker-5.lua, heartbeat-2,
-setWorkerStatus-5, deregisterWorker-10)."""
+setWorkerStatus-5, deregisterWorker-12)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class WorkerRecords:
         k = self.keys
         out = await self._run(
             "deregisterWorker", (k.meta, k.active, k.workers, k.seq, k.failed, k.cancelled, k.worker_states,
-                                 k.stats, k.events, k.deadlines),
+                                 k.stats, k.events, k.deadlines, k.waiting, k.expiries),
             (k.prefix, "" if now is None else now, worker_id))
         if out[0] != b"OK":
             raise refusal(text(out[0]), worker_id=worker_id)

@@ -7,23 +7,27 @@
   Otherwise it ends failed (dead-letter). Returns the job's new status and its run_at (0 unless
   scheduled). `worker`, when given (the sweep's timeouts), is named in the `failed` event, so the
   hub the worker is connected to tells it to stop (cancel_job reason timeout); nil otherwise.
+  A job that ends failed or cancelled fails its waiting children (its `children` flag, read here;
+  `flowKeys`: see failChildren).
 ]]
 --- @include "emitEvent"
 --- @include "enqueuePending"
 --- @include "finishCancelled"
 --- @include "finishFailed"
 local function failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
-                           jobKey, jobId, jobType, attempt, err, retryable, runAt, now, worker)
-  local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority', 'group')
+                           jobKey, jobId, jobType, attempt, err, retryable, runAt, now, worker,
+                           flowKeys)
+  local f = rcall('HMGET', jobKey, 'max_attempts', 'cancel', 'priority', 'group', 'children')
   rcall('HSET', jobKey, 'error', err, 'error:' .. attempt, err)
   local named = worker and {'worker', worker} or {}
   if f[2] == '1' then
-    finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now)
+    finishCancelled(prefix, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, now, f[5],
+      flowKeys)
     return 'cancelled', 0
   end
   if not retryable or tonumber(attempt) >= tonumber(f[1]) then
     finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, jobType, attempt, err, now,
-      named)
+      named, f[5], flowKeys)
     return 'failed', 0
   end
   local status = 'pending'

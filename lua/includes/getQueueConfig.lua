@@ -16,7 +16,8 @@ local function getQueueConfig(metaKey)
   local fields = {'events_maxlen', 'keep_completed_ms', 'keep_completed_max', 'keep_failed_ms',
     'keep_failed_max', 'max_job_id_bytes', 'max_job_type_bytes', 'max_worker_id_bytes',
     'max_priority', 'max_attempts', 'max_delay_ms', 'max_timeout_ms', 'max_concurrency', 'max_claim',
-    'max_job_types', 'job_timeout_ms', 'max_log_lines', 'max_log_line_bytes', 'max_group_bytes'}
+    'max_job_types', 'job_timeout_ms', 'max_log_lines', 'max_log_line_bytes', 'max_group_bytes',
+    'max_dependencies'}
   local values = rcall('HMGET', metaKey, 'paused', 'type_timeouts', 'limits', 'grouped', unpack(fields))
   local cfg = {}
   for i, name in ipairs(fields) do

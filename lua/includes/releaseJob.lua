@@ -3,11 +3,12 @@
   worker deregistered). The attempt it started counts: the job goes back to pending while attempts
   remain, else to failed, so a poison job that kills its workers ends in the dead-letter set instead
   of looping forever. A job whose cancel was asked ends cancelled. Returns the job's new status.
+  `flowKeys`: see failChildren.
 ]]
 --- @include "endLease"
 --- @include "failAttempt"
 local function releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, cancelledKey, statsKey,
-                          eventsKey, cfg, jobId, reason, now)
+                          eventsKey, cfg, jobId, reason, now, flowKeys)
   local jobKey = prefix .. 'job:' .. jobId
   local f = rcall('HMGET', jobKey, 'status', 'attempts', 'type', 'worker', 'timeout_ms', 'group')
   if f[1] ~= 'active' then
@@ -19,5 +20,5 @@ local function releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, ca
   local attempt = tonumber(f[2])
   local err = reason .. ' (attempt ' .. attempt .. ')'
   return (failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey,
-    jobId, jobType, attempt, err, true, 0, now, nil))
+    jobId, jobType, attempt, err, true, 0, now, nil, flowKeys))
 end

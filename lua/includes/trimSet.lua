@@ -11,8 +11,8 @@ local function trimSet(prefix, setKey, keepMax, atMost)
   if excess > 0 then
     local old = rcall('ZPOPMIN', setKey, math.min(excess, atMost))
     for i = 1, #old, 2 do
-      -- the job's log goes with it, in the same call
-      rcall('DEL', prefix .. 'job:' .. old[i], prefix .. 'logs:' .. old[i])
+      -- the job's log and children set go with it, in the same call
+      rcall('DEL', prefix .. 'job:' .. old[i], prefix .. 'logs:' .. old[i], prefix .. 'children:' .. old[i])
     end
   end
 end

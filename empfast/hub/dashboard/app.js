@@ -483,7 +483,7 @@ function jobsPage(params) {
     view.replaceChildren(
       el("div", { class: "toolbar" },
         el("label", {}, "status ", el("select", { id: "status", onchange: (e) => go({ status: e.target.value }) },
-          ["pending", "scheduled", "active", "completed", "failed", "cancelled"].map((s) =>
+          ["waiting", "pending", "scheduled", "active", "completed", "failed", "cancelled"].map((s) =>
             el("option", { value: s, selected: s === status }, s)))),
         el("label", {}, "type ", el("input", { id: "type", value: jobType, placeholder: "any",
           onchange: (e) => go({ type: e.target.value.trim() }) })),

@@ -13,6 +13,14 @@
   hash), else the queue's (job_timeout_ms, 0: none); it is kept as timeout_ms, and each attempt's
   deadline is set when it starts (activateJob). A job with an expiry is kept in the expiries zset
   until it is claimed (the sweep fails it `expired` if it is still waiting then).
+  A job may depend on others of the queue (depends_on, at most max_dependencies): each must exist
+  already or come earlier in the batch (else the batch is refused, nothing written), and none may
+  be the job itself. A job whose parents have all completed is added as any other; one with a
+  parent failed or cancelled already is added failed at once ("dependency failed: <id> <status>",
+  final); otherwise it waits (status `waiting`, in the waiting zset) with a count of its open
+  parents, each of which gets it in its children set and a `children` flag in its hash (read by
+  the HMGETs of the scripts that finish a job, see releaseChildren and failChildren). Its start
+  (delay or run_at) is kept as run_at: once released it is scheduled until then.
 
   Input:
     KEYS[1] meta hash
@@ -26,6 +34,8 @@
     KEYS[9] worker states hash
     KEYS[10] deadlines zset
     KEYS[11] expiries zset
+    KEYS[12] waiting zset
+    KEYS[13] failed zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -36,7 +46,7 @@
     ARGV[7] most jobs to claim (never more than the worker's free slots or max_claim)
     ARGV[8] "1": also answer each pending job's position (a single submit_job's reply; a batch
       submit does not ask, so its hot path pays no ZRANK), else ""
-    then, from ARGV[9], 9 values per job:
+    then, from ARGV[9], 10 values per job:
       id (1 to max_job_id_bytes bytes), type (1 to max_job_type_bytes bytes),
       payload (JSON text, stored as is), priority (integer -max_priority..max_priority),
       max_attempts (integer 1..max_attempts),
@@ -46,7 +56,8 @@
       expiry ("": none; a ttl in ms, 1..max_delay_ms; or "@" and a time in ms since the epoch, after
         now and the start and at most max_delay_ms from now),
       group ("": none; else at most max_group_bytes bytes: the tenant whose turn claims take,
-        round-robin across the groups of the type: see groupedQueue)
+        round-robin across the groups of the type: see groupedQueue),
+      depends_on ("": none; a JSON array of 1 to max_dependencies job ids of this queue)
     (the limits are fields of the meta hash, see getQueueConfig; lengths are UTF-8 bytes)
 
   Output:
@@ -58,14 +69,16 @@
     with ARGV[8] "1", each job has a fourth value: its position, its rank among the pending jobs of
     its type (ZRANK, 0: next), or -1 when it is not pending
     error reply "ERR_BAD_ARG job <i>: <field> ..." when a job is invalid (nothing written): a
-      start or an expiry is checked against the Redis clock
+      start or an expiry is checked against the Redis clock; a parent that is no job of the queue
+      (nor an earlier job of the batch) is named
     error reply "ERR_TOO_MANY_TYPES <max_job_types>" when a job's type is new and the queue has
       max_job_types types already (nothing written)
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    added (type, status, priority) for the jobs created, in one entry (emitJobEvents); then
-    assigned for the jobs claimed, in one entry
+    added (type, status, priority) for the jobs created, in one entry (emitJobEvents); failed
+    (error, final 1, attempt 0) for the jobs failed at once by a parent failed or cancelled, in one
+    entry; then assigned for the jobs claimed, in one entry
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -78,14 +91,16 @@ local rcall = redis.call
 --- @include "includes/isWorkerLive"
 --- @include "includes/claimForWorker"
 --- @include "includes/refreshWorkerState"
+--- @include "includes/trimFinished"
 
 local metaKey, seqKey, scheduledKey, statsKey, eventsKey, typesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local activeKey, workersKey, statesKey, deadlinesKey, expiriesKey = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local waitingKey, failedKey = KEYS[12], KEYS[13]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[3])
 local owner, claimFor, leaseMs, maxClaim = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local positions = ARGV[8] == '1'
-local FIELDS, FIRST = 9, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
+local FIELDS, FIRST = 10, 8  -- job i's values are ARGV[FIRST + (i - 1) * FIELDS + 1 ...]
 
 local function bad(i, msg)
   return redis.error_reply('ERR_BAD_ARG job ' .. i .. ': ' .. msg)
@@ -121,6 +136,40 @@ local jobs = {}
 local knownTypes = {}  -- type -> true once it is in the types set or counted as new
 local newTypes = {}  -- the types of this batch not yet in the types set
 local typeCount = nil  -- the types set's size plus the new types of this batch, once one is new
+local batchIds = {}  -- the ids of the jobs checked so far: a job may depend on an earlier one
+local parentStatus = {}  -- the status of each existing parent named, read once
+
+-- a job's parents, deduplicated, or nil when it has none; or a false and the error reply
+local function checkParents(i, id, dependsOn)
+  if dependsOn == '' then
+    return nil
+  end
+  local ok, list = pcall(cjson.decode, dependsOn)
+  if not ok or type(list) ~= 'table' or #list < 1 or #list > cfg.max_dependencies then
+    return false, bad(i, 'depends_on must be a list of 1 to ' .. cfg.max_dependencies .. ' job ids')
+  end
+  local parents, seen = {}, {}
+  for _, parentId in ipairs(list) do
+    if type(parentId) ~= 'string' or parentId == '' or #parentId > cfg.max_job_id_bytes then
+      return false, bad(i, 'depends_on must hold job ids of 1 to ' .. cfg.max_job_id_bytes .. ' bytes (UTF-8)')
+    end
+    if parentId == id then
+      return false, bad(i, 'depends_on must not name the job itself')
+    end
+    if not seen[parentId] then
+      seen[parentId] = true
+      if not batchIds[parentId] and not parentStatus[parentId] then
+        parentStatus[parentId] = rcall('HGET', prefix .. 'job:' .. parentId, 'status')
+        if not parentStatus[parentId] then
+          return false, bad(i, 'depends_on names ' .. parentId .. ', which is no job of this queue')
+        end
+      end
+      parents[#parents + 1] = parentId
+    end
+  end
+  return parents
+end
+
 for i = 1, n do
   local base = FIRST + (i - 1) * FIELDS
   local id, jobType = ARGV[base + 1], ARGV[base + 2]
@@ -175,6 +224,11 @@ for i = 1, n do
     end
     expiry = now + math.floor(ttl)
   end
+  local parents, refusal = checkParents(i, id, ARGV[base + 10])
+  if parents == false then
+    return refusal
+  end
+  batchIds[id] = true
   if not knownTypes[jobType] then
     if rcall('SISMEMBER', typesKey, jobType) == 0 then
       typeCount = (typeCount or rcall('SCARD', typesKey)) + 1
@@ -186,7 +240,7 @@ for i = 1, n do
     knownTypes[jobType] = true
   end
   jobs[i] = {id, jobType, ARGV[base + 3], priority, maxAttempts, math.floor(delay), math.floor(timeout), expiry,
-    group}
+    group, parents}
 end
 
 -- Per batch, not per job: the sequence numbers (n taken at once: FIFO holds, unused ones are
@@ -196,11 +250,30 @@ local out = {'OK'}
 local counts = {}
 local added = {}  -- the events of the batch, one stream entry (emitJobEvents)
 local seq = nil
+local statusOf = {}  -- the status of each job of the batch, once written: its children read it
+local flagged = {}  -- the parents given the children flag in this call
+local failedNow = {}  -- the failed events of the jobs failed at once by a parent
+
+-- the parents of a new job still open (not completed), and the first failed or cancelled one
+local function openParents(parents)
+  local open = {}
+  for _, parentId in ipairs(parents) do
+    local status = statusOf[parentId] or parentStatus[parentId]
+    if status == 'failed' or status == 'cancelled' then
+      return open, parentId .. ' ' .. status
+    elseif status ~= 'completed' then
+      open[#open + 1] = parentId
+    end
+  end
+  return open, nil
+end
+
 for i = 1, n do
-  local id, jobType, payload, priority, maxAttempts, delay, timeout, expiry, group = unpack(jobs[i])
+  local id, jobType, payload, priority, maxAttempts, delay, timeout, expiry, group, parents = unpack(jobs[i])
   local jobKey = prefix .. 'job:' .. id
   local existing = rcall('HGET', jobKey, 'status')
   if existing then
+    statusOf[id] = existing
     out[#out + 1] = id
     out[#out + 1] = existing
     -- HGET of a missing field is false, never equal to a given owner
@@ -214,7 +287,40 @@ for i = 1, n do
     local priorityText = tostring(priority)
     local fields = {'id', id, 'type', jobType, 'payload', payload, 'priority', priorityText,
       'max_attempts', tostring(maxAttempts), 'attempts', '0', 'created_at', nowText, 'updated_at', nowText}
-    if delay > 0 then
+    local open, broken = {}, nil
+    if parents then
+      open, broken = openParents(parents)
+      fields[#fields + 1] = 'parents'
+      fields[#fields + 1] = cjson.encode(parents)
+    end
+    if broken then
+      -- a parent failed or cancelled already: the job could never run
+      status = 'failed'
+      local err = 'dependency failed: ' .. broken
+      fields[#fields + 1], fields[#fields + 2] = 'error', err
+      fields[#fields + 1], fields[#fields + 2] = 'finished_at', nowText
+      expiry = ''
+      countStat(counts, 'failed:' .. jobType, 1)
+      local e = #failedNow
+      failedNow[e + 1], failedNow[e + 2], failedNow[e + 3], failedNow[e + 4] = 'id', id, 'type', jobType
+      failedNow[e + 5], failedNow[e + 6], failedNow[e + 7], failedNow[e + 8] = 'error', err, 'final', 1
+      failedNow[e + 9], failedNow[e + 10] = 'attempt', 0
+    elseif #open > 0 then
+      status = 'waiting'
+      rcall('ZADD', waitingKey, nowText, id)
+      countStat(counts, 'waiting:' .. jobType, 1)
+      fields[#fields + 1], fields[#fields + 2] = 'open_parents', tostring(#open)
+      if delay > 0 then  -- its start, for when its parents are done
+        fields[#fields + 1], fields[#fields + 2] = 'run_at', tostring(now + delay)
+      end
+      for _, parentId in ipairs(open) do
+        rcall('SADD', prefix .. 'children:' .. parentId, id)
+        if not flagged[parentId] then
+          flagged[parentId] = true
+          rcall('HSET', prefix .. 'job:' .. parentId, 'children', '1')
+        end
+      end
+    elseif delay > 0 then
       status = 'scheduled'
       local runAt = tostring(now + delay)
       rcall('ZADD', scheduledKey, runAt, id)
@@ -249,6 +355,10 @@ for i = 1, n do
       fields[#fields + 1] = owner
     end
     rcall('HSET', jobKey, unpack(fields))
+    if broken then
+      trimFinished(prefix, failedKey, jobKey, id, nowText, cfg.keep_failed_ms, cfg.keep_failed_max, 4)
+    end
+    statusOf[id] = status
     countStat(counts, 'added:' .. jobType, 1)
     local e = #added
     added[e + 1], added[e + 2], added[e + 3], added[e + 4] = 'id', id, 'type', jobType
@@ -267,6 +377,7 @@ for jobType in pairs(newTypes) do
   end
 end
 emitJobEvents(eventsKey, cfg.events_maxlen, 'added', added, 8)
+emitJobEvents(eventsKey, cfg.events_maxlen, 'failed', failedNow, 10)
 if claimFor ~= '' and isWorkerLive(prefix, workersKey, claimFor, now) then
   local assigned = {}
   local jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, counts, assigned, cfg, claimFor,

@@ -5,7 +5,8 @@
   queued up on one worker connection, so under load many jobs share a round trip. Each completion
   is judged on its own: a refused one changes nothing and does not stop the others. A repeated
   completion by the same worker and attempt (a lost reply, re-sent) answers OK again and changes
-  nothing.
+  nothing. A completed job with waiting children (its `children` flag, read by the lease check's
+  HMGET) settles them: one open parent fewer each, pending (or scheduled) when none is left.
 
   Input:
     KEYS[1] meta hash
@@ -17,6 +18,9 @@
     KEYS[7] worker states hash
     KEYS[8] deadlines zset
     KEYS[9] expiries zset
+    KEYS[10] waiting zset
+    KEYS[11] seq counter
+    KEYS[12] scheduled zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -35,7 +39,8 @@
     error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
 
   Events:
-    completed (result, worker, attempt, type) for the completions, then assigned for the next jobs: one
+    completed (result, worker, attempt, type) for the completions; pending (type, status: pending or
+    scheduled, priority) for the children that no longer wait; then assigned for the next jobs: one
     entry each (emitJobEvents)
 ]]
 local rcall = redis.call
@@ -51,9 +56,11 @@ local rcall = redis.call
 --- @include "includes/refreshWorkerState"
 --- @include "includes/countStat"
 --- @include "includes/flushStats"
+--- @include "includes/releaseChildren"
 
 local metaKey, activeKey, completedKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local statsKey, eventsKey, statesKey, deadlinesKey, expiriesKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local waitingKey, seqKey, scheduledKey = KEYS[10], KEYS[11], KEYS[12]
 local prefix, workerId, leaseMs, maxJobs = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local count = tonumber(ARGV[6])
 if not count or count < 1 or #ARGV ~= 6 + 3 * count then
@@ -67,14 +74,14 @@ local now = getTime(ARGV[2])
 
 local counts = {}  -- the stats counters of this call, written once at the end (countStat)
 -- the events of this call, one stream entry per kind (emitJobEvents)
-local completed, assigned = {}, {}
+local completed, assigned, released = {}, {}, {}
 -- text, so Redis formats no number for each job
 local nowText = tostring(now)
 
 local function completeOne(jobId, attempt, result)
   local jobKey = prefix .. 'job:' .. jobId
   local doneBy = workerId .. '/' .. attempt
-  local refused, jobType, timed, group = checkLease(jobKey, workerId, attempt)
+  local refused, jobType, timed, group, children = checkLease(jobKey, workerId, attempt)
   if refused then
     if isRepeat(jobKey, doneBy, true) then
       return 'OK'
@@ -92,6 +99,9 @@ local function completeOne(jobId, attempt, result)
   completed[n + 1], completed[n + 2], completed[n + 3], completed[n + 4] = 'id', jobId, 'result', result
   completed[n + 5], completed[n + 6], completed[n + 7], completed[n + 8] = 'worker', workerId, 'attempt', attempt
   completed[n + 9], completed[n + 10] = 'type', jobType
+  if children then
+    releaseChildren(prefix, waitingKey, seqKey, scheduledKey, cfg, counts, released, jobId, now)
+  end
   return 'OK'
 end
 
@@ -102,6 +112,8 @@ for i = 1, count do
 end
 trimSet(prefix, completedKey, cfg.keep_completed_max, 4 * count)  -- once for the batch
 emitJobEvents(eventsKey, cfg.events_maxlen, 'completed', completed, 10)
+-- after the completions, so a subscriber of a child hears its parent end first
+emitJobEvents(eventsKey, cfg.events_maxlen, 'pending', released, 8)
 if touchWorker(prefix, workersKey, workerId, now) then
   local jobs = claimForWorker(prefix, activeKey, deadlinesKey, expiriesKey, counts, assigned, cfg, workerId,
     now, leaseMs, maxJobs)

@@ -13,13 +13,14 @@
     KEYS[7] cancelled zset
     KEYS[8] workers zset
     KEYS[9] meta hash
+    KEYS[10] waiting zset (jobs waiting for their parents)
 
     ARGV[1] key prefix, "{queue}:"
 
   Output:
     {scheduled, active, completed, failed, cancelled, workers, {stats hash field, value, ...},
      {type, pending, ...}, paused types as a JSON array (or false when none is paused),
-     the types' limits as a JSON object (or false when none has any, setTypeLimits)}
+     the types' limits as a JSON object (or false when none has any, setTypeLimits), waiting}
 
   Events:
     none
@@ -35,5 +36,5 @@ return {
   rcall('ZCARD', KEYS[3]), rcall('ZCARD', KEYS[4]), rcall('ZCARD', KEYS[5]),
   rcall('ZCARD', KEYS[6]), rcall('ZCARD', KEYS[7]), rcall('ZCARD', KEYS[8]),
   rcall('HGETALL', KEYS[1]), pending, rcall('HGET', KEYS[9], 'paused'),
-  rcall('HGET', KEYS[9], 'limits'),
+  rcall('HGET', KEYS[9], 'limits'), rcall('ZCARD', KEYS[10]),
 }

@@ -4,7 +4,8 @@
   exponential backoff with jitter: base * 2^(attempt-1), capped, then scaled into [1/2, 1] of itself
   by the caller's jitter value (so retries of many jobs spread out). With no attempts left, or a
   failure marked not retryable, it goes to the failed set (dead-letter). A job whose cancel was asked
-  ends cancelled. Then up to n next jobs are claimed for the worker. A repeated failure by the same
+  ends cancelled. A job that ends failed or cancelled fails its waiting children (failChildren),
+  and theirs. Then up to n next jobs are claimed for the worker. A repeated failure by the same
   worker and attempt answers OK again and changes nothing.
 
   Input:
@@ -20,6 +21,7 @@
     KEYS[10] events stream
     KEYS[11] deadlines zset
     KEYS[12] expiries zset
+    KEYS[13] waiting zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -44,7 +46,8 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    failed (error, final 0 with run_at, or final 1) or cancelled; assigned for the next jobs (one entry)
+    failed (error, final 0 with run_at, or final 1) or cancelled; failed (final 1) for each waiting
+    child that fails with it; assigned for the next jobs (one entry)
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -60,7 +63,7 @@ local rcall = redis.call
 
 local metaKey, activeKey, scheduledKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local workersKey, seqKey, statesKey, statsKey, eventsKey = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local deadlinesKey, expiriesKey = KEYS[11], KEYS[12]
+local deadlinesKey, expiriesKey, waitingKey = KEYS[11], KEYS[12], KEYS[13]
 local prefix, jobId, workerId, attempt, err = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local leaseMs, maxJobs = tonumber(ARGV[11]), tonumber(ARGV[12])
 local cfg = getQueueConfig(metaKey)
@@ -86,7 +89,8 @@ local backoff = math.min(tonumber(ARGV[9]), tonumber(ARGV[8]) * 2 ^ (tonumber(at
 local runAt = now + math.floor(backoff * (0.5 + tonumber(ARGV[10]) / 2))
 local status
 status, runAt = failAttempt(prefix, seqKey, scheduledKey, failedKey, cancelledKey, statsKey, eventsKey,
-  cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now, nil)
+  cfg, jobKey, jobId, jobType, attempt, err, ARGV[7] == '1', runAt, now, nil,
+  {waiting = waitingKey, expiries = expiriesKey, failed = failedKey})
 local jobs = {}
 if touchWorker(prefix, workersKey, workerId, now) then
   local assigned = {}

@@ -1,7 +1,7 @@
 --[[
   Periodic upkeep, safe to run from several hubs at once (each step re-checks state atomically):
-  1. waiting (pending or scheduled) jobs past their expiry end failed with the error "expired",
-     final (no retry);
+  1. waiting (pending, scheduled, or waiting for their parents) jobs past their expiry end failed
+     with the error "expired", final (no retry);
   2. scheduled jobs that are due become pending;
   3. running attempts past their timeout fail with the error "timeout", as a failed attempt does
      (pending again at once while attempts remain, else failed); the failed event names the worker,
@@ -10,7 +10,8 @@
      expired attempt counts, so a poison job cannot loop forever);
   5. workers whose liveness lapsed are removed and their jobs taken back the same way;
   6. finished jobs older than their retention are deleted.
-  Each step handles at most `limit` items per call, so a backlog of any size never blocks Redis for
+  A job that ends failed or cancelled fails its waiting children ("dependency failed: <id> failed"),
+  and theirs (failChildren). Each step handles at most `limit` items per call, so a backlog of any size never blocks Redis for
   long; `more` tells the caller to call again at once.
 
   Input:
@@ -27,6 +28,7 @@
     KEYS[11] events stream
     KEYS[12] deadlines zset
     KEYS[13] expiries zset
+    KEYS[14] waiting zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -40,7 +42,8 @@
   Events:
     failed (error "expired", final 1) for each expired job; pending for each promoted job;
     failed (error "timeout", final 0 or 1, worker) or cancelled for each timed-out attempt; failed
-    (final 0 or 1) or cancelled for each job taken back; worker (status "gone") for each removed worker
+    (final 0 or 1) or cancelled for each job taken back; worker (status "gone") for each removed worker; failed
+    (final 1, "dependency failed: ...") for each waiting child of a job that ends failed or cancelled
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -57,7 +60,7 @@ local rcall = redis.call
 local metaKey, scheduledKey, activeKey, workersKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local completedKey, failedKey, cancelledKey = KEYS[5], KEYS[6], KEYS[7]
 local seqKey, statesKey, statsKey, eventsKey = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local deadlinesKey, expiriesKey = KEYS[12], KEYS[13]
+local deadlinesKey, expiriesKey, waitingKey = KEYS[12], KEYS[13], KEYS[14]
 local prefix = ARGV[1]
 local limit = tonumber(ARGV[3])
 local cfg = getQueueConfig(metaKey)
@@ -66,21 +69,26 @@ if cfg.err then
 end
 local now = getTime(ARGV[2])
 local more = 0
+local flowKeys = {waiting = waitingKey, expiries = expiriesKey, failed = failedKey}
 
 -- 1. expiries: only jobs that have one are in the set, and claiming a job takes it out
 local lapsed = rcall('ZRANGEBYSCORE', expiriesKey, '-inf', now, 'LIMIT', 0, limit)
 for _, jobId in ipairs(lapsed) do
   rcall('ZREM', expiriesKey, jobId)
   local jobKey = prefix .. 'job:' .. jobId
-  local f = rcall('HMGET', jobKey, 'status', 'type', 'attempts', 'group')
-  if f[1] == 'pending' or f[1] == 'scheduled' then
-    if f[1] == 'pending' then
+  local f = rcall('HMGET', jobKey, 'status', 'type', 'attempts', 'group', 'children')
+  if f[1] == 'pending' or f[1] == 'scheduled' or f[1] == 'waiting' then
+    if f[1] == 'waiting' then
+      rcall('ZREM', waitingKey, jobId)
+      rcall('HINCRBY', statsKey, 'waiting:' .. f[2], -1)
+    elseif f[1] == 'pending' then
       leavePending(prefix, cfg, jobId, f[2], f[4])
     elseif rcall('ZREM', scheduledKey, jobId) == 1 then
       rcall('HINCRBY', statsKey, 'scheduled:' .. f[2], -1)
     end
     rcall('HSET', jobKey, 'error', 'expired')
-    finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, f[2], f[3], 'expired', now, {})
+    finishFailed(prefix, failedKey, statsKey, eventsKey, cfg, jobKey, jobId, f[2], f[3], 'expired', now, {},
+      f[5], flowKeys)
   end
 end
 if #lapsed == limit then more = 1 end
@@ -109,7 +117,7 @@ for _, jobId in ipairs(timedOut) do
   elseif tonumber(f[5]) + tonumber(f[6]) <= now then
     endLease(prefix, activeKey, deadlinesKey, statsKey, jobId, f[3], f[4], true, f[7], cfg)
     failAttempt(prefix, seqKey, nil, failedKey, cancelledKey, statsKey, eventsKey, cfg, jobKey, jobId, f[3],
-      f[2], 'timeout', true, 0, now, f[4])
+      f[2], 'timeout', true, 0, now, f[4], flowKeys)
   else
     rcall('ZADD', deadlinesKey, tonumber(f[5]) + tonumber(f[6]), jobId)
   end
@@ -119,14 +127,14 @@ if #timedOut == limit then more = 1 end
 local expired = rcall('ZRANGEBYSCORE', activeKey, '-inf', now, 'LIMIT', 0, limit)
 for _, jobId in ipairs(expired) do
   releaseJob(prefix, activeKey, deadlinesKey, seqKey, failedKey, cancelledKey, statsKey, eventsKey, cfg,
-    jobId, 'lease expired', now)
+    jobId, 'lease expired', now, flowKeys)
 end
 if #expired == limit then more = 1 end
 
 local dead = rcall('ZRANGEBYSCORE', workersKey, '-inf', now, 'LIMIT', 0, limit)
 for _, workerId in ipairs(dead) do
   removeWorker(prefix, activeKey, deadlinesKey, workersKey, seqKey, failedKey, cancelledKey, statesKey,
-    statsKey, eventsKey, cfg, workerId, 'worker lost', now)
+    statsKey, eventsKey, cfg, workerId, 'worker lost', now, flowKeys)
 end
 if #dead == limit then more = 1 end
 
@@ -137,7 +145,8 @@ local retention = {
 for _, r in ipairs(retention) do
   local old = rcall('ZRANGEBYSCORE', r[1], '-inf', now - r[2], 'LIMIT', 0, limit)
   for _, jobId in ipairs(old) do
-    rcall('DEL', prefix .. 'job:' .. jobId, prefix .. 'logs:' .. jobId)  -- its log goes with it
+    -- its log and children set go with it
+    rcall('DEL', prefix .. 'job:' .. jobId, prefix .. 'logs:' .. jobId, prefix .. 'children:' .. jobId)
     rcall('ZREM', r[1], jobId)
   end
   trimmed = trimmed + #old

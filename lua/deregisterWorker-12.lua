@@ -13,6 +13,8 @@
     KEYS[8] stats hash
     KEYS[9] events stream
     KEYS[10] deadlines zset
+    KEYS[11] waiting zset
+    KEYS[12] expiries zset
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
@@ -24,7 +26,8 @@
     error reply "ERR_NO_CONFIG ..." when the meta hash lacks a setting (nothing written)
 
   Events:
-    worker (status "gone"); failed (final 0 or 1) or cancelled for each released job
+    worker (status "gone"); failed (final 0 or 1) or cancelled for each released job; failed (final
+    1) for each waiting child of a job that ends failed or cancelled
 ]]
 local rcall = redis.call
 --- @include "includes/getTime"
@@ -34,6 +37,7 @@ local rcall = redis.call
 
 local metaKey, activeKey, workersKey, seqKey, failedKey, cancelledKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local statesKey, statsKey, eventsKey, deadlinesKey = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local waitingKey, expiriesKey = KEYS[11], KEYS[12]
 local prefix, workerId = ARGV[1], ARGV[3]
 local cfg = getQueueConfig(metaKey)
 if cfg.err then
@@ -44,4 +48,5 @@ if not isWorkerLive(prefix, workersKey, workerId, now) then
   return {'NO_WORKER'}
 end
 return {'OK', removeWorker(prefix, activeKey, deadlinesKey, workersKey, seqKey, failedKey, cancelledKey,
-  statesKey, statsKey, eventsKey, cfg, workerId, 'worker deregistered', now)}
+  statesKey, statsKey, eventsKey, cfg, workerId, 'worker deregistered', now,
+  {waiting = waitingKey, expiries = expiriesKey, failed = failedKey})}
