@@ -131,10 +131,17 @@ async def test_the_dashboard_shows_the_queue_live_and_acts_on_jobs(browser: WebD
 
         await asyncio.to_thread(overview)
         # a job added now shows on the open page without a reload (the SSE feed's stats)
-        await asyncio.to_thread(api_post, port, "/api/jobs", {"job_type": "other", "payload": {"n": 9}})
+        other = {"job_type": "other", "payload": {"n": 9}}
+        added = await asyncio.to_thread(api_post, port, "/api/jobs", other)
         await asyncio.to_thread(
             lambda: until(browser, lambda d: text_of(d, "[data-count=pending] .n") == "1",
                           "the new pending job"))
+        # a job that waits for it (depends_on) is counted waiting, in the cards and in its type's row
+        child = {"job_type": "other", "depends_on": [added["job_id"]]}
+        await asyncio.to_thread(api_post, port, "/api/jobs", child)
+        await asyncio.to_thread(
+            lambda: until(browser, lambda d: text_of(d, "[data-count=waiting] .n") == "1", "the waiting job"))
+        assert text_of(browser, "tr[data-type=other] td:nth-child(5)") == "1"
         await asyncio.to_thread(
             lambda: until(browser, lambda d: "no worker" in text_of(d, "tr[data-type=other]"),
                           "the badge of a type with jobs and no worker"))

@@ -258,7 +258,8 @@ function overview() {
     const wait = state.rate > 0 ? (s.pending || 0) / state.rate : null;
     body.replaceChildren(
       el("div", { class: "cards" },
-        card("pending", "pending"), card("scheduled", "scheduled"), card("active", "active"),
+        card("pending", "pending"), card("scheduled", "scheduled"), card("waiting", "waiting", "waiting (for parents)"),
+        card("active", "active"),
         card("completed", "completed", "completed (kept)"), card("failed", "failed", "failed (kept)"),
         card("cancelled", "cancelled", "cancelled (kept)"),
         el("div", { class: "card" }, el("div", { class: "n", id: "rate" }, state.rate.toFixed(1)),
@@ -269,7 +270,7 @@ function overview() {
       chart(),
       el("h2", {}, "Job types"),
       el("table", { id: "types" },
-        el("tr", {}, el("th", {}, "type"), ...["pending", "scheduled", "active", "added", "completed", "failed", "retried",
+        el("tr", {}, el("th", {}, "type"), ...["pending", "scheduled", "active", "waiting", "added", "completed", "failed", "retried",
           "cancelled"].map((c) => el("th", { class: "num" }, c)), el("th", { class: "num" }, "finished/s"),
           el("th", { title: "at most N running at once · at most N starts per period, across every worker and hub" }, "limits"),
           el("th", {}, "")),
@@ -277,7 +278,7 @@ function overview() {
           el("td", {}, el("a", { href: `#/jobs?status=pending&type=${encodeURIComponent(name)}` }, name), " ",
             paused.has(name) ? el("span", { class: "tag paused" }, "paused") : null,
             t.pending > 0 && !takers.has(name) ? el("span", { class: "tag alarm", title: "jobs wait and no registered worker takes this type" }, "no worker") : null),
-          ...["pending", "scheduled", "active", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
+          ...["pending", "scheduled", "active", "waiting", "added", "completed", "failed", "retried", "cancelled"].map((c) =>
             el("td", { class: "num" }, fmt.format(t[c] || 0))),
           el("td", { class: "num", title: "jobs of this type finished per second, from the last two stats" },
             ((state.typeRates || {})[name] || 0).toFixed(1)),
