@@ -27,7 +27,10 @@ FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 JOB_EVENT_TYPES = frozenset({"job_update", "job_log", "job_completed", "job_failed", "job_cancelled"})
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
-WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# not ending in ':jobs': {Q}:worker:<id>:jobs is a worker's job set, so worker 'w:jobs' would have
+# the key of worker 'w''s set for its hash (docs/data-model.md)
+WORKER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}(?<!:jobs)$")
+WORKER_ID_RULE = "1 to 128 characters of [A-Za-z0-9._:@-], not ending in ':jobs'"
 
 
 def is_final_event(frame: dict[str, Any]) -> bool:

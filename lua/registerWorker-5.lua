@@ -11,7 +11,7 @@
 
     ARGV[1] key prefix, "{queue}:"
     ARGV[2] now in ms, or "" for the Redis clock
-    ARGV[3] worker id, 1 to max_worker_id_bytes bytes
+    ARGV[3] worker id, 1 to max_worker_id_bytes bytes, not ending in ":jobs"
     ARGV[4] job types, a JSON array of strings of 1 to max_job_type_bytes bytes
     ARGV[5] concurrency, an integer from 0 to max_concurrency (0: offer mode, the hub pushes no jobs)
     ARGV[6] liveness in ms: without a heartbeat for this long the worker is gone
@@ -44,6 +44,10 @@ end
 -- Lua's # counts bytes, as Redis does: the limits are in UTF-8 bytes
 if workerId == '' or #workerId > cfg.max_worker_id_bytes then
   return redis.error_reply('ERR_BAD_ARG worker_id must be 1 to ' .. cfg.max_worker_id_bytes .. ' bytes (UTF-8)')
+end
+-- the worker's job set is worker:<id>:jobs: a worker 'w:jobs' would have worker 'w''s set as its hash
+if string.sub(workerId, -5) == ':jobs' then
+  return redis.error_reply("ERR_BAD_ARG worker_id must not end in ':jobs'")
 end
 local typesError = 'ERR_BAD_ARG job_types must be a non-empty array of strings of 1 to '
   .. cfg.max_job_type_bytes .. ' bytes (UTF-8)'

@@ -119,6 +119,26 @@ async def test_a_worker_must_register_before_anything_else(hub: Hub) -> None:
     assert (await client.until("job_status"))["status"] == "pending"
 
 
+async def test_a_worker_id_ending_in_jobs_is_refused_and_registers_nothing(hub: Hub) -> None:
+    """Worker 'gpu:jobs' would have worker gpu's job set ({Q}:worker:gpu:jobs) for its hash: refused
+    in the frame and in the path, and worker gpu's jobs stay its own."""
+    gpu = await register(hub, "gpu", ["a"])
+    client = await connect(hub, "/ws/client")
+    job_id = await submit(client, "a")
+    assert (await gpu.until("job_assigned"))["job_id"] == job_id
+    worker = await connect(hub, "/ws/worker")
+    worker.send({"type": "register_worker", "req": 1, "worker_id": "gpu:jobs", "job_types": ["a"]})
+    refused = await worker.until("error")
+    assert (refused["code"], refused["field"]) == ("bad_message", "worker_id"), refused
+    by_path = await connect(hub, "/ws/worker/gpu:jobs")
+    by_path.send({"type": "register_worker", "req": 2, "job_types": ["a"]})
+    refused = await by_path.until("error")
+    assert (refused["code"], refused["field"]) == ("bad_message", "worker_id"), refused
+    assert "not ending in ':jobs'" in refused["error"]
+    assert [w["worker_id"] for w in await hub.store.get_workers()] == ["gpu"]
+    assert await hub.store.redis.smembers(hub.store.keys.worker_jobs("gpu")) == {job_id.encode()}
+
+
 async def test_a_second_connection_with_the_same_worker_id_replaces_the_first(hub: Hub) -> None:
     first = await register(hub, "w1", ["a"])
     second = await register(hub, "w1", ["a"])

@@ -16,6 +16,9 @@ async def test_register_validates_and_reports_workers(store: Store) -> None:
         await store.register_worker("w1", [], 1, now=T)
     with pytest.raises(BadArgument, match="concurrency"):
         await store.register_worker("w1", ["a"], -1, now=T)
+    # worker 'w1:jobs' would have worker w1's job set ({Q}:worker:w1:jobs) for its hash
+    with pytest.raises(BadArgument, match="must not end in ':jobs'"):
+        await store.register_worker("w1:jobs", ["a"], 1, now=T)
     assert await store.register_worker("w1", ["a", "b"], 3, hub_id="hub-1", now=T) == {}
     (record,) = await store.get_workers()
     assert record["job_types"] == ["a", "b"] and record["concurrency"] == 3

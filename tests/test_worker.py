@@ -488,6 +488,16 @@ async def test_a_worker_without_handlers_or_with_a_sync_handler_is_refused() -> 
         Worker("ws://127.0.0.1:1", {"a": blocking})  # type: ignore[dict-item]
 
 
+async def handle_nothing(job: Job) -> None:
+    return None
+
+
+@pytest.mark.parametrize("worker_id", ["gpu:jobs", "a b", "x" * 129])
+def test_a_bad_worker_id_is_refused_before_connecting(worker_id: str) -> None:
+    with pytest.raises(ValueError, match="not ending in ':jobs'"):
+        Worker("ws://127.0.0.1:1", {"a": handle_nothing}, worker_id=worker_id)
+
+
 # ---- load_handlers ---------------------------------------------------------------------------------
 
 JOBS_MODULE = '''

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from empfast.config import HubConfig
 from empfast.messages import ROLE_TYPES
-from empfast.protocol import WORKER_ID_RE
+from empfast.protocol import WORKER_ID_RE, WORKER_ID_RULE
 
 ROLES = tuple(ROLE_TYPES)  # client, worker, monitor
 OWNER_HASH_CHARS = 16  # 64 bits of SHA-256: no collision between the tokens of one deployment
@@ -154,7 +154,7 @@ def worker_ids(name: str, binding: str) -> WorkerIds:
 def tenant_name(name: str, tenant: str, earlier: str | None) -> str:
     """`TOKEN=tenant`: clients of one tenant own its jobs together, across token rotations."""
     if not WORKER_ID_RE.match(tenant):
-        raise ValueError(f"{name}: a tenant is 1 to 128 characters of [A-Za-z0-9._:@-]; got {tenant!r}")
+        raise ValueError(f"{name}: a tenant is {WORKER_ID_RULE}; got {tenant!r}")
     if earlier is not None and earlier != tenant:
         raise ValueError(f"{name}: one token is given two tenants, {earlier!r} and {tenant!r}")
     return tenant

@@ -146,8 +146,7 @@ class WorkerHandlers:
         current = peer.worker.worker_id if peer.worker is not None else None
         worker_id = worker_id or peer.path_id or current or f"w-{uuid.uuid4().hex}"
         if not p.WORKER_ID_RE.match(worker_id):
-            raise ProtocolError(e.BAD_MESSAGE, "a worker id is 1 to 128 characters of "
-                                "[A-Za-z0-9._:@-]", field="worker_id")
+            raise ProtocolError(e.BAD_MESSAGE, f"a worker id is {p.WORKER_ID_RULE}", field="worker_id")
         if not peer.identity.may_register(worker_id):
             # before the replacement below: a token bound to other ids can never take over a worker
             raise ProtocolError(e.FORBIDDEN, f"this connection's token may not register worker id "

@@ -20,7 +20,7 @@ from picows import WSTransport
 from empfast.connection import Connection, ConnectionClosed, Disconnected, HubError, endpoint
 from empfast.ids import default_worker_id
 from empfast.limits import DEFAULT_MAX_FRAME_BYTES, MAX_CONCURRENCY, payload_limit
-from empfast.protocol import WORKER_ID_RE
+from empfast.protocol import WORKER_ID_RE, WORKER_ID_RULE
 from empfast.worker.job import (
     SHUTDOWN_ERROR,
     Handler,
@@ -56,8 +56,7 @@ class Worker:
             raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
         self.worker_id = worker_id or default_worker_id()
         if not WORKER_ID_RE.match(self.worker_id):
-            raise ValueError(f"worker id {self.worker_id!r} is not valid: use 1 to 128 characters of "
-                             "[A-Za-z0-9._:@-]")
+            raise ValueError(f"worker id {self.worker_id!r} is not valid: use {WORKER_ID_RULE}")
         self.concurrency = concurrency
         self.grace_s = grace_s
         self.heartbeat_interval_s = heartbeat_interval_s
