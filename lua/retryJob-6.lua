@@ -17,11 +17,13 @@
     ARGV[2] now in ms, or "" for the Redis clock
     ARGV[3] job id
     ARGV[4] extra attempts, an integer from 1 to max_attempts of the meta hash
-    ARGV[5] retry id, or "": a repeat of the same id (its reply was lost, it was sent again) answers
-            RETRIED again and changes nothing
+    ARGV[5] retry id, or "": a repeat of the last retry's id (its reply was lost, it was sent
+            again) answers REPEATED and changes nothing, whatever the job's state: also when the
+            run it started has failed again, which a repeat must not retry a second time
 
   Output:
     {"RETRIED"}              the job is pending again
+    {"REPEATED", status}     a repeat of the last retry (same retry id): nothing changed
     {"NOT_RETRYABLE", status} pending, scheduled, active or completed: nothing changed
     {"NOT_FOUND"}
     error reply "ERR_BAD_ARG ..." or "ERR_NO_CONFIG ..." (nothing written)
@@ -51,10 +53,10 @@ local status = f[1]
 if not status then
   return {'NOT_FOUND'}
 end
+if ARGV[5] ~= '' and rcall('HGET', jobKey, 'retry_id') == ARGV[5] then
+  return {'REPEATED', status}
+end
 if status ~= 'failed' and status ~= 'cancelled' then
-  if ARGV[5] ~= '' and rcall('HGET', jobKey, 'retry_id') == ARGV[5] then
-    return {'RETRIED'}
-  end
   return {'NOT_RETRYABLE', status}
 end
 local now = getTime(ARGV[2])

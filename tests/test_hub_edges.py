@@ -449,6 +449,30 @@ async def test_a_dead_lettered_job_retried_by_a_client_runs_again(hub: Hub) -> N
     assert unchanged["retried"] is False and unchanged["status"] == "completed"
 
 
+async def test_a_retry_sent_again_after_its_run_ended_changes_nothing_and_leaves_no_watch(hub: Hub) -> None:
+    """A retry_job whose reply was lost is sent again (same retry_id) on a new connection after
+    the run it started has failed again: the job is not retried a second time, and the new
+    connection is not left following a job that will send no more events."""
+    client = await connect(hub, "/ws/client")
+    worker = await register(hub, "w1", ["a"])
+    job_id = await submit(client, "a", max_attempts=1, subscribe=False)
+    await worker.until("job_assigned")
+    worker.send({"type": "fail_job", "job_id": job_id, "error": "boom", "req": 1})
+    await worker.until("job_failed_ack", req=1)
+    client.send({"type": "retry_job", "job_id": job_id, "retry_id": "r-1", "req": 2})
+    assert (await client.until("job_status", req=2))["retried"] is True
+    assert (await worker.until("job_assigned"))["attempt"] == 2
+    worker.send({"type": "fail_job", "job_id": job_id, "error": "boom again", "req": 3})
+    await client.until("job_failed", job_id=job_id, final=True)
+    again = await connect(hub, "/ws/client")
+    again.send({"type": "retry_job", "job_id": job_id, "retry_id": "r-1", "req": 4})
+    repeat = await again.until("job_status", req=4)
+    assert (repeat["retried"], repeat["status"], repeat["attempts"]) == (True, "failed", 2)
+    assert not hub.default_room.subscribers.get(job_id)  # nobody follows the ended job
+    with pytest.raises(TimeoutError):  # no third run
+        await worker.until("job_assigned", wait_s=0.3)
+
+
 async def test_a_flood_of_frames_is_answered_in_full_and_in_order(hub: Hub) -> None:
     """More frames than the hub queues per connection: it stops reading until it catches up."""
     client = await connect(hub, "/ws/client")

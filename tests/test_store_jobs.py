@@ -447,7 +447,7 @@ async def test_a_dead_lettered_job_can_be_retried_with_more_attempts(store: Stor
     (job,) = await store.claim("w1", now=T)
     assert (await store.fail("j", "w1", job.attempt, "boom", now=T)).status == "failed"
     assert (await store.stats()).failed == 1
-    assert await store.retry("j", attempts=2, now=T + 10) is True
+    assert await store.retry("j", attempts=2, now=T + 10) == "retried"
     again = await store.get_job("j")
     assert again is not None and again["status"] == "pending" and again["max_attempts"] == 3
     assert (await store.stats()).failed == 0 and (await store.stats()).pending == 1
@@ -465,15 +465,20 @@ async def test_only_failed_or_cancelled_jobs_are_retried(store: Store) -> None:
     await store.add_job("a", job_id="waiting", now=T)
     await store.add_job("a", job_id="stopped", now=T)
     await store.cancel("stopped", now=T)
-    assert await store.retry("waiting", now=T) is False
+    assert await store.retry("waiting", now=T) == ""
     assert (await store.get_job("waiting") or {})["status"] == "pending"
-    assert await store.retry("stopped", now=T) is True
+    assert await store.retry("stopped", now=T) == "retried"
     assert (await store.get_job("stopped") or {})["status"] == "pending"
-    assert await store.retry("stopped", retry_id="r1", now=T) is False  # pending now: not again
+    assert await store.retry("stopped", retry_id="r1", now=T) == ""  # pending now: not again
     await store.cancel("stopped", now=T)
-    assert await store.retry("stopped", retry_id="r2", now=T) is True
-    assert await store.retry("stopped", retry_id="r2", now=T) is True  # a repeat of r2: no change
+    assert await store.retry("stopped", retry_id="r2", now=T) == "retried"
+    assert await store.retry("stopped", retry_id="r2", now=T) == "repeated"  # a repeat of r2: no change
     assert (await store.get_job("stopped") or {})["max_attempts"] == 1  # 0 used + 1, once
+    # the run r2 started ends cancelled again: a late repeat of r2 must not start another run
+    await store.cancel("stopped", now=T)
+    assert await store.retry("stopped", retry_id="r2", now=T) == "repeated"
+    assert (await store.get_job("stopped") or {})["status"] == "cancelled"
+    assert await store.retry("stopped", retry_id="r3", now=T) == "retried"  # a new retry does
     with pytest.raises(JobNotFound):
         await store.retry("never", now=T)
     with pytest.raises(BadArgument):

@@ -254,13 +254,17 @@ class ClientHandlers:
                          logs: int = 0, **extra: Any) -> bytes:
         """A job_status frame: with a pending job's position, and its newest `logs` log lines
         that fit in the frame beside its result (and payload, when asked for)."""
-        job = self.check_visible(peer, job_id, await peer.room.store.get_job(job_id, logs=logs,
-                                                                             position=True))
+        job = await self.visible_job(peer, job_id, logs)
         if logs:
             room = payload_limit(self.hub.config.max_frame_bytes) - len(job.get("result") or b"") - (
                 len(job.get("payload") or b"") if with_payload else 0)
             job["logs"] = frames.newest_lines(job["logs"], room)
         return frames.job_status(job_id, job, req, with_payload=with_payload, **extra)
+
+    async def visible_job(self, peer: Peer, job_id: str, logs: int = 0) -> dict[str, Any]:
+        """The job as get_job reads it (with a pending job's position), if the peer may see it."""
+        job = await peer.room.store.get_job(job_id, logs=logs, position=True)
+        return self.check_visible(peer, job_id, job)
 
     async def on_get_job_status(self, peer: Peer, message: m.GetJobStatus) -> None:
         logs = message.logs
@@ -283,14 +287,18 @@ class ClientHandlers:
             self.check_visible(peer, job_id, await peer.room.store.get_job(job_id))
         # subscribed first, as for a submit, so the retrier misses none of the new run's events
         fresh = job_id not in peer.subs.jobs and peer.room.subscribe(peer, job_id)
-        retried = False
+        outcome = ""
         try:
-            retried = await peer.room.store.retry(job_id, message.attempts, retry_id=message.retry_id or "")
+            outcome = await peer.room.store.retry(job_id, message.attempts, retry_id=message.retry_id or "")
         finally:
-            if fresh and not retried:
+            if fresh and not outcome:
                 peer.room.unsubscribe(peer, job_id)
-        peer.send(await self.job_status(peer, job_id, message.req, retried=retried))
-        return retried
+        job = await self.visible_job(peer, job_id)
+        if fresh and outcome == "repeated" and job["status"] in p.FINAL_STATUSES:
+            # a repeat after the run it started has ended: no event is left to end the watch
+            peer.room.unsubscribe(peer, job_id)
+        peer.send(frames.job_status(job_id, job, message.req, retried=bool(outcome)))
+        return bool(outcome)
 
     async def on_get_stats(self, peer: Peer, message: m.GetStats) -> None:
         peer.send(frames.stats((await peer.room.store.stats()).as_dict(), message.req))

@@ -371,16 +371,17 @@ class Store(EventReads, JobListing, BulkActions, WorkerRecords, ScheduleRecords)
         return CancelOutcome(text(out[1]), None, changed=False)
 
     async def retry(self, job_id: str, attempts: int = 1, *, retry_id: str = "",
-                    now: int | None = None) -> bool:
+                    now: int | None = None) -> str:
         """Make a failed (dead-lettered) or cancelled job pending again with `attempts` more
-        attempts. False when the job is in another state (nothing changed), unless this is a repeat
-        of the retry with the same `retry_id`."""
+        attempts: "retried". "repeated" for a repeat of the last retry (the same `retry_id`), which
+        changes nothing in any state (a run it started that failed again is not retried twice);
+        "" when the job is in another state (nothing changed)."""
         k = self.keys
         out = await self._run("retryJob", (k.meta, k.seq, k.failed, k.cancelled, k.stats, k.events),
                               (k.prefix, "" if now is None else now, job_id, attempts, retry_id))
         if text(out[0]) == JobNotFound.lua_reply:
             raise JobNotFound(job_id)
-        return out[0] == b"RETRIED"
+        return {b"RETRIED": "retried", b"REPEATED": "repeated"}.get(out[0], "")
 
     async def get_job(self, job_id: str, *, logs: int = 0, position: bool = False) -> dict[str, Any] | None:
         """The job as a dict; payload and result stay raw JSON bytes. None when it does not exist.
