@@ -54,6 +54,25 @@ class QueueKeys:
     def pending(self, job_type: str) -> str:
         return f"{self.prefix}pending:{job_type}"
 
+    # a grouped job type's bookkeeping (docs/job-control.md 4), written by the scripts alone (lua
+    # includes groupKey, groupedQueue); named here for the code that reads it
+    def group(self, job_type: str, group: str) -> str:
+        """A group's pending jobs of a type; the type's length in bytes leads, so no type and group
+        pair names another pair's key (group '': the type's jobs without one)."""
+        return f"{self.prefix}group:{len(job_type.encode())}:{job_type}:{group}"
+
+    def groups(self, job_type: str) -> str:
+        """The type's line: its groups with pending jobs, scored by turn."""
+        return f"{self.prefix}groups:{job_type}"
+
+    def parked(self, job_type: str) -> str:
+        """The type's groups at their per-group limit, out of the line."""
+        return f"{self.prefix}parked:{job_type}"
+
+    def group_active(self, job_type: str) -> str:
+        """The type's active jobs by group."""
+        return f"{self.prefix}group_active:{job_type}"
+
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 

@@ -270,14 +270,14 @@ async def assert_groups_consistent(store: Store) -> None:
         for job_id in await redis.zrange(keys.pending(job_type), 0, -1):
             group = await redis.hget(keys.job(job_id.decode()), "group")
             filed.setdefault(group.decode() if group else "", set()).add(job_id)
-        base = f"{keys.prefix}group:{len(job_type.encode())}:{job_type}:"
+        base = keys.group(job_type, "")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", base) + "*"
         found = {key.decode()[len(base):]: set(await redis.zrange(key, 0, -1))
                  async for key in redis.scan_iter(match=pattern, count=1000)}
         assert found == filed, (job_type, found, filed)
-        line = {g.decode() for g in await redis.zrange(keys.prefix + "groups:" + job_type, 0, -1)}
-        parked = {g.decode() for g in await redis.smembers(keys.prefix + "parked:" + job_type)}
+        line = {g.decode() for g in await redis.zrange(keys.groups(job_type), 0, -1)}
+        parked = {g.decode() for g in await redis.smembers(keys.parked(job_type))}
         assert line | parked == set(filed), (job_type, line, parked, set(filed))
-        counted = await redis.hgetall(keys.prefix + "group_active:" + job_type)
+        counted = await redis.hgetall(keys.group_active(job_type))
         counts = {g.decode(): int(n) for g, n in counted.items()}
         assert counts == active.get(job_type, {}), (job_type, counts)

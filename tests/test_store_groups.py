@@ -39,7 +39,7 @@ async def test_a_late_tenant_is_served_at_once_not_after_the_backlog(store: Stor
     assert _ids(await store.claim("w", 1, now=T)) == ["a010"]
     assert _ids(await store.claim("w", 1, now=T)) == ["c0"]
     assert _ids(await store.claim("w", 1, now=T)) == ["a011"]
-    assert await _group_keys(store) == [store.keys.prefix + "group:1:t:A", store.keys.prefix + "groups:t"]
+    assert await _group_keys(store) == [store.keys.group("t", "A"), store.keys.groups("t")]
     stats = await store.stats()
     assert stats.by_type["t"]["pending"] == 200 - 12
     await assert_groups_consistent(store)
@@ -90,7 +90,7 @@ async def test_cancel_expiry_and_claim_by_id_take_a_job_out_of_its_group(store: 
     await store.sweep(now=T + 2000)  # b0 expires
     await assert_groups_consistent(store)
     assert (await store.get_job("b0"))["status"] == "failed"
-    line = await store.redis.zrange(store.keys.prefix + "groups:t", 0, -1)
+    line = await store.redis.zrange(store.keys.groups("t"), 0, -1)
     assert line == [b"A"]  # B and C left the line with their last job
     assert _ids(await store.claim("w", 10, now=T + 2000)) == ["a1"]
     assert await _group_keys(store) == []
@@ -164,7 +164,7 @@ async def test_a_group_at_its_limit_steps_aside_for_the_others(store: Store) -> 
     assert state.limits["t"].group_concurrency == 2
     assert _ids(await store.claim("w", 100, now=T)) == ["a0", "b0", "u0", "a1", "b1", "u1", "u2"]
     assert await store.claim("w", 100, now=T) == []  # A and B at their limit; '' has no limit
-    assert set(await store.redis.smembers(store.keys.prefix + "parked:t")) == {b"A", b"B"}
+    assert set(await store.redis.smembers(store.keys.parked("t"))) == {b"A", b"B"}
     with pytest.raises(TypeLimited):
         await store.claim_by_id("w", "a2", now=T)
     await assert_groups_consistent(store)
@@ -185,7 +185,7 @@ async def test_a_group_at_its_limit_steps_aside_for_the_others(store: Store) -> 
     await store.set_type_limits("t", None, None)
     assert _ids(await store.claim("w", 100, now=T)) == ["a4", "b4", "a5", "b5"]
     await assert_groups_consistent(store)
-    assert await store.redis.scard(store.keys.prefix + "parked:t") == 0
+    assert await store.redis.scard(store.keys.parked("t")) == 0
 
 
 async def test_a_bad_group_limit_is_refused(store: Store) -> None:
